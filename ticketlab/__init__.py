@@ -1,0 +1,61 @@
+"""ticketlab: find sparse, trainable subnetworks (winning tickets) in dense networks, and study them.
+
+Quick start::
+
+    import ticketlab
+    config = ticketlab.preset("mnist1d").replace(trials=1)
+    result = ticketlab.find_tickets(config)
+    print(result.results_csv)
+
+Heavy modules (torch) load on first use, so importing ticketlab is cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ticketlab.config import (
+    DataConfig,
+    ExperimentConfig,
+    ModelConfig,
+    PruneConfig,
+    TrainConfig,
+    config_from_dict,
+    load_config,
+)
+from ticketlab.errors import ConfigError, DataError, TicketlabError
+from ticketlab.presets import preset
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "find_tickets": "ticketlab.lottery.experiment",
+    "ExperimentResult": "ticketlab.lottery.experiment",
+    "run_directory": "ticketlab.lottery.experiment",
+    "make_splits": "ticketlab.data.splits",
+    "load_dataset": "ticketlab.data",
+    "write_report": "ticketlab.report",
+    "train_model": "ticketlab.training.loop",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ticketlab' has no attribute {name!r}")
+
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "DataError",
+    "ExperimentConfig",
+    "ModelConfig",
+    "PruneConfig",
+    "TicketlabError",
+    "TrainConfig",
+    "config_from_dict",
+    "load_config",
+    "preset",
+    *_LAZY,
+]

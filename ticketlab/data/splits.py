@@ -1,0 +1,72 @@
+"""In-memory train/validation/test tensors: the form every dataset takes inside ticketlab."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ticketlab.errors import DataError
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """Inputs (float32, [N, ...]) and integer labels (int64, [N]) for each split, held in memory."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def to(self, device: str | torch.device) -> "DataSplits":
+        moved = {name: getattr(self, name).to(device) for name in _TENSOR_FIELDS}
+        return DataSplits(**moved, num_classes=self.num_classes)
+
+
+_TENSOR_FIELDS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+
+
+def make_splits(
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    *,
+    validation_size: int,
+    train_size: int | None = None,
+    num_classes: int | None = None,
+) -> DataSplits:
+    """Hold the last `validation_size` training examples out for validation (fixed, not shuffled).
+
+    Use your own tensors with this to run an experiment on any data (labels 0..C-1).
+    """
+    x_train, x_test = torch.as_tensor(x_train, dtype=torch.float32), torch.as_tensor(x_test, dtype=torch.float32)
+    y_train, y_test = torch.as_tensor(y_train).long(), torch.as_tensor(y_test).long()
+    if len(x_train) != len(y_train) or len(x_test) != len(y_test):
+        raise DataError(f"inputs and labels differ in length: train {len(x_train)}/{len(y_train)}, "
+                        f"test {len(x_test)}/{len(y_test)}")
+    if not 0 < validation_size < len(x_train):
+        raise DataError(f"data.validation_size {validation_size} must be between 1 and the "
+                        f"{len(x_train) - 1} training examples available")
+    x_fit, y_fit = x_train[:-validation_size], y_train[:-validation_size]
+    if train_size is not None:
+        x_fit, y_fit = x_fit[:train_size], y_fit[:train_size]
+    classes = num_classes or int(max(y_train.max(), y_test.max()).item()) + 1
+    if min(y_train.min(), y_test.min()) < 0:
+        raise DataError("labels must be integers in 0..num_classes-1")
+    return DataSplits(
+        x_train=x_fit.contiguous(),
+        y_train=y_fit.contiguous(),
+        x_val=x_train[-validation_size:].contiguous(),
+        y_val=y_train[-validation_size:].contiguous(),
+        x_test=x_test.contiguous(),
+        y_test=y_test.contiguous(),
+        num_classes=classes,
+    )

@@ -1,0 +1,295 @@
+"""`find_tickets`: run a whole lottery experiment (all trials, levels and variants), resumably."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import hashlib
+import io
+import multiprocessing
+import os
+import queue
+import sys
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ticketlab.config import ExperimentConfig
+from ticketlab.data import DataSplits, load_dataset
+from ticketlab.errors import ConfigError
+from ticketlab.lottery.jobs import (
+    DENSE,
+    ExperimentContext,
+    JobKey,
+    is_done,
+    job_graph,
+    job_steps,
+    read_result,
+    run_job,
+)
+from ticketlab.models import build_model, initialize
+from ticketlab.store import atomic_write_bytes, read_json, write_json
+
+RESULT_COLUMNS = (
+    "variant",
+    "trial",
+    "level",
+    "weights_remaining_percent",
+    "early_stop_iteration",
+    "early_stop_test_accuracy",
+    "early_stop_val_loss",
+    "early_stop_val_accuracy",
+    "final_test_accuracy",
+    "final_train_accuracy",
+    "final_val_loss",
+    "final_iteration",
+)
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    """Where a finished experiment lives and what it measured (rows as in results.csv)."""
+
+    run_dir: Path
+    results_csv: Path
+    rows: list[dict]
+    report_files: dict[str, Path]
+
+
+def run_directory(config: ExperimentConfig, root: str | Path = "runs", fingerprint: str = "") -> Path:
+    """The run directory of a config: `root/<data>_<model>_<hash>` (the hash also covers custom model/data)."""
+    name = config.run_name()
+    if fingerprint:
+        digest = hashlib.sha256((config.hash() + fingerprint).encode()).hexdigest()[:16]
+        name = name.rsplit("_", 1)[0] + "_" + digest
+    return Path(root) / name
+
+
+def find_tickets(
+    config: ExperimentConfig,
+    *,
+    root: str | Path = "runs",
+    model: nn.Module | None = None,
+    data: DataSplits | None = None,
+    workers: int = 1,
+    device: str = "auto",
+    progress: bool = True,
+    report: bool = True,
+    checkpoint_interval_s: float = 30.0,
+) -> ExperimentResult:
+    """Run (or resume) a lottery-ticket experiment and write results.csv and the report.
+
+    `model` (any nn.Module; its Linear/Conv/Embedding weights are pruned) and `data` (see
+    `ticketlab.data.make_splits`) replace the config's built-in model and dataset. `workers` > 1 trains
+    independent jobs in that many single-threaded processes (built-in model and data only). Re-running a
+    finished experiment trains nothing.
+    """
+    config = config.validate()
+    fingerprint = ""
+    if model is not None:
+        config = config.replace(**{"model.name": f"custom:{type(model).__name__}"})
+        fingerprint += _model_fingerprint(model)
+    if data is not None:
+        config = config.replace(**{"data.name": "custom:tensors"})
+        fingerprint += _data_fingerprint(data)
+    run_dir = run_directory(config, root, fingerprint)
+    _write_config(run_dir, config, fingerprint)
+
+    torch_device = _resolve_device(device)
+    splits = (data if data is not None else load_dataset(config.data)).to(torch_device)
+    ctx = ExperimentContext(
+        config=config,
+        run_dir=run_dir,
+        data=splits,
+        make_model=model_factory(config, splits, model),
+        device=torch_device,
+        checkpoint_interval_s=checkpoint_interval_s,
+    )
+    graph = job_graph(ctx)
+    if workers > 1 and (model is not None or data is not None):
+        print("ticketlab: custom model/data run in this process (workers=1)", file=sys.stderr)
+        workers = 1
+    bar = _progress_bar(ctx, graph, progress)
+    try:
+        if workers > 1 and sum(not is_done(ctx, key) for key in graph) > 1:
+            _run_parallel(ctx, graph, workers, bar, root)
+        else:
+            for key in graph:
+                bar.set_description(key.label())
+                run_job(ctx, key, on_progress=bar.update)
+                write_results_csv(ctx, graph)
+    finally:
+        bar.close()
+        write_results_csv(ctx, graph)
+
+    rows = results_rows(ctx, graph)
+    report_files: dict[str, Path] = {}
+    if report:
+        from ticketlab.report import write_report
+
+        report_files = write_report(run_dir)
+    return ExperimentResult(run_dir, run_dir / "results.csv", rows, report_files)
+
+
+def model_factory(config: ExperimentConfig, data: DataSplits, model: nn.Module | None) -> Callable[[int], nn.Module]:
+    """seed -> a freshly initialized model (a deep copy of `model`, or the config's built-in network)."""
+
+    def make(seed: int) -> nn.Module:
+        if model is not None:
+            network = copy.deepcopy(model).cpu()
+        else:
+            network = build_model(config.model.name, data.input_shape, data.num_classes, hidden=config.model.hidden)
+        return initialize(network, config.model.init, seed)
+
+    return make
+
+
+def results_rows(ctx: ExperimentContext, graph: dict[JobKey, tuple]) -> list[dict]:
+    """One row per (variant, trial, level) that has finished; level 0 of each variant is the dense job."""
+    rows = []
+    for variant in ctx.config.variants:
+        for trial in range(ctx.config.trials):
+            for level in range(ctx.levels + 1):
+                key = JobKey(trial, 0, DENSE) if level == 0 else JobKey(trial, level, variant)
+                if key in graph and is_done(ctx, key):
+                    result = read_result(ctx, key)
+                    rows.append({column: result.get(column) for column in RESULT_COLUMNS} | {"variant": variant})
+    return rows
+
+
+def write_results_csv(ctx: ExperimentContext, graph: dict[JobKey, tuple]) -> Path:
+    """Rewrite results.csv (and layer_sparsity.csv) from every finished job's result.json."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(results_rows(ctx, graph))
+    path = ctx.run_dir / "results.csv"
+    atomic_write_bytes(path, buffer.getvalue().encode())
+    layers = io.StringIO()
+    layer_writer = csv.writer(layers, lineterminator="\n")
+    layer_writer.writerow(["variant", "trial", "level", "layer", "remaining", "total", "remaining_percent"])
+    for key in graph:
+        if is_done(ctx, key):
+            for layer, (remaining, total) in read_result(ctx, key)["layer_remaining"].items():
+                layer_writer.writerow([key.variant, key.trial, key.level, layer, remaining, total,
+                                       round(100.0 * remaining / total, 4)])
+    atomic_write_bytes(ctx.run_dir / "layer_sparsity.csv", layers.getvalue().encode())
+    return path
+
+
+# --- internals -------------------------------------------------------------------------------------
+
+
+def _write_config(run_dir: Path, config: ExperimentConfig, fingerprint: str) -> None:
+    path = run_dir / "config.json"
+    record = {"hash": config.hash(), "fingerprint": fingerprint, "config": config.to_dict()}
+    if path.exists():
+        existing = read_json(path)
+        if existing.get("hash") != config.hash():
+            raise ConfigError(f"run directory {run_dir} holds a different config (hash {existing.get('hash')})")
+    write_json(path, record)
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {device!r}; allowed: auto, cpu, cuda, cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+    return resolved
+
+
+def _model_fingerprint(model: nn.Module) -> str:
+    shapes = [(name, tuple(param.shape)) for name, param in model.named_parameters()]
+    return f"{type(model).__module__}.{type(model).__qualname__}:{shapes}:{model!r}"
+
+
+def _data_fingerprint(data: DataSplits) -> str:
+    digest = hashlib.sha256()
+    for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        digest.update(getattr(data, name).detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class _NoBar:
+    def update(self, count: int = 1) -> None: ...
+    def set_description(self, text: str) -> None: ...
+    def close(self) -> None: ...
+
+
+def _progress_bar(ctx: ExperimentContext, graph: dict, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    total = sum(job_steps(ctx, key) for key in graph)
+    done = sum(job_steps(ctx, key) for key in graph if is_done(ctx, key))
+    return tqdm(total=total, initial=done, unit="it", unit_scale=True, dynamic_ncols=True, file=sys.stderr)
+
+
+# Worker processes: each loads the dataset once and runs whole jobs single-threaded.
+_WORKER: dict = {}
+
+
+def _worker_init(config_dict: dict, run_dir: str, device: str, checkpoint_interval_s: float, threads: int, updates):
+    from ticketlab.config import config_from_dict
+
+    torch.set_num_threads(threads)
+    config = config_from_dict(config_dict)
+    splits = load_dataset(config.data).to(device)
+    _WORKER["ctx"] = ExperimentContext(
+        config=config, run_dir=Path(run_dir), data=splits, make_model=model_factory(config, splits, None),
+        device=torch.device(device), checkpoint_interval_s=checkpoint_interval_s,
+    )
+    _WORKER["updates"] = updates
+
+
+def _worker_run(key: JobKey) -> JobKey:
+    updates = _WORKER["updates"]
+    run_job(_WORKER["ctx"], key, on_progress=updates.put)
+    return key
+
+
+def _run_parallel(ctx: ExperimentContext, graph: dict, workers: int, bar, root) -> None:
+    context = multiprocessing.get_context("spawn")
+    updates = context.Manager().Queue()
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    pending = {key: deps for key, deps in graph.items() if not is_done(ctx, key)}
+    running: dict = {}
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=_worker_init,
+        initargs=(ctx.config.to_dict(), str(ctx.run_dir), str(ctx.device), ctx.checkpoint_interval_s, threads, updates),
+    ) as pool:
+        while pending or running:
+            for key in [key for key, deps in pending.items() if all(is_done(ctx, dep) for dep in deps)]:
+                if len(running) >= workers:
+                    break
+                running[pool.submit(_worker_run, key)] = key
+                del pending[key]
+            if not running:
+                raise RuntimeError(f"no runnable job; waiting on {sorted(pending)[:3]}")
+            finished, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+            _drain(updates, bar)
+            for future in finished:
+                future.result()  # re-raise a worker's error here
+                key = running.pop(future)
+                bar.set_description(f"done {key.label()}")
+                write_results_csv(ctx, graph)
+        _drain(updates, bar)
+
+
+def _drain(updates, bar) -> None:
+    while True:
+        try:
+            bar.update(updates.get_nowait())
+        except queue.Empty:
+            return

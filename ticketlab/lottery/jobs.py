@@ -1,0 +1,327 @@
+"""The lottery experiment as a graph of training jobs, and how one job computes its mask, start and result.
+
+Every job is identified by (trial, level, variant) and owns one directory of the run:
+``trial_{t}/level_{LL}/{variant}/`` holding mask.safetensors, weights_init.safetensors (the weights the job
+started from, mask applied), weights_rewind.safetensors (dense job: the weights at the rewind step),
+weights_final.safetensors, metrics.jsonl and result.json (written last: its presence means "done").
+Level 0 of every variant is the shared dense job ``level_00/dense``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ticketlab.config import ExperimentConfig, parse_step
+from ticketlab.data.splits import DataSplits
+from ticketlab.pruning import (
+    full_masks,
+    keep_top,
+    next_keep_counts,
+    output_layer_name,
+    prunable_weights,
+    random_scores,
+    remaining_counts,
+    remaining_percent,
+    strategy_scores,
+)
+from ticketlab.seeds import derive_seed
+from ticketlab.store import load_tensors, read_json, save_tensors, write_json
+from ticketlab.training.loop import iterations_per_epoch, train_model
+from ticketlab.training.optim import optimizer_tensors
+
+DENSE = "dense"
+RESULT_FILE = "result.json"
+RESET_VARIANTS = ("iterative_reset", "oneshot_reset", "random_pruning")
+REINIT_VARIANTS = ("iterative_reinit", "oneshot_reinit")
+
+
+@dataclass(frozen=True, order=True)
+class JobKey:
+    trial: int
+    level: int
+    variant: str
+
+    def directory(self, run_dir: Path) -> Path:
+        return run_dir / f"trial_{self.trial}" / f"level_{self.level:02d}" / self.variant
+
+    def label(self) -> str:
+        return f"trial {self.trial} level {self.level} {self.variant}"
+
+
+@dataclass
+class ExperimentContext:
+    """Everything a job needs: the config, where the run lives, the data, and how to make a seeded model."""
+
+    config: ExperimentConfig
+    run_dir: Path
+    data: DataSplits
+    make_model: Callable[[int], nn.Module]  # seed -> freshly initialized model (on CPU)
+    device: torch.device = torch.device("cpu")
+    checkpoint_interval_s: float = 30.0
+    _plan: list | None = field(default=None, repr=False)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return iterations_per_epoch(len(self.data.x_train), self.config.train.batch_size)
+
+    @property
+    def total_steps(self) -> int:
+        return parse_step(self.config.train.steps, self.steps_per_epoch)
+
+    @property
+    def rewind_step(self) -> int:
+        return parse_step(self.config.prune.rewind, self.steps_per_epoch)
+
+    def finetune_steps(self) -> int:
+        text = self.config.prune.finetune_steps or self.config.train.steps
+        return parse_step(text, self.steps_per_epoch)
+
+    def keep_plan(self) -> list:
+        """Survivors at each level: per-layer dicts (layerwise) or totals (global); index 0 is dense."""
+        if self._plan is None:
+            self._plan = keep_plan(self.config, self.make_model(0))
+        return self._plan
+
+    @property
+    def levels(self) -> int:
+        return len(self.keep_plan()) - 1
+
+
+def keep_plan(config: ExperimentConfig, model: nn.Module) -> list:
+    """Per-level survivor counts from the prune config, stopping at `levels` or the target percent."""
+    weights = prunable_weights(model)
+    rates = layer_rates(config, model)
+    counts = {name: weight.numel() for name, weight in weights.items()}
+    total = sum(counts.values())
+    plan: list = [dict(counts) if config.prune.scope == "layerwise" else total]
+    target = config.prune.target_remaining_percent
+    max_levels = config.prune.levels if target is None else 10_000
+    current = dict(counts)
+    while len(plan) - 1 < max_levels:
+        if target is not None and 100.0 * _plan_total(plan[-1]) / total <= target:
+            break
+        if config.prune.scope == "layerwise":
+            current = next_keep_counts(current, rates, "layerwise")
+            plan.append(dict(current))
+        else:
+            plan.append(next_keep_counts({"all": plan[-1]}, {"all": config.prune.rate}, "global"))
+        if _plan_total(plan[-1]) == _plan_total(plan[-2]):  # nothing left to prune at this rate
+            plan.pop()
+            break
+    return plan
+
+
+def _plan_total(entry) -> int:
+    return sum(entry.values()) if isinstance(entry, dict) else entry
+
+
+def layer_rates(config: ExperimentConfig, model: nn.Module) -> dict[str, float]:
+    """The per-round pruning fraction of each prunable weight (output layer and overrides applied)."""
+    names = list(prunable_weights(model))
+    rates = {name: config.prune.rate for name in names}
+    if config.prune.output_rate is not None:
+        rates[output_layer_name(model)] = config.prune.output_rate
+    for name, rate in config.prune.layer_rates:
+        if name not in rates:
+            from ticketlab.errors import ConfigError
+
+            raise ConfigError(f"prune.layer_rates names {name!r}; prunable weights are: {', '.join(names)}")
+        rates[name] = rate
+    return rates
+
+
+def job_graph(ctx: ExperimentContext) -> dict[JobKey, tuple[JobKey, ...]]:
+    """Every job of the experiment with the jobs whose outputs it reads, in a valid execution order."""
+    config = ctx.config
+    graph: dict[JobKey, tuple[JobKey, ...]] = {}
+    for trial in range(config.trials):
+        dense = JobKey(trial, 0, DENSE)
+        graph[dense] = ()
+        for level in range(1, ctx.levels + 1):
+            previous_ticket = dense if level == 1 else JobKey(trial, level - 1, "iterative_reset")
+            for variant in config.variants:
+                if variant in ("oneshot_reset", "oneshot_reinit"):
+                    inputs = (dense,)
+                elif variant == "finetune":
+                    inputs = (dense if level == 1 else JobKey(trial, level - 1, "finetune"),)
+                else:  # the iterative masks, and the random baseline matching their per-layer sparsity
+                    inputs = (dense, previous_ticket)
+                graph[JobKey(trial, level, variant)] = inputs
+            # the reinit/random controls need the ticket chain's mask even if iterative_reset itself is not run
+            if "iterative_reset" not in config.variants and level < ctx.levels and any(
+                variant in config.variants for variant in ("iterative_reinit", "random_pruning")
+            ):
+                graph[JobKey(trial, level, "iterative_reset")] = (dense, previous_ticket)
+    return dict(sorted(graph.items(), key=lambda item: (item[0].trial, item[0].level, _variant_rank(item[0]))))
+
+
+def _variant_rank(key: JobKey) -> int:
+    order = (DENSE, "iterative_reset", "finetune", "iterative_reinit", "random_pruning", "oneshot_reset", "oneshot_reinit")
+    return order.index(key.variant) if key.variant in order else len(order)
+
+
+def job_steps(ctx: ExperimentContext, key: JobKey) -> int:
+    """Optimizer steps the job takes (for progress bars)."""
+    if key.variant == "finetune":
+        return ctx.finetune_steps()
+    return ctx.total_steps - (ctx.rewind_step if key.variant != DENSE else 0)
+
+
+def is_done(ctx: ExperimentContext, key: JobKey) -> bool:
+    return (key.directory(ctx.run_dir) / RESULT_FILE).exists()
+
+
+def read_result(ctx: ExperimentContext, key: JobKey) -> dict:
+    return read_json(key.directory(ctx.run_dir) / RESULT_FILE)
+
+
+# --- masks -----------------------------------------------------------------------------------------
+
+
+def job_mask(ctx: ExperimentContext, key: JobKey) -> dict[str, torch.Tensor]:
+    """The job's mask, computed once from its inputs and stored in its directory (idempotent)."""
+    path = key.directory(ctx.run_dir) / "mask.safetensors"
+    if path.exists():
+        return {name: mask.float() for name, mask in load_tensors(path).items()}
+    mask = _compute_mask(ctx, key)
+    save_tensors(path, {name: value.bool() for name, value in mask.items()})
+    return mask
+
+
+def _compute_mask(ctx: ExperimentContext, key: JobKey) -> dict[str, torch.Tensor]:
+    trial, level, variant = key.trial, key.level, key.variant
+    plan, scope = ctx.keep_plan(), ctx.config.prune.scope
+    if level == 0:
+        return full_masks(prunable_weights(ctx.make_model(0)))
+    if variant in ("iterative_reset", "iterative_reinit"):
+        parent = JobKey(trial, level - 1, "iterative_reset" if level > 1 else DENSE)
+        return _prune_from(ctx, parent, plan[level])
+    if variant == "finetune":
+        parent = JobKey(trial, level - 1, "finetune" if level > 1 else DENSE)
+        return _prune_from(ctx, parent, plan[level])
+    if variant in ("oneshot_reset", "oneshot_reinit"):
+        dense_final = _final_prunable_weights(ctx, JobKey(trial, 0, DENSE))
+        return keep_top(strategy_scores(ctx.config.prune.strategy, dense_final), plan[level])
+    if variant == "random_pruning":
+        ticket_counts = remaining_counts(job_mask(ctx, JobKey(trial, level, "iterative_reset")))
+        shapes = prunable_weights(ctx.make_model(0))
+        scores = random_scores(shapes, derive_seed(ctx.config.seed, trial, "random_mask", level))
+        return keep_top(scores, ticket_counts)
+    raise ValueError(f"no mask rule for variant {variant!r}")
+
+
+def _prune_from(ctx: ExperimentContext, parent: JobKey, keep) -> dict[str, torch.Tensor]:
+    """Prune the parent job's trained weights, among the weights its mask left, down to `keep`."""
+    scores = strategy_scores(ctx.config.prune.strategy, _final_prunable_weights(ctx, parent))
+    return keep_top(scores, keep, eligible=job_mask(ctx, parent))
+
+
+def _final_prunable_weights(ctx: ExperimentContext, key: JobKey) -> dict[str, torch.Tensor]:
+    final = load_tensors(key.directory(ctx.run_dir) / "weights_final.safetensors")
+    names = prunable_weights(ctx.make_model(0))
+    return {name: final[name] for name in names}
+
+
+# --- running one job -------------------------------------------------------------------------------
+
+
+def run_job(ctx: ExperimentContext, key: JobKey, on_progress: Callable[[int], None] | None = None) -> dict:
+    """Train one job (resuming a partial run) unless it is done; returns its result record."""
+    job_dir = key.directory(ctx.run_dir)
+    if is_done(ctx, key):
+        return read_result(ctx, key)
+    started = time.time()
+    mask = job_mask(ctx, key)
+    model, start_step, optimizer_state, total_steps = _starting_point(ctx, key)
+    for name, value in mask.items():
+        with torch.no_grad():
+            dict(model.named_parameters())[name].mul_(value)
+    if not (job_dir / "weights_init.safetensors").exists():
+        save_tensors(job_dir / "weights_init.safetensors", model.state_dict())
+
+    snapshot_steps: tuple[int, ...] = ()
+    on_snapshot = None
+    if key.variant == DENSE and ctx.rewind_step > 0:
+        snapshot_steps = (ctx.rewind_step,)
+        on_snapshot = _save_rewind_point(job_dir)
+    result = train_model(
+        model.to(ctx.device),
+        ctx.data,
+        ctx.config.train,
+        masks=mask,
+        data_seed=derive_seed(ctx.config.seed, key.trial, "data_order"),
+        start_step=start_step,
+        total_steps=total_steps,
+        optimizer_state=optimizer_state,
+        job_dir=job_dir,
+        snapshot_steps=snapshot_steps,
+        on_snapshot=on_snapshot,
+        on_progress=on_progress,
+        checkpoint_interval_s=ctx.checkpoint_interval_s,
+    )
+    final_state = {name: value.detach().cpu() for name, value in model.state_dict().items()}
+    _check_pruned_weights_are_zero(final_state, mask, key)
+    save_tensors(job_dir / "weights_final.safetensors", final_state)
+    counts = remaining_counts(mask)
+    record = {
+        "trial": key.trial,
+        "level": key.level,
+        "variant": key.variant,
+        "weights_remaining_percent": remaining_percent(mask),
+        "layer_remaining": {name: [counts[name], mask[name].numel()] for name in mask},
+        "start_step": start_step,
+        "wall_time_s": time.time() - started,
+        **result.to_dict(),
+    }
+    write_json(job_dir / RESULT_FILE, record)
+    return record
+
+
+def _starting_point(ctx: ExperimentContext, key: JobKey):
+    """(model with start weights, start step, optimizer state or None, total steps) for a job."""
+    config, trial = ctx.config, key.trial
+    dense_dir = JobKey(trial, 0, DENSE).directory(ctx.run_dir)
+    if key.variant == DENSE:
+        return ctx.make_model(derive_seed(config.seed, trial, "init")), 0, None, ctx.total_steps
+    if key.variant == "finetune":
+        parent = JobKey(trial, key.level - 1, "finetune" if key.level > 1 else DENSE)
+        model = ctx.make_model(0)
+        model.load_state_dict(load_tensors(parent.directory(ctx.run_dir) / "weights_final.safetensors"))
+        return model, 0, None, ctx.finetune_steps()
+    if key.variant in REINIT_VARIANTS:
+        seed = derive_seed(config.seed, trial, "reinit", key.variant, key.level)
+        return ctx.make_model(seed), ctx.rewind_step, None, ctx.total_steps
+    # reset variants: the dense run's weights at the rewind step (θ0 when the rewind step is 0)
+    model = ctx.make_model(0)
+    source = "weights_rewind.safetensors" if ctx.rewind_step > 0 else "weights_init.safetensors"
+    model.load_state_dict(load_tensors(dense_dir / source))
+    optimizer_state = None
+    if ctx.rewind_step > 0 and config.prune.rewind_optimizer_state:
+        optimizer_state = _masked_optimizer_state(load_tensors(dense_dir / "optimizer_rewind.safetensors"))
+    return model, ctx.rewind_step, optimizer_state, ctx.total_steps
+
+
+def _masked_optimizer_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # Pruned entries of momentum/Adam buffers would move nothing (their grads are zeroed and weights re-masked),
+    # so the saved buffers are used as they are.
+    return state
+
+
+def _save_rewind_point(job_dir: Path):
+    def save(step: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        save_tensors(job_dir / "weights_rewind.safetensors", model.state_dict(), metadata={"step": str(step)})
+        save_tensors(job_dir / "optimizer_rewind.safetensors", optimizer_tensors(optimizer), metadata={"step": str(step)})
+
+    return save
+
+
+def _check_pruned_weights_are_zero(state: dict[str, torch.Tensor], mask: dict[str, torch.Tensor], key: JobKey) -> None:
+    for name, value in mask.items():
+        if torch.any(state[name][value == 0] != 0):
+            raise RuntimeError(f"{key.label()}: pruned weights of {name} are not zero after training")

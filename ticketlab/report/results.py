@@ -1,0 +1,286 @@
+"""Read an experiment's ``results.csv`` and aggregate it over trials.
+
+Only the standard library and numpy are used here so that reports can be
+built on machines without torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ticketlab.errors import TicketlabError
+
+#: Canonical plotting/table order of the variants; unknown variants follow, sorted by name.
+VARIANT_ORDER: tuple[str, ...] = (
+    "iterative_reset",
+    "iterative_reinit",
+    "oneshot_reset",
+    "oneshot_reinit",
+    "random_pruning",
+    "finetune",
+)
+
+#: Readable names of the known variants (figure legends, Markdown tables).
+VARIANT_LABELS: dict[str, str] = {
+    "iterative_reset": "iterative + reset (winning ticket)",
+    "iterative_reinit": "iterative + random reinit",
+    "oneshot_reset": "one-shot + reset",
+    "oneshot_reinit": "one-shot + random reinit",
+    "random_pruning": "random pruning",
+    "finetune": "prune + fine-tune",
+}
+
+#: Short names of the known variants (terminal tables).
+VARIANT_SHORT_LABELS: dict[str, str] = {
+    "iterative_reset": "iter-reset",
+    "iterative_reinit": "iter-reinit",
+    "oneshot_reset": "1shot-reset",
+    "oneshot_reinit": "1shot-reinit",
+    "random_pruning": "random",
+    "finetune": "finetune",
+}
+
+#: Integer-valued metric columns (training steps).
+INT_COLUMNS: tuple[str, ...] = ("early_stop_iteration", "final_iteration")
+
+#: Real-valued metric columns (accuracies are fractions in [0, 1]).
+FLOAT_COLUMNS: tuple[str, ...] = (
+    "weights_remaining_percent",
+    "early_stop_test_accuracy",
+    "early_stop_val_loss",
+    "final_test_accuracy",
+    "final_train_accuracy",
+)
+
+#: Columns aggregated by :func:`summarize_results` (mean/min/max/std).
+METRIC_COLUMNS: tuple[str, ...] = (
+    "early_stop_iteration",
+    "early_stop_test_accuracy",
+    "early_stop_val_loss",
+    "final_test_accuracy",
+    "final_train_accuracy",
+    "final_iteration",
+)
+
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    ("variant", "trial", "level", "weights_remaining_percent") + METRIC_COLUMNS
+)
+
+STATS: tuple[str, ...] = ("mean", "min", "max", "std")
+
+
+def variant_sort_key(variant: str) -> tuple[int, str]:
+    """Sort key putting the known variants first (in paper order), then others by name."""
+    try:
+        return (VARIANT_ORDER.index(variant), "")
+    except ValueError:
+        return (len(VARIANT_ORDER), variant)
+
+
+def variant_label(variant: str) -> str:
+    """Readable name of a variant (unknown ones: underscores become spaces)."""
+    return VARIANT_LABELS.get(variant, variant.replace("_", " "))
+
+
+def variant_short_label(variant: str) -> str:
+    """Short name of a variant for terminal tables (unknown ones: at most 12 characters)."""
+    return VARIANT_SHORT_LABELS.get(variant, variant.replace("_", "-")[:12])
+
+
+def ordered_variants(summary: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The distinct variants of ``summary`` in canonical order."""
+    return sorted({str(entry["variant"]) for entry in summary}, key=variant_sort_key)
+
+
+def _parse_int(text: str, column: str, where: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise TicketlabError(f"{where}: column {column!r} is not a number: {text!r}") from None
+    if not math.isfinite(value) or value != int(value):
+        raise TicketlabError(f"{where}: column {column!r} is not an integer: {text!r}")
+    return int(value)
+
+
+def _parse_float(text: str, column: str, where: str) -> float:
+    if text == "":
+        return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        raise TicketlabError(f"{where}: column {column!r} is not a number: {text!r}") from None
+
+
+def read_results(csv_path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Read ``results.csv`` into typed rows.
+
+    Each row has ``variant`` (str), ``trial``/``level``/iteration columns (int) and
+    float accuracy/loss/percent columns (an empty cell becomes NaN). Extra columns
+    are ignored. Returns ``[]`` for a file without data rows.
+
+    Raises:
+        TicketlabError: the file is missing, lacks a required column or has a bad value.
+    """
+    path = Path(csv_path)
+    try:
+        handle = path.open(newline="", encoding="utf-8")
+    except FileNotFoundError:
+        raise TicketlabError(f"results file not found: {path}") from None
+    except OSError as exc:
+        raise TicketlabError(f"cannot read results file {path}: {exc.strerror}") from None
+    rows: list[dict[str, Any]] = []
+    with handle:
+        reader = csv.reader(handle, skipinitialspace=True)
+        header: list[str] | None = None
+        for line in reader:
+            if not line or all(cell.strip() == "" for cell in line):
+                continue
+            if header is None:
+                header = [cell.strip() for cell in line]
+                missing = [col for col in REQUIRED_COLUMNS if col not in header]
+                if missing:
+                    raise TicketlabError(f"{path}: missing column(s) {', '.join(missing)}")
+                index = {col: header.index(col) for col in REQUIRED_COLUMNS}
+                continue
+            where = f"{path}:{reader.line_num}"
+            if len(line) < len(header):
+                raise TicketlabError(f"{where}: expected {len(header)} fields, got {len(line)}")
+            cells = {col: line[i].strip() for col, i in index.items()}
+            variant = cells["variant"]
+            if not variant:
+                raise TicketlabError(f"{where}: empty variant")
+            row: dict[str, Any] = {"variant": variant}
+            for col in ("trial", "level") + INT_COLUMNS:
+                row[col] = _parse_int(cells[col], col, where)
+            for col in FLOAT_COLUMNS:
+                row[col] = _parse_float(cells[col], col, where)
+            rows.append(row)
+    return rows
+
+
+def _stats(values: Sequence[float]) -> dict[str, float]:
+    """mean/min/max/std (population std, ddof=0) over the finite values; NaN if none."""
+    arr = np.asarray(values, dtype=float)
+    arr = arr[np.isfinite(arr)]
+    if arr.size == 0:
+        return {name: math.nan for name in STATS}
+    return {
+        "mean": float(arr.mean()),
+        "min": float(arr.min()),
+        "max": float(arr.max()),
+        "std": float(arr.std()),
+    }
+
+
+def summarize_results(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Aggregate rows over trials, grouped by ``(variant, level)``.
+
+    Each entry has ``variant``, ``level``, ``n`` (number of rows = trials),
+    ``trials`` (sorted trial ids), ``weights_remaining_percent`` (mean over trials)
+    and, for every metric in :data:`METRIC_COLUMNS`, the keys ``<metric>_mean``,
+    ``_min``, ``_max`` and ``_std`` (population std, ddof=0; NaN cells are skipped).
+    Entries are sorted by canonical variant order, then level.
+    """
+    groups: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((str(row["variant"]), int(row["level"])), []).append(row)
+    summary: list[dict[str, Any]] = []
+    for (variant, level), members in sorted(
+        groups.items(), key=lambda item: (variant_sort_key(item[0][0]), item[0][1])
+    ):
+        entry: dict[str, Any] = {
+            "variant": variant,
+            "level": level,
+            "n": len(members),
+            "trials": sorted(int(m["trial"]) for m in members),
+            "weights_remaining_percent": _stats(
+                [float(m["weights_remaining_percent"]) for m in members]
+            )["mean"],
+        }
+        for metric in METRIC_COLUMNS:
+            for name, value in _stats([float(m[metric]) for m in members]).items():
+                entry[f"{metric}_{name}"] = value
+        summary.append(entry)
+    return summary
+
+
+def _pool(entries: Sequence[Mapping[str, Any]], metric: str) -> dict[str, float]:
+    """Combine per-group stats of the same quantity into stats of the union (ddof=0)."""
+    usable = [e for e in entries if math.isfinite(e[f"{metric}_mean"])]
+    if not usable:
+        return {name: math.nan for name in STATS}
+    weights = np.array([e["n"] for e in usable], dtype=float)
+    means = np.array([e[f"{metric}_mean"] for e in usable])
+    stds = np.array([e[f"{metric}_std"] for e in usable])
+    mean = float(np.average(means, weights=weights))
+    second_moment = float(np.average(stds**2 + means**2, weights=weights))
+    return {
+        "mean": mean,
+        "min": float(min(e[f"{metric}_min"] for e in usable)),
+        "max": float(max(e[f"{metric}_max"] for e in usable)),
+        "std": math.sqrt(max(second_moment - mean**2, 0.0)),
+    }
+
+
+def with_dense_level(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Give every variant a level-0 (dense network) entry so all curves start at 100%.
+
+    If some variant has level-0 entries, each variant without one gets a copy of the
+    dense statistics pooled over all variants' level-0 entries (they describe the same
+    dense runs), marked with ``"dense_injected": True``. Input entries are copied,
+    never modified; the result keeps the canonical (variant, level) order.
+    """
+    result = [dict(entry) for entry in summary]
+    dense = [entry for entry in result if entry["level"] == 0]
+    if not dense:
+        return result
+    pooled: dict[str, Any] = {
+        "level": 0,
+        "n": max(int(e["n"]) for e in dense),
+        "trials": sorted({t for e in dense for t in e.get("trials", [])}),
+        "weights_remaining_percent": float(
+            np.average(
+                [e["weights_remaining_percent"] for e in dense],
+                weights=[e["n"] for e in dense],
+            )
+        ),
+        "dense_injected": True,
+    }
+    for metric in METRIC_COLUMNS:
+        for name, value in _pool(dense, metric).items():
+            pooled[f"{metric}_{name}"] = value
+    have_dense = {entry["variant"] for entry in dense}
+    for variant in ordered_variants(result):
+        if variant not in have_dense:
+            result.append({"variant": variant, **pooled})
+    result.sort(key=lambda e: (variant_sort_key(e["variant"]), e["level"]))
+    return result
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temporary file in the same directory + ``os.replace``."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, target)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    return target

@@ -1,0 +1,263 @@
+"""One readable training loop with exact masks, early-stopping bookkeeping and exact resume.
+
+Exactness: pruned weights are zero at the start, their gradients are zeroed before every optimizer step
+(so momentum/Adam state and weight decay never move them) and the weights are re-masked after the step.
+Resume: a checkpoint holds the weights, the optimizer state, the step and the early-stop record; the data
+order and learning rate are pure functions of the step, so a resumed run repeats the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ticketlab.config import TrainConfig, parse_step
+from ticketlab.data.splits import DataSplits
+from ticketlab.seeds import derive_seed
+from ticketlab.store import append_jsonl, load_tensors, read_jsonl, save_tensors, write_jsonl
+from ticketlab.training.optim import (
+    build_optimizer,
+    learning_rate_at,
+    load_optimizer_tensors,
+    optimizer_tensors,
+)
+
+CHECKPOINT_FILE = "checkpoint.safetensors"
+METRICS_FILE = "metrics.jsonl"
+EVAL_BATCH = 8192
+
+
+class TrainingInterrupted(Exception):
+    """Raised by `stop_after_step` to simulate a kill in tests (no checkpoint is written at that moment)."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What one training run reports. Accuracies are fractions in [0, 1]; iterations are optimizer steps."""
+
+    early_stop_iteration: int
+    early_stop_val_loss: float
+    early_stop_val_accuracy: float
+    early_stop_test_accuracy: float
+    final_iteration: int
+    final_val_loss: float
+    final_test_accuracy: float
+    final_train_accuracy: float
+    final_train_loss: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def iterations_per_epoch(num_train: int, batch_size: int) -> int:
+    """Batches per epoch; the last partial batch is dropped so every step sees `batch_size` examples."""
+    return max(num_train // batch_size, 1)
+
+
+def batch_indices(step: int, num_train: int, batch_size: int, data_seed: int) -> torch.Tensor:
+    """Indices of the examples seen at `step`: epoch e is a permutation drawn from (data_seed, e)."""
+    per_epoch = iterations_per_epoch(num_train, batch_size)
+    epoch, position = divmod(step, per_epoch)
+    order = _epoch_order(num_train, data_seed, epoch)
+    return order[position * batch_size : (position + 1) * batch_size]
+
+
+def _epoch_order(num_train: int, data_seed: int, epoch: int, _cache: dict = {}) -> torch.Tensor:
+    key = (num_train, data_seed, epoch)
+    if key not in _cache:  # one permutation per epoch; a tiny bounded memo, not shared state that matters
+        _cache.clear()
+        generator = torch.Generator().manual_seed(derive_seed(data_seed, "epoch", epoch))
+        _cache[key] = torch.randperm(num_train, generator=generator)
+    return _cache[key]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """Mean cross-entropy loss and accuracy (fraction) of `model` on a whole split, in eval mode."""
+    was_training = model.training
+    model.eval()
+    total_loss = torch.zeros((), dtype=torch.float64, device=inputs.device)
+    correct = torch.zeros((), dtype=torch.int64, device=inputs.device)
+    for start in range(0, len(inputs), EVAL_BATCH):
+        logits = model(inputs[start : start + EVAL_BATCH])
+        batch_labels = labels[start : start + EVAL_BATCH]
+        total_loss += F.cross_entropy(logits, batch_labels, reduction="sum").double()
+        correct += (logits.argmax(dim=1) == batch_labels).sum()
+    model.train(was_training)
+    return total_loss.item() / len(inputs), correct.item() / len(inputs)
+
+
+def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
+    """Zero the pruned entries of the model's weights in place."""
+    parameters = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, mask in masks.items():
+            parameters[name].mul_(mask.to(parameters[name].device))
+
+
+def train_model(
+    model: nn.Module,
+    data: DataSplits,
+    config: TrainConfig,
+    *,
+    masks: dict[str, torch.Tensor],
+    data_seed: int,
+    start_step: int = 0,
+    total_steps: int | None = None,
+    optimizer_state: dict[str, torch.Tensor] | None = None,
+    job_dir: Path | None = None,
+    snapshot_steps: tuple[int, ...] = (),
+    on_snapshot: Callable[[int, nn.Module, torch.optim.Optimizer], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    checkpoint_interval_s: float = 30.0,
+    stop_after_step: int | None = None,
+) -> TrainResult:
+    """Train `model` in place from `start_step` to `total_steps` (default: config.steps) under `masks`.
+
+    With `job_dir`, metrics go to metrics.jsonl and a checkpoint is written at evaluation points at most every
+    `checkpoint_interval_s` seconds; a later call with the same arguments resumes from it. `snapshot_steps`
+    call `on_snapshot(step, model, optimizer)` when the model has taken exactly that many steps (used to
+    save rewind points). `on_progress(n)` reports n more steps done.
+    """
+    per_epoch = iterations_per_epoch(len(data.x_train), config.batch_size)
+    total = parse_step(config.steps, per_epoch) if total_steps is None else total_steps
+    eval_every = parse_step(config.eval_every, per_epoch)
+    device = data.x_train.device
+    model.to(device)
+    model.train()
+    apply_masks(model, masks)
+    parameters = dict(model.named_parameters())
+    masked_pairs = [(parameters[name], mask.to(device)) for name, mask in masks.items()]
+    optimizer = build_optimizer(list(model.parameters()), config)
+    if optimizer_state:
+        load_optimizer_tensors(optimizer, optimizer_state)
+
+    step, record, steps_since_eval = start_step, _EarlyStopRecord(), 0
+    metrics_path = job_dir / METRICS_FILE if job_dir else None
+    checkpoint_path = job_dir / CHECKPOINT_FILE if job_dir else None
+    if checkpoint_path is not None and checkpoint_path.exists():
+        step, record = _load_checkpoint(checkpoint_path, model, optimizer, device)
+        write_jsonl(metrics_path, [row for row in read_jsonl(metrics_path) if row["step"] <= step])
+        if on_progress:
+            on_progress(step - start_step)
+    elif metrics_path is not None:
+        metrics_path.parent.mkdir(parents=True, exist_ok=True)
+        write_jsonl(metrics_path, [])
+    if step == start_step and start_step in snapshot_steps and on_snapshot:
+        on_snapshot(step, model, optimizer)
+
+    last_checkpoint_time, reported_step = time.monotonic(), step
+    running_loss = torch.zeros((), device=device)
+    while step < total:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate_at(step, config, total, per_epoch)
+        indices = batch_indices(step, len(data.x_train), config.batch_size, data_seed).to(device)
+        loss = F.cross_entropy(model(data.x_train[indices]), data.y_train[indices])
+        optimizer.zero_grad(set_to_none=False)
+        loss.backward()
+        with torch.no_grad():
+            for parameter, mask in masked_pairs:
+                parameter.grad.mul_(mask)
+            optimizer.step()
+            for parameter, mask in masked_pairs:
+                parameter.mul_(mask)
+        running_loss += loss.detach()
+        step += 1
+        steps_since_eval += 1
+        if step in snapshot_steps and on_snapshot:
+            on_snapshot(step, model, optimizer)
+        if step % eval_every == 0 or step == total:
+            row = record.observe(step, model, data, running_loss.item() / steps_since_eval)
+            running_loss.zero_()
+            steps_since_eval = 0
+            if metrics_path is not None:
+                append_jsonl(metrics_path, row)
+            if on_progress:
+                on_progress(step - reported_step)
+            reported_step = step
+            now = time.monotonic()
+            if checkpoint_path is not None and step < total and now - last_checkpoint_time >= checkpoint_interval_s:
+                _save_checkpoint(checkpoint_path, model, optimizer, step, record)
+                last_checkpoint_time = now
+        if stop_after_step is not None and step >= stop_after_step and step < total:
+            raise TrainingInterrupted(f"stopped after step {step}")
+
+    if record.last_row is None or record.last_row["step"] != step:  # no training happened (start == total)
+        record.observe(step, model, data, float("nan"))
+    final_val_loss = record.last_row["val_loss"]
+    final_test_accuracy = record.last_row.get("test_accuracy")
+    if final_test_accuracy is None:
+        _, final_test_accuracy = evaluate(model, data.x_test, data.y_test)
+    train_loss, train_accuracy = evaluate(model, data.x_train, data.y_train)
+    result = TrainResult(
+        early_stop_iteration=record.best_step,
+        early_stop_val_loss=record.best_val_loss,
+        early_stop_val_accuracy=record.best_val_accuracy,
+        early_stop_test_accuracy=record.best_test_accuracy,
+        final_iteration=step,
+        final_val_loss=final_val_loss,
+        final_test_accuracy=final_test_accuracy,
+        final_train_accuracy=train_accuracy,
+        final_train_loss=train_loss,
+    )
+    if checkpoint_path is not None:
+        checkpoint_path.unlink(missing_ok=True)
+    return result
+
+
+class _EarlyStopRecord:
+    """Tracks the minimum validation loss and the test accuracy there (test is evaluated only when needed)."""
+
+    def __init__(self) -> None:
+        self.best_step, self.best_val_loss, self.best_val_accuracy = -1, float("inf"), 0.0
+        self.best_test_accuracy = 0.0
+        self.last_row: dict | None = None
+
+    def observe(self, step: int, model: nn.Module, data: DataSplits, train_loss: float) -> dict:
+        val_loss, val_accuracy = evaluate(model, data.x_val, data.y_val)
+        row = {"step": step, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy}
+        if val_loss < self.best_val_loss:
+            _, test_accuracy = evaluate(model, data.x_test, data.y_test)
+            self.best_step, self.best_val_loss, self.best_val_accuracy = step, val_loss, val_accuracy
+            self.best_test_accuracy = test_accuracy
+            row["test_accuracy"] = test_accuracy
+        self.last_row = row
+        return row
+
+    def state(self) -> dict:
+        return {
+            "best_step": self.best_step,
+            "best_val_loss": self.best_val_loss,
+            "best_val_accuracy": self.best_val_accuracy,
+            "best_test_accuracy": self.best_test_accuracy,
+        }
+
+    def load(self, state: dict) -> None:
+        self.best_step, self.best_val_loss = state["best_step"], state["best_val_loss"]
+        self.best_val_accuracy, self.best_test_accuracy = state["best_val_accuracy"], state["best_test_accuracy"]
+
+
+def _save_checkpoint(path: Path, model: nn.Module, optimizer, step: int, record: _EarlyStopRecord) -> None:
+    tensors = {f"model.{name}": value for name, value in model.state_dict().items()}
+    tensors.update({f"optim.{name}": value for name, value in optimizer_tensors(optimizer).items()})
+    save_tensors(path, tensors, metadata={"step": str(step), "early_stop": json.dumps(record.state())})
+
+
+def _load_checkpoint(path: Path, model: nn.Module, optimizer, device) -> tuple[int, _EarlyStopRecord]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_tensors(path, device=device)
+    model.load_state_dict({name[6:]: value for name, value in tensors.items() if name.startswith("model.")})
+    load_optimizer_tensors(optimizer, {name[6:]: value for name, value in tensors.items() if name.startswith("optim.")})
+    record = _EarlyStopRecord()
+    record.load(json.loads(metadata["early_stop"]))
+    return int(metadata["step"]), record
