@@ -97,10 +97,9 @@ def find_tickets(
         config = config.replace(**{"data.name": "custom:tensors"})
         fingerprint += _data_fingerprint(data)
     run_dir = run_directory(config, root, fingerprint)
-    _write_config(run_dir, config, fingerprint)
-
     torch_device = _resolve_device(device)
     splits = (data if data is not None else load_dataset(config.data)).to(torch_device)
+    _write_config(run_dir, config, fingerprint)
     ctx = ExperimentContext(
         config=config,
         run_dir=run_dir,

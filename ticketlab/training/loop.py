@@ -118,13 +118,15 @@ def train_model(
     on_progress: Callable[[int], None] | None = None,
     checkpoint_interval_s: float = 30.0,
     stop_after_step: int | None = None,
+    augment: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train `model` in place from `start_step` to `total_steps` (default: config.steps) under `masks`.
 
     With `job_dir`, metrics go to metrics.jsonl and a checkpoint is written at evaluation points at most every
     `checkpoint_interval_s` seconds; a later call with the same arguments resumes from it. `snapshot_steps`
     call `on_snapshot(step, model, optimizer)` when the model has taken exactly that many steps (used to
-    save rewind points). `on_progress(n)` reports n more steps done.
+    save rewind points). `on_progress(n)` reports n more steps done. `augment(batch, seed)` transforms each
+    training batch on its device; its seed is derived from (data_seed, step) so resumed runs repeat it.
     """
     per_epoch = iterations_per_epoch(len(data.x_train), config.batch_size)
     total = parse_step(config.steps, per_epoch) if total_steps is None else total_steps
@@ -159,7 +161,10 @@ def train_model(
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(step, config, total, per_epoch)
         indices = batch_indices(step, len(data.x_train), config.batch_size, data_seed).to(device)
-        loss = F.cross_entropy(model(data.x_train[indices]), data.y_train[indices])
+        inputs = data.x_train[indices]
+        if augment is not None:
+            inputs = augment(inputs, derive_seed(data_seed, "augment", step))
+        loss = F.cross_entropy(model(inputs), data.y_train[indices])
         optimizer.zero_grad(set_to_none=False)
         loss.backward()
         with torch.no_grad():
