@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--rewind", help="reset survivors to this step of the dense run: 0it (θ0), 500it, 2ep")
     find.add_argument("--steps", help="training length per level, e.g. 50000it or 40ep (train.steps)")
     find.add_argument("--data-dir", help="local directory holding the dataset files (data.data_dir)")
+    find.add_argument("--checkpoint-every", type=float, default=30.0, metavar="SECONDS",
+                      help="write a resume checkpoint at most this often during training (default: 30)")
     find.add_argument("--no-report", action="store_true", help="skip drawing the figures at the end")
     find.add_argument("--quiet", action="store_true", help="no progress bar")
     for dotted, default, type_text in field_paths():
@@ -127,7 +129,7 @@ def _find(args: argparse.Namespace) -> int:
     print(f"ticketlab: experiment {run_directory(config, args.root)}", file=sys.stderr)
     result = find_tickets(
         config, root=args.root, workers=workers, device=args.device, progress=not args.quiet,
-        report=not args.no_report,
+        report=not args.no_report, checkpoint_interval_s=args.checkpoint_every,
     )
     from ticketlab.report import read_results, summarize_results
     from ticketlab.report.table import summary_text_table

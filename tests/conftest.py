@@ -1,0 +1,14 @@
+import pytest
+import torch
+
+from ticketlab.data.splits import make_splits
+
+
+@pytest.fixture
+def tiny_data():
+    """A small, learnable 10-class problem: class templates plus noise (seeded)."""
+    generator = torch.Generator().manual_seed(0)
+    templates = torch.randn(10, 24, generator=generator)
+    labels = torch.randint(0, 10, (700,), generator=generator)
+    inputs = templates[labels] + 0.8 * torch.randn(700, 24, generator=generator)
+    return make_splits(inputs[:600], labels[:600], inputs[600:], labels[600:], validation_size=100, num_classes=10)

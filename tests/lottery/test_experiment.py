@@ -1,0 +1,126 @@
+"""End to end on a tiny problem: variants, masks, resets, results.csv, report and resume."""
+
+import csv
+
+import pytest
+import torch
+
+from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
+from ticketlab.lottery import find_tickets
+from ticketlab.lottery.experiment import RESULT_COLUMNS
+from ticketlab.store import load_tensors, read_json
+
+
+def _config(**changes):
+    config = ExperimentConfig(
+        model=ModelConfig(name="mlp", hidden=(32, 16)),
+        train=TrainConfig(optimizer="adam", lr=5e-3, batch_size=50, steps="60it", eval_every="20it"),
+        prune=PruneConfig(rate=0.5, output_rate=0.25, levels=2),
+        trials=2,
+    )
+    return config.replace(**changes) if changes else config
+
+
+
+
+def _run(tmp_path, data, **changes):
+    return find_tickets(_config(**changes), root=tmp_path, data=data, progress=False)
+
+
+def test_end_to_end_results_masks_and_resets(tmp_path, tiny_data):
+    result = _run(tmp_path, tiny_data)
+    with open(result.results_csv) as handle:
+        rows = list(csv.DictReader(handle))
+    assert tuple(rows[0]) == RESULT_COLUMNS
+    variants = {row["variant"] for row in rows}
+    assert variants == {"iterative_reset", "iterative_reinit", "oneshot_reset", "oneshot_reinit", "random_pruning", "finetune"}
+    assert len(rows) == 6 * 2 * 3  # variants x trials x (dense + 2 levels)
+    for row in rows:
+        if row["level"] == "0":
+            assert float(row["weights_remaining_percent"]) == 100.0
+    run_dir = result.run_dir
+    for trial in range(2):
+        dense = run_dir / f"trial_{trial}" / "level_00" / "dense"
+        theta0 = load_tensors(dense / "weights_init.safetensors")
+        previous_mask = None
+        for level in (1, 2):
+            level_dir = run_dir / f"trial_{trial}" / f"level_{level:02d}"
+            ticket_mask = load_tensors(level_dir / "iterative_reset" / "mask.safetensors")
+            # layerwise counts: hidden layers lose half of the remaining weights, the output layer a quarter
+            total = {name: mask.numel() for name, mask in ticket_mask.items()}
+            kept = {name: int(mask.sum()) for name, mask in ticket_mask.items()}
+            expected = dict(total)
+            for _ in range(level):
+                expected = {name: count - round((0.25 if name == "layers.5.weight" else 0.5) * count)
+                            for name, count in expected.items()}
+            assert kept == expected
+            if previous_mask is not None:  # iterative masks are nested
+                assert all(torch.all(ticket_mask[n] <= previous_mask[n]) for n in ticket_mask)
+            previous_mask = ticket_mask
+            # reset: surviving weights are exactly θ0, pruned ones exactly 0; biases reset too
+            start = load_tensors(level_dir / "iterative_reset" / "weights_init.safetensors")
+            for name, value in theta0.items():
+                expected_value = value * ticket_mask[name] if name in ticket_mask else value
+                assert torch.equal(start[name], expected_value), name
+            # reinit: same mask, different weights
+            reinit_mask = load_tensors(level_dir / "iterative_reinit" / "mask.safetensors")
+            assert all(torch.equal(reinit_mask[n], ticket_mask[n]) for n in ticket_mask)
+            reinit_start = load_tensors(level_dir / "iterative_reinit" / "weights_init.safetensors")
+            assert not torch.equal(reinit_start["layers.1.weight"], start["layers.1.weight"])
+            # random pruning and one-shot: same per-layer counts as the ticket, different masks
+            for variant in ("random_pruning", "oneshot_reset", "oneshot_reinit"):
+                mask = load_tensors(level_dir / variant / "mask.safetensors")
+                assert {n: int(m.sum()) for n, m in mask.items()} == kept
+            random_mask = load_tensors(level_dir / "random_pruning" / "mask.safetensors")
+            assert not torch.equal(random_mask["layers.1.weight"], ticket_mask["layers.1.weight"])
+            # every job's trained weights are exactly zero where pruned
+            for variant in ("iterative_reset", "random_pruning", "finetune", "oneshot_reinit"):
+                final = load_tensors(level_dir / variant / "weights_final.safetensors")
+                mask = load_tensors(level_dir / variant / "mask.safetensors")
+                assert all(torch.all(final[n][~mask[n]] == 0) for n in mask)
+        # one-shot at level 2 prunes the dense trained weights by magnitude directly
+        dense_final = load_tensors(dense / "weights_final.safetensors")["layers.1.weight"].abs()
+        oneshot = load_tensors(run_dir / f"trial_{trial}" / "level_02" / "oneshot_reset" / "mask.safetensors")
+        kept_values = dense_final[oneshot["layers.1.weight"]]
+        dropped_values = dense_final[~oneshot["layers.1.weight"]]
+        assert kept_values.min() >= dropped_values.max()
+    assert result.report_files["png"].stat().st_size > 1000
+    assert (run_dir / "layer_sparsity.csv").exists()
+    assert read_json(run_dir / "config.json")["config"]["trials"] == 2
+
+
+def test_rerun_trains_nothing_and_more_trials_reuse_finished_jobs(tmp_path, tiny_data, monkeypatch):
+    first = _run(tmp_path, tiny_data, trials=1, variants=["iterative_reset"])
+    import ticketlab.lottery.jobs as jobs
+
+    calls = []
+    original = jobs.train_model
+    monkeypatch.setattr(jobs, "train_model", lambda *a, **k: calls.append(1) or original(*a, **k))
+    again = _run(tmp_path, tiny_data, trials=1, variants=["iterative_reset"])
+    assert calls == [] and again.run_dir == first.run_dir and again.rows == first.rows
+    more = _run(tmp_path, tiny_data, trials=2, variants=["iterative_reset"])
+    assert more.run_dir == first.run_dir
+    assert len(calls) == 3  # only the new trial's dense + 2 levels
+    assert [row for row in more.rows if row["trial"] == 0] == first.rows
+
+
+def test_late_rewinding_starts_from_dense_weights_at_step_k(tmp_path, tiny_data):
+    result = _run(tmp_path, tiny_data, trials=1, variants=["iterative_reset", "iterative_reinit"], **{"prune.rewind": "20it"})
+    dense = result.run_dir / "trial_0" / "level_00" / "dense"
+    rewind = load_tensors(dense / "weights_rewind.safetensors")
+    theta0 = load_tensors(dense / "weights_init.safetensors")
+    assert not torch.equal(rewind["layers.1.weight"], theta0["layers.1.weight"])
+    level = result.run_dir / "trial_0" / "level_01" / "iterative_reset"
+    mask = load_tensors(level / "mask.safetensors")
+    start = load_tensors(level / "weights_init.safetensors")
+    assert torch.equal(start["layers.1.weight"], rewind["layers.1.weight"] * mask["layers.1.weight"])
+    record = read_json(level / "result.json")
+    assert record["start_step"] == 20 and record["final_iteration"] == 60
+    assert read_json(result.run_dir / "trial_0" / "level_01" / "iterative_reinit" / "result.json")["start_step"] == 20
+
+
+def test_global_scope_and_target_percent(tmp_path, tiny_data):
+    result = _run(tmp_path, tiny_data, trials=1, variants=["iterative_reset", "oneshot_reset"],
+                  **{"prune.scope": "global", "prune.rate": 0.5, "prune.target_remaining_percent": 30.0, "prune.levels": 100})
+    remaining = sorted({round(row["weights_remaining_percent"], 3) for row in result.rows}, reverse=True)
+    assert remaining[0] == 100.0 and remaining[-1] <= 30.0 and remaining[-2] > 30.0

@@ -1,0 +1,100 @@
+"""The command line: one-line errors without tracebacks, a torch-free --help, and resume after a real kill."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ticketlab.cli import main
+
+TINY = ["--trials", "1", "--levels", "2", "--steps", "200it", "--train.eval_every", "20it",
+        "--data.train_size", "800", "--variants", "iterative_reset,random_pruning", "--quiet", "--no-report",
+        "--workers", "1"]
+
+
+@pytest.mark.parametrize(
+    "arguments, expected",
+    [
+        (["find", "--model.name", "resnet9000"], "unknown model.name 'resnet9000'; allowed: "),
+        (["find", "--data.name", "imagenet22k"], "unknown data.name 'imagenet22k'; allowed: "),
+        (["find", "--target-remaining", "0"], "must be in (0, 100]"),
+        (["find", "--target-remaining", "150"], "150.0 must be in (0, 100]"),
+        (["find", "--train.lr", "fast"], "train.lr value 'fast' must be a number"),
+        (["find", "--steps", "ten"], "invalid step 'ten'"),
+        (["find", "--preset", "nope"], "unknown preset 'nope'; allowed: "),
+        (["find", "--variants", "lucky"], "unknown variants 'lucky'; allowed: "),
+        (["find", "--preset", "lenet_mnist", "--data.data_dir", "/no/such/dir", "--quiet"], "/no/such/dir"),
+        (["report", "/no/such/run"], "/no/such/run"),
+    ],
+)
+def test_bad_input_gives_one_clear_line(arguments, expected, capsys, tmp_path):
+    code = main(arguments + ["--root", str(tmp_path)] if arguments[0] == "find" else arguments)
+    captured = capsys.readouterr()
+    assert code == 2
+    lines = captured.err.strip().splitlines()
+    assert lines[-1].startswith("ticketlab: error: ") and expected in lines[-1]
+    assert "Traceback" not in captured.err
+
+
+def test_config_file_with_typo_is_rejected(tmp_path, capsys):
+    path = tmp_path / "experiment.toml"
+    path.write_text('[train]\nlearning_rate = 0.1\n')
+    assert main(["find", "--config", str(path), "--root", str(tmp_path)]) == 2
+    assert "unknown config key 'train.learning_rate'" in capsys.readouterr().err
+
+
+def test_corrupt_idx_file_is_a_one_line_error(tmp_path, capsys):
+    from ticketlab.data.idx import write_idx
+    import numpy as np
+
+    data_dir = tmp_path / "mnist"
+    data_dir.mkdir()
+    write_idx(data_dir / "train-images-idx3-ubyte.gz", np.zeros((20, 28, 28), np.uint8))
+    write_idx(data_dir / "train-labels-idx1-ubyte.gz", np.zeros(20, np.uint8))
+    write_idx(data_dir / "t10k-labels-idx1-ubyte.gz", np.zeros(5, np.uint8))
+    (data_dir / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
+    code = main(["find", "--preset", "lenet_mnist", "--data-dir", str(data_dir), "--root", str(tmp_path), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and "t10k-images-idx3-ubyte.gz" in err
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from ticketlab.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == "False"
+
+
+def _find(root: Path, extra=()):
+    return subprocess.Popen(
+        [sys.executable, "-m", "ticketlab.cli", "find", *TINY, "--root", str(root), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ | {"PYTHONUNBUFFERED": "1"},
+    )
+
+
+def test_resume_after_sigkill_gives_the_same_results(tmp_path):
+    reference = _find(tmp_path / "reference")
+    killed = _find(tmp_path / "killed", ["--checkpoint-every", "0"])
+    out, err = reference.communicate(timeout=600)
+    assert reference.returncode == 0, err
+    # kill the second run part-way: after some jobs are done and one is mid-training
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        run_dirs = list((tmp_path / "killed").glob("*/trial_0/level_01/iterative_reset/checkpoint.safetensors"))
+        if run_dirs or killed.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert killed.poll() is None, "the run finished before it could be killed"
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not list((tmp_path / "killed").glob("*/trial_0/level_02/random_pruning/result.json"))
+    resumed = _find(tmp_path / "killed")
+    out2, err2 = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err2
+    reference_csv = next((tmp_path / "reference").glob("*/results.csv")).read_text()
+    resumed_csv = next((tmp_path / "killed").glob("*/results.csv")).read_text()
+    assert resumed_csv == reference_csv
+    assert "results:" in out2 and "iter-reset" in out2
