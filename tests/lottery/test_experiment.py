@@ -124,3 +124,19 @@ def test_global_scope_and_target_percent(tmp_path, tiny_data):
                   **{"prune.scope": "global", "prune.rate": 0.5, "prune.target_remaining_percent": 30.0, "prune.levels": 100})
     remaining = sorted({round(row["weights_remaining_percent"], 3) for row in result.rows}, reverse=True)
     assert remaining[0] == 100.0 and remaining[-1] <= 30.0 and remaining[-2] > 30.0
+
+
+def test_custom_module_and_tensors_from_python(tmp_path, tiny_data):
+    from torch import nn
+
+    model = nn.Sequential(nn.Linear(24, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 10))
+    config = _config(trials=1, variants=["iterative_reset", "random_pruning"])
+    result = find_tickets(config, root=tmp_path, model=model, data=tiny_data, progress=False, report=False)
+    assert result.run_dir.name.startswith("custom-tensors_custom-sequential_")
+    mask = load_tensors(result.run_dir / "trial_0" / "level_02" / "iterative_reset" / "mask.safetensors")
+    assert set(mask) == {"0.weight", "3.weight"}  # BatchNorm and biases are not pruned
+    assert int(mask["0.weight"].sum()) == 24 * 32 // 4
+    final = load_tensors(result.run_dir / "trial_0" / "level_02" / "iterative_reset" / "weights_final.safetensors")
+    assert "1.running_mean" in final
+    # the caller's module is never modified
+    assert model[0].weight.count_nonzero() == model[0].weight.numel()
