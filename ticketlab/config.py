@@ -18,8 +18,11 @@ from typing import Any
 
 from ticketlab.errors import ConfigError
 
-MODEL_NAMES = ("mlp", "lenet300_100")
-DATASET_NAMES = ("mnist1d", "fashion_mnist", "mnist")
+MODEL_NAMES = (
+    "mlp", "lenet300_100", "conv2", "conv4", "conv6",
+    "vgg11", "vgg13", "vgg16", "vgg19", "resnet20", "resnet32", "resnet56",
+)
+DATASET_NAMES = ("mnist1d", "fashion_mnist", "mnist", "cifar10", "cifar100", "svhn")
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
 SCHEDULE_NAMES = ("constant", "step", "cosine")
 INIT_NAMES = ("glorot_normal", "glorot_uniform", "kaiming_normal", "torch_default")
@@ -65,10 +68,17 @@ class ModelConfig:
     name: str = "mlp"
     hidden: tuple[int, ...] = (100, 100)  # hidden widths of 'mlp'; 'lenet300_100' is fixed at (300, 100)
     init: str = "glorot_normal"
+    width: int | None = None  # conv nets: channels of the first stage, later stages scale with it (None: paper's)
+    depth: int | None = None  # conv nets: the number in the name, e.g. 32 for a resnet20 made ResNet-32 (None: name's)
+    dropout: float = 0.0  # conv2/4/6: drop probability after each hidden FC layer, seeded per step
 
     def validate(self) -> None:
         _check_choice("model.name", self.name, MODEL_NAMES, allow_custom=True)
         _check_choice("model.init", self.init, INIT_NAMES)
+        if (self.width is not None and self.width < 1) or (self.depth is not None and self.depth < 1):
+            raise ConfigError(f"model.width {self.width} and model.depth {self.depth} must be positive or unset")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"model.dropout {self.dropout} must be a probability in [0, 1)")
         if any(width < 1 for width in self.hidden):
             raise ConfigError(f"model.hidden {list(self.hidden)} must hold positive widths")
 
@@ -83,6 +93,7 @@ class DataConfig:
     data_dir: str | None = _unhashed(None)  # a local directory with the dataset files
     cache_dir: str | None = _unhashed(None)  # download cache (default $TICKETLAB_CACHE or ~/.cache/ticketlab)
     download: bool = _unhashed(True)
+    augment: bool = False  # image data: 4-pixel zero pad + random crop + horizontal flip of each training batch
 
     def validate(self) -> None:
         _check_choice("data.name", self.name, DATASET_NAMES, allow_custom=True)

@@ -12,7 +12,9 @@ from ticketlab.errors import ConfigError
 def load_dataset(config: DataConfig) -> DataSplits:
     """Load (generate, find or download) the dataset named in `config` and split off validation data.
 
-    MNIST and Fashion-MNIST pixels are scaled to [0, 1] as in the lottery-ticket paper's code.
+    MNIST and Fashion-MNIST pixels are scaled to [0, 1] as in the lottery-ticket paper's code; CIFAR-10/100 and
+    SVHN ([N, 3, 32, 32]) are normalized per channel with the mean and std of the training split (validation
+    held out). Augmentation (`config.augment`) is applied per batch by the training loop, not here.
     """
     if config.name == "mnist1d":
         from ticketlab.data.mnist1d import generate_mnist1d
@@ -42,6 +44,29 @@ def load_dataset(config: DataConfig) -> DataSplits:
             train_size=config.train_size,
             num_classes=10,
         )
+    if config.name in ("cifar10", "cifar100", "svhn"):
+        from ticketlab.data.augment import normalize_channels
+
+        if config.name == "svhn":
+            from ticketlab.data.svhn import load_svhn
+
+            arrays = load_svhn(data_dir=config.data_dir, cache_dir=config.cache_dir, download=config.download)
+        else:
+            from ticketlab.data.cifar import load_cifar
+
+            arrays = load_cifar(
+                config.name, data_dir=config.data_dir, cache_dir=config.cache_dir, download=config.download
+            )
+        splits = make_splits(
+            torch.from_numpy(arrays.pop("train_images")).float().div_(255.0),
+            torch.from_numpy(arrays.pop("train_labels")),
+            torch.from_numpy(arrays.pop("test_images")).float().div_(255.0),
+            torch.from_numpy(arrays.pop("test_labels")),
+            validation_size=config.validation_size,
+            train_size=config.train_size,
+            num_classes=100 if config.name == "cifar100" else 10,
+        )
+        return normalize_channels(splits)
     raise ConfigError(f"unknown data.name {config.name!r}; allowed: {', '.join(DATASET_NAMES)}")
 
 
