@@ -19,6 +19,7 @@ from torch import nn
 
 from ticketlab.config import ExperimentConfig, parse_step
 from ticketlab.data.splits import DataSplits
+from ticketlab.models import set_noise_seed
 from ticketlab.pruning import (
     full_masks,
     keep_top,
@@ -64,6 +65,9 @@ class ExperimentContext:
     make_model: Callable[[int], nn.Module]  # seed -> freshly initialized model (on CPU)
     device: torch.device = torch.device("cpu")
     checkpoint_interval_s: float = 30.0
+    # rewind sweep: (step, run_dir) of sibling experiments sharing this dense run; the dense job also saves its
+    # weights and optimizer state at each such step into that run's level_00/dense directory
+    shared_rewind_runs: tuple[tuple[int, Path], ...] = ()
     _plan: list | None = field(default=None, repr=False)
 
     @property
@@ -245,11 +249,9 @@ def run_job(ctx: ExperimentContext, key: JobKey, on_progress: Callable[[int], No
     if not (job_dir / "weights_init.safetensors").exists():
         save_tensors(job_dir / "weights_init.safetensors", model.state_dict())
 
-    snapshot_steps: tuple[int, ...] = ()
-    on_snapshot = None
-    if key.variant == DENSE and ctx.rewind_step > 0:
-        snapshot_steps = (ctx.rewind_step,)
-        on_snapshot = _save_rewind_point(job_dir)
+    rewind_points = _rewind_points(ctx, key)
+    snapshot_steps = tuple(sorted(rewind_points))
+    on_snapshot = _save_rewind_point(rewind_points) if rewind_points else None
     result = train_model(
         model.to(ctx.device),
         ctx.data,
@@ -264,6 +266,7 @@ def run_job(ctx: ExperimentContext, key: JobKey, on_progress: Callable[[int], No
         on_snapshot=on_snapshot,
         on_progress=on_progress,
         checkpoint_interval_s=ctx.checkpoint_interval_s,
+        augment=_per_step_randomness(ctx.config, model),
     )
     final_state = {name: value.detach().cpu() for name, value in model.state_dict().items()}
     _check_pruned_weights_are_zero(final_state, mask, key)
@@ -313,12 +316,44 @@ def _masked_optimizer_state(state: dict[str, torch.Tensor]) -> dict[str, torch.T
     return state
 
 
-def _save_rewind_point(job_dir: Path):
+def _rewind_points(ctx: ExperimentContext, key: JobKey) -> dict[int, list[Path]]:
+    """Dense job only: step -> dense job directories that receive the weights and optimizer state at that step."""
+    if key.variant != DENSE:
+        return {}
+    points: dict[int, list[Path]] = {}
+    targets = [(ctx.rewind_step, ctx.run_dir), *ctx.shared_rewind_runs]
+    for step, run_dir in targets:
+        if step > 0:
+            points.setdefault(step, []).append(key.directory(run_dir))
+    return points
+
+
+def _save_rewind_point(points: dict[int, list[Path]]):
     def save(step: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        save_tensors(job_dir / "weights_rewind.safetensors", model.state_dict(), metadata={"step": str(step)})
-        save_tensors(job_dir / "optimizer_rewind.safetensors", optimizer_tensors(optimizer), metadata={"step": str(step)})
+        for job_dir in points.get(step, ()):
+            metadata = {"step": str(step)}
+            save_tensors(job_dir / "weights_rewind.safetensors", model.state_dict(), metadata=metadata)
+            save_tensors(job_dir / "optimizer_rewind.safetensors", optimizer_tensors(optimizer), metadata=metadata)
 
     return save
+
+
+def _per_step_randomness(config: ExperimentConfig, model: nn.Module) -> Callable[[torch.Tensor, int], torch.Tensor] | None:
+    """The loop's per-step hook: seeds the model's dropout and augments the batch, both from the step's seed.
+
+    None when the config has neither (the loop then does no per-step work, as before).
+    """
+    has_dropout = set_noise_seed(model, None)
+    if not (config.data.augment or has_dropout):
+        return None
+    from ticketlab.data.augment import pad_crop_flip
+
+    def hook(batch: torch.Tensor, seed: int) -> torch.Tensor:
+        if has_dropout:
+            set_noise_seed(model, derive_seed(seed, "dropout"))
+        return pad_crop_flip(batch, seed) if config.data.augment else batch
+
+    return hook
 
 
 def _check_pruned_weights_are_zero(state: dict[str, torch.Tensor], mask: dict[str, torch.Tensor], key: JobKey) -> None:

@@ -1,0 +1,221 @@
+"""Rewind sweep: one lottery experiment per rewind step k, all sharing one dense run, and a figure comparing them.
+
+The dense job does not depend on k (its seeds and data order do not), so it is trained once, in the first k's run
+directory, saving its weights and optimizer state at every k into each run's ``level_00/dense/``; its other files
+are then copied there (result.json last, which marks the job done). Each experiment is then an ordinary
+`find_tickets` run that finds its dense job finished.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from ticketlab.config import ExperimentConfig, parse_step
+from ticketlab.data import DataSplits, load_dataset
+from ticketlab.errors import ConfigError
+from ticketlab.lottery.experiment import (
+    ExperimentResult,
+    _data_fingerprint,
+    _model_fingerprint,
+    _resolve_device,
+    find_tickets,
+    model_factory,
+    run_directory,
+)
+from ticketlab.lottery.jobs import DENSE, RESULT_FILE, ExperimentContext, JobKey, run_job
+from ticketlab.store import atomic_write_bytes, write_json
+
+SHARED_DENSE_FILES = ("mask.safetensors", "weights_init.safetensors", "weights_final.safetensors", "metrics.jsonl")
+REWIND_FILES = ("weights_rewind.safetensors", "optimizer_rewind.safetensors")
+FIGURE_VARIANT = "iterative_reset"
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """Where the sweep's summary lives, each rewind's experiment (keyed by the rewind text) and the figure files."""
+
+    sweep_dir: Path
+    experiments: dict[str, ExperimentResult]
+    summary_csv: Path
+    figure_files: list[Path]
+
+
+def rewind_sweep(
+    config: ExperimentConfig,
+    rewinds: list[str],
+    *,
+    root: str | Path = "runs",
+    model: nn.Module | None = None,
+    data: DataSplits | None = None,
+    device: str = "auto",
+    **find_kwargs,
+) -> SweepResult:
+    """Run `config` once per rewind step in `rewinds` ('0it', '500it', '2ep'), training the dense network once.
+
+    Extra keyword arguments go to `find_tickets` (workers, progress, report, ...). Writes summary.csv and
+    rewind_sweep.png/.svg (early-stop test accuracy of iterative_reset vs weights remaining, one line per
+    rewind step, bars min..max over trials) into ``root/rewind_sweep_<data>_<model>_<digest>/``.
+    """
+    config = config.validate()
+    if not rewinds or len(set(rewinds)) != len(rewinds):
+        raise ConfigError(f"rewinds {list(rewinds)} must be a non-empty list without repeats")
+    if FIGURE_VARIANT not in config.variants:
+        raise ConfigError(f"a rewind sweep needs the variant {FIGURE_VARIANT!r} in variants")
+    effective, fingerprint = config, ""
+    if model is not None:  # the same run directories find_tickets derives for custom models and data
+        effective = effective.replace(**{"model.name": f"custom:{type(model).__name__}"})
+        fingerprint += _model_fingerprint(model)
+    if data is not None:
+        effective = effective.replace(**{"data.name": "custom:tensors"})
+        fingerprint += _data_fingerprint(data)
+    torch_device = _resolve_device(device)
+    splits = (data if data is not None else load_dataset(config.data)).to(torch_device)
+    per_epoch = max(len(splits.x_train) // config.train.batch_size, 1)
+    runs = []  # (rewind text, config as given, run directory, rewind step)
+    for text in rewinds:
+        run_config = effective.replace(**{"prune.rewind": text})
+        runs.append((text, config.replace(**{"prune.rewind": text}), run_directory(run_config, root, fingerprint),
+                     parse_step(text, per_epoch)))
+
+    host_text, host_config, host_dir, _ = runs[0]
+    host_ctx = ExperimentContext(
+        config=effective.replace(**{"prune.rewind": host_text}),
+        run_dir=host_dir,
+        data=splits,
+        make_model=model_factory(effective, splits, model),
+        device=torch_device,
+    )
+    for trial in range(config.trials):
+        _share_dense_job(host_ctx, trial, [(run_dir, step) for _, _, run_dir, step in runs[1:]])
+
+    experiments = {}
+    for text, run_config, run_dir, _ in runs:
+        result = find_tickets(run_config, root=root, model=model, data=data, device=device, **find_kwargs)
+        if result.run_dir != run_dir:
+            raise RuntimeError(f"rewind sweep expected run directory {run_dir}, find_tickets used {result.run_dir}")
+        experiments[text] = result
+
+    digest_source = effective.replace(**{"prune.rewind": "0it"}).hash() + fingerprint + "|".join(rewinds)
+    name = host_dir.name.rsplit("_", 1)[0]
+    sweep_dir = Path(root) / f"rewind_sweep_{name}_{hashlib.sha256(digest_source.encode()).hexdigest()[:12]}"
+    summary = summarize_sweep({text: result.rows for text, result in experiments.items()})
+    summary_csv = _write_summary(sweep_dir, summary)
+    write_json(sweep_dir / "sweep.json", {
+        "rewinds": list(rewinds),
+        "run_dirs": {text: str(run_dir) for text, _, run_dir, _ in runs},
+        "config": config.to_dict(),
+    })
+    figure_files = draw_sweep_figure(summary, sweep_dir / "rewind_sweep", title=_title(config, rewinds))
+    return SweepResult(sweep_dir, experiments, summary_csv, figure_files)
+
+
+def _share_dense_job(host_ctx: ExperimentContext, trial: int, siblings: list[tuple[Path, int]]) -> None:
+    """Train the host's dense job (if needed) saving every sibling's rewind point, then copy it to the siblings.
+
+    A sibling whose dense job is already done is left alone; one whose rewind point was not saved (the host's
+    dense job finished before that sibling joined the sweep) trains its own dense job in find_tickets.
+    """
+    key = JobKey(trial, 0, DENSE)
+    host_dir = key.directory(host_ctx.run_dir)
+    pending = [(run_dir, step) for run_dir, step in siblings if not (key.directory(run_dir) / RESULT_FILE).exists()]
+    if not (host_dir / RESULT_FILE).exists():
+        shared = tuple((step, run_dir) for run_dir, step in pending)
+        run_job(dataclasses.replace(host_ctx, shared_rewind_runs=shared), key)
+    for run_dir, step in pending:
+        target = key.directory(run_dir)
+        if step > 0 and not all((target / name).exists() for name in REWIND_FILES):
+            continue
+        for name in SHARED_DENSE_FILES:
+            atomic_write_bytes(target / name, (host_dir / name).read_bytes())
+        atomic_write_bytes(target / RESULT_FILE, (host_dir / RESULT_FILE).read_bytes())
+
+
+def summarize_sweep(rows_by_rewind: dict[str, list[dict]], variant: str = FIGURE_VARIANT) -> list[dict]:
+    """Per (rewind, level): mean weights remaining and mean/min/max early-stop test accuracy over trials."""
+    summary = []
+    for text, rows in rows_by_rewind.items():
+        by_level: dict[int, list[dict]] = {}
+        for row in rows:
+            if row["variant"] == variant:
+                by_level.setdefault(int(row["level"]), []).append(row)
+        for level in sorted(by_level):
+            accuracies = [float(row["early_stop_test_accuracy"]) for row in by_level[level]]
+            remaining = [float(row["weights_remaining_percent"]) for row in by_level[level]]
+            summary.append({
+                "rewind": text,
+                "level": level,
+                "weights_remaining_percent": sum(remaining) / len(remaining),
+                "trials": len(accuracies),
+                "test_accuracy_mean": sum(accuracies) / len(accuracies),
+                "test_accuracy_min": min(accuracies),
+                "test_accuracy_max": max(accuracies),
+            })
+    return summary
+
+
+def _write_summary(sweep_dir: Path, summary: list[dict]) -> Path:
+    buffer = io.StringIO()
+    columns = ["rewind", "level", "weights_remaining_percent", "trials", "test_accuracy_mean", "test_accuracy_min",
+               "test_accuracy_max"]
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(summary)
+    path = sweep_dir / "summary.csv"
+    atomic_write_bytes(path, buffer.getvalue().encode())
+    return path
+
+
+def draw_sweep_figure(summary: list[dict], path_stem: Path, title: str | None = None) -> list[Path]:
+    """Accuracy (percent) vs weights remaining (log axis, decreasing), one line per rewind; writes .png and .svg."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    figure = Figure(figsize=(6.4, 4.2), dpi=150)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    rewinds = list(dict.fromkeys(entry["rewind"] for entry in summary))
+    for index, text in enumerate(rewinds):
+        points = [entry for entry in summary if entry["rewind"] == text]
+        x = [entry["weights_remaining_percent"] for entry in points]
+        y = [100 * entry["test_accuracy_mean"] for entry in points]
+        below = [100 * (entry["test_accuracy_mean"] - entry["test_accuracy_min"]) for entry in points]
+        above = [100 * (entry["test_accuracy_max"] - entry["test_accuracy_mean"]) for entry in points]
+        axes.errorbar(x, y, yerr=[below, above], label=f"rewind to {text}", marker="o", markersize=3.5,
+                      capsize=2.5, linewidth=1.3, color=f"C{index % 10}")
+    axes.set_xscale("log")
+    ticks = sorted({round(entry["weights_remaining_percent"], 1) for entry in summary}, reverse=True)
+    if len(ticks) > 8:
+        ticks = [ticks[int(round(i))] for i in [j * (len(ticks) - 1) / 7 for j in range(8)]]
+    axes.xaxis.set_major_locator(FixedLocator(ticks))
+    axes.xaxis.set_minor_locator(NullLocator())
+    axes.set_xticklabels([f"{tick:g}" for tick in ticks])
+    if ticks:
+        axes.set_xlim(max(ticks) * 1.15, min(ticks) / 1.15)  # decreasing: sparser networks to the right
+    axes.set_xlabel("percent of weights remaining")
+    axes.set_ylabel("test accuracy at early stop (%)")
+    axes.grid(True, which="major", alpha=0.3)
+    axes.legend(fontsize=8)
+    if title:
+        axes.set_title(title, fontsize=10)
+    figure.tight_layout()
+    files = []
+    for suffix in ("png", "svg"):
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format=suffix)
+        path = Path(f"{path_stem}.{suffix}")
+        atomic_write_bytes(path, buffer.getvalue())
+        files.append(path)
+    return files
+
+
+def _title(config: ExperimentConfig, rewinds: list[str]) -> str:
+    trials = f"{config.trials} trial{'s' if config.trials != 1 else ''}"
+    return f"{config.model.name} on {config.data.name}: rewinding to {', '.join(rewinds)} ({trials}, min/max bars)"
