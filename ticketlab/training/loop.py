@@ -31,7 +31,7 @@ from ticketlab.training.optim import (
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
 METRICS_FILE = "metrics.jsonl"
-EVAL_BATCH = 8192
+EVAL_BATCH = 1024  # bounds activation memory of conv nets (a ResNet-20 at 8192 images needs ~0.5 GB a layer)
 
 
 class TrainingInterrupted(Exception):
@@ -69,12 +69,17 @@ def batch_indices(step: int, num_train: int, batch_size: int, data_seed: int) ->
     return order[position * batch_size : (position + 1) * batch_size]
 
 
+def epoch_order(num_train: int, data_seed: int, epoch: int) -> torch.Tensor:
+    """The order (a permutation of 0..num_train-1) in which epoch `epoch` visits the training examples."""
+    generator = torch.Generator().manual_seed(derive_seed(data_seed, "epoch", epoch))
+    return torch.randperm(num_train, generator=generator)
+
+
 def _epoch_order(num_train: int, data_seed: int, epoch: int, _cache: dict = {}) -> torch.Tensor:
     key = (num_train, data_seed, epoch)
     if key not in _cache:  # one permutation per epoch; a tiny bounded memo, not shared state that matters
         _cache.clear()
-        generator = torch.Generator().manual_seed(derive_seed(data_seed, "epoch", epoch))
-        _cache[key] = torch.randperm(num_train, generator=generator)
+        _cache[key] = epoch_order(num_train, data_seed, epoch)
     return _cache[key]
 
 
@@ -141,17 +146,16 @@ def train_model(
     if optimizer_state:
         load_optimizer_tensors(optimizer, optimizer_state)
 
-    step, record, steps_since_eval = start_step, _EarlyStopRecord(), 0
+    step, record, steps_since_eval = start_step, EarlyStopRecord(), 0
     metrics_path = job_dir / METRICS_FILE if job_dir else None
     checkpoint_path = job_dir / CHECKPOINT_FILE if job_dir else None
     if checkpoint_path is not None and checkpoint_path.exists():
         step, record = _load_checkpoint(checkpoint_path, model, optimizer, device)
-        write_jsonl(metrics_path, [row for row in read_jsonl(metrics_path) if row["step"] <= step])
+        reset_metrics(metrics_path, keep_through_step=step)
         if on_progress:
             on_progress(step - start_step)
     elif metrics_path is not None:
-        metrics_path.parent.mkdir(parents=True, exist_ok=True)
-        write_jsonl(metrics_path, [])
+        reset_metrics(metrics_path, keep_through_step=None)
     if step == start_step and start_step in snapshot_steps and on_snapshot:
         on_snapshot(step, model, optimizer)
 
@@ -201,23 +205,13 @@ def train_model(
     if final_test_accuracy is None:
         _, final_test_accuracy = evaluate(model, data.x_test, data.y_test)
     train_loss, train_accuracy = evaluate(model, data.x_train, data.y_train)
-    result = TrainResult(
-        early_stop_iteration=record.best_step,
-        early_stop_val_loss=record.best_val_loss,
-        early_stop_val_accuracy=record.best_val_accuracy,
-        early_stop_test_accuracy=record.best_test_accuracy,
-        final_iteration=step,
-        final_val_loss=final_val_loss,
-        final_test_accuracy=final_test_accuracy,
-        final_train_accuracy=train_accuracy,
-        final_train_loss=train_loss,
-    )
+    result = record.result(step, final_val_loss, final_test_accuracy, train_loss, train_accuracy)
     if checkpoint_path is not None:
         checkpoint_path.unlink(missing_ok=True)
     return result
 
 
-class _EarlyStopRecord:
+class EarlyStopRecord:
     """Tracks the minimum validation loss and the test accuracy there (test is evaluated only when needed)."""
 
     def __init__(self) -> None:
@@ -227,14 +221,45 @@ class _EarlyStopRecord:
 
     def observe(self, step: int, model: nn.Module, data: DataSplits, train_loss: float) -> dict:
         val_loss, val_accuracy = evaluate(model, data.x_val, data.y_val)
-        row = {"step": step, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy}
-        if val_loss < self.best_val_loss:
+        test_accuracy = None
+        if self.improves(val_loss):
             _, test_accuracy = evaluate(model, data.x_test, data.y_test)
+        return self.record(step, train_loss, val_loss, val_accuracy, test_accuracy)
+
+    def improves(self, val_loss: float) -> bool:
+        """Whether an evaluation with this validation loss is a new minimum (and so needs the test accuracy)."""
+        return val_loss < self.best_val_loss
+
+    def record(
+        self, step: int, train_loss: float, val_loss: float, val_accuracy: float, test_accuracy: float | None
+    ) -> dict:
+        """Log one evaluation and return its metrics row. At a new minimum (`improves(val_loss)`), a
+        `test_accuracy` of None leaves the minimum's test accuracy pending: `best_test_accuracy` is None until
+        the caller sets it, and the row has no test_accuracy."""
+        row = {"step": step, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy}
+        if self.improves(val_loss):
             self.best_step, self.best_val_loss, self.best_val_accuracy = step, val_loss, val_accuracy
             self.best_test_accuracy = test_accuracy
-            row["test_accuracy"] = test_accuracy
+            if test_accuracy is not None:
+                row["test_accuracy"] = test_accuracy
         self.last_row = row
         return row
+
+    def result(
+        self, final_step: int, final_val_loss: float, final_test_accuracy: float, train_loss: float,
+        train_accuracy: float,
+    ) -> TrainResult:
+        return TrainResult(
+            early_stop_iteration=self.best_step,
+            early_stop_val_loss=self.best_val_loss,
+            early_stop_val_accuracy=self.best_val_accuracy,
+            early_stop_test_accuracy=self.best_test_accuracy,
+            final_iteration=final_step,
+            final_val_loss=final_val_loss,
+            final_test_accuracy=final_test_accuracy,
+            final_train_accuracy=train_accuracy,
+            final_train_loss=train_loss,
+        )
 
     def state(self) -> dict:
         return {
@@ -249,20 +274,47 @@ class _EarlyStopRecord:
         self.best_val_accuracy, self.best_test_accuracy = state["best_val_accuracy"], state["best_test_accuracy"]
 
 
-def _save_checkpoint(path: Path, model: nn.Module, optimizer, step: int, record: _EarlyStopRecord) -> None:
-    tensors = {f"model.{name}": value for name, value in model.state_dict().items()}
-    tensors.update({f"optim.{name}": value for name, value in optimizer_tensors(optimizer).items()})
+def reset_metrics(path: Path, keep_through_step: int | None) -> None:
+    """Start a job's metrics.jsonl: empty for a fresh run, or cut back to the rows a resumed checkpoint has seen."""
+    if keep_through_step is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_jsonl(path, [])
+    else:
+        write_jsonl(path, [row for row in read_jsonl(path) if row["step"] <= keep_through_step])
+
+
+def write_checkpoint(
+    path: Path, model_state: dict[str, torch.Tensor], optimizer_state: dict[str, torch.Tensor], step: int,
+    record: EarlyStopRecord,
+) -> None:
+    """Save a resumable point: weights (state_dict names), flat optimizer tensors, the step and the record."""
+    tensors = {f"model.{name}": value for name, value in model_state.items()}
+    tensors.update({f"optim.{name}": value for name, value in optimizer_state.items()})
     save_tensors(path, tensors, metadata={"step": str(step), "early_stop": json.dumps(record.state())})
 
 
-def _load_checkpoint(path: Path, model: nn.Module, optimizer, device) -> tuple[int, _EarlyStopRecord]:
+def read_checkpoint(
+    path: Path, device
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], int, EarlyStopRecord]:
+    """Inverse of write_checkpoint: (model state, flat optimizer tensors, step, early-stop record)."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata()
     tensors = load_tensors(path, device=device)
-    model.load_state_dict({name[6:]: value for name, value in tensors.items() if name.startswith("model.")})
-    load_optimizer_tensors(optimizer, {name[6:]: value for name, value in tensors.items() if name.startswith("optim.")})
-    record = _EarlyStopRecord()
+    model_state = {name[6:]: value for name, value in tensors.items() if name.startswith("model.")}
+    optimizer_state = {name[6:]: value for name, value in tensors.items() if name.startswith("optim.")}
+    record = EarlyStopRecord()
     record.load(json.loads(metadata["early_stop"]))
-    return int(metadata["step"]), record
+    return model_state, optimizer_state, int(metadata["step"]), record
+
+
+def _save_checkpoint(path: Path, model: nn.Module, optimizer, step: int, record: EarlyStopRecord) -> None:
+    write_checkpoint(path, model.state_dict(), optimizer_tensors(optimizer), step, record)
+
+
+def _load_checkpoint(path: Path, model: nn.Module, optimizer, device) -> tuple[int, EarlyStopRecord]:
+    model_state, optimizer_state, step, record = read_checkpoint(path, device)
+    model.load_state_dict(model_state)
+    load_optimizer_tensors(optimizer, optimizer_state)
+    return step, record

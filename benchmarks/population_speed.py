@@ -1,0 +1,342 @@
+"""Population training speed: K stacked MLP jobs vs the same K jobs trained one after another.
+
+Everything is measured in one run, with the same thread count:
+- the fp32 matmul peak (best of a few square products),
+- a plain eager loop (torch.optim.Adam defaults, batches indexed from in-memory tensors) and a per-sample
+  DataLoader pipeline (TensorDataset + default collate), each training K jobs one after another,
+- `train_population` with K members (Adam, 50%-masks, own data orders, evaluation every `--eval-every` steps),
+  reporting model-iterations/s of training alone (evaluation time subtracted) and achieved FLOP/s counted as
+  6 x weights x samples per model-iteration,
+- evaluation's share of wall time in `train_model` (the reference, one job at a time) and in the population,
+- peak memory of a K=32 population (in a fresh process), and a short fwd+bwd comparison of the hand-stacked
+  backward with autograd through bmm and with torch.func.vmap(grad(functional_call)).
+Data are random tensors of each dataset's shape: speed does not depend on the values.
+
+Reproduce:  python benchmarks/population_speed.py --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ticketlab.config import TrainConfig
+from ticketlab.data.splits import DataSplits
+from ticketlab.models import initialize
+from ticketlab.models.mlp import MLP
+from ticketlab.pruning import keep_top, prunable_weights, random_scores
+from ticketlab.training import loop
+from ticketlab.training import population as population_module
+from ticketlab.training.loop import TrainingInterrupted, train_model
+from ticketlab.training.population import PopulationMember, train_population
+
+WORKLOADS = {
+    # input features, hidden widths, batch size, train / validation / test examples, the goal vs the plain loop,
+    # and how long to measure: batched steps per population, steps per baseline job, evaluation period
+    "lenet300_100": dict(features=784, hidden=(300, 100), batch=60, sizes=(55000, 5000, 10000), goal_k=16, goal=2.5,
+                         iterations=100, baseline_steps=30, eval_every=50),
+    "mnist1d_mlp": dict(features=40, hidden=(100, 100), batch=100, sizes=(3500, 500, 1000), goal_k=32, goal=10.0,
+                        iterations=300, baseline_steps=100, eval_every=100),
+}
+POPULATION_SIZES = (1, 4, 8, 16, 32)
+BASELINE_JOBS = 4  # jobs trained one after another run at the same rate whatever their number
+clock = time.perf_counter  # --clock cpu: process CPU time, robust to other processes' load with --threads 1
+
+
+def synthetic_data(spec: dict, seed: int = 0) -> DataSplits:
+    generator = torch.Generator().manual_seed(seed)
+    train, val, test = spec["sizes"]
+
+    def split(count):
+        inputs = torch.rand(count, spec["features"], generator=generator)
+        return inputs, torch.randint(0, 10, (count,), generator=generator)
+
+    return DataSplits(*split(train), *split(val), *split(test), num_classes=10)
+
+
+def weight_count(spec: dict) -> int:
+    widths = [spec["features"], *spec["hidden"], 10]
+    return sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+
+
+def make_model(spec: dict, seed: int) -> nn.Module:
+    return initialize(MLP(spec["features"], spec["hidden"], 10), "glorot_normal", seed)
+
+
+def matmul_peak() -> float:
+    """Best fp32 FLOP/s of square matmuls at the current thread count."""
+    best = 0.0
+    for size in (1024, 2048):
+        a, b = torch.randn(size, size), torch.randn(size, size)
+        a @ b
+        for _ in range(3):
+            start = clock()
+            a @ b
+            best = max(best, 2 * size**3 / (clock() - start))
+    return best
+
+
+def plain_loop_rate(spec: dict, data: DataSplits, jobs: int, steps: int) -> float:
+    """Model-iterations/s of `jobs` jobs trained one after another by the plainest eager loop."""
+    batch = spec["batch"]
+    if steps > 1:
+        plain_loop_rate(spec, data, 1, 1)  # first-call allocations and kernel selection are not the loop's rate
+    start = clock()
+    for job in range(jobs):
+        model = make_model(spec, job)
+        optimizer = torch.optim.Adam(model.parameters())
+        order = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(job))
+        for step in range(steps):
+            indices = order[step * batch % (len(order) - batch):][:batch]
+            loss = F.cross_entropy(model(data.x_train[indices]), data.y_train[indices])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return jobs * steps / (clock() - start)
+
+
+def dataloader_rate(spec: dict, data: DataSplits, jobs: int, steps: int) -> float:
+    """Model-iterations/s with a per-sample DataLoader (TensorDataset, shuffle, default collate)."""
+    dataset = torch.utils.data.TensorDataset(data.x_train, data.y_train)
+    if steps > 1:
+        dataloader_rate(spec, data, 1, 1)
+    start = clock()
+    for job in range(jobs):
+        model = make_model(spec, job)
+        optimizer = torch.optim.Adam(model.parameters())
+        loader = torch.utils.data.DataLoader(dataset, batch_size=spec["batch"], shuffle=True, drop_last=True,
+                                             generator=torch.Generator().manual_seed(job))
+        for step, (inputs, labels) in zip(range(steps), loader):
+            loss = F.cross_entropy(model(inputs), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return jobs * steps / (clock() - start)
+
+
+class EvalTimer:
+    """Wall time spent in a function, by whether it ran on the training split (final) or not (periodic)."""
+
+    def __init__(self, data: DataSplits):
+        self.data, self.periodic, self.final = data, 0.0, 0.0
+
+    def wrap(self, function, inputs_position: int):
+        def timed(*args, **kwargs):
+            start = clock()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent = clock() - start
+                if args[inputs_position] is self.data.x_train:
+                    self.final += spent
+                else:
+                    self.periodic += spent
+        return timed
+
+
+def train_config(spec: dict, steps: int, eval_every: int) -> TrainConfig:
+    return TrainConfig(optimizer="adam", lr=1e-3, batch_size=spec["batch"], steps=f"{steps}it",
+                       eval_every=f"{eval_every}it")
+
+
+def half_masks(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    weights = prunable_weights(model)
+    return keep_top(random_scores(weights, seed=seed), {name: w.numel() // 2 for name, w in weights.items()})
+
+
+def population_run(spec: dict, data: DataSplits, count: int, iterations: int, eval_every: int) -> dict:
+    """Train `count` members for `iterations` batched steps (no end-of-job evaluation); times and rates."""
+    members = []
+    for member in range(count):
+        model = make_model(spec, member)
+        members.append(PopulationMember(model, half_masks(model, member), data_seed=member))
+    config = train_config(spec, 10 * iterations, eval_every)
+    timer = EvalTimer(data)
+    original = population_module._Population.evaluate
+    population_module._Population.evaluate = timer.wrap(original, 2)
+    start = clock()
+    try:
+        train_population(members, data, config, stop_after_iterations=iterations)
+    except TrainingInterrupted:
+        pass
+    finally:
+        population_module._Population.evaluate = original
+    wall = clock() - start
+    train_time = wall - timer.periodic - timer.final
+    evaluations = count * (iterations // eval_every)
+    return dict(wall=wall, eval=timer.periodic, rate=count * iterations / train_time,
+                rate_with_eval=count * iterations / wall, eval_share=timer.periodic / wall,
+                eval_per_member=timer.periodic / max(evaluations, 1))
+
+
+def reference_eval_share(spec: dict, data: DataSplits, steps: int, eval_every: int) -> dict:
+    """train_model on one job: the share of its wall time (end-of-job evaluation left out) spent evaluating."""
+    timer = EvalTimer(data)
+    original = loop.evaluate
+    loop.evaluate = timer.wrap(original, 1)
+    model = make_model(spec, 0)
+    start = clock()
+    try:
+        train_model(model, data, train_config(spec, steps, eval_every), masks=half_masks(model, 0), data_seed=0)
+    finally:
+        loop.evaluate = original
+    wall = clock() - start - timer.final
+    return dict(eval_share=timer.periodic / wall, rate=steps / (wall - timer.periodic),
+                eval_per_member=timer.periodic / max(steps // eval_every, 1))
+
+
+def peak_memory_probe(name: str, count: int, iterations: int, eval_every: int) -> None:
+    """(Run in a fresh process.) Print the RSS before training and the peak RSS of the process, in bytes."""
+    spec = WORKLOADS[name]
+    data = synthetic_data(spec)
+    members = []
+    for member in range(count):
+        model = make_model(spec, member)
+        members.append(PopulationMember(model, half_masks(model, member), data_seed=member))
+    rss = memory_status("VmRSS")
+    try:
+        train_population(members, data, train_config(spec, 10 * iterations, eval_every),
+                         stop_after_iterations=iterations)
+    except TrainingInterrupted:
+        pass
+    print(rss, memory_status("VmHWM"))
+
+
+def memory_status(field: str) -> int:
+    """Bytes of a /proc/self/status field: VmRSS now, VmHWM the peak (ru_maxrss would include the parent's
+    peak, which Linux carries across fork and exec)."""
+    with open("/proc/self/status") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith(field + ":")) * 1024
+
+
+def backward_comparison(spec: dict, data: DataSplits, count: int, repeats: int = 5) -> dict[str, float]:
+    """Seconds per fwd+bwd of `count` stacked members: hand-written backward, autograd through bmm, vmap(grad)."""
+    from torch.func import functional_call, grad, vmap
+
+    members = [PopulationMember(make_model(spec, k), {}, data_seed=k) for k in range(count)]
+    stacked = population_module._Population(members, data, train_config(spec, 100, 100))
+    inputs, labels = stacked.batch(data, None)
+
+    def hand_written():
+        stacked.loss_and_gradients(inputs, labels)
+
+    leaves = [param.clone().requires_grad_() for param in stacked.params]
+
+    def autograd_bmm():
+        hidden = inputs
+        for layer, (weight_index, bias_index) in enumerate(stacked.layers):
+            hidden = torch.baddbmm(leaves[bias_index].unsqueeze(1), hidden, leaves[weight_index].transpose(1, 2))
+            if layer < len(stacked.layers) - 1:
+                hidden = hidden.relu()
+        loss = F.cross_entropy(hidden.reshape(-1, 10), labels.reshape(-1), reduction="none").view(count, -1).mean(1)
+        torch.autograd.grad(loss.sum(), leaves)
+
+    template = make_model(spec, 0)
+    names = stacked.names
+    per_member_grad = vmap(grad(lambda params, x, y: F.cross_entropy(
+        functional_call(template, dict(zip(names, params)), (x,)), y)))
+
+    def vmapped():
+        per_member_grad(list(stacked.params), inputs, labels)
+
+    timings = {}
+    with torch.no_grad():
+        hand_written()
+    for label, function in (("hand-written backward (used)", hand_written), ("autograd through bmm", autograd_bmm),
+                            ("vmap(grad(functional_call))", vmapped)):
+        function()
+        start = clock()
+        for _ in range(repeats):
+            if label.startswith("hand"):
+                with torch.no_grad():
+                    function()
+            else:
+                function()
+        timings[label] = (clock() - start) / repeats
+    return timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="cpu: this process's CPU time (use with --threads 1 on a loaded machine)")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every measured length")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--memory-probe", nargs=2, metavar=("WORKLOAD", "K"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    global clock
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    if args.memory_probe:
+        peak_memory_probe(args.memory_probe[0], int(args.memory_probe[1]), 20, 10)
+        return
+
+    print(f"command: python benchmarks/population_speed.py --threads {args.threads} --clock {args.clock} "
+          f"--scale {args.scale} --workloads {args.workloads}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
+          f"load average at start {os.getloadavg()[0]:.1f}")
+    peak = matmul_peak()
+    print(f"fp32 matmul peak ({args.threads} threads): {peak / 1e9:.1f} GFLOP/s")
+
+    for name in args.workloads.split(","):
+        spec = WORKLOADS[name]
+        data = synthetic_data(spec)
+        iterations, eval_every = max(1, round(spec["iterations"] * args.scale)), spec["eval_every"]
+        baseline_steps = max(1, round(spec["baseline_steps"] * args.scale))
+        flops_per_model_iteration = 6 * weight_count(spec) * spec["batch"]
+        print(f"\n== {name}: {spec['features']}-{'-'.join(map(str, spec['hidden']))}-10, batch {spec['batch']}, "
+              f"{weight_count(spec)} weights, {flops_per_model_iteration / 1e6:.1f} MFLOP per model-iteration; "
+              f"population: {iterations} batched steps, evaluation every {eval_every}; baselines: {BASELINE_JOBS} "
+              f"jobs x {baseline_steps} steps one after another")
+        plain = plain_loop_rate(spec, data, BASELINE_JOBS, baseline_steps)
+        loader = dataloader_rate(spec, data, BASELINE_JOBS, baseline_steps)
+        print(f"{'K':>3} {'plain it/s':>11} {'loader it/s':>12} {'population it/s':>16} {'x plain':>8} "
+              f"{'x loader':>9} {'GFLOP/s':>8} {'% peak':>7} {'eval share':>11}")
+        rows = {}
+        for count in POPULATION_SIZES:
+            run = population_run(spec, data, count, iterations, eval_every)
+            achieved = run["rate"] * flops_per_model_iteration
+            rows[count] = (plain, run)
+            print(f"{count:>3} {plain:>11.0f} {loader:>12.0f} {run['rate']:>16.0f} {run['rate'] / plain:>8.2f} "
+                  f"{run['rate'] / loader:>9.2f} {achieved / 1e9:>8.1f} {100 * achieved / peak:>6.0f}% "
+                  f"{100 * run['eval_share']:>10.1f}%")
+        plain, run = rows[spec["goal_k"]]
+        print(f"goal at K={spec['goal_k']}: >= {spec['goal']}x the plain loop -> {run['rate'] / plain:.2f}x "
+              f"(with periodic evaluation counted: {run['rate_with_eval'] / plain:.2f}x)")
+        reference = reference_eval_share(spec, data, iterations, eval_every)
+        after = rows[32][1]
+        print(f"evaluation share of wall time, eval every {eval_every} steps (end-of-job evaluation left out): "
+              f"train_model one job at a time {100 * reference['eval_share']:.1f}% -> population K=32 "
+              f"{100 * after['eval_share']:.1f}%; per member and evaluation point "
+              f"{1e3 * reference['eval_per_member']:.1f} ms -> {1e3 * after['eval_per_member']:.1f} ms "
+              f"(train_model tests at every new validation minimum, the population once per job, at its end, "
+              f"outside this window; train_model trains at {reference['rate']:.0f} it/s)")
+        probe = subprocess.run(
+            [sys.executable, __file__, "--threads", str(args.threads), "--memory-probe", name, "32"],
+            capture_output=True, text=True, check=True,
+        )
+        rss, peak_rss = map(int, probe.stdout.split())
+        estimate = 32 * population_module.member_memory_bytes(make_model(spec, 0), train_config(spec, 1, 1),
+                                                              spec["sizes"][0])
+        print(f"peak memory, K=32 (fresh process, 20 steps + 2 evaluations): {peak_rss / 2**20:.0f} MiB RSS, "
+              f"{(peak_rss - rss) / 2**20:.0f} MiB above the process before training; estimate "
+              f"{estimate / 2**20:.0f} MiB + evaluation <= {population_module.population_eval_bytes() / 2**20:.0f} MiB")
+        if name == "lenet300_100":
+            timings = backward_comparison(spec, data, 16)
+            print("fwd+bwd of 16 stacked members: "
+                  + ", ".join(f"{label} {1e3 * seconds:.1f} ms" for label, seconds in timings.items()))
+    print(f"\nload average at end {os.getloadavg()[0]:.1f} (on a shared machine other jobs' load makes these noisy)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The planner: ready jobs trained as populations give the run directory the plain one-job path gives."""
+
+import pytest
+import torch
+
+from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
+from ticketlab.data.splits import make_splits
+from ticketlab.lottery.experiment import model_factory
+from ticketlab.lottery.jobs import DENSE, RESULT_FILE, ExperimentContext, JobKey, job_graph
+from ticketlab.lottery.planner import choose_population_size, ready_jobs, run_graph
+from ticketlab.store import load_tensors, read_json, read_jsonl
+
+POPULATION_ONLY_FIELDS = ("wall_time_s", "population_size")
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _context(run_dir):
+    # 16 classes and widths keep every tensor a multiple of the SIMD width: population == alone bitwise (1 thread)
+    generator = torch.Generator().manual_seed(0)
+    templates = torch.randn(16, 24, generator=generator)
+    labels = torch.randint(0, 16, (500,), generator=generator)
+    inputs = templates[labels] + 0.8 * torch.randn(500, 24, generator=generator)
+    data = make_splits(inputs[:400], labels[:400], inputs[400:], labels[400:], validation_size=80, num_classes=16)
+    config = ExperimentConfig(
+        model=ModelConfig(name="mlp", hidden=(32, 16)),
+        train=TrainConfig(optimizer="adam", lr=5e-3, batch_size=32, steps="60it", eval_every="20it"),
+        prune=PruneConfig(rate=0.5, output_rate=0.25, levels=2, rewind="10it", rewind_optimizer_state=True),
+        variants=("iterative_reset", "iterative_reinit", "random_pruning", "oneshot_reset"),
+        trials=2,
+    )
+    return ExperimentContext(config=config, run_dir=run_dir, data=data, make_model=model_factory(config, data, None),
+                             checkpoint_interval_s=0)
+
+
+def test_populations_write_the_run_directory_of_the_plain_path(one_thread, tmp_path):
+    plain, planned = _context(tmp_path / "plain"), _context(tmp_path / "planned")
+    graph = job_graph(plain)
+    run_graph(plain, graph, population=1)
+    batches = []
+    run_graph(planned, job_graph(planned), population=None, on_jobs_done=batches.append)
+    assert max(len(batch) for batch in batches) > 2  # trials and controls really trained together
+    for key in graph:
+        a, b = key.directory(plain.run_dir), key.directory(planned.run_dir)
+        record_a, record_b = read_json(a / RESULT_FILE), read_json(b / RESULT_FILE)
+        for field in POPULATION_ONLY_FIELDS:
+            record_a.pop(field, None), record_b.pop(field, None)
+        assert record_a == record_b, key
+        rows_a, rows_b = read_jsonl(a / "metrics.jsonl"), read_jsonl(b / "metrics.jsonl")
+        assert len(rows_a) == len(rows_b), key
+        for row_a, row_b in zip(rows_a, rows_b):  # the batch-mean training loss is summed in another order
+            assert row_b.pop("train_loss") == pytest.approx(row_a.pop("train_loss"), rel=1e-6), key
+            row_a.pop("test_accuracy", None)  # populations evaluate the test set only for the reported minimum
+            assert row_a == row_b, key
+        files = ["mask", "weights_init", "weights_final"]
+        if key.variant == DENSE:
+            files += ["weights_rewind", "optimizer_rewind"]
+        for name in files:
+            tensors_a, tensors_b = load_tensors(a / f"{name}.safetensors"), load_tensors(b / f"{name}.safetensors")
+            assert tensors_a.keys() == tensors_b.keys(), (key, name)
+            for tensor_name in tensors_a:
+                assert torch.equal(tensors_a[tensor_name], tensors_b[tensor_name]), (key, name, tensor_name)
+
+
+def test_ready_jobs_put_the_dependency_chains_first(tmp_path):
+    ctx = _context(tmp_path)
+    graph = job_graph(ctx)
+    assert ready_jobs(ctx, graph) == [JobKey(0, 0, DENSE), JobKey(1, 0, DENSE)]
+    assert choose_population_size(ctx, budget_bytes=1 << 40) > 1000
+    assert choose_population_size(ctx, budget_bytes=0) == 1
+
+
+def test_models_that_cannot_be_stacked_train_one_at_a_time_with_a_notice(tmp_path, capsys):
+    ctx = _context(tmp_path)
+    ctx.config = ctx.config.replace(**{"variants": ["iterative_reset"], "trials": 1, "prune.levels": 1})
+
+    def make_model(seed):
+        torch.manual_seed(seed)
+        layers = [torch.nn.Flatten(), torch.nn.Linear(24, 16), torch.nn.Tanh(), torch.nn.Linear(16, 16)]
+        return torch.nn.Sequential(*layers)
+
+    ctx.make_model = make_model
+    batches = []
+    run_graph(ctx, job_graph(ctx), population=8, on_jobs_done=batches.append)
+    assert [len(batch) for batch in batches] == [1, 1]
+    assert capsys.readouterr().err.count("one at a time") == 1

@@ -1,0 +1,180 @@
+"""Plan a lottery experiment's training as populations: the jobs of the graph that are ready together are
+trained together, as one stacked network (`ticketlab.training.population`).
+
+At any moment many jobs are ready — every trial's next level, the reinit and random-pruning controls of a level,
+every one-shot sparsity once the dense network is trained — and none of them reads another's output, so they
+can share a batched step. A job trained in a population writes the files `run_job` writes (mask, weights_init,
+rewind points, weights_final, metrics.jsonl, result.json) with the same numbers, and checkpoints in the same
+format, so a resume does not care which path trained a job. Two differences: metrics.jsonl rows carry no
+test_accuracy (the test set is evaluated only for the minimum that is reported), and result.json adds
+`population_size`, its `wall_time_s` being the whole population's. Population size 1 is the plain `run_job` path.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Callable
+
+import torch
+
+from ticketlab.lottery.jobs import (
+    DENSE,
+    RESULT_FILE,
+    ExperimentContext,
+    JobKey,
+    _check_pruned_weights_are_zero,
+    _per_step_randomness,
+    _rewind_points,
+    _save_rewind_point,
+    _starting_point,
+    _variant_rank,
+    is_done,
+    job_mask,
+    read_result,
+    run_job,
+)
+from ticketlab.pruning import remaining_counts, remaining_percent
+from ticketlab.seeds import derive_seed
+from ticketlab.store import save_tensors, write_json
+from ticketlab.training.population import (
+    PopulationMember,
+    can_vectorize,
+    member_memory_bytes,
+    population_eval_bytes,
+    train_population,
+)
+
+# Jobs other jobs wait for: training them first shortens the experiment's critical path.
+CHAIN_VARIANTS = (DENSE, "iterative_reset", "finetune")
+CPU_MEMORY_FRACTION = 0.25  # of the memory available now: other processes (and workers) need the rest
+CUDA_MEMORY_FRACTION = 0.5  # of the free device memory
+
+
+def ready_jobs(ctx: ExperimentContext, graph: dict[JobKey, tuple[JobKey, ...]]) -> list[JobKey]:
+    """Jobs not done whose inputs are all done, those on the dependency chains first."""
+    ready = [key for key, deps in graph.items() if not is_done(ctx, key) and all(is_done(ctx, dep) for dep in deps)]
+    return sorted(ready, key=lambda key: (key.variant not in CHAIN_VARIANTS, key.level, key.trial, _variant_rank(key)))
+
+
+def memory_budget_bytes(device: torch.device) -> int:
+    """Bytes a population may use on `device`: part of the free GPU memory, or of the available RAM."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * CUDA_MEMORY_FRACTION)
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume a modest machine
+        available = 4 << 30
+    return int(available * CPU_MEMORY_FRACTION)
+
+
+def choose_population_size(ctx: ExperimentContext, budget_bytes: int | None = None) -> int:
+    """How many jobs fit in one population under the memory budget (1 when the model cannot be stacked)."""
+    model = ctx.make_model(0)
+    if not can_vectorize(model):
+        return 1
+    budget = memory_budget_bytes(ctx.device) if budget_bytes is None else budget_bytes
+    per_member = member_memory_bytes(model, ctx.config.train, len(ctx.data.x_train))
+    return max(1, (budget - population_eval_bytes()) // per_member)
+
+
+def run_graph(
+    ctx: ExperimentContext,
+    graph: dict[JobKey, tuple[JobKey, ...]],
+    *,
+    population: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    on_jobs_done: Callable[[list[JobKey]], None] | None = None,
+) -> None:
+    """Train every job of `graph` not done yet: repeatedly the ready jobs, up to `population` at a time.
+
+    `population` None chooses the size from the memory budget; 1 trains one job at a time with `run_job` (the
+    reference path). Models that cannot be stacked fall back to one at a time, with a one-line notice.
+    """
+    model = ctx.make_model(0)
+    if population == 1:
+        size = 1
+    elif not can_vectorize(model):
+        print(f"ticketlab: {type(model).__name__} is not a Flatten/Linear/ReLU stack; training its jobs one at a time",
+              file=sys.stderr)
+        size = 1
+    else:
+        size = choose_population_size(ctx) if population is None else population
+    while True:
+        ready = ready_jobs(ctx, graph)
+        if not ready:
+            missing = [key for key in graph if not is_done(ctx, key)]
+            if missing:
+                raise RuntimeError(f"no runnable job; waiting on {missing[:3]}")
+            return
+        batch = ready[:size]
+        if size == 1:
+            run_job(ctx, batch[0], on_progress=on_progress)
+        else:
+            run_jobs_population(ctx, batch, on_progress=on_progress)
+        if on_jobs_done:
+            on_jobs_done(batch)
+
+
+def run_jobs_population(
+    ctx: ExperimentContext, keys: list[JobKey], on_progress: Callable[[int], None] | None = None
+) -> list[dict]:
+    """Train the jobs `keys` (none may read another's output) as one population; returns their result records.
+
+    Done jobs are skipped; partial jobs resume from their checkpoints. Writes what `run_job` writes.
+    """
+    started = time.time()
+    records: dict[JobKey, dict] = {key: read_result(ctx, key) for key in keys if is_done(ctx, key)}
+    pending = [key for key in keys if key not in records]
+    members, masks, start_steps = [], [], []
+    augment = None
+    for key in pending:
+        job_dir = key.directory(ctx.run_dir)
+        mask = job_mask(ctx, key)
+        model, start_step, optimizer_state, total_steps = _starting_point(ctx, key)
+        parameters = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, value in mask.items():
+                parameters[name].mul_(value)
+        if not (job_dir / "weights_init.safetensors").exists():
+            save_tensors(job_dir / "weights_init.safetensors", model.state_dict())
+        rewind_points = _rewind_points(ctx, key)
+        # MLPs have no dropout, so the per-step hook only augments the batch and is the same for every job.
+        augment = _per_step_randomness(ctx.config, model)
+        members.append(PopulationMember(
+            model=model,
+            masks=mask,
+            data_seed=derive_seed(ctx.config.seed, key.trial, "data_order"),
+            start_step=start_step,
+            total_steps=total_steps,
+            optimizer_state=optimizer_state,
+            job_dir=job_dir,
+            snapshot_steps=tuple(sorted(rewind_points)),
+            on_snapshot=_save_rewind_point(rewind_points) if rewind_points else None,
+        ))
+        masks.append(mask)
+        start_steps.append(start_step)
+    results = train_population(members, ctx.data, ctx.config.train, on_progress=on_progress,
+                               checkpoint_interval_s=ctx.checkpoint_interval_s, augment=augment)
+    wall_time_s = time.time() - started
+    for key, member, mask, start_step, result in zip(pending, members, masks, start_steps, results):
+        job_dir = key.directory(ctx.run_dir)
+        final_state = {name: value.detach().cpu() for name, value in member.model.state_dict().items()}
+        _check_pruned_weights_are_zero(final_state, mask, key)
+        save_tensors(job_dir / "weights_final.safetensors", final_state)
+        counts = remaining_counts(mask)
+        records[key] = {
+            "trial": key.trial,
+            "level": key.level,
+            "variant": key.variant,
+            "weights_remaining_percent": remaining_percent(mask),
+            "layer_remaining": {name: [counts[name], mask[name].numel()] for name in mask},
+            "start_step": start_step,
+            "wall_time_s": wall_time_s,  # of the whole population, which trained `population_size` jobs
+            "population_size": len(pending),
+            **result.to_dict(),
+        }
+        write_json(job_dir / RESULT_FILE, records[key])
+    return [records[key] for key in keys]
