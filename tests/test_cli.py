@@ -11,7 +11,7 @@ import pytest
 
 from ticketlab.cli import main
 
-TINY = ["--trials", "1", "--levels", "2", "--steps", "200it", "--train.eval_every", "20it",
+TINY = ["--trials", "1", "--levels", "2", "--steps", "400it", "--train.eval_every", "20it",
         "--data.train_size", "800", "--variants", "iterative_reset,random_pruning", "--quiet", "--no-report",
         "--workers", "1"]
 
@@ -75,23 +75,24 @@ def _find(root: Path, extra=()):
     )
 
 
-def test_resume_after_sigkill_gives_the_same_results(tmp_path):
-    reference = _find(tmp_path / "reference")
-    killed = _find(tmp_path / "killed", ["--checkpoint-every", "0"])
+@pytest.mark.parametrize("population", ["1", "auto"])
+def test_resume_after_sigkill_gives_the_same_results(tmp_path, population):
+    extra = ["--population", "1"] if population == "1" else []
+    reference = _find(tmp_path / "reference", extra)
     out, err = reference.communicate(timeout=600)
     assert reference.returncode == 0, err
-    # kill the second run part-way: after some jobs are done and one is mid-training
+    killed = _find(tmp_path / "killed", [*extra, "--checkpoint-every", "0"])
+    # kill the run part-way: once level 1 is training (a checkpoint exists), before the last level is done
     deadline = time.time() + 300
-    while time.time() < deadline:
-        run_dirs = list((tmp_path / "killed").glob("*/trial_0/level_01/iterative_reset/checkpoint.safetensors"))
-        if run_dirs or killed.poll() is not None:
+    while time.time() < deadline and killed.poll() is None:
+        if list((tmp_path / "killed").glob("*/trial_0/level_01/*/checkpoint.safetensors")):
             break
-        time.sleep(0.05)
+        time.sleep(0.01)
     assert killed.poll() is None, "the run finished before it could be killed"
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     assert not list((tmp_path / "killed").glob("*/trial_0/level_02/random_pruning/result.json"))
-    resumed = _find(tmp_path / "killed")
+    resumed = _find(tmp_path / "killed", extra)
     out2, err2 = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err2
     reference_csv = next((tmp_path / "reference").glob("*/results.csv")).read_text()

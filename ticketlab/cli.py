@@ -9,8 +9,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from ticketlab.analysis.cli import add_analysis_commands, run_analysis_command
 from ticketlab.config import ExperimentConfig, field_paths, load_config
 from ticketlab.errors import ConfigError, TicketlabError
+from ticketlab.lottery.sweep_cli import add_sweep_command, run_sweep_command
 from ticketlab.presets import PRESET_HELP, preset
 
 EXIT_USER_ERROR = 2
@@ -38,7 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--config", help="a .json or .toml config file (replaces the preset)")
     find.add_argument("--root", default="runs", help="where run directories go (default: ./runs)")
     find.add_argument("--workers", type=int, default=None,
-                      help="parallel single-threaded training processes (default: CPU cores, at most trials)")
+                      help="parallel single-threaded training processes for models that cannot be stacked "
+                      "(default: CPU cores, at most trials)")
+    find.add_argument("--population", type=int, default=None,
+                      help="jobs trained together as one stacked network (default: as many as fit in memory; "
+                      "1: one at a time, the reference path)")
     find.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     find.add_argument("--trials", help="independent repetitions (different init and data order)")
     find.add_argument("--seed", help="base seed every random choice derives from")
@@ -67,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--config")
 
     commands.add_parser("presets", help="list the named presets")
+    add_sweep_command(commands)
+    add_analysis_commands(commands)
     return parser
 
 
@@ -85,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
             for name, text in PRESET_HELP.items():
                 print(f"{name:28s} {text}")
             return 0
+        for run_command in (run_sweep_command, run_analysis_command):
+            code = run_command(args)
+            if code is not None:
+                return code
     except TicketlabError as error:
         print(f"ticketlab: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -119,6 +131,8 @@ def _find(args: argparse.Namespace) -> int:
     config = _resolve_config(args)
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers {args.workers} must be >= 1")
+    if args.population is not None and args.population < 1:
+        raise ConfigError(f"--population {args.population} must be >= 1")
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
         raise ConfigError(f"--data-dir {args.data_dir!r} is not a directory")
     import os
@@ -128,7 +142,8 @@ def _find(args: argparse.Namespace) -> int:
 
     print(f"ticketlab: experiment {run_directory(config, args.root)}", file=sys.stderr)
     result = find_tickets(
-        config, root=args.root, workers=workers, device=args.device, progress=not args.quiet,
+        config, root=args.root, workers=workers, population=args.population, device=args.device,
+        progress=not args.quiet,
         report=not args.no_report, checkpoint_interval_s=args.checkpoint_every,
     )
     from ticketlab.report import read_results, summarize_results

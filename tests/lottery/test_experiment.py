@@ -89,18 +89,26 @@ def test_end_to_end_results_masks_and_resets(tmp_path, tiny_data):
     assert read_json(run_dir / "config.json")["config"]["trials"] == 2
 
 
-def test_rerun_trains_nothing_and_more_trials_reuse_finished_jobs(tmp_path, tiny_data, monkeypatch):
-    first = _run(tmp_path, tiny_data, trials=1, variants=["iterative_reset"])
-    import ticketlab.lottery.jobs as jobs
+def _result_files(run_dir):
+    return {path: path.stat().st_mtime_ns for path in run_dir.glob("trial_*/level_*/*/result.json")}
 
-    calls = []
-    original = jobs.train_model
-    monkeypatch.setattr(jobs, "train_model", lambda *a, **k: calls.append(1) or original(*a, **k))
-    again = _run(tmp_path, tiny_data, trials=1, variants=["iterative_reset"])
-    assert calls == [] and again.run_dir == first.run_dir and again.rows == first.rows
-    more = _run(tmp_path, tiny_data, trials=2, variants=["iterative_reset"])
-    assert more.run_dir == first.run_dir
-    assert len(calls) == 3  # only the new trial's dense + 2 levels
+
+@pytest.mark.parametrize("population", [1, None])
+def test_rerun_trains_nothing_and_more_trials_reuse_finished_jobs(tmp_path, tiny_data, population):
+    def run(trials):
+        return find_tickets(_config(trials=trials, variants=["iterative_reset"]), root=tmp_path, data=tiny_data,
+                            progress=False, report=False, population=population)
+
+    first = run(1)
+    finished = _result_files(first.run_dir)
+    assert len(finished) == 3
+    again = run(1)
+    assert _result_files(again.run_dir) == finished and again.rows == first.rows
+    assert not list(again.run_dir.glob("**/checkpoint.safetensors"))
+    more = run(2)
+    after = _result_files(more.run_dir)
+    assert more.run_dir == first.run_dir and len(after) == 6
+    assert all(after[path] == mtime for path, mtime in finished.items())  # trial 0 was not retrained
     assert [row for row in more.rows if row["trial"] == 0] == first.rows
 
 

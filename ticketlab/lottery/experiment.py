@@ -21,6 +21,7 @@ from torch import nn
 from ticketlab.config import ExperimentConfig
 from ticketlab.data import DataSplits, load_dataset
 from ticketlab.errors import ConfigError
+from ticketlab.lottery.planner import run_graph
 from ticketlab.lottery.jobs import (
     DENSE,
     ExperimentContext,
@@ -33,6 +34,7 @@ from ticketlab.lottery.jobs import (
 )
 from ticketlab.models import build_model, initialize
 from ticketlab.store import atomic_write_bytes, read_json, write_json
+from ticketlab.training.population import can_vectorize
 
 RESULT_COLUMNS = (
     "variant",
@@ -76,6 +78,7 @@ def find_tickets(
     model: nn.Module | None = None,
     data: DataSplits | None = None,
     workers: int = 1,
+    population: int | None = None,
     device: str = "auto",
     progress: bool = True,
     report: bool = True,
@@ -84,9 +87,11 @@ def find_tickets(
     """Run (or resume) a lottery-ticket experiment and write results.csv and the report.
 
     `model` (any nn.Module; its Linear/Conv/Embedding weights are pruned) and `data` (see
-    `ticketlab.data.make_splits`) replace the config's built-in model and dataset. `workers` > 1 trains
-    independent jobs in that many single-threaded processes (built-in model and data only). Re-running a
-    finished experiment trains nothing.
+    `ticketlab.data.make_splits`) replace the config's built-in model and dataset. Jobs that are ready
+    together train as one stacked population (`population`: None sizes it from the memory budget, 1 trains one
+    job at a time, the reference path). Models that cannot be stacked use `workers` > 1 single-threaded
+    processes for independent jobs (built-in model and data only). Re-running a finished experiment trains
+    nothing.
     """
     config = config.validate()
     fingerprint = ""
@@ -113,14 +118,17 @@ def find_tickets(
         print("ticketlab: custom model/data run in this process (workers=1)", file=sys.stderr)
         workers = 1
     bar = _progress_bar(ctx, graph, progress)
+
+    def jobs_done(keys: list[JobKey]) -> None:
+        bar.set_description(f"done {keys[-1].label()}" + (f" (+{len(keys) - 1} more)" if len(keys) > 1 else ""))
+        write_results_csv(ctx, graph)
+
     try:
-        if workers > 1 and sum(not is_done(ctx, key) for key in graph) > 1:
-            _run_parallel(ctx, graph, workers, bar, root)
+        stackable = population != 1 and can_vectorize(ctx.make_model(0))
+        if workers > 1 and not stackable and sum(not is_done(ctx, key) for key in graph) > 1:
+            _run_parallel(ctx, graph, workers, bar)
         else:
-            for key in graph:
-                bar.set_description(key.label())
-                run_job(ctx, key, on_progress=bar.update)
-                write_results_csv(ctx, graph)
+            run_graph(ctx, graph, population=population, on_progress=bar.update, on_jobs_done=jobs_done)
     finally:
         bar.close()
         write_results_csv(ctx, graph)
@@ -141,7 +149,10 @@ def model_factory(config: ExperimentConfig, data: DataSplits, model: nn.Module |
         if model is not None:
             network = copy.deepcopy(model).cpu()
         else:
-            network = build_model(config.model.name, data.input_shape, data.num_classes, hidden=config.model.hidden)
+            network = build_model(
+                config.model.name, data.input_shape, data.num_classes, hidden=config.model.hidden,
+                width=config.model.width, depth=config.model.depth, dropout=config.model.dropout,
+            )
         return initialize(network, config.model.init, seed)
 
     return make
@@ -238,8 +249,11 @@ _WORKER: dict = {}
 
 
 def _worker_init(config_dict: dict, run_dir: str, device: str, checkpoint_interval_s: float, threads: int, updates):
+    import signal
+
     from ticketlab.config import config_from_dict
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled once, by the main process
     torch.set_num_threads(threads)
     config = config_from_dict(config_dict)
     splits = load_dataset(config.data).to(device)
@@ -251,39 +265,50 @@ def _worker_init(config_dict: dict, run_dir: str, device: str, checkpoint_interv
 
 
 def _worker_run(key: JobKey) -> JobKey:
-    updates = _WORKER["updates"]
-    run_job(_WORKER["ctx"], key, on_progress=updates.put)
+    run_job(_WORKER["ctx"], key, on_progress=_WORKER["updates"].put)
     return key
 
 
-def _run_parallel(ctx: ExperimentContext, graph: dict, workers: int, bar, root) -> None:
+def _run_parallel(ctx: ExperimentContext, graph: dict, workers: int, bar) -> None:
     context = multiprocessing.get_context("spawn")
-    updates = context.Manager().Queue()
+    updates = context.Queue()
     threads = max(1, (os.cpu_count() or 1) // workers)
-    pending = {key: deps for key, deps in graph.items() if not is_done(ctx, key)}
-    running: dict = {}
     with ProcessPoolExecutor(
         max_workers=workers,
         mp_context=context,
         initializer=_worker_init,
         initargs=(ctx.config.to_dict(), str(ctx.run_dir), str(ctx.device), ctx.checkpoint_interval_s, threads, updates),
     ) as pool:
-        while pending or running:
-            for key in [key for key, deps in pending.items() if all(is_done(ctx, dep) for dep in deps)]:
-                if len(running) >= workers:
-                    break
-                running[pool.submit(_worker_run, key)] = key
-                del pending[key]
-            if not running:
-                raise RuntimeError(f"no runnable job; waiting on {sorted(pending)[:3]}")
-            finished, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
-            _drain(updates, bar)
-            for future in finished:
-                future.result()  # re-raise a worker's error here
-                key = running.pop(future)
-                bar.set_description(f"done {key.label()}")
-                write_results_csv(ctx, graph)
+        try:
+            _schedule(ctx, graph, pool, workers, updates, bar)
+        except KeyboardInterrupt:
+            # workers ignore SIGINT; stop them now (a killed job resumes from its checkpoint next time)
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _schedule(ctx: ExperimentContext, graph: dict, pool, workers: int, updates, bar) -> None:
+    """Submit jobs whose inputs exist, at most `workers` at a time, until every job is done."""
+    pending = {key: deps for key, deps in graph.items() if not is_done(ctx, key)}
+    running: dict = {}
+    while pending or running:
+        for key in [key for key, deps in pending.items() if all(is_done(ctx, dep) for dep in deps)]:
+            if len(running) >= workers:
+                break
+            running[pool.submit(_worker_run, key)] = key
+            del pending[key]
+        if not running:
+            raise RuntimeError(f"no runnable job; waiting on {sorted(pending)[:3]}")
+        finished, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
         _drain(updates, bar)
+        for future in finished:
+            future.result()  # re-raise a worker's error here
+            key = running.pop(future)
+            bar.set_description(f"done {key.label()}")
+            write_results_csv(ctx, graph)
+    _drain(updates, bar)
 
 
 def _drain(updates, bar) -> None:
