@@ -200,7 +200,7 @@ def job_mask(ctx: ExperimentContext, key: JobKey) -> dict[str, torch.Tensor]:
 
 def _compute_mask(ctx: ExperimentContext, key: JobKey) -> dict[str, torch.Tensor]:
     trial, level, variant = key.trial, key.level, key.variant
-    plan, scope = ctx.keep_plan(), ctx.config.prune.scope
+    plan = ctx.keep_plan()
     if level == 0:
         return full_masks(prunable_weights(ctx.make_model(0)))
     if variant in ("iterative_reset", "iterative_reinit"):
@@ -235,55 +235,90 @@ def _final_prunable_weights(ctx: ExperimentContext, key: JobKey) -> dict[str, to
 # --- running one job -------------------------------------------------------------------------------
 
 
-def run_job(ctx: ExperimentContext, key: JobKey, on_progress: Callable[[int], None] | None = None) -> dict:
-    """Train one job (resuming a partial run) unless it is done; returns its result record."""
-    job_dir = key.directory(ctx.run_dir)
-    if is_done(ctx, key):
-        return read_result(ctx, key)
-    started = time.time()
+@dataclass
+class JobStart:
+    """Everything a training run of one job starts from (the masked model, its step range, its hooks)."""
+
+    mask: dict[str, torch.Tensor]
+    model: nn.Module
+    start_step: int
+    total_steps: int
+    optimizer_state: dict[str, torch.Tensor] | None
+    data_seed: int
+    snapshot_steps: tuple[int, ...]
+    on_snapshot: Callable | None
+    augment: Callable | None
+
+
+def prepare_job(ctx: ExperimentContext, key: JobKey) -> JobStart:
+    """Compute the job's mask and masked starting weights (saved as weights_init) and its training hooks."""
     mask = job_mask(ctx, key)
     model, start_step, optimizer_state, total_steps = _starting_point(ctx, key)
-    for name, value in mask.items():
-        with torch.no_grad():
-            dict(model.named_parameters())[name].mul_(value)
+    parameters = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in mask.items():
+            parameters[name].mul_(value)
+    job_dir = key.directory(ctx.run_dir)
     if not (job_dir / "weights_init.safetensors").exists():
         save_tensors(job_dir / "weights_init.safetensors", model.state_dict())
-
     rewind_points = _rewind_points(ctx, key)
-    snapshot_steps = tuple(sorted(rewind_points))
-    on_snapshot = _save_rewind_point(rewind_points) if rewind_points else None
-    result = train_model(
-        model.to(ctx.device),
-        ctx.data,
-        ctx.config.train,
-        masks=mask,
-        data_seed=derive_seed(ctx.config.seed, key.trial, "data_order"),
+    return JobStart(
+        mask=mask,
+        model=model,
         start_step=start_step,
         total_steps=total_steps,
         optimizer_state=optimizer_state,
-        job_dir=job_dir,
-        snapshot_steps=snapshot_steps,
-        on_snapshot=on_snapshot,
-        on_progress=on_progress,
-        checkpoint_interval_s=ctx.checkpoint_interval_s,
+        data_seed=derive_seed(ctx.config.seed, key.trial, "data_order"),
+        snapshot_steps=tuple(sorted(rewind_points)),
+        on_snapshot=_save_rewind_point(rewind_points) if rewind_points else None,
         augment=_per_step_randomness(ctx.config, model),
     )
-    final_state = {name: value.detach().cpu() for name, value in model.state_dict().items()}
-    _check_pruned_weights_are_zero(final_state, mask, key)
+
+
+def finish_job(ctx: ExperimentContext, key: JobKey, start: JobStart, result, **extra) -> dict:
+    """Check and save the trained weights, then write result.json (last: it marks the job done)."""
+    job_dir = key.directory(ctx.run_dir)
+    final_state = {name: value.detach().cpu() for name, value in start.model.state_dict().items()}
+    _check_pruned_weights_are_zero(final_state, start.mask, key)
     save_tensors(job_dir / "weights_final.safetensors", final_state)
-    counts = remaining_counts(mask)
+    counts = remaining_counts(start.mask)
     record = {
         "trial": key.trial,
         "level": key.level,
         "variant": key.variant,
-        "weights_remaining_percent": remaining_percent(mask),
-        "layer_remaining": {name: [counts[name], mask[name].numel()] for name in mask},
-        "start_step": start_step,
-        "wall_time_s": time.time() - started,
+        "weights_remaining_percent": remaining_percent(start.mask),
+        "layer_remaining": {name: [counts[name], start.mask[name].numel()] for name in start.mask},
+        "start_step": start.start_step,
+        **extra,
         **result.to_dict(),
     }
     write_json(job_dir / RESULT_FILE, record)
     return record
+
+
+def run_job(ctx: ExperimentContext, key: JobKey, on_progress: Callable[[int], None] | None = None) -> dict:
+    """Train one job (resuming a partial run) unless it is done; returns its result record."""
+    if is_done(ctx, key):
+        return read_result(ctx, key)
+    started = time.time()
+    start = prepare_job(ctx, key)
+    result = train_model(
+        start.model.to(ctx.device),
+        ctx.data,
+        ctx.config.train,
+        masks=start.mask,
+        data_seed=start.data_seed,
+        start_step=start.start_step,
+        total_steps=start.total_steps,
+        optimizer_state=start.optimizer_state,
+        job_dir=key.directory(ctx.run_dir),
+        snapshot_steps=start.snapshot_steps,
+        on_snapshot=start.on_snapshot,
+        on_progress=on_progress,
+        checkpoint_interval_s=ctx.checkpoint_interval_s,
+        augment=start.augment,
+    )
+    return finish_job(ctx, key, start, result, wall_time_s=time.time() - started)
 
 
 def _starting_point(ctx: ExperimentContext, key: JobKey):
@@ -306,14 +341,9 @@ def _starting_point(ctx: ExperimentContext, key: JobKey):
     model.load_state_dict(load_tensors(dense_dir / source))
     optimizer_state = None
     if ctx.rewind_step > 0 and config.prune.rewind_optimizer_state:
-        optimizer_state = _masked_optimizer_state(load_tensors(dense_dir / "optimizer_rewind.safetensors"))
+        # pruned entries of the saved buffers move nothing: their gradients are zeroed and weights re-masked
+        optimizer_state = load_tensors(dense_dir / "optimizer_rewind.safetensors")
     return model, ctx.rewind_step, optimizer_state, ctx.total_steps
-
-
-def _masked_optimizer_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    # Pruned entries of momentum/Adam buffers would move nothing (their grads are zeroed and weights re-masked),
-    # so the saved buffers are used as they are.
-    return state
 
 
 def _rewind_points(ctx: ExperimentContext, key: JobKey) -> dict[int, list[Path]]:

@@ -21,23 +21,15 @@ import torch
 
 from ticketlab.lottery.jobs import (
     DENSE,
-    RESULT_FILE,
     ExperimentContext,
     JobKey,
-    _check_pruned_weights_are_zero,
-    _per_step_randomness,
-    _rewind_points,
-    _save_rewind_point,
-    _starting_point,
     _variant_rank,
+    finish_job,
     is_done,
-    job_mask,
+    prepare_job,
     read_result,
     run_job,
 )
-from ticketlab.pruning import remaining_counts, remaining_percent
-from ticketlab.seeds import derive_seed
-from ticketlab.store import save_tensors, write_json
 from ticketlab.training.population import (
     PopulationMember,
     can_vectorize,
@@ -128,53 +120,26 @@ def run_jobs_population(
     started = time.time()
     records: dict[JobKey, dict] = {key: read_result(ctx, key) for key in keys if is_done(ctx, key)}
     pending = [key for key in keys if key not in records]
-    members, masks, start_steps = [], [], []
-    augment = None
-    for key in pending:
-        job_dir = key.directory(ctx.run_dir)
-        mask = job_mask(ctx, key)
-        model, start_step, optimizer_state, total_steps = _starting_point(ctx, key)
-        parameters = dict(model.named_parameters())
-        with torch.no_grad():
-            for name, value in mask.items():
-                parameters[name].mul_(value)
-        if not (job_dir / "weights_init.safetensors").exists():
-            save_tensors(job_dir / "weights_init.safetensors", model.state_dict())
-        rewind_points = _rewind_points(ctx, key)
-        # MLPs have no dropout, so the per-step hook only augments the batch and is the same for every job.
-        augment = _per_step_randomness(ctx.config, model)
-        members.append(PopulationMember(
-            model=model,
-            masks=mask,
-            data_seed=derive_seed(ctx.config.seed, key.trial, "data_order"),
-            start_step=start_step,
-            total_steps=total_steps,
-            optimizer_state=optimizer_state,
-            job_dir=job_dir,
-            snapshot_steps=tuple(sorted(rewind_points)),
-            on_snapshot=_save_rewind_point(rewind_points) if rewind_points else None,
-        ))
-        masks.append(mask)
-        start_steps.append(start_step)
+    starts = [prepare_job(ctx, key) for key in pending]
+    members = [
+        PopulationMember(
+            model=start.model,
+            masks=start.mask,
+            data_seed=start.data_seed,
+            start_step=start.start_step,
+            total_steps=start.total_steps,
+            optimizer_state=start.optimizer_state,
+            job_dir=key.directory(ctx.run_dir),
+            snapshot_steps=start.snapshot_steps,
+            on_snapshot=start.on_snapshot,
+        )
+        for key, start in zip(pending, starts)
+    ]
+    # MLPs have no dropout, so the per-step hook only augments the batch and is the same for every job.
+    augment = starts[0].augment if starts else None
     results = train_population(members, ctx.data, ctx.config.train, on_progress=on_progress,
                                checkpoint_interval_s=ctx.checkpoint_interval_s, augment=augment)
-    wall_time_s = time.time() - started
-    for key, member, mask, start_step, result in zip(pending, members, masks, start_steps, results):
-        job_dir = key.directory(ctx.run_dir)
-        final_state = {name: value.detach().cpu() for name, value in member.model.state_dict().items()}
-        _check_pruned_weights_are_zero(final_state, mask, key)
-        save_tensors(job_dir / "weights_final.safetensors", final_state)
-        counts = remaining_counts(mask)
-        records[key] = {
-            "trial": key.trial,
-            "level": key.level,
-            "variant": key.variant,
-            "weights_remaining_percent": remaining_percent(mask),
-            "layer_remaining": {name: [counts[name], mask[name].numel()] for name in mask},
-            "start_step": start_step,
-            "wall_time_s": wall_time_s,  # of the whole population, which trained `population_size` jobs
-            "population_size": len(pending),
-            **result.to_dict(),
-        }
-        write_json(job_dir / RESULT_FILE, records[key])
+    wall_time_s = time.time() - started  # of the whole population, which trained `population_size` jobs
+    for key, start, result in zip(pending, starts, results):
+        records[key] = finish_job(ctx, key, start, result, wall_time_s=wall_time_s, population_size=len(pending))
     return [records[key] for key in keys]
