@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     except TicketlabError as error:
         print(f"ticketlab: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except BrokenPipeError:  # output piped into `head` and the like
+        return 0
     except KeyboardInterrupt:
         print("\nticketlab: interrupted; finished work is saved, run the same command again to resume",
               file=sys.stderr)

@@ -119,8 +119,10 @@ def find_tickets(
         workers = 1
     bar = _progress_bar(ctx, graph, progress)
 
+    def jobs_start(keys: list[JobKey]) -> None:
+        bar.set_description(keys[0].label() + (f" (+{len(keys) - 1} jobs)" if len(keys) > 1 else ""))
+
     def jobs_done(keys: list[JobKey]) -> None:
-        bar.set_description(f"done {keys[-1].label()}" + (f" (+{len(keys) - 1} more)" if len(keys) > 1 else ""))
         write_results_csv(ctx, graph)
 
     try:
@@ -128,7 +130,8 @@ def find_tickets(
         if workers > 1 and not stackable and sum(not is_done(ctx, key) for key in graph) > 1:
             _run_parallel(ctx, graph, workers, bar)
         else:
-            run_graph(ctx, graph, population=population, on_progress=bar.update, on_jobs_done=jobs_done)
+            run_graph(ctx, graph, population=population, on_progress=bar.update, on_jobs_start=jobs_start,
+                      on_jobs_done=jobs_done)
     finally:
         bar.close()
         write_results_csv(ctx, graph)

@@ -79,6 +79,7 @@ def run_graph(
     population: int | None = None,
     on_progress: Callable[[int], None] | None = None,
     on_jobs_done: Callable[[list[JobKey]], None] | None = None,
+    on_jobs_start: Callable[[list[JobKey]], None] | None = None,
 ) -> None:
     """Train every job of `graph` not done yet: repeatedly the ready jobs, up to `population` at a time.
 
@@ -102,6 +103,8 @@ def run_graph(
                 raise RuntimeError(f"no runnable job; waiting on {missing[:3]}")
             return
         batch = ready[:size]
+        if on_jobs_start:
+            on_jobs_start(batch)
         if size == 1:
             run_job(ctx, batch[0], on_progress=on_progress)
         else:
