@@ -75,8 +75,15 @@ def _find(root: Path, extra=()):
     )
 
 
-@pytest.mark.parametrize("population", ["1", "auto"])
-def test_resume_after_sigkill_gives_the_same_results(tmp_path, population):
+@pytest.mark.parametrize(
+    "population, kill_when",
+    [
+        ("1", "*/trial_0/level_01/*/checkpoint.safetensors"),  # mid-training of a level-1 job
+        ("auto", "*/trial_0/level_00/dense/checkpoint.safetensors"),  # mid-training of the first population
+        ("auto", "*/trial_0/level_01/*/checkpoint.safetensors"),  # mid-training of a later population
+    ],
+)
+def test_resume_after_sigkill_gives_the_same_results(tmp_path, population, kill_when):
     extra = ["--population", "1"] if population == "1" else []
     reference = _find(tmp_path / "reference", extra)
     out, err = reference.communicate(timeout=600)
@@ -85,7 +92,7 @@ def test_resume_after_sigkill_gives_the_same_results(tmp_path, population):
     # kill the run part-way: once level 1 is training (a checkpoint exists), before the last level is done
     deadline = time.time() + 300
     while time.time() < deadline and killed.poll() is None:
-        if list((tmp_path / "killed").glob("*/trial_0/level_01/*/checkpoint.safetensors")):
+        if list((tmp_path / "killed").glob(kill_when)):
             break
         time.sleep(0.01)
     assert killed.poll() is None, "the run finished before it could be killed"

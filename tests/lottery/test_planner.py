@@ -90,3 +90,23 @@ def test_models_that_cannot_be_stacked_train_one_at_a_time_with_a_notice(tmp_pat
     run_graph(ctx, job_graph(ctx), population=8, on_jobs_done=batches.append)
     assert [len(batch) for batch in batches] == [1, 1]
     assert capsys.readouterr().err.count("one at a time") == 1
+
+
+def test_population_plan_respects_inputs_and_ignores_what_is_done():
+    from ticketlab.lottery.jobs import JobKey
+    from ticketlab.lottery.planner import population_plan
+
+    graph = {JobKey(0, 0, "dense"): ()}
+    for level in (1, 2, 3):
+        previous = JobKey(0, level - 1, "iterative_reset" if level > 1 else "dense")
+        graph[JobKey(0, level, "iterative_reset")] = (previous,)
+        graph[JobKey(0, level, "random_pruning")] = (previous,)
+        graph[JobKey(0, level, "oneshot_reset")] = (JobKey(0, 0, "dense"),)
+    plan = population_plan(graph, size=4)
+    flat = [key for batch in plan for key in batch]
+    assert sorted(flat) == sorted(graph) and len(flat) == len(set(flat))
+    position = {key: index for index, batch in enumerate(plan) for key in batch}
+    assert all(position[dep] < position[key] for key, deps in graph.items() for dep in deps)
+    assert all(len(batch) <= 4 for batch in plan)
+    assert plan[0] == [JobKey(0, 0, "dense")]
+    assert population_plan(graph, size=4) == plan  # a pure function of graph and size

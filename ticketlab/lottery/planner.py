@@ -30,6 +30,7 @@ from ticketlab.lottery.jobs import (
     read_result,
     run_job,
 )
+from ticketlab.store import read_json, write_json
 from ticketlab.training.population import (
     PopulationMember,
     can_vectorize,
@@ -40,26 +41,52 @@ from ticketlab.training.population import (
 
 # Jobs other jobs wait for: training them first shortens the experiment's critical path.
 CHAIN_VARIANTS = (DENSE, "iterative_reset", "finetune")
-CPU_MEMORY_FRACTION = 0.25  # of the memory available now: other processes (and workers) need the rest
-CUDA_MEMORY_FRACTION = 0.5  # of the free device memory
+CPU_MEMORY_FRACTION = 0.25  # of the machine's memory: other processes need the rest
+CUDA_MEMORY_FRACTION = 0.5  # of the device's memory
+PLAN_FILE = "population.json"
 
 
 def ready_jobs(ctx: ExperimentContext, graph: dict[JobKey, tuple[JobKey, ...]]) -> list[JobKey]:
     """Jobs not done whose inputs are all done, those on the dependency chains first."""
     ready = [key for key, deps in graph.items() if not is_done(ctx, key) and all(is_done(ctx, dep) for dep in deps)]
-    return sorted(ready, key=lambda key: (key.variant not in CHAIN_VARIANTS, key.level, key.trial, _variant_rank(key)))
+    return sorted(ready, key=_priority)
+
+
+def _priority(key: JobKey) -> tuple:
+    return (key.variant not in CHAIN_VARIANTS, key.level, key.trial, _variant_rank(key))
+
+
+def population_plan(graph: dict[JobKey, tuple[JobKey, ...]], size: int) -> list[list[JobKey]]:
+    """The populations a run from scratch trains, in order: each time, up to `size` ready jobs.
+
+    The plan depends only on the graph and the size, never on what is already done, so a resumed run re-forms
+    exactly the populations of the interrupted one and its members continue bit for bit.
+    """
+    done: set[JobKey] = set()
+    plan = []
+    while len(done) < len(graph):
+        ready = sorted(
+            (key for key, deps in graph.items() if key not in done and all(dep in done for dep in deps)),
+            key=_priority,
+        )
+        if not ready:
+            raise RuntimeError(f"job graph has a cycle or a missing input among {sorted(set(graph) - done)[:3]}")
+        plan.append(ready[:size])
+        done.update(plan[-1])
+    return plan
 
 
 def memory_budget_bytes(device: torch.device) -> int:
     """Bytes a population may use on `device`: part of the free GPU memory, or of the available RAM."""
+    # Total, not free, memory: the size (and so the populations a run forms) must not change between runs.
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free * CUDA_MEMORY_FRACTION)
+        _, total = torch.cuda.mem_get_info(device)
+        return int(total * CUDA_MEMORY_FRACTION)
     try:
-        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # not POSIX: assume a modest machine
-        available = 4 << 30
-    return int(available * CPU_MEMORY_FRACTION)
+        total = 8 << 30
+    return int(total * CPU_MEMORY_FRACTION)
 
 
 def choose_population_size(ctx: ExperimentContext, budget_bytes: int | None = None) -> int:
@@ -94,15 +121,11 @@ def run_graph(
               file=sys.stderr)
         size = 1
     else:
-        size = choose_population_size(ctx) if population is None else population
-    while True:
-        ready = ready_jobs(ctx, graph)
-        if not ready:
-            missing = [key for key in graph if not is_done(ctx, key)]
-            if missing:
-                raise RuntimeError(f"no runnable job; waiting on {missing[:3]}")
-            return
-        batch = ready[:size]
+        size = population or _planned_size(ctx)
+    for batch in population_plan(graph, size):
+        batch = [key for key in batch if not is_done(ctx, key)]
+        if not batch:
+            continue
         if on_jobs_start:
             on_jobs_start(batch)
         if size == 1:
@@ -111,6 +134,16 @@ def run_graph(
             run_jobs_population(ctx, batch, on_progress=on_progress)
         if on_jobs_done:
             on_jobs_done(batch)
+
+
+def _planned_size(ctx: ExperimentContext) -> int:
+    """The automatic population size, chosen once per run directory and reused when the run resumes."""
+    path = ctx.run_dir / PLAN_FILE
+    if path.exists():
+        return int(read_json(path)["population"])
+    size = choose_population_size(ctx)
+    write_json(path, {"population": size})
+    return size
 
 
 def run_jobs_population(
