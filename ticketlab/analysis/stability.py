@@ -35,7 +35,7 @@ from ticketlab.analysis.masks import write_csv
 from ticketlab.config import ExperimentConfig, TrainConfig, config_from_dict, parse_step
 from ticketlab.data import DataSplits, load_dataset
 from ticketlab.errors import ConfigError, TicketlabError
-from ticketlab.lottery.experiment import model_factory
+from ticketlab.lottery.experiment import model_factory, resolve_device
 from ticketlab.lottery.jobs import DENSE, ExperimentContext, JobKey
 from ticketlab.pruning import full_masks, prunable_weights, remaining_percent
 from ticketlab.seeds import derive_seed
@@ -347,19 +347,6 @@ def copy_data_seed(config: ExperimentConfig, trial: int, index: int) -> int:
     """Data-order seed of copy 0 or 1: the same for every level and rewind step, so the subnetwork's copy 0
     and the full network's copy 0 see the same batches (pruning stability)."""
     return derive_seed(config.seed, trial, "stability_data_order", index)
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {device!r}; allowed: auto, cpu, cuda, cuda:N") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available; use cpu")
-    return resolved
 
 
 # --- internals -----------------------------------------------------------------------------------

@@ -102,7 +102,7 @@ def find_tickets(
         config = config.replace(**{"data.name": "custom:tensors"})
         fingerprint += _data_fingerprint(data)
     run_dir = run_directory(config, root, fingerprint)
-    torch_device = _resolve_device(device)
+    torch_device = resolve_device(device)
     splits = (data if data is not None else load_dataset(config.data)).to(torch_device)
     _write_config(run_dir, config, fingerprint)
     ctx = ExperimentContext(
@@ -207,7 +207,8 @@ def _write_config(run_dir: Path, config: ExperimentConfig, fingerprint: str) -> 
     write_json(path, record)
 
 
-def _resolve_device(device: str) -> torch.device:
+def resolve_device(device: str) -> torch.device:
+    """'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'; ConfigError for anything else or absent CUDA."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

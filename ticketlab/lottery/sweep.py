@@ -24,7 +24,7 @@ from ticketlab.lottery.experiment import (
     ExperimentResult,
     _data_fingerprint,
     _model_fingerprint,
-    _resolve_device,
+    resolve_device,
     find_tickets,
     model_factory,
     run_directory,
@@ -75,7 +75,7 @@ def rewind_sweep(
     if data is not None:
         effective = effective.replace(**{"data.name": "custom:tensors"})
         fingerprint += _data_fingerprint(data)
-    torch_device = _resolve_device(device)
+    torch_device = resolve_device(device)
     splits = (data if data is not None else load_dataset(config.data)).to(torch_device)
     per_epoch = max(len(splits.x_train) // config.train.batch_size, 1)
     runs = []  # (rewind text, config as given, run directory, rewind step)
