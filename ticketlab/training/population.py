@@ -11,9 +11,8 @@ Why hand-stacked tensors and a hand-written backward (not autograd through bmm, 
   time, benchmarks/population_speed.py) a forward+backward took 19 ms this way, 23 ms with autograd through
   bmm and 22 ms with vmap(grad(functional_call)); the matmuls themselves run near the matmul peak.
 - The optimizer is torch's own functional Adam/AdamW/SGD (the fused kernels `build_optimizer` selects),
-  called on slices [a:b] of the stacked tensors: members that share an optimizer step count and a learning
-  rate form a contiguous run, so the usual case is one call over the whole population, and the update
-  arithmetic is the reference's.
+  called once per member on its slice [k:k+1] of the stacked tensors, so the update arithmetic is the
+  reference's and a member's rounding never depends on the other members.
 
 Exactness against `train_model` (the reference): with one thread on CPU, a member's batched matmuls round
 exactly as the single-matrix ones do, and so does the fused optimizer on every element outside a vector
@@ -402,7 +401,7 @@ class _Population:
         return torch.baddbmm(params[bias_index].unsqueeze(1), hidden, weight)
 
     def optimizer_step(self) -> None:
-        """Mask the gradients, then one optimizer step per run of members sharing step count and learning rate."""
+        """Mask the gradients, then one optimizer step per member (its own step count and learning rate)."""
         for index in self.masked:
             self.grads[index].mul_(self.masks[index])
         learning_rates: dict[tuple[int, int], float] = {}
@@ -413,11 +412,11 @@ class _Population:
                 learning_rates[schedule_key] = learning_rate_at(progress.step, self.config, progress.total,
                                                                 self.per_epoch)
             keys.append((progress.optimizer_steps, progress.has_momentum, learning_rates[schedule_key]))
-        start = 0
-        for end in range(1, len(keys) + 1):
-            if end == len(keys) or keys[end] != keys[start]:
-                self._step_rows(start, end, *keys[start])
-                start = end
+        # One optimizer call per member: a fused kernel's rounding depends on the length of the slice it updates,
+        # so grouping members by step count would make a member's numbers depend on its neighbours' progress
+        # (which differs after a kill between two members' checkpoint writes) and break exact resume.
+        for row, key in enumerate(keys):
+            self._step_rows(row, row + 1, *key)
         for progress in self.progress:
             progress.optimizer_steps += 1
             progress.has_momentum = "momentum_buffer" in self.state_keys
