@@ -11,8 +11,8 @@ Why hand-stacked tensors and a hand-written backward (not autograd through bmm, 
   time, benchmarks/population_speed.py) a forward+backward took 19 ms this way, 23 ms with autograd through
   bmm and 22 ms with vmap(grad(functional_call)); the matmuls themselves run near the matmul peak.
 - The optimizer is torch's own functional Adam/AdamW/SGD (the fused kernels `build_optimizer` selects),
-  called once per member on its slice [k:k+1] of the stacked tensors, so the update arithmetic is the
-  reference's and a member's rounding never depends on the other members.
+  given each member's slice of the stacked tensors as a tensor of its own (one call per learning rate), so the
+  update arithmetic is the reference's and a member's rounding never depends on the other members.
 
 Exactness against `train_model` (the reference): with one thread on CPU, a member's batched matmuls round
 exactly as the single-matrix ones do, and so does the fused optimizer on every element outside a vector
@@ -401,7 +401,7 @@ class _Population:
         return torch.baddbmm(params[bias_index].unsqueeze(1), hidden, weight)
 
     def optimizer_step(self) -> None:
-        """Mask the gradients, then one optimizer step per member (its own step count and learning rate)."""
+        """Mask the gradients, then step every member with its own step count and learning rate."""
         for index in self.masked:
             self.grads[index].mul_(self.masks[index])
         learning_rates: dict[tuple[int, int], float] = {}
@@ -412,33 +412,38 @@ class _Population:
                 learning_rates[schedule_key] = learning_rate_at(progress.step, self.config, progress.total,
                                                                 self.per_epoch)
             keys.append((progress.optimizer_steps, progress.has_momentum, learning_rates[schedule_key]))
-        # One optimizer call per member: a fused kernel's rounding depends on the length of the slice it updates,
-        # so grouping members by step count would make a member's numbers depend on its neighbours' progress
-        # (which differs after a kill between two members' checkpoint writes) and break exact resume.
-        for row, key in enumerate(keys):
-            self._step_rows(row, row + 1, *key)
+        # Each member's slice goes to the fused kernel as a tensor of its own: the kernel splits work per tensor,
+        # so a member rounds exactly as when trained alone and never depends on its neighbours (whose step
+        # counts differ after a kill between two members' checkpoint writes). One call per learning rate.
+        groups: dict[tuple[bool, float], list[int]] = {}
+        for row, (_, has_momentum, lr) in enumerate(keys):
+            groups.setdefault((has_momentum, lr), []).append(row)
+        for (has_momentum, lr), rows in groups.items():
+            self._step_rows(rows, [keys[row][0] for row in rows], has_momentum, lr)
         for progress in self.progress:
             progress.optimizer_steps += 1
             progress.has_momentum = "momentum_buffer" in self.state_keys
 
-    def _step_rows(self, start: int, end: int, optimizer_steps: int, has_momentum: bool, lr: float) -> None:
+    def _step_rows(self, rows: list[int], optimizer_steps: list[int], has_momentum: bool, lr: float) -> None:
         hyper = self.hyper
-        params = [param[start:end] for param in self.params]
-        grads = [grad[start:end] for grad in self.grads]
+        params = [param[row] for row in rows for param in self.params]
+        grads = [grad[row] for row in rows for grad in self.grads]
         if self.kind in ("adam", "adamw"):
-            steps = torch.full((len(params),), float(optimizer_steps), device=self.device).unbind(0)
+            steps = [torch.tensor(float(count), device=self.device) for count in optimizer_steps
+                     for _ in self.params]
             adam_update(
                 params, grads,
-                [value[start:end] for value in self.state["exp_avg"]],
-                [value[start:end] for value in self.state["exp_avg_sq"]],
-                [], list(steps),
+                [value[row] for row in rows for value in self.state["exp_avg"]],
+                [value[row] for row in rows for value in self.state["exp_avg_sq"]],
+                [], steps,
                 foreach=hyper["foreach"], fused=hyper["fused"],
                 decoupled_weight_decay=hyper.get("decoupled_weight_decay", self.kind == "adamw"),
                 amsgrad=hyper["amsgrad"], beta1=hyper["betas"][0], beta2=hyper["betas"][1], lr=lr,
                 weight_decay=hyper["weight_decay"], eps=hyper["eps"], maximize=hyper["maximize"],
             )
             return
-        buffers = [value[start:end] if has_momentum else None for value in self.state.get("momentum_buffer", ())]
+        stacks = self.state.get("momentum_buffer", ())
+        buffers = [value[row] if has_momentum else None for row in rows for value in stacks]
         sgd_buffers = buffers if buffers else [None] * len(params)
         sgd_update(
             params, grads, sgd_buffers, foreach=hyper["foreach"], fused=hyper["fused"],
@@ -446,8 +451,10 @@ class _Population:
             dampening=hyper["dampening"], nesterov=hyper["nesterov"], maximize=hyper["maximize"],
         )
         if buffers and not has_momentum:  # the first step created fresh buffers; keep them in the stacks
-            for value, created in zip(self.state["momentum_buffer"], sgd_buffers):
-                value[start:end].copy_(created)
+            created = iter(sgd_buffers)
+            for row in rows:
+                for value in stacks:
+                    value[row].copy_(next(created))
 
     # --- evaluation ---
 
