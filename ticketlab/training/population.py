@@ -426,15 +426,15 @@ class _Population:
 
     def _step_rows(self, rows: list[int], optimizer_steps: list[int], has_momentum: bool, lr: float) -> None:
         hyper = self.hyper
-        params = [param[row] for row in rows for param in self.params]
-        grads = [grad[row] for row in rows for grad in self.grads]
+        params = _member_views(self.params, rows)
+        grads = _member_views(self.grads, rows)
         if self.kind in ("adam", "adamw"):
-            steps = [torch.tensor(float(count), device=self.device) for count in optimizer_steps
-                     for _ in self.params]
+            counts = [float(count) for count in optimizer_steps for _ in self.params]
+            steps = list(torch.tensor(counts, device=self.device).unbind(0))
             adam_update(
                 params, grads,
-                [value[row] for row in rows for value in self.state["exp_avg"]],
-                [value[row] for row in rows for value in self.state["exp_avg_sq"]],
+                _member_views(self.state["exp_avg"], rows),
+                _member_views(self.state["exp_avg_sq"], rows),
                 [], steps,
                 foreach=hyper["foreach"], fused=hyper["fused"],
                 decoupled_weight_decay=hyper.get("decoupled_weight_decay", self.kind == "adamw"),
@@ -443,7 +443,7 @@ class _Population:
             )
             return
         stacks = self.state.get("momentum_buffer", ())
-        buffers = [value[row] if has_momentum else None for row in rows for value in stacks]
+        buffers = _member_views(stacks, rows) if has_momentum else [None] * (len(rows) * len(stacks))
         sgd_buffers = buffers if buffers else [None] * len(params)
         sgd_update(
             params, grads, sgd_buffers, foreach=hyper["foreach"], fused=hyper["fused"],
@@ -647,3 +647,9 @@ __all__ = [
     "population_eval_bytes",
     "train_population",
 ]
+
+
+def _member_views(stacks, rows: list[int]) -> list[torch.Tensor]:
+    """Each member's slice of every stacked tensor, member by member (one unbind per stack, not K indexings)."""
+    per_stack = [stack.unbind(0) for stack in stacks]
+    return [members[row] for row in rows for members in per_stack]
