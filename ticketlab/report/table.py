@@ -93,37 +93,27 @@ def summary_markdown(summary: Sequence[Mapping[str, Any]]) -> str:
     variants, levels, remaining, index = _prepare(summary)
     if not variants:
         return "_No results._\n"
-    header = ["level", "weights remaining %"]
-    for variant in variants:
-        name = variant_label(variant)
-        header += [
-            f"{name}: early-stop test acc % (mean ± std)",
-            f"{name}: early-stop iter (mean)",
-        ]
-    rows = []
-    for level in levels:
-        row = [str(level), format_remaining(remaining[level])]
-        for variant in variants:
-            entry = index.get((variant, level))
-            row += [_acc(entry, "early_stop_test_accuracy"), _iteration(entry)]
-        rows.append(row)
-    early = _markdown_table(header, rows)
+    def table(columns) -> str:
+        """One row per level; for each variant one cell per (title, cell function) column."""
+        header = ["level", "weights remaining %"]
+        header += [f"{variant_label(variant)}: {title}" for variant in variants for title, _ in columns]
+        rows = []
+        for level in levels:
+            row = [str(level), format_remaining(remaining[level])]
+            for variant in variants:
+                entry = index.get((variant, level))
+                row += [cell(entry) for _, cell in columns]
+            rows.append(row)
+        return _markdown_table(header, rows)
 
-    header = ["level", "weights remaining %"]
-    for variant in variants:
-        name = variant_label(variant)
-        header += [
-            f"{name}: final test acc % (mean ± std)",
-            f"{name}: final train acc % (mean ± std)",
-        ]
-    rows = []
-    for level in levels:
-        row = [str(level), format_remaining(remaining[level])]
-        for variant in variants:
-            entry = index.get((variant, level))
-            row += [_acc(entry, "final_test_accuracy"), _acc(entry, "final_train_accuracy")]
-        rows.append(row)
-    final = _markdown_table(header, rows)
+    early = table([
+        ("early-stop test acc % (mean ± std)", lambda entry: _acc(entry, "early_stop_test_accuracy")),
+        ("early-stop iter (mean)", _iteration),
+    ])
+    final = table([
+        ("final test acc % (mean ± std)", lambda entry: _acc(entry, "final_test_accuracy")),
+        ("final train acc % (mean ± std)", lambda entry: _acc(entry, "final_train_accuracy")),
+    ])
     return (
         "### Early stopping (minimum validation loss)\n\n"
         + early
