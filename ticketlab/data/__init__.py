@@ -36,13 +36,14 @@ def load_dataset(config: DataConfig) -> DataSplits:
             config.name, data_dir=config.data_dir, cache_dir=config.cache_dir, download=config.download
         )
         return make_splits(
-            torch.from_numpy(arrays["train_images"]).float().div_(255.0),
+            torch.from_numpy(arrays["train_images"]),
             torch.from_numpy(arrays["train_labels"].astype("int64")),
-            torch.from_numpy(arrays["test_images"]).float().div_(255.0),
+            torch.from_numpy(arrays["test_images"]),
             torch.from_numpy(arrays["test_labels"].astype("int64")),
             validation_size=config.validation_size,
             train_size=config.train_size,
             num_classes=10,
+            divide_by=255.0,
         )
     if config.name in ("cifar10", "cifar100", "svhn"):
         from ticketlab.data.augment import normalize_channels
@@ -58,13 +59,14 @@ def load_dataset(config: DataConfig) -> DataSplits:
                 config.name, data_dir=config.data_dir, cache_dir=config.cache_dir, download=config.download
             )
         splits = make_splits(
-            torch.from_numpy(arrays.pop("train_images")).float().div_(255.0),
+            torch.from_numpy(arrays.pop("train_images")),
             torch.from_numpy(arrays.pop("train_labels")),
-            torch.from_numpy(arrays.pop("test_images")).float().div_(255.0),
+            torch.from_numpy(arrays.pop("test_images")),
             torch.from_numpy(arrays.pop("test_labels")),
             validation_size=config.validation_size,
             train_size=config.train_size,
             num_classes=100 if config.name == "cifar100" else 10,
+            divide_by=255.0,
         )
         return normalize_channels(splits)
     raise ConfigError(f"unknown data.name {config.name!r}; allowed: {', '.join(DATASET_NAMES)}")

@@ -126,15 +126,20 @@ def _members_from_directory(spec: CifarArchive, directory: Path) -> dict[str, by
 
 def _decode(spec: CifarArchive, blobs: list[bytes], split: str) -> dict[str, np.ndarray]:
     record = spec.label_bytes + IMAGE_BYTES
-    arrays = []
-    for blob, file in zip(blobs, spec.train_members if split == "train" else spec.test_members):
+    files = spec.train_members if split == "train" else spec.test_members
+    for blob, file in zip(blobs, files):
         if not blob or len(blob) % record:
             raise DataError(f"{spec.folder}/{file} holds {len(blob)} bytes, not a whole number of "
                             f"{record}-byte records")
-        arrays.append(np.frombuffer(blob, dtype=np.uint8).reshape(-1, record))
-    records = np.concatenate(arrays)
-    labels = records[:, spec.label_bytes - 1].astype(np.int64)
+    total = sum(len(blob) // record for blob in blobs)
+    images, labels = np.empty((total, IMAGE_BYTES), dtype=np.uint8), np.empty(total, dtype=np.int64)
+    start = 0
+    for blob in blobs:  # copied straight into place: one copy of the pixels, not three
+        rows = np.frombuffer(blob, dtype=np.uint8).reshape(-1, record)
+        images[start:start + len(rows)] = rows[:, spec.label_bytes:]
+        labels[start:start + len(rows)] = rows[:, spec.label_bytes - 1]
+        start += len(rows)
     if labels.max() >= spec.num_classes:
         raise DataError(f"{spec.folder} {split} labels must be in 0..{spec.num_classes - 1}, found {labels.max()}")
-    images = records[:, spec.label_bytes:].reshape(-1, 3, 32, 32)
-    return {f"{split}_images": np.ascontiguousarray(images), f"{split}_labels": labels}
+    images = images.reshape(-1, 3, 32, 32)
+    return {f"{split}_images": images, f"{split}_labels": labels}

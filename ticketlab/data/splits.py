@@ -42,12 +42,14 @@ def make_splits(
     validation_size: int,
     train_size: int | None = None,
     num_classes: int | None = None,
+    divide_by: float | None = None,
 ) -> DataSplits:
     """Hold the last `validation_size` training examples out for validation (fixed, not shuffled).
 
-    Use your own tensors with this to run an experiment on any data (labels 0..C-1).
+    Use your own tensors with this to run an experiment on any data (labels 0..C-1). Inputs become float32
+    after the splits are cut (divided by `divide_by` when given, e.g. 255 for uint8 pixels), so only the rows
+    kept are ever converted, and a `train_size` subset is copied out so the full array can be freed.
     """
-    x_train, x_test = torch.as_tensor(x_train, dtype=torch.float32), torch.as_tensor(x_test, dtype=torch.float32)
     y_train, y_test = torch.as_tensor(y_train).long(), torch.as_tensor(y_test).long()
     if len(x_train) != len(y_train) or len(x_test) != len(y_test):
         raise DataError(f"inputs and labels differ in length: train {len(x_train)}/{len(y_train)}, "
@@ -55,18 +57,27 @@ def make_splits(
     if not 0 < validation_size < len(x_train):
         raise DataError(f"data.validation_size {validation_size} must be between 1 and the "
                         f"{len(x_train) - 1} training examples available")
+
+    def as_float(rows) -> torch.Tensor:
+        rows = torch.as_tensor(rows)
+        if divide_by is None:
+            return rows.to(torch.float32).contiguous()
+        return rows.to(torch.float32, copy=True).div_(divide_by)
+
     x_fit, y_fit = x_train[:-validation_size], y_train[:-validation_size]
-    if train_size is not None:
-        x_fit, y_fit = x_fit[:train_size], y_fit[:train_size]
+    if train_size is not None:  # a copy, so the rows left out can be freed
+        x_fit, y_fit = as_float(x_fit[:train_size]).clone(), y_fit[:train_size].clone()
+    else:
+        x_fit = as_float(x_fit)
     classes = num_classes or int(max(y_train.max(), y_test.max()).item()) + 1
     if min(y_train.min(), y_test.min()) < 0:
         raise DataError("labels must be integers in 0..num_classes-1")
     return DataSplits(
-        x_train=x_fit.contiguous(),
+        x_train=x_fit,
         y_train=y_fit.contiguous(),
-        x_val=x_train[-validation_size:].contiguous(),
+        x_val=as_float(x_train[-validation_size:]),
         y_val=y_train[-validation_size:].contiguous(),
-        x_test=x_test.contiguous(),
+        x_test=as_float(x_test),
         y_test=y_test.contiguous(),
         num_classes=classes,
     )
