@@ -94,6 +94,7 @@ def rewind_sweep(
     )
     for trial in range(config.trials):
         _share_dense_job(host_ctx, trial, [(run_dir, step) for _, _, run_dir, step in runs[1:]])
+    del host_ctx, splits  # find_tickets loads its own copy: never hold two
 
     experiments = {}
     for text, run_config, run_dir, _ in runs:
