@@ -172,6 +172,23 @@ def test_population_matches_alone_default_threads_odd_sizes(tmp_path):
         assert results[i].final_train_loss == pytest.approx(expected[i].final_train_loss, rel=1e-3)
 
 
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.optimizer)
+def test_member_rounding_does_not_depend_on_its_neighbours(one_thread, tmp_path, config):
+    """Odd sizes (10 classes) and members at different step counts side by side: each member of the population
+    ends bitwise equal to a population of that member alone, so grouping never changes a number."""
+    classes = 10
+    data = _data(classes)
+    build = _jobs(data, config, classes)
+    together_jobs = build()
+    together = train_population(_members(together_jobs, tmp_path / "together"), data, config)
+    for i in range(len(together_jobs)):
+        alone_job = build()[i]
+        alone = train_population(_members([alone_job], tmp_path / f"alone{i}"), data, config)[0]
+        assert alone == together[i], i
+        for name, value in alone_job["model"].state_dict().items():
+            assert torch.equal(together_jobs[i]["model"].state_dict()[name], value), (i, name)
+
+
 def test_population_resumes_exactly_after_a_kill(one_thread, tmp_path):
     config = CONFIGS[1]
     classes = 16

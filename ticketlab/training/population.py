@@ -10,9 +10,11 @@ Why hand-stacked tensors and a hand-written backward (not autograd through bmm, 
   allocated once (`bmm(..., out=)`), with no autograd graph. For 16 LeNet-300-100 members (one thread, CPU
   time, benchmarks/population_speed.py) a forward+backward took 19 ms this way, 23 ms with autograd through
   bmm and 22 ms with vmap(grad(functional_call)); the matmuls themselves run near the matmul peak.
-- The optimizer is torch's own functional Adam/AdamW/SGD (the fused kernels `build_optimizer` selects),
-  given each member's slice of the stacked tensors as a tensor of its own (one call per learning rate), so the
-  update arithmetic is the reference's and a member's rounding never depends on the other members.
+- The optimizer is torch's own functional Adam/AdamW/SGD (the fused kernels `build_optimizer` selects), so the
+  update arithmetic is the reference's. Each parameter is stored as a [K, n] segment whose rows are padded to
+  SEGMENT_ALIGN elements; members in lock step go to the kernel as one contiguous tensor per parameter (one call
+  per learning rate, usually one call in all), and the padding keeps every element on the kernel's vector path,
+  so a member's rounding never depends on the other members or on how they are grouped (tested).
 
 Exactness against `train_model` (the reference): with one thread on CPU, a member's batched matmuls round
 exactly as the single-matrix ones do, and so does the fused optimizer on every element outside a vector
@@ -58,6 +60,10 @@ from ticketlab.training.loop import (
 )
 from ticketlab.training.optim import build_optimizer, learning_rate_at, load_optimizer_tensors
 
+# Each member's row of a stacked tensor is padded to a multiple of this many elements: the fused CPU optimizers
+# split work into 64-byte task units and vectorize within them, so a whole number of units per member keeps every
+# element on the vector path however members are grouped (16 float32 = 64 bytes; 64 also covers float16/bfloat16).
+SEGMENT_ALIGN = 64
 # Evaluation runs in chunks whose widest activation holds at most this many floats for the whole population.
 EVAL_CHUNK_FLOATS = 1 << 23
 
@@ -206,7 +212,9 @@ class _Population:
         shapes = {name: value.shape for name, value in states[0].items()}
         if any({name: value.shape for name, value in state.items()} != shapes for state in states):
             raise ValueError("population members must share one architecture (the same parameter names and shapes)")
-        self.params = [torch.stack([state[name] for state in states]).to(device).contiguous() for name in self.names]
+        self.shapes = [tuple(shapes[name]) for name in self.names]
+        self.param_segments = [_padded_stack([state[name] for state in states], device) for name in self.names]
+        self.params = _stacked_views(self.param_segments, self.shapes)
         masks = []
         for index, name in enumerate(self.names):
             if any(name in p.member.masks for p in self.progress):
@@ -217,7 +225,9 @@ class _Population:
             else:
                 masks.append(None)
         self.masks = masks
-        self.state = {key: [torch.zeros_like(param) for param in self.params] for key in self.state_keys}
+        self.state_segments = {key: [torch.zeros_like(segment) for segment in self.param_segments]
+                               for key in self.state_keys}
+        self.state = {key: _stacked_views(segments, self.shapes) for key, segments in self.state_segments.items()}
         for row, progress in enumerate(self.progress):
             self._load_optimizer_row(row, progress, progress.member.optimizer_state)
         self._refresh_after_change()
@@ -232,7 +242,8 @@ class _Population:
         self.best_params = [torch.empty_like(param) for param in self.params] if self.keep_best else None
 
     def _refresh_after_change(self) -> None:
-        self.grads = [torch.empty_like(param) for param in self.params]
+        self.grad_segments = [torch.zeros_like(segment) for segment in self.param_segments]  # padding stays 0
+        self.grads = _stacked_views(self.grad_segments, self.shapes)
         self.masked = [index for index, mask in enumerate(self.masks) if mask is not None and not bool(mask.all())]
 
     def _load_optimizer_row(self, row: int, progress: _MemberProgress, flat: dict[str, torch.Tensor] | None) -> None:
@@ -257,9 +268,12 @@ class _Population:
         """Drop every member whose row is not in `rows` (finished members leave the population)."""
         select = torch.tensor(rows, dtype=torch.long, device=self.device)
         self.progress = [self.progress[row] for row in rows]
-        self.params = [param.index_select(0, select) for param in self.params]
+        self.param_segments = [segment.index_select(0, select) for segment in self.param_segments]
+        self.params = _stacked_views(self.param_segments, self.shapes)
         self.masks = [None if mask is None else mask.index_select(0, select) for mask in self.masks]
-        self.state = {key: [value.index_select(0, select) for value in values] for key, values in self.state.items()}
+        self.state_segments = {key: [segment.index_select(0, select) for segment in segments]
+                               for key, segments in self.state_segments.items()}
+        self.state = {key: _stacked_views(segments, self.shapes) for key, segments in self.state_segments.items()}
         self.running_loss = self.running_loss.index_select(0, select)
         self.orders = self.orders.index_select(0, select)
         if self.best_params is not None:
@@ -411,30 +425,38 @@ class _Population:
             if schedule_key not in learning_rates:
                 learning_rates[schedule_key] = learning_rate_at(progress.step, self.config, progress.total,
                                                                 self.per_epoch)
-            keys.append((progress.optimizer_steps, progress.has_momentum, learning_rates[schedule_key]))
-        # Each member's slice goes to the fused kernel as a tensor of its own: the kernel splits work per tensor,
-        # so a member rounds exactly as when trained alone and never depends on its neighbours (whose step
-        # counts differ after a kill between two members' checkpoint writes). One call per learning rate.
-        groups: dict[tuple[bool, float], list[int]] = {}
-        for row, (_, has_momentum, lr) in enumerate(keys):
-            groups.setdefault((has_momentum, lr), []).append(row)
-        for (has_momentum, lr), rows in groups.items():
-            self._step_rows(rows, [keys[row][0] for row in rows], has_momentum, lr)
+            keys.append((progress.has_momentum, learning_rates[schedule_key], progress.optimizer_steps))
+        # Adjacent members with the same step count, momentum state and learning rate go to the fused kernel as
+        # one tensor per parameter (their rows of the padded segment); one call per learning rate. Each member's
+        # row is a whole number of SIMD task units, so every element takes the kernel's vector path wherever the
+        # member sits: its rounding never depends on its neighbours (whose step counts differ after a kill
+        # between two members' checkpoint writes) or on how the members are grouped.
+        groups: dict[tuple[bool, float], list[tuple[int, int, int]]] = {}
+        start = 0
+        for row in range(1, len(keys) + 1):
+            if row == len(keys) or keys[row] != keys[start]:
+                has_momentum, lr, optimizer_steps = keys[start]
+                groups.setdefault((has_momentum, lr), []).append((start, row, optimizer_steps))
+                start = row
+        for (has_momentum, lr), runs in groups.items():
+            self._step_runs(runs, has_momentum, lr)
         for progress in self.progress:
             progress.optimizer_steps += 1
             progress.has_momentum = "momentum_buffer" in self.state_keys
 
-    def _step_rows(self, rows: list[int], optimizer_steps: list[int], has_momentum: bool, lr: float) -> None:
+    def _step_runs(self, runs: list[tuple[int, int, int]], has_momentum: bool, lr: float) -> None:
+        """One fused optimizer call over the rows start:stop of every run (start, stop, optimizer step count)."""
         hyper = self.hyper
-        params = _member_views(self.params, rows)
-        grads = _member_views(self.grads, rows)
+
+        def rows_of(segments):
+            return [segment[start:stop].view(-1) for start, stop, _ in runs for segment in segments]
+
+        params, grads = rows_of(self.param_segments), rows_of(self.grad_segments)
         if self.kind in ("adam", "adamw"):
-            counts = [float(count) for count in optimizer_steps for _ in self.params]
+            counts = [float(count) for _, _, count in runs for _ in self.param_segments]
             steps = list(torch.tensor(counts, device=self.device).unbind(0))
             adam_update(
-                params, grads,
-                _member_views(self.state["exp_avg"], rows),
-                _member_views(self.state["exp_avg_sq"], rows),
+                params, grads, rows_of(self.state_segments["exp_avg"]), rows_of(self.state_segments["exp_avg_sq"]),
                 [], steps,
                 foreach=hyper["foreach"], fused=hyper["fused"],
                 decoupled_weight_decay=hyper.get("decoupled_weight_decay", self.kind == "adamw"),
@@ -442,19 +464,17 @@ class _Population:
                 weight_decay=hyper["weight_decay"], eps=hyper["eps"], maximize=hyper["maximize"],
             )
             return
-        stacks = self.state.get("momentum_buffer", ())
-        buffers = _member_views(stacks, rows) if has_momentum else [None] * (len(rows) * len(stacks))
+        segments = self.state_segments.get("momentum_buffer", ())
+        buffers = rows_of(segments) if has_momentum else [None] * (len(runs) * len(segments))
         sgd_buffers = buffers if buffers else [None] * len(params)
         sgd_update(
             params, grads, sgd_buffers, foreach=hyper["foreach"], fused=hyper["fused"],
             weight_decay=hyper["weight_decay"], momentum=hyper["momentum"], lr=lr,
             dampening=hyper["dampening"], nesterov=hyper["nesterov"], maximize=hyper["maximize"],
         )
-        if buffers and not has_momentum:  # the first step created fresh buffers; keep them in the stacks
-            created = iter(sgd_buffers)
-            for row in rows:
-                for value in stacks:
-                    value[row].copy_(next(created))
+        if buffers and not has_momentum:  # the first step created fresh buffers; keep them in the segments
+            for target, created in zip(rows_of(segments), sgd_buffers):
+                target.copy_(created)
 
     # --- evaluation ---
 
@@ -649,7 +669,22 @@ __all__ = [
 ]
 
 
-def _member_views(stacks, rows: list[int]) -> list[torch.Tensor]:
-    """Each member's slice of every stacked tensor, member by member (one unbind per stack, not K indexings)."""
-    per_stack = [stack.unbind(0) for stack in stacks]
-    return [members[row] for row in rows for members in per_stack]
+def _padded_stack(values: Sequence[torch.Tensor], device) -> torch.Tensor:
+    """[K, n padded to a multiple of SEGMENT_ALIGN] zeros holding the K flattened `values` in front of each row."""
+    numel = values[0].numel()
+    padded = -(-numel // SEGMENT_ALIGN) * SEGMENT_ALIGN
+    segment = torch.zeros((len(values), padded), dtype=values[0].dtype, device=device)
+    for row, value in enumerate(values):
+        segment[row, :numel].copy_(value.reshape(-1))
+    return segment
+
+
+def _stacked_views(segments: Sequence[torch.Tensor], shapes: Sequence[tuple[int, ...]]) -> list[torch.Tensor]:
+    """The [K, *shape] view of each padded segment (its padding left out)."""
+    views = []
+    for segment, shape in zip(segments, shapes):
+        numel = 1
+        for size in shape:
+            numel *= size
+        views.append(segment[:, :numel].view(len(segment), *shape))
+    return views
