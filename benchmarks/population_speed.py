@@ -33,6 +33,7 @@ from ticketlab.data.splits import DataSplits
 from ticketlab.models import initialize
 from ticketlab.models.mlp import MLP
 from ticketlab.pruning import keep_top, prunable_weights, random_scores
+import ticketlab
 from ticketlab.training import loop
 from ticketlab.training import population as population_module
 from ticketlab.training.loop import TrainingInterrupted, train_model
@@ -43,7 +44,7 @@ WORKLOADS = {
     # and how long to measure: batched steps per population, steps per baseline job, evaluation period
     "lenet300_100": dict(features=784, hidden=(300, 100), batch=60, sizes=(55000, 5000, 10000), goal_k=16, goal=2.5,
                          iterations=100, baseline_steps=30, eval_every=50),
-    "mnist1d_mlp": dict(features=40, hidden=(100, 100), batch=100, sizes=(3500, 500, 1000), goal_k=32, goal=10.0,
+    "mnist1d_mlp": dict(features=40, hidden=tuple(ticketlab.preset("mnist1d").model.hidden), batch=100, sizes=(3500, 500, 1000), goal_k=32, goal=10.0,
                         iterations=300, baseline_steps=100, eval_every=100),
 }
 POPULATION_SIZES = (1, 4, 8, 16, 32)
