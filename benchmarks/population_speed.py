@@ -28,12 +28,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+import ticketlab
 from ticketlab.config import TrainConfig
 from ticketlab.data.splits import DataSplits
 from ticketlab.models import initialize
 from ticketlab.models.mlp import MLP
 from ticketlab.pruning import keep_top, prunable_weights, random_scores
-import ticketlab
 from ticketlab.training import loop
 from ticketlab.training import population as population_module
 from ticketlab.training.loop import TrainingInterrupted, train_model
