@@ -106,3 +106,43 @@ def test_resume_after_sigkill_gives_the_same_results(tmp_path, population, kill_
     resumed_csv = next((tmp_path / "killed").glob("*/results.csv")).read_text()
     assert resumed_csv == reference_csv
     assert "results:" in out2 and "iter-reset" in out2
+
+
+def _children(pid: int) -> set[int]:
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.add(int(stat.parent.name))
+    return children
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="worker processes die with their parent on Linux")
+def test_killing_find_leaves_no_worker_training_on(tmp_path):
+    killed = _find(tmp_path, ["--population", "1", "--workers", "2", "--checkpoint-every", "0"])
+    deadline = time.time() + 300
+    workers: set[int] = set()
+    while time.time() < deadline and killed.poll() is None:
+        if list(tmp_path.glob("*/trial_0/level_00/dense/checkpoint.safetensors")):
+            workers = {pid for pid in _children(killed.pid) if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()}
+            if workers:
+                break
+        time.sleep(0.01)
+    assert killed.poll() is None and workers, "no worker process was seen training"
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and any(_alive(pid) for pid in workers):
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in workers), "a worker kept training after find was killed"

@@ -252,12 +252,14 @@ def _progress_bar(ctx: ExperimentContext, graph: dict, enabled: bool):
 _WORKER: dict = {}
 
 
-def _worker_init(config_dict: dict, run_dir: str, device: str, checkpoint_interval_s: float, threads: int, updates):
+def _worker_init(config_dict: dict, run_dir: str, device: str, checkpoint_interval_s: float, threads: int, updates,
+                 parent_pid: int):
     import signal
 
     from ticketlab.config import config_from_dict
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled once, by the main process
+    _die_with_parent(parent_pid)
     torch.set_num_threads(threads)
     config = config_from_dict(config_dict)
     splits = load_dataset(config.data).to(device)
@@ -266,6 +268,22 @@ def _worker_init(config_dict: dict, run_dir: str, device: str, checkpoint_interv
         device=torch.device(device), checkpoint_interval_s=checkpoint_interval_s,
     )
     _WORKER["updates"] = updates
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Have the kernel SIGKILL this worker when the `find` process that started it dies (Linux), so a killed run
+    leaves no orphan training on and writing into the run directory; a killed job resumes from its checkpoint."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL))
+        except (OSError, AttributeError):  # no prctl in this libc: nothing to ask for
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def _worker_run(key: JobKey) -> JobKey:
@@ -281,7 +299,8 @@ def _run_parallel(ctx: ExperimentContext, graph: dict, workers: int, bar) -> Non
         max_workers=workers,
         mp_context=context,
         initializer=_worker_init,
-        initargs=(ctx.config.to_dict(), str(ctx.run_dir), str(ctx.device), ctx.checkpoint_interval_s, threads, updates),
+        initargs=(ctx.config.to_dict(), str(ctx.run_dir), str(ctx.device), ctx.checkpoint_interval_s, threads, updates,
+                  os.getpid()),
     ) as pool:
         try:
             _schedule(ctx, graph, pool, workers, updates, bar)
