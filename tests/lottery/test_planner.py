@@ -110,3 +110,40 @@ def test_population_plan_respects_inputs_and_ignores_what_is_done():
     assert all(len(batch) <= 4 for batch in plan)
     assert plan[0] == [JobKey(0, 0, "dense")]
     assert population_plan(graph, size=4) == plan  # a pure function of graph and size
+
+
+def _conv_context(run_dir):
+    generator = torch.Generator().manual_seed(1)
+    templates = torch.randn(4, 3, 8, 8, generator=generator)
+    labels = torch.randint(0, 4, (300,), generator=generator)
+    inputs = templates[labels] + 0.9 * torch.randn(300, 3, 8, 8, generator=generator)
+    data = make_splits(inputs[:240], labels[:240], inputs[240:], labels[240:], validation_size=40, num_classes=4)
+    config = ExperimentConfig(
+        model=ModelConfig(name="resnet20", width=4, depth=8, init="kaiming_normal"),
+        train=TrainConfig(optimizer="sgd", lr=0.01, momentum=0.9, batch_size=16, steps="40it", eval_every="10it"),
+        prune=PruneConfig(scope="global", rate=0.3, output_rate=None, levels=1),
+        variants=("iterative_reset", "iterative_reinit"), trials=2,
+    )
+    return ExperimentContext(config=config, run_dir=run_dir, data=data, make_model=model_factory(config, data, None),
+                             checkpoint_interval_s=0)
+
+
+def test_conv_nets_stack_when_asked_and_match_the_plain_path(one_thread, tmp_path, capsys):
+    plain, planned, auto = (_conv_context(tmp_path / name) for name in ("plain", "planned", "auto"))
+    graph = job_graph(plain)
+    run_graph(plain, graph, population=1)
+    auto_batches, batches = [], []
+    run_graph(auto, job_graph(auto), population=None, on_jobs_done=auto_batches.append)
+    assert max(len(batch) for batch in auto_batches) == 1  # CPU: stacked convolutions are slower, so not by default
+    assert "--population N stacks" in capsys.readouterr().err
+    run_graph(planned, job_graph(planned), population=4, on_jobs_done=batches.append)
+    assert max(len(batch) for batch in batches) > 1
+    for key in graph:
+        record_a = read_json(key.directory(plain.run_dir) / RESULT_FILE)
+        record_b = read_json(key.directory(planned.run_dir) / RESULT_FILE)
+        assert record_b["early_stop_iteration"] == record_a["early_stop_iteration"], key
+        assert record_b["final_val_loss"] == pytest.approx(record_a["final_val_loss"], rel=1e-4), key
+        weights_a = load_tensors(key.directory(plain.run_dir) / "weights_final.safetensors")
+        weights_b = load_tensors(key.directory(planned.run_dir) / "weights_final.safetensors")
+        for name, value in weights_a.items():  # BatchNorm statistics included
+            torch.testing.assert_close(weights_b[name].float(), value.float(), atol=1e-4, rtol=0, msg=name)

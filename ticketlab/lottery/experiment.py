@@ -34,7 +34,7 @@ from ticketlab.lottery.jobs import (
 )
 from ticketlab.models import build_model, initialize
 from ticketlab.store import atomic_write_bytes, read_json, write_json
-from ticketlab.training.population import can_vectorize
+from ticketlab.training.population import can_vectorize, prefers_population
 
 RESULT_COLUMNS = (
     "variant",
@@ -126,7 +126,9 @@ def find_tickets(
         write_results_csv(ctx, graph)
 
     try:
-        stackable = population != 1 and can_vectorize(ctx.make_model(0))
+        model = ctx.make_model(0)
+        stackable = population != 1 and can_vectorize(model) and (
+            population is not None or prefers_population(model, ctx.device))
         if workers > 1 and not stackable and sum(not is_done(ctx, key) for key in graph) > 1:
             _run_parallel(ctx, graph, workers, bar)
         else:

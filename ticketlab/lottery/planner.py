@@ -36,6 +36,7 @@ from ticketlab.training.population import (
     can_vectorize,
     member_memory_bytes,
     population_eval_bytes,
+    prefers_population,
     train_population,
 )
 
@@ -95,7 +96,7 @@ def choose_population_size(ctx: ExperimentContext, budget_bytes: int | None = No
     if not can_vectorize(model):
         return 1
     budget = memory_budget_bytes(ctx.device) if budget_bytes is None else budget_bytes
-    per_member = member_memory_bytes(model, ctx.config.train, len(ctx.data.x_train))
+    per_member = member_memory_bytes(model, ctx.config.train, len(ctx.data.x_train), ctx.data.input_shape)
     return max(1, (budget - population_eval_bytes()) // per_member)
 
 
@@ -117,8 +118,12 @@ def run_graph(
     if population == 1:
         size = 1
     elif not can_vectorize(model):
-        print(f"ticketlab: {type(model).__name__} is not a Flatten/Linear/ReLU stack; training its jobs one at a time",
-              file=sys.stderr)
+        print(f"ticketlab: {type(model).__name__} cannot be stacked (not a Flatten/Linear/ReLU stack or a built-in "
+              "conv net without dropout); training its jobs one at a time", file=sys.stderr)
+        size = 1
+    elif population is None and not prefers_population(model, ctx.device):
+        print(f"ticketlab: {type(model).__name__} trains one job at a time on {ctx.device.type} (stacked convolutions "
+              "are slower there); --population N stacks N jobs", file=sys.stderr)
         size = 1
     else:
         size = population or _planned_size(ctx)
@@ -171,7 +176,7 @@ def run_jobs_population(
         )
         for key, start in zip(pending, starts)
     ]
-    # MLPs have no dropout, so the per-step hook only augments the batch and is the same for every job.
+    # Stackable models have no dropout, so the per-step hook only augments the batch and is the same for every job.
     augment = starts[0].augment if starts else None
     results = train_population(members, ctx.data, ctx.config.train, on_progress=on_progress,
                                checkpoint_interval_s=ctx.checkpoint_interval_s, augment=augment)

@@ -29,6 +29,7 @@ influence surviving entries (every optimizer here is elementwise), so zeroing th
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from typing import Callable, Sequence
 
 import torch
 from torch import nn
+from torch.func import functional_call, grad_and_value, vmap
 from torch.nn import functional as F
 from torch.optim.adam import adam as adam_update
 from torch.optim.sgd import sgd as sgd_update
@@ -116,22 +118,79 @@ def mlp_linears(model: nn.Module) -> list[nn.Linear] | None:
     return linears
 
 
+# Layers whose batched (vmap) forms are per-member: a stack of convs becomes one grouped convolution, BatchNorm
+# keeps per-member batch statistics and running averages. Dropout is left out: its random masks would differ.
+FUNCTIONAL_LEAVES = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d,
+                     nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Identity)
+
+
+def functional_vectorizable(model: nn.Module) -> bool:
+    """Whether `model` can be trained in a population through torch.func (vmap of its own forward): ticketlab's
+    conv nets (ConvNet without dropout, VGG, ResNet) and nn.Sequential of FUNCTIONAL_LEAVES, all fp32."""
+    from ticketlab.models.conv import ConvNet
+    from ticketlab.models.resnet import BasicBlock, ResNet
+    from ticketlab.models.vgg import VGG
+
+    if type(model) not in (ConvNet, VGG, ResNet, nn.Sequential):
+        return False
+    trusted = (ConvNet, VGG, ResNet, BasicBlock, nn.Sequential, *FUNCTIONAL_LEAVES)
+    if not all(type(module) in trusted for module in model.modules()):
+        return False
+    return all(parameter.dtype == torch.float32 for parameter in model.parameters())
+
+
 def can_vectorize(model: nn.Module) -> bool:
-    """Whether `model` can be trained in a population (Flatten + Linear/ReLU stack, fp32, no buffers)."""
-    return mlp_linears(model) is not None
+    """Whether `model` can be trained in a population: a Flatten + Linear/ReLU stack (hand-written batched
+    backward), or a conv net `functional_vectorizable` accepts (torch.func)."""
+    return mlp_linears(model) is not None or functional_vectorizable(model)
 
 
-def member_memory_bytes(model: nn.Module, config: TrainConfig, num_train: int) -> int:
+def prefers_population(model: nn.Module, device: torch.device) -> bool:
+    """Whether stacking pays off by default: always for MLPs; for conv nets only on a GPU (on CPU a grouped
+    convolution over K members ran at 0.57-0.69x the speed of K separate ones, benchmarks in the README)."""
+    return mlp_linears(model) is not None or (functional_vectorizable(model) and device.type == "cuda")
+
+
+def member_memory_bytes(model: nn.Module, config: TrainConfig, num_train: int,
+                        input_shape: tuple[int, ...] | None = None) -> int:
     """Estimated bytes one more population member needs while training: weights, gradients, weights at the
-    validation minimum, optimizer state, mask, activations and its data order. Evaluation is bounded apart."""
+    validation minimum, optimizer state, mask, activations and its data order. Evaluation is bounded apart.
+    Conv nets need `input_shape` (one example's) to size their activations."""
     linears = mlp_linears(model)
-    if linears is None:
+    if linears is None and not functional_vectorizable(model):
         raise ValueError(f"{type(model).__name__} cannot be trained in a population")
     parameters = sum(parameter.numel() for parameter in model.parameters())
     optimizer_copies = {"adam": 2, "adamw": 2}.get(config.optimizer, 1 if config.momentum else 0)
-    widths = [linears[0].in_features] + [layer.out_features for layer in linears]
-    activations = config.batch_size * (widths[0] + 2 * sum(widths[1:]))  # inputs, outputs and their gradients
+    if linears is not None:
+        widths = [linears[0].in_features] + [layer.out_features for layer in linears]
+        activations = config.batch_size * (widths[0] + 2 * sum(widths[1:]))  # inputs, outputs and their gradients
+    else:
+        activations = config.batch_size * 3 * _leaf_output_floats(model, input_shape)  # outputs, saved, grads
     return 4 * parameters * (3 + optimizer_copies) + parameters + 4 * activations + 8 * num_train
+
+
+def _leaf_output_floats(model: nn.Module, input_shape: tuple[int, ...] | None) -> int:
+    """Floats the leaf modules output for one example of `input_shape` (a forward hook count on a CPU copy);
+    the parameter count as a rough stand-in when the shape is unknown or does not fit."""
+    if input_shape is None:
+        return sum(parameter.numel() for parameter in model.parameters())
+    probe = copy.deepcopy(model).cpu().eval()
+    total = 0
+
+    def count(_module, _inputs, output):
+        nonlocal total
+        total += output.numel()
+
+    hooks = [module.register_forward_hook(count) for module in probe.modules() if not list(module.children())]
+    try:
+        with torch.no_grad():
+            probe(torch.zeros((1, *input_shape)))
+    except RuntimeError:
+        total = sum(parameter.numel() for parameter in model.parameters())
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total
 
 
 def population_eval_bytes() -> int:
@@ -171,7 +230,9 @@ class _Population:
         template = members[0].model
         self.keep_best = keep_best
         linears = mlp_linears(template)
-        if linears is None:
+        # MLPs run a hand-written batched backward; conv nets run their own forward under vmap(grad)
+        self.functional = linears is None
+        if self.functional and not functional_vectorizable(template):
             raise ValueError(f"{type(template).__name__} cannot be trained in a population; use train_model")
         self.config = config
         self.device = data.x_train.device
@@ -180,8 +241,12 @@ class _Population:
         index_of = {name: index for index, name in enumerate(self.names)}
         self.layers = [
             (index_of[names[id(layer.weight)]], index_of[names[id(layer.bias)]] if layer.bias is not None else None)
-            for layer in linears
+            for layer in linears or ()
         ]
+        if self.functional:
+            self.train_base = copy.deepcopy(template).to("meta").train()  # structure only: weights come stacked
+            self.eval_base = copy.deepcopy(template).to("meta").eval()
+            self.grad_fn = vmap(grad_and_value(self._member_loss))
         self.flattens = any(type(module) is nn.Flatten for module in template.modules())
         probe = build_optimizer([nn.Parameter(torch.zeros(1, device=self.device))], config)
         self.hyper = dict(probe.param_groups[0])
@@ -213,6 +278,8 @@ class _Population:
         if any({name: value.shape for name, value in state.items()} != shapes for state in states):
             raise ValueError("population members must share one architecture (the same parameter names and shapes)")
         self.shapes = [tuple(shapes[name]) for name in self.names]
+        self.buffer_names = [name for name in shapes if name not in set(self.names)]
+        self.buffers = [torch.stack([state[name] for state in states]).to(device) for name in self.buffer_names]
         self.param_segments = [_padded_stack([state[name] for state in states], device) for name in self.names]
         self.params = _stacked_views(self.param_segments, self.shapes)
         masks = []
@@ -240,6 +307,7 @@ class _Population:
         self.orders = torch.empty((count, self.num_train), dtype=torch.long, device=device)
         # weights at each member's validation minimum, whose test accuracy is evaluated only if it is reported
         self.best_params = [torch.empty_like(param) for param in self.params] if self.keep_best else None
+        self.best_buffers = [torch.empty_like(buffer) for buffer in self.buffers] if self.keep_best else None
 
     def _refresh_after_change(self) -> None:
         self.grad_segments = [torch.zeros_like(segment) for segment in self.param_segments]  # padding stays 0
@@ -274,16 +342,20 @@ class _Population:
         self.state_segments = {key: [segment.index_select(0, select) for segment in segments]
                                for key, segments in self.state_segments.items()}
         self.state = {key: _stacked_views(segments, self.shapes) for key, segments in self.state_segments.items()}
+        self.buffers = [buffer.index_select(0, select) for buffer in self.buffers]
         self.running_loss = self.running_loss.index_select(0, select)
         self.orders = self.orders.index_select(0, select)
         if self.best_params is not None:
             self.best_params = [param.index_select(0, select) for param in self.best_params]
+            self.best_buffers = [buffer.index_select(0, select) for buffer in self.best_buffers]
         self._refresh_after_change()
 
     # --- one member's view, in the reference's formats ---
 
     def member_state(self, row: int) -> dict[str, torch.Tensor]:
-        return {name: param[row] for name, param in zip(self.names, self.params)}
+        state = {name: param[row] for name, param in zip(self.names, self.params)}
+        state.update({name: buffer[row] for name, buffer in zip(self.buffer_names, self.buffers)})
+        return state
 
     def member_optimizer_tensors(self, row: int) -> dict[str, torch.Tensor]:
         """The member's optimizer state as `optimizer_tensors` of a torch optimizer would give it."""
@@ -315,6 +387,8 @@ class _Population:
         model_state, optimizer_state, step, record = read_checkpoint(progress.checkpoint_path, self.device)
         for index, name in enumerate(self.names):
             self.params[index][row].copy_(model_state[name])
+        for buffer, name in zip(self.buffers, self.buffer_names):
+            buffer[row].copy_(model_state[name])
         self._load_optimizer_row(row, progress, optimizer_state)
         for index, mask in enumerate(self.masks):
             if mask is not None:
@@ -324,7 +398,7 @@ class _Population:
 
     def remember_best(self, rows: list[int]) -> None:
         select = torch.tensor(rows, dtype=torch.long, device=self.device)
-        for best, param in zip(self.best_params, self.params):
+        for best, param in zip(self.best_params + self.best_buffers, self.params + self.buffers):
             best.index_copy_(0, select, param.index_select(0, select))
         for row in rows:
             self.progress[row].test_pending = True
@@ -334,7 +408,8 @@ class _Population:
         pending = [row for row in rows if self.progress[row].test_pending]
         if not pending:
             return
-        _, accuracies = self.evaluate(pending, data.x_test, data.y_test, with_loss=False, params=self.best_params)
+        _, accuracies = self.evaluate(pending, data.x_test, data.y_test, with_loss=False, params=self.best_params,
+                                      buffers=self.best_buffers)
         for row, accuracy in zip(pending, accuracies):
             self.progress[row].record.best_test_accuracy = accuracy
             self.progress[row].test_pending = False
@@ -365,7 +440,8 @@ class _Population:
         count = len(self.progress)
         labels = data.y_train.index_select(0, indices.reshape(-1)).view(count, batch_size)
         if augment is None:
-            inputs = self.flat_inputs(data.x_train).index_select(0, indices.reshape(-1)).view(count, batch_size, -1)
+            inputs = self.flat_inputs(data.x_train).index_select(0, indices.reshape(-1))
+            inputs = inputs.view(count, batch_size, *inputs.shape[1:])
         else:
             inputs = torch.stack([
                 self.flat_inputs(augment(data.x_train[indices[row]],
@@ -375,6 +451,9 @@ class _Population:
         return inputs, labels
 
     def flat_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The inputs as the first layer takes them: flattened for an MLP, as they are for a conv net."""
+        if self.functional:
+            return inputs
         if self.flattens:
             return inputs.reshape(len(inputs), -1)
         if inputs.dim() != 2:
@@ -383,6 +462,12 @@ class _Population:
 
     def loss_and_gradients(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of each member on its batch ([K]); fills self.grads with d(loss_k)/d(params_k)."""
+        if self.functional:
+            grads, losses = self.grad_fn(dict(zip(self.names, self.params)),
+                                         dict(zip(self.buffer_names, self.buffers)), inputs, labels)
+            for target, name in zip(self.grads, self.names):
+                target.copy_(grads[name])
+            return losses
         activations = [inputs]
         hidden = inputs
         last = len(self.layers) - 1
@@ -406,6 +491,10 @@ class _Population:
                 grad = torch.bmm(grad, self.params[weight_index])
                 grad = torch.ops.aten.threshold_backward(grad, activations[layer], 0)  # ReLU's own backward
         return losses
+
+    def _member_loss(self, params: dict, buffers: dict, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """One member's training loss, as train_model computes it (BatchNorm updates the member's buffers)."""
+        return F.cross_entropy(functional_call(self.train_base, (params, buffers), (inputs,)), labels)
 
     @staticmethod
     def _linear(params, weight_index: int, bias_index: int | None, hidden: torch.Tensor) -> torch.Tensor:
@@ -479,21 +568,30 @@ class _Population:
     # --- evaluation ---
 
     def evaluate(self, rows: list[int], inputs: torch.Tensor, labels: torch.Tensor, with_loss: bool = True,
-                 params: list[torch.Tensor] | None = None):
+                 params: list[torch.Tensor] | None = None, buffers: list[torch.Tensor] | None = None):
         """Mean cross-entropy (None unless `with_loss`) and accuracy of the members in `rows` on a whole split,
-        with their current weights or the stacked `params` given."""
+        with their current weights or the stacked `params` (and BatchNorm `buffers`) given; in eval mode."""
         params = self.params if params is None else params
+        buffers = self.buffers if buffers is None else buffers
         if rows != list(range(len(self.progress))):
             select = torch.tensor(rows, dtype=torch.long, device=self.device)
             params = [param.index_select(0, select) for param in params]
+            buffers = [buffer.index_select(0, select) for buffer in buffers]
         count = len(rows)
-        widest = max(params[weight_index].shape[1] for weight_index, _ in self.layers)
-        chunk = max(1, min(EVAL_BATCH, EVAL_CHUNK_FLOATS // (count * widest)))
+        if self.functional:
+            chunk = max(1, EVAL_BATCH // count)
+            logits_of = vmap(self._member_logits, in_dims=(0, 0, None))
+            logits_fn = lambda batch: logits_of(dict(zip(self.names, params)),  # noqa: E731
+                                                dict(zip(self.buffer_names, buffers)), batch)
+        else:
+            widest = max(params[weight_index].shape[1] for weight_index, _ in self.layers)
+            chunk = max(1, min(EVAL_BATCH, EVAL_CHUNK_FLOATS // (count * widest)))
+            logits_fn = lambda batch: self._shared_input_logits(params, batch)  # noqa: E731
         total_loss = torch.zeros(count, dtype=torch.float64, device=self.device)
         correct = torch.zeros(count, dtype=torch.int64, device=self.device)
         flat = self.flat_inputs(inputs)
         for start in range(0, len(flat), chunk):
-            logits = self._shared_input_logits(params, flat[start : start + chunk])
+            logits = logits_fn(flat[start : start + chunk])
             chunk_labels = labels[start : start + chunk]
             if with_loss:  # per member, as evaluate() sums it, so the reported losses round the same way
                 for row in range(count):
@@ -501,6 +599,9 @@ class _Population:
             correct += (logits.argmax(dim=2) == chunk_labels).sum(dim=1)
         accuracy = (correct.double() / len(flat)).tolist()
         return ((total_loss / len(flat)).tolist() if with_loss else None), accuracy
+
+    def _member_logits(self, params: dict, buffers: dict, inputs: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.eval_base, (params, buffers), (inputs,))
 
     def _shared_input_logits(self, params, inputs: torch.Tensor) -> torch.Tensor:
         """Logits [K, n, classes] of every member on the same inputs; the first layer is one wide matmul."""
@@ -662,9 +763,11 @@ def _finish_members(population: _Population, data: DataSplits, results: list) ->
 __all__ = [
     "PopulationMember",
     "can_vectorize",
+    "functional_vectorizable",
     "member_memory_bytes",
     "mlp_linears",
     "population_eval_bytes",
+    "prefers_population",
     "train_population",
 ]
 
