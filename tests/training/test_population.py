@@ -23,7 +23,7 @@ from ticketlab.pruning import keep_top, prunable_weights, random_scores
 from ticketlab.store import read_jsonl
 from ticketlab.training.loop import TrainingInterrupted, train_model
 from ticketlab.training.optim import optimizer_tensors
-from ticketlab.training.population import PopulationMember, can_vectorize, train_population
+from ticketlab.training.population import PopulationMember, can_vectorize, mlp_linears, train_population
 
 STEPS = 300  # the rewound members train 200 steps
 CONFIGS = [
@@ -260,12 +260,14 @@ def test_snapshots_match_train_model(one_thread, tmp_path):
     assert not snapshots["alone", 0][1]  # no optimizer state before the first step
 
 
-def test_can_vectorize_only_flatten_linear_relu_stacks():
-    assert can_vectorize(_model(0, 10))
-    assert can_vectorize(torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2)))
+def test_can_vectorize_trusted_stacks_only():
+    assert mlp_linears(_model(0, 10)) is not None  # the hand-written MLP path
+    assert mlp_linears(torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2)))
     assert not can_vectorize(torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 2)))
-    assert not can_vectorize(torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU()))
-    assert not can_vectorize(ConvNet((1, 8, 8), 10, blocks=1, width=4))
+    ends_in_relu = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU())
+    assert mlp_linears(ends_in_relu) is None and can_vectorize(ends_in_relu)  # the torch.func path
+    assert can_vectorize(ConvNet((1, 8, 8), 10, blocks=1, width=4))
+    assert not can_vectorize(ConvNet((1, 8, 8), 10, blocks=1, width=4, dropout=0.5))
 
     class Custom(torch.nn.Module):  # same modules, but its own forward: not trusted
         def __init__(self):

@@ -166,7 +166,7 @@ def member_memory_bytes(model: nn.Module, config: TrainConfig, num_train: int,
         activations = config.batch_size * (widths[0] + 2 * sum(widths[1:]))  # inputs, outputs and their gradients
     else:
         activations = config.batch_size * 3 * _leaf_output_floats(model, input_shape)  # outputs, saved, grads
-    return 4 * parameters * (3 + optimizer_copies) + parameters + 4 * activations + 8 * num_train
+    return 4 * parameters * (4 + optimizer_copies) + 4 * activations + 8 * num_train
 
 
 def _leaf_output_floats(model: nn.Module, input_shape: tuple[int, ...] | None) -> int:
@@ -288,7 +288,7 @@ class _Population:
                 ones = torch.ones_like(self.params[index][0], dtype=torch.bool)
                 stacked = torch.stack([p.member.masks[name].to(device) != 0 if name in p.member.masks else ones
                                        for p in self.progress])
-                masks.append(stacked)
+                masks.append(stacked.to(self.params[index].dtype))  # float: multiplies 2x faster than bool
             else:
                 masks.append(None)
         self.masks = masks
