@@ -133,6 +133,7 @@ def test_config_fields_default_out_of_the_hash_and_validate():
 
 
 @pytest.mark.parametrize("name", ["conv2_cifar10", "conv4_cifar10", "conv6_cifar10", "conv2_fashion_mnist",
+                                  "conv2_fashion_mnist_small",
                                   "vgg19_cifar10", "resnet20_cifar10", "resnet20_tiny"])
 def test_presets_name_real_layers(name):
     from ticketlab.lottery.jobs import layer_rates
