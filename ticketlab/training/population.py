@@ -1,10 +1,16 @@
-"""Train a population of same-architecture MLPs together: K jobs stacked along a leading dimension.
+"""Train a population of same-architecture networks together: K jobs stacked along a leading dimension.
 
 Each member keeps everything `train_model` gives a job — its own initial weights, masks, data order, optimizer
 state, start/total steps (so its place in the learning-rate schedule), early-stop record, metrics.jsonl and
 checkpoint — while the arithmetic of all members runs as one batched step.
 
-Why hand-stacked tensors and a hand-written backward (not autograd through bmm, not torch.func.vmap):
+Two forward/backward paths share the stacking, optimizer, evaluation bookkeeping and checkpoints:
+- MLPs (Flatten + Linear/ReLU stacks) use hand-stacked tensors and a hand-written backward, below.
+- Conv nets (ticketlab's ConvNet without dropout, VGG, ResNet) run their own forward under
+  vmap(grad(functional_call)): K convolutions become one grouped convolution and BatchNorm keeps per-member
+  batch statistics; the running statistics are stacked buffers, checkpointed per member.
+
+Why hand-stacked tensors and a hand-written backward for MLPs (not autograd through bmm, not torch.func.vmap):
 - The network is Flatten + (Linear, ReLU)* + Linear, whose backward is three lines per layer. Writing it
   lets every weight gradient land, contiguous and in the weight's own [K, out, in] layout, in a buffer
   allocated once (`bmm(..., out=)`), with no autograd graph. For 16 LeNet-300-100 members (one thread, CPU
