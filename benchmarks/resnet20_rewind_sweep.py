@@ -80,6 +80,7 @@ def main() -> None:
     parser.add_argument("--data-dir", help="an extracted CIFAR-10 binary archive (default: synthetic, offline)")
     parser.add_argument("--source", choices=["fashion", "synthetic"], default="fashion",
                         help="what to write in the CIFAR-10 layout when --data-dir is not given")
+    parser.add_argument("--width", type=int, default=4, help="first-stage channels (model.width; 16 is ResNet-20)")
     parser.add_argument("--train-size", type=int, default=1000, help="training images used (data.train_size)")
     parser.add_argument("--steps", default="200it", help="training length per level (train.steps)")
     parser.add_argument("--milestones", default="150it", help="comma-separated lr drops (train.milestones)")
@@ -97,6 +98,7 @@ def main() -> None:
     config = ticketlab.preset("resnet20_tiny").replace(
         variants=args.variants.split(","), trials=args.trials,
         **{"data.data_dir": data_dir, "data.train_size": args.train_size, "train.steps": args.steps,
+           "model.width": args.width,
            "train.milestones": tuple(args.milestones.split(",")), "prune.levels": args.levels},
     )
     started = time.time()
