@@ -5,8 +5,8 @@ convolution (about 1e-7 per step). SGD keeps that small: over 220 steps weights 
 statistics agree to atol 1e-4 (1e-6 seen) and losses to relative 1e-4. Adam does not: a coordinate whose
 gradient is almost pure rounding noise (behind pruned weights, or scale-free behind BatchNorm) gets a ±lr step
 whose sign the noise decides, so after 220 steps the worst coordinate of a ResNet differs by about 1e-2
-(lr 2e-3). Adam is therefore checked to atol 2e-4 after 40 steps, and to atol 3e-2 and relative 1e-2 on losses
-after 220. Pruned weights are exactly zero throughout.
+(lr 2e-3). Adam is therefore checked to atol 1e-3 after 40 steps (3e-4 seen with 2 threads, 3e-5 with one) and
+to atol 3e-2 and relative 1e-2 on losses after 220. Pruned weights are exactly zero throughout.
 """
 
 import dataclasses
@@ -75,7 +75,7 @@ def _jobs(name, data, config):
 
 CASES = [  # config, weight/statistics atol, loss rtol
     (CONFIGS[0], 1e-4, 1e-4),
-    (dataclasses.replace(CONFIGS[1], steps=f"{REWIND + 40}it"), 2e-4, 1e-4),
+    (dataclasses.replace(CONFIGS[1], steps=f"{REWIND + 40}it"), 1e-3, 1e-4),
     (CONFIGS[1], 3e-2, 1e-2),
 ]
 
