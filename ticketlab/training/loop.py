@@ -32,6 +32,14 @@ from ticketlab.training.optim import (
 CHECKPOINT_FILE = "checkpoint.safetensors"
 METRICS_FILE = "metrics.jsonl"
 EVAL_BATCH = 1024  # bounds activation memory of conv nets (a ResNet-20 at 8192 images needs ~0.5 GB a layer)
+EVAL_INPUT_FLOATS = EVAL_BATCH * 1024  # inputs per evaluation batch: larger examples get smaller batches
+
+
+def eval_batch_size(example_floats: int) -> int:
+    """Examples per evaluation batch: EVAL_BATCH for inputs up to 1,024 floats (MNIST, MNIST-1D), fewer for larger
+    ones (341 CIFAR images), so a conv net's activations stay bounded: evaluating ResNet-20 (width 16) on 1,024
+    CIFAR images at once added 340 MiB to peak memory."""
+    return max(1, min(EVAL_BATCH, EVAL_INPUT_FLOATS // max(1, example_floats)))
 
 
 class TrainingInterrupted(Exception):
@@ -90,9 +98,10 @@ def evaluate(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> tu
     model.eval()
     total_loss = torch.zeros((), dtype=torch.float64, device=inputs.device)
     correct = torch.zeros((), dtype=torch.int64, device=inputs.device)
-    for start in range(0, len(inputs), EVAL_BATCH):
-        logits = model(inputs[start : start + EVAL_BATCH])
-        batch_labels = labels[start : start + EVAL_BATCH]
+    batch = eval_batch_size(inputs[0].numel())
+    for start in range(0, len(inputs), batch):
+        logits = model(inputs[start : start + batch])
+        batch_labels = labels[start : start + batch]
         total_loss += F.cross_entropy(logits, batch_labels, reduction="sum").double()
         correct += (logits.argmax(dim=1) == batch_labels).sum()
     model.train(was_training)

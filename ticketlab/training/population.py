@@ -61,6 +61,7 @@ from ticketlab.training.loop import (
     TrainingInterrupted,
     TrainResult,
     epoch_order,
+    eval_batch_size,
     iterations_per_epoch,
     read_checkpoint,
     reset_metrics,
@@ -585,7 +586,7 @@ class _Population:
             buffers = [buffer.index_select(0, select) for buffer in buffers]
         count = len(rows)
         if self.functional:
-            chunk = max(1, EVAL_BATCH // count)
+            chunk = max(1, eval_batch_size(inputs[0].numel()) // count)
             logits_of = vmap(self._member_logits, in_dims=(0, 0, None))
             logits_fn = lambda batch: logits_of(dict(zip(self.names, params)),  # noqa: E731
                                                 dict(zip(self.buffer_names, buffers)), batch)
