@@ -5,6 +5,15 @@ from ticketlab.data.splits import make_splits
 
 
 @pytest.fixture
+def one_thread():
+    """Torch on one thread for the test (exactness checks: multi-threaded GEMMs round differently)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def tiny_data():
     """A small, learnable 10-class problem: class templates plus noise (seeded)."""
     generator = torch.Generator().manual_seed(0)

@@ -13,14 +13,6 @@ from ticketlab.store import load_tensors, read_json, read_jsonl
 POPULATION_ONLY_FIELDS = ("wall_time_s", "population_size")
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _context(run_dir):
     # 16 classes and widths keep every tensor a multiple of the SIMD width: population == alone bitwise (1 thread)
     generator = torch.Generator().manual_seed(0)

@@ -36,14 +36,6 @@ CONFIGS = [
 REWIND = 100
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _data(classes: int):
     generator = torch.Generator().manual_seed(0)
     templates = torch.randn(classes, 24, generator=generator)
