@@ -58,15 +58,14 @@ def make_splits(
         raise DataError(f"data.validation_size {validation_size} must be between 1 and the "
                         f"{len(x_train) - 1} training examples available")
 
-    def as_float(rows) -> torch.Tensor:
-        rows = torch.as_tensor(rows)
-        if divide_by is None:
-            return rows.to(torch.float32).contiguous()
-        return rows.to(torch.float32, copy=True).div_(divide_by)
+    def as_float(rows, copy: bool = False) -> torch.Tensor:
+        """float32 rows, a fresh tensor when `copy` or when dividing (never the caller's storage divided)."""
+        rows = torch.as_tensor(rows).to(torch.float32, copy=copy or divide_by is not None).contiguous()
+        return rows.div_(divide_by) if divide_by is not None else rows
 
     x_fit, y_fit = x_train[:-validation_size], y_train[:-validation_size]
     if train_size is not None:  # a copy, so the rows left out can be freed
-        x_fit, y_fit = as_float(x_fit[:train_size]).clone(), y_fit[:train_size].clone()
+        x_fit, y_fit = as_float(x_fit[:train_size], copy=True), y_fit[:train_size].clone()
     else:
         x_fit = as_float(x_fit)
     classes = num_classes or int(max(y_train.max(), y_test.max()).item()) + 1
