@@ -21,7 +21,7 @@ from torch import nn
 from ticketlab.config import ExperimentConfig
 from ticketlab.data import DataSplits, load_dataset
 from ticketlab.errors import ConfigError
-from ticketlab.lottery.planner import run_graph
+from ticketlab.lottery.planner import run_graph, stacks_jobs
 from ticketlab.lottery.jobs import (
     DENSE,
     ExperimentContext,
@@ -34,7 +34,6 @@ from ticketlab.lottery.jobs import (
 )
 from ticketlab.models import build_model, initialize
 from ticketlab.store import atomic_write_bytes, read_json, write_json
-from ticketlab.training.population import can_vectorize, prefers_population
 
 RESULT_COLUMNS = (
     "variant",
@@ -126,9 +125,7 @@ def find_tickets(
         write_results_csv(ctx, graph)
 
     try:
-        model = ctx.make_model(0)
-        stackable = population != 1 and can_vectorize(model) and (
-            population is not None or prefers_population(model, ctx.device))
+        stackable = stacks_jobs(ctx.make_model(0), ctx.device, population)
         if workers > 1 and not stackable and sum(not is_done(ctx, key) for key in graph) > 1:
             _run_parallel(ctx, graph, workers, bar)
         else:

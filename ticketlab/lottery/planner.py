@@ -18,6 +18,7 @@ import time
 from typing import Callable
 
 import torch
+from torch import nn
 
 from ticketlab.lottery.jobs import (
     DENSE,
@@ -100,6 +101,12 @@ def choose_population_size(ctx: ExperimentContext, budget_bytes: int | None = No
     return max(1, (budget - population_eval_bytes()) // per_member)
 
 
+def stacks_jobs(model: nn.Module, device: torch.device, population: int | None) -> bool:
+    """Whether `run_graph` trains this model's jobs as populations: never with `population` 1, only for models
+    that can be stacked, and with the automatic size (None) only where stacking pays off (`prefers_population`)."""
+    return population != 1 and can_vectorize(model) and (population is not None or prefers_population(model, device))
+
+
 def run_graph(
     ctx: ExperimentContext,
     graph: dict[JobKey, tuple[JobKey, ...]],
@@ -115,18 +122,16 @@ def run_graph(
     reference path). Models that cannot be stacked fall back to one at a time, with a one-line notice.
     """
     model = ctx.make_model(0)
-    if population == 1:
-        size = 1
-    elif not can_vectorize(model):
-        print(f"ticketlab: {type(model).__name__} cannot be stacked (not a Flatten/Linear/ReLU stack or a built-in "
-              "conv net without dropout); training its jobs one at a time", file=sys.stderr)
-        size = 1
-    elif population is None and not prefers_population(model, ctx.device):
-        print(f"ticketlab: {type(model).__name__} trains one job at a time on {ctx.device.type} (stacked convolutions "
-              "are slower there); --population N stacks N jobs", file=sys.stderr)
-        size = 1
-    else:
+    if stacks_jobs(model, ctx.device, population):
         size = population or _planned_size(ctx)
+    else:
+        size = 1
+        if population != 1 and not can_vectorize(model):
+            print(f"ticketlab: {type(model).__name__} cannot be stacked (not a Flatten/Linear/ReLU stack or a "
+                  "built-in conv net without dropout); training its jobs one at a time", file=sys.stderr)
+        elif population != 1:
+            print(f"ticketlab: {type(model).__name__} trains one job at a time on {ctx.device.type} (stacked "
+                  "convolutions are slower there); --population N stacks N jobs", file=sys.stderr)
     for batch in population_plan(graph, size):
         batch = [key for key in batch if not is_done(ctx, key)]
         if not batch:
