@@ -148,3 +148,23 @@ def test_custom_module_and_tensors_from_python(tmp_path, tiny_data):
     assert "1.running_mean" in final
     # the caller's module is never modified
     assert model[0].weight.count_nonzero() == model[0].weight.numel()
+
+
+def test_worker_processes_for_unstacked_jobs_come_with_the_notice(tmp_path, monkeypatch, capsys):
+    """A built-in conv net on the CPU with workers > 1 trains one job per worker process; the user is told why
+    in one line, as on the in-process path (the workers themselves are replaced by a recorder here)."""
+    from ticketlab.data.splits import make_splits
+    from ticketlab.lottery import experiment
+
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(300, 1, 8, 8, generator=generator), torch.randint(0, 4, (300,), generator=generator)
+    splits = make_splits(images[:200], labels[:200], images[200:], labels[200:], validation_size=40, num_classes=4)
+    monkeypatch.setattr(experiment, "load_dataset", lambda data_config: splits)
+    parallel_runs = []
+    monkeypatch.setattr(experiment, "_run_parallel", lambda ctx, graph, workers, bar: parallel_runs.append(workers))
+    config = _config(**{"model.name": "conv2", "model.width": 4})
+    find_tickets(config, root=tmp_path, workers=2, progress=False, report=False)
+    assert parallel_runs == [2]
+    notices = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ticketlab: ")]
+    assert notices == ["ticketlab: ConvNet trains one job at a time on cpu (stacked convolutions are slower there); "
+                       "--population N stacks N jobs"]

@@ -21,7 +21,7 @@ from torch import nn
 from ticketlab.config import ExperimentConfig
 from ticketlab.data import DataSplits, load_dataset
 from ticketlab.errors import ConfigError
-from ticketlab.lottery.planner import run_graph, stacks_jobs
+from ticketlab.lottery.planner import notify_unstacked, run_graph, stacks_jobs
 from ticketlab.lottery.jobs import (
     DENSE,
     ExperimentContext,
@@ -125,8 +125,10 @@ def find_tickets(
         write_results_csv(ctx, graph)
 
     try:
-        stackable = stacks_jobs(ctx.make_model(0), ctx.device, population)
-        if workers > 1 and not stackable and sum(not is_done(ctx, key) for key in graph) > 1:
+        template = ctx.make_model(0)
+        if workers > 1 and not stacks_jobs(template, ctx.device, population) and sum(
+                not is_done(ctx, key) for key in graph) > 1:
+            notify_unstacked(template, ctx.device, population)
             _run_parallel(ctx, graph, workers, bar)
         else:
             run_graph(ctx, graph, population=population, on_progress=bar.update, on_jobs_start=jobs_start,

@@ -107,6 +107,18 @@ def stacks_jobs(model: nn.Module, device: torch.device, population: int | None) 
     return population != 1 and can_vectorize(model) and (population is not None or prefers_population(model, device))
 
 
+def notify_unstacked(model: nn.Module, device: torch.device, population: int | None) -> None:
+    """Say on stderr, in one line, why jobs that were not asked to train one at a time (`population` 1) do."""
+    if population == 1:
+        return
+    if not can_vectorize(model):
+        print(f"ticketlab: {type(model).__name__} cannot be stacked (not a Flatten/Linear/ReLU stack or a "
+              "built-in conv net without dropout); training its jobs one at a time", file=sys.stderr)
+    else:
+        print(f"ticketlab: {type(model).__name__} trains one job at a time on {device.type} (stacked "
+              "convolutions are slower there); --population N stacks N jobs", file=sys.stderr)
+
+
 def run_graph(
     ctx: ExperimentContext,
     graph: dict[JobKey, tuple[JobKey, ...]],
@@ -126,12 +138,7 @@ def run_graph(
         size = population or _planned_size(ctx)
     else:
         size = 1
-        if population != 1 and not can_vectorize(model):
-            print(f"ticketlab: {type(model).__name__} cannot be stacked (not a Flatten/Linear/ReLU stack or a "
-                  "built-in conv net without dropout); training its jobs one at a time", file=sys.stderr)
-        elif population != 1:
-            print(f"ticketlab: {type(model).__name__} trains one job at a time on {ctx.device.type} (stacked "
-                  "convolutions are slower there); --population N stacks N jobs", file=sys.stderr)
+        notify_unstacked(model, ctx.device, population)
     for batch in population_plan(graph, size):
         batch = [key for key in batch if not is_done(ctx, key)]
         if not batch:
