@@ -21,3 +21,16 @@ def tiny_data():
     labels = torch.randint(0, 10, (700,), generator=generator)
     inputs = templates[labels] + 0.8 * torch.randn(700, 24, generator=generator)
     return make_splits(inputs[:600], labels[:600], inputs[600:], labels[600:], validation_size=100, num_classes=10)
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device on this machine"))])
+def device(request):
+    """Run the test on the CPU and, where a GPU exists, on CUDA (TF32 off: the checks compare fp32 results)."""
+    if request.param == "cpu":
+        yield torch.device("cpu")
+        return
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield torch.device("cuda")
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn

@@ -1,5 +1,7 @@
 """The planner: ready jobs trained as populations give the run directory the plain one-job path gives."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -7,7 +9,7 @@ from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainCo
 from ticketlab.data.splits import make_splits
 from ticketlab.lottery.experiment import model_factory
 from ticketlab.lottery.jobs import DENSE, RESULT_FILE, ExperimentContext, JobKey, job_graph
-from ticketlab.lottery.planner import choose_population_size, ready_jobs, run_graph
+from ticketlab.lottery.planner import PLAN_FILE, choose_population_size, ready_jobs, run_graph
 from ticketlab.store import load_tensors, read_json, read_jsonl
 
 POPULATION_ONLY_FIELDS = ("wall_time_s", "population_size")
@@ -139,3 +141,26 @@ def test_conv_nets_stack_when_asked_and_match_the_plain_path(one_thread, tmp_pat
         weights_b = load_tensors(key.directory(planned.run_dir) / "weights_final.safetensors")
         for name, value in weights_a.items():  # BatchNorm statistics included
             torch.testing.assert_close(weights_b[name].float(), value.float(), atol=1e-4, rtol=0, msg=name)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_planner_on_cuda_stacks_jobs_and_agrees_with_the_plain_path(tmp_path):
+    """On CUDA the automatic size stacks MLP jobs; results agree with the plain path to rounding (not bitwise:
+    batched and single matmuls are different kernels there). Not yet run on a GPU."""
+    device, contexts = torch.device("cuda"), []
+    for name in ("plain", "planned"):
+        ctx = _context(tmp_path / name)
+        contexts.append(dataclasses.replace(ctx, data=ctx.data.to(device), device=device))
+    plain, planned = contexts
+    graph = job_graph(plain)
+    run_graph(plain, graph, population=1)
+    run_graph(planned, job_graph(planned), population=None)
+    assert read_json(planned.run_dir / PLAN_FILE)["population"] > 1
+    for key in graph:
+        a, b = key.directory(plain.run_dir), key.directory(planned.run_dir)
+        record_a, record_b = read_json(a / RESULT_FILE), read_json(b / RESULT_FILE)
+        assert record_b["population_size"] > 1 or key.variant == DENSE, key
+        assert record_b["final_val_loss"] == pytest.approx(record_a["final_val_loss"], rel=1e-2), key
+        mask, weights = load_tensors(b / "mask.safetensors"), load_tensors(b / "weights_final.safetensors")
+        for name, keep in mask.items():
+            assert torch.all(weights[name][keep == 0] == 0), (key, name)

@@ -10,6 +10,8 @@ Tolerance, stated honestly:
   ReLU input crossing zero, or an Adam coordinate whose gradient is pure rounding noise — turns it into a
   fraction of one update; the worst we saw was 1.4e-4 with lr 3e-3. That test asserts weights to atol 1e-3
   and losses to relative 1e-3.
+- The `device` fixture repeats that test and the kill/resume test on CUDA where a GPU exists (TF32 off), with
+  the same bounds; kill/resume is bitwise there too. No GPU has run them yet.
 """
 
 import pytest
@@ -145,10 +147,10 @@ def test_population_equals_alone_one_thread(one_thread, tmp_path, config, test_a
     assert [result.final_iteration for result in results] == [STEPS, STEPS, STEPS, STEPS, 150]
 
 
-def test_population_matches_alone_default_threads_odd_sizes(tmp_path):
+def test_population_matches_alone_default_threads_odd_sizes(tmp_path, device):
     config = CONFIGS[1]
     classes = 10  # the output bias (10 floats) leaves a vector tail: rounding differs from the reference
-    data = _data(classes)
+    data = _data(classes).to(device)
     build = _jobs(data, config, classes)
     alone_jobs, population_jobs = [build()[i] for i in (0, 3)], [build()[i] for i in (0, 3)]  # dense; rewound
     expected = _train_alone(alone_jobs, data, config, tmp_path)
@@ -156,9 +158,10 @@ def test_population_matches_alone_default_threads_odd_sizes(tmp_path):
     results = train_population(members, data, config)
     for i, (alone, member) in enumerate(zip(alone_jobs, members)):
         for name, value in alone["model"].state_dict().items():
+            assert value.device.type == device.type
             torch.testing.assert_close(member.model.state_dict()[name], value, atol=1e-3, rtol=0, msg=name)
         for name, mask in member.masks.items():
-            assert torch.all(member.model.state_dict()[name][mask == 0] == 0), name
+            assert torch.all(member.model.state_dict()[name][mask.to(device) == 0] == 0), name
         assert results[i].final_iteration == expected[i].final_iteration
         assert results[i].final_val_loss == pytest.approx(expected[i].final_val_loss, rel=1e-3)
         assert results[i].final_train_loss == pytest.approx(expected[i].final_train_loss, rel=1e-3)
@@ -181,10 +184,10 @@ def test_member_rounding_does_not_depend_on_its_neighbours(one_thread, tmp_path,
             assert torch.equal(together_jobs[i]["model"].state_dict()[name], value), (i, name)
 
 
-def test_population_resumes_exactly_after_a_kill(one_thread, tmp_path):
+def test_population_resumes_exactly_after_a_kill(one_thread, tmp_path, device):
     config = CONFIGS[1]
     classes = 16
-    data = _data(classes)
+    data = _data(classes).to(device)
     build = _jobs(data, config, classes)
     reference_jobs = build()
     reference = train_population(_members(reference_jobs, tmp_path / "a"), data, config)
