@@ -156,11 +156,13 @@ def test_planner_on_cuda_stacks_jobs_and_agrees_with_the_plain_path(tmp_path):
     run_graph(plain, graph, population=1)
     run_graph(planned, job_graph(planned), population=None)
     assert read_json(planned.run_dir / PLAN_FILE)["population"] > 1
+    sizes = []
     for key in graph:
         a, b = key.directory(plain.run_dir), key.directory(planned.run_dir)
         record_a, record_b = read_json(a / RESULT_FILE), read_json(b / RESULT_FILE)
-        assert record_b["population_size"] > 1 or key.variant == DENSE, key
+        sizes.append(record_b["population_size"])
         assert record_b["final_val_loss"] == pytest.approx(record_a["final_val_loss"], rel=1e-2), key
         mask, weights = load_tensors(b / "mask.safetensors"), load_tensors(b / "weights_final.safetensors")
         for name, keep in mask.items():
             assert torch.all(weights[name][keep == 0] == 0), (key, name)
+    assert max(sizes) > 2  # trials and controls really trained together
