@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
-from ticketlab.lottery import find_tickets
+from ticketlab.data.splits import make_splits
+from ticketlab.lottery import experiment, find_tickets
 from ticketlab.lottery.experiment import RESULT_COLUMNS
 from ticketlab.store import load_tensors, read_json
 
@@ -153,9 +154,6 @@ def test_custom_module_and_tensors_from_python(tmp_path, tiny_data):
 def test_worker_processes_for_unstacked_jobs_come_with_the_notice(tmp_path, monkeypatch, capsys):
     """A built-in conv net on the CPU with workers > 1 trains one job per worker process; the user is told why
     in one line, as on the in-process path (the workers themselves are replaced by a recorder here)."""
-    from ticketlab.data.splits import make_splits
-    from ticketlab.lottery import experiment
-
     generator = torch.Generator().manual_seed(0)
     images, labels = torch.rand(300, 1, 8, 8, generator=generator), torch.randint(0, 4, (300,), generator=generator)
     splits = make_splits(images[:200], labels[:200], images[200:], labels[200:], validation_size=40, num_classes=4)
