@@ -17,12 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from ticketlab.errors import ConfigError
+from ticketlab.tasks import TASKS, task_info, task_of_dataset
 
-MODEL_NAMES = (
-    "mlp", "lenet300_100", "conv2", "conv4", "conv6",
-    "vgg11", "vgg13", "vgg16", "vgg19", "resnet20", "resnet32", "resnet56",
-)
-DATASET_NAMES = ("mnist1d", "fashion_mnist", "mnist", "cifar10", "cifar100", "svhn")
+MODEL_NAMES = tuple(dict.fromkeys(name for info in TASKS.values() for name in info.models))
+DATASET_NAMES = tuple(dict.fromkeys(name for info in TASKS.values() for name in info.datasets))
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
 SCHEDULE_NAMES = ("constant", "step", "cosine")
 INIT_NAMES = ("glorot_normal", "glorot_uniform", "kaiming_normal", "torch_default")
@@ -70,7 +68,9 @@ class ModelConfig:
     init: str = "glorot_normal"
     width: int | None = None  # conv nets: channels of the first stage, later stages scale with it (None: paper's)
     depth: int | None = None  # conv nets: the number in the name, e.g. 32 for a resnet20 made ResNet-32 (None: name's)
-    dropout: float = 0.0  # conv2/4/6: drop probability after each hidden FC layer, seeded per step
+    dropout: float = 0.0  # conv2/4/6: drop probability after each hidden FC layer; lstm: between layers
+    embedding_dim: int | None = None  # lstm: token embedding size (None: the LSTM's hidden size)
+    tie_weights: bool = False  # lstm: the decoder shares the embedding matrix (needs embedding_dim == hidden)
 
     def validate(self) -> None:
         _check_choice("model.name", self.name, MODEL_NAMES, allow_custom=True)
@@ -94,6 +94,7 @@ class DataConfig:
     cache_dir: str | None = _unhashed(None)  # download cache (default $TICKETLAB_CACHE or ~/.cache/ticketlab)
     download: bool = _unhashed(True)
     augment: bool = False  # image data: 4-pixel zero pad + random crop + horizontal flip of each training batch
+    sequence_length: int = 35  # language data: tokens per truncated-BPTT segment
 
     def validate(self) -> None:
         _check_choice("data.name", self.name, DATASET_NAMES, allow_custom=True)
@@ -119,6 +120,7 @@ class TrainConfig:
     gamma: float = 0.1
     warmup: str = "0it"  # linear warmup from 0 to lr over this many steps
     eval_every: str = "100it"
+    clip_grad_norm: float | None = None  # clip the global L2 norm of the (masked) gradients to this before a step
 
     def validate(self) -> None:
         _check_choice("train.optimizer", self.optimizer, OPTIMIZER_NAMES)
@@ -176,6 +178,7 @@ class PruneConfig:
 class ExperimentConfig:
     """One lottery-ticket experiment: model, data, training, pruning, which variants and how many trials."""
 
+    task: str = "classification"  # which task package trains and evaluates (see ticketlab.tasks)
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
@@ -188,6 +191,15 @@ class ExperimentConfig:
         """Check every value; raise ConfigError naming the first bad one. Returns self."""
         for section in (self.model, self.data, self.train, self.prune):
             section.validate()
+        info = task_info(self.task)
+        if not self.data.name.startswith("custom:") and self.data.name not in info.datasets:
+            owner = task_of_dataset(self.data.name)
+            hint = f" (data.name {self.data.name!r} belongs to task {owner!r}: add --task {owner})" if owner else ""
+            raise ConfigError(f"task {self.task!r} does not have data.name {self.data.name!r}; "
+                              f"allowed: {', '.join(info.datasets)}{hint}")
+        if not self.model.name.startswith("custom:") and self.model.name not in info.models:
+            raise ConfigError(f"task {self.task!r} does not have model.name {self.model.name!r}; "
+                              f"allowed: {', '.join(info.models)}")
         for variant in self.variants:
             _check_choice("variants", variant, VARIANT_NAMES)
         if not self.variants:

@@ -1,0 +1,74 @@
+"""The task interface: everything the lottery engine needs from a task, and nothing more.
+
+The lottery layer (job graph, masks, resets, rewinding, variants, run directories, analyses) calls only these
+functions, so it does not know whether it trains a classifier, a language model or an agent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+from torch import nn
+
+from ticketlab.config import DataConfig, ExperimentConfig, TrainConfig
+from ticketlab.pruning import prunable_weights
+
+# Keys every task's training result (`train(...).to_dict()`) holds; result.json and results.csv carry them.
+GENERIC_RESULT_KEYS = (
+    "early_stop_iteration",
+    "early_stop_val_loss",
+    "early_stop_test_metric",
+    "final_iteration",
+    "final_val_loss",
+    "final_test_metric",
+)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A task's primary test metric: its column name, direction and how the report draws it."""
+
+    name: str  # e.g. "accuracy", "perplexity", "bits_per_char"
+    higher_is_better: bool
+    label: str  # axis label, with units, e.g. "test accuracy (%)"
+    log_scale: bool = False  # draw on a log axis (perplexity)
+    percent: bool = False  # a fraction in [0, 1] shown as percent in figures and tables
+
+
+class TaskData(Protocol):
+    """A task's in-memory splits: anything that moves to a device."""
+
+    def to(self, device) -> "TaskData": ...
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task (classification, language modelling, ...): a registry of plain functions.
+
+    - `load_data(data_config)` -> TaskData (train/validation/test splits in memory).
+    - `build_model(config, data)` -> an nn.Module sized for the data; `initialize(model, config, seed)` re-draws
+      every parameter from `seed` (no global RNG) and returns it.
+    - `train(model, data, train_config, *, masks, data_seed, start_step, total_steps, optimizer_state, job_dir,
+      snapshot_steps, on_snapshot, on_progress, checkpoint_interval_s, stop_after_step, augment)` trains in place
+      with exact masks and exact resume (the contract of `ticketlab.training.loop.train_model`) and returns an
+      object whose `to_dict()` holds GENERIC_RESULT_KEYS plus the task's own columns.
+    - `evaluate(model, data, split)` -> {"loss": mean loss, metric.name: value} on "train", "val" or "test".
+    - `metric(config)` -> the primary Metric (it may depend on the dataset: perplexity or bits per character).
+    - `steps_per_epoch(data, train_config)` -> optimizer steps in one pass over the training split.
+    - `prunable(model)` -> name -> weight tensor the lottery layer prunes (by module type).
+    - `stackable(model, device, population)` -> whether jobs of this model train as stacked populations.
+    - `per_step_hook(config, model)` -> the loop's `augment(batch, seed)` hook or None.
+    """
+
+    name: str
+    load_data: Callable[[DataConfig], Any]
+    build_model: Callable[[ExperimentConfig, Any], nn.Module]
+    initialize: Callable[[nn.Module, ExperimentConfig, int], nn.Module]
+    train: Callable[..., Any]
+    evaluate: Callable[[nn.Module, Any, str], dict[str, float]]
+    metric: Callable[[ExperimentConfig], Metric]
+    steps_per_epoch: Callable[[Any, TrainConfig], int]
+    prunable: Callable[[nn.Module], dict[str, nn.Parameter]] = prunable_weights
+    stackable: Callable[..., bool] = lambda model, device, population: False
+    per_step_hook: Callable[[ExperimentConfig, nn.Module], Any] = lambda config, model: None
