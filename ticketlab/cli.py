@@ -13,6 +13,7 @@ from ticketlab.analysis.cli import add_analysis_commands, run_analysis_command
 from ticketlab.config import ExperimentConfig, field_paths, load_config
 from ticketlab.errors import ConfigError, TicketlabError
 from ticketlab.lottery.sweep_cli import add_sweep_command, run_sweep_command
+from ticketlab.lottery.verify_cli import add_verify_command, run_verify_command
 from ticketlab.presets import PRESET_HELP, preset
 
 EXIT_USER_ERROR = 2
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("presets", help="list the named presets")
     add_sweep_command(commands)
+    add_verify_command(commands)
     add_analysis_commands(commands)
     return parser
 
@@ -89,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "config":
             print(_resolve_config(args).to_json())
             return 0
+        if args.command == "verify":
+            return run_verify_command(args)
         if args.command == "presets":
             for name, text in PRESET_HELP.items():
                 print(f"{name:28s} {text}")

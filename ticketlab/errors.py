@@ -11,3 +11,11 @@ class ConfigError(TicketlabError):
 
 class DataError(TicketlabError):
     """A dataset is missing, corrupt or cannot be fetched."""
+
+
+class IntegrityError(TicketlabError):
+    """A run-directory file is damaged: it does not parse, or its content differs from its recorded sha256."""
+
+
+class RunLockedError(TicketlabError):
+    """Another process is training into the same run directory."""

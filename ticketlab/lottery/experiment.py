@@ -21,7 +21,8 @@ from torch import nn
 from ticketlab.config import ExperimentConfig
 from ticketlab.data import DataSplits, load_dataset
 from ticketlab.errors import ConfigError
-from ticketlab.lottery.planner import notify_unstacked, run_graph, stacks_jobs
+from ticketlab.lottery.integrity import repair_run, run_lock
+from ticketlab.lottery.planner import notify_unstacked, run_graph, settle_run_settings, stacks_jobs
 from ticketlab.lottery.jobs import (
     DENSE,
     ExperimentContext,
@@ -90,7 +91,10 @@ def find_tickets(
     together train as one stacked population (`population`: None sizes it from the memory budget, 1 trains one
     job at a time, the reference path). Models that cannot be stacked use `workers` > 1 single-threaded
     processes for independent jobs (built-in model and data only). Re-running a finished experiment trains
-    nothing.
+    nothing; damaged files are recomputed (`ticketlab.lottery.integrity`).
+
+    One process at a time trains a run directory (RunLockedError for a second one), always with the population
+    size and device type of its first run (ConfigError for another).
     """
     config = config.validate()
     fingerprint = ""
@@ -102,6 +106,14 @@ def find_tickets(
         fingerprint += _data_fingerprint(data)
     run_dir = run_directory(config, root, fingerprint)
     torch_device = resolve_device(device)
+    with run_lock(run_dir):
+        return _run_experiment(config, fingerprint, run_dir, torch_device, model, data, workers, population, progress,
+                               report, checkpoint_interval_s)
+
+
+def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, workers, population, progress, report,
+                    checkpoint_interval_s) -> ExperimentResult:
+    """The body of `find_tickets`, run while it holds the run directory's lock."""
     splits = (data if data is not None else load_dataset(config.data)).to(torch_device)
     _write_config(run_dir, config, fingerprint)
     ctx = ExperimentContext(
@@ -113,6 +125,8 @@ def find_tickets(
         checkpoint_interval_s=checkpoint_interval_s,
     )
     graph = job_graph(ctx)
+    settle_run_settings(ctx, ctx.make_model(0), population)
+    repair_run(ctx, graph)
     if workers > 1 and (model is not None or data is not None):
         print("ticketlab: custom model/data run in this process (workers=1)", file=sys.stderr)
         workers = 1
