@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ticketlab.errors import ConfigError, IntegrityError
 from ticketlab.lottery.jobs import (
     DENSE,
     ExperimentContext,
@@ -31,7 +32,6 @@ from ticketlab.lottery.jobs import (
     read_result,
     run_job,
 )
-from ticketlab.errors import ConfigError, IntegrityError
 from ticketlab.store import read_json, write_json
 from ticketlab.training.population import (
     PopulationMember,
