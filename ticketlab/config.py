@@ -36,6 +36,7 @@ VARIANT_NAMES = (
 )
 
 _STEP_PATTERN = re.compile(r"^\s*(\d+)\s*(it|ep)?\s*$")
+_UNIFORM_INIT = re.compile(r"^uniform_(\d+(\.\d*)?|\.\d+)$")
 
 
 def _unhashed(default: Any) -> Any:
@@ -74,7 +75,8 @@ class ModelConfig:
 
     def validate(self) -> None:
         _check_choice("model.name", self.name, MODEL_NAMES, allow_custom=True)
-        _check_choice("model.init", self.init, INIT_NAMES)
+        if not _UNIFORM_INIT.match(self.init):  # 'uniform_<r>': every parameter U(-r, r) (the lstm's init)
+            _check_choice("model.init", self.init, INIT_NAMES + ("uniform_<r>",))
         if (self.width is not None and self.width < 1) or (self.depth is not None and self.depth < 1):
             raise ConfigError(f"model.width {self.width} and model.depth {self.depth} must be positive or unset")
         if not 0 <= self.dropout < 1:
