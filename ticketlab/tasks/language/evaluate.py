@@ -15,7 +15,8 @@ from ticketlab.tasks.language.streams import batchify
 # 55,770-character Tiny Shakespeare split becomes 100 streams of 557: long enough that each stream's zero start
 # state costs little, and ~10x fewer sequential LSTM steps than 10 streams on a CPU).
 EVAL_STREAMS = {"word": 10, "char": 100}
-EVAL_LOGITS = 1 << 24  # logits per evaluation segment (64 MiB of float32), which bounds its length
+EVAL_LOGITS = 1 << 24  # logits per evaluation segment (64 MiB of float32), which bounds its length...
+EVAL_POSITIONS = 1 << 14  # ...as do its (time x stream) positions, bounding the LSTM's activations too
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
 
@@ -45,7 +46,7 @@ def evaluate(model: nn.Module, data, split: str, streams: int | None = None) -> 
     stream = batchify(tokens, streams)
     if len(stream) < 2:
         raise ConfigError(f"the {split} split holds {len(tokens)} tokens: too few to evaluate (need at least 2)")
-    segment = max(1, EVAL_LOGITS // (streams * data.vocab_size))
+    segment = max(1, min(EVAL_LOGITS // (streams * data.vocab_size), EVAL_POSITIONS // streams))
     was_training = model.training
     model.eval()
     total = torch.zeros((), dtype=torch.float64, device=tokens.device)
