@@ -150,7 +150,7 @@ def test_kill_and_resume_is_bitwise_equal(char_data, tmp_path, one_thread):
 
 def test_task_interface_and_presets(char_data):
     task = load_task("language")
-    assert task is TASK and task.stackable(None, "cpu", 2) is False and task.per_step_hook is None
+    assert task is TASK and task.stackable(None, "cpu", 2) is False and task.per_step_hook(None, None) is None
     config = preset("lstm_tiny")
     assert task.metric(config).name == "bits_per_char" and not task.metric(config).higher_is_better
     word_metric = task.metric(preset("lstm_ptb_small"))
