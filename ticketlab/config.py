@@ -21,6 +21,11 @@ from ticketlab.tasks import TASKS, task_info, task_of_dataset
 
 MODEL_NAMES = tuple(dict.fromkeys(name for info in TASKS.values() for name in info.models))
 DATASET_NAMES = tuple(dict.fromkeys(name for info in TASKS.values() for name in info.datasets))
+
+
+def _names(kind: str) -> tuple[str, ...]:
+    """Every registered task's datasets or models (read now: the registry can gain a task after import)."""
+    return tuple(dict.fromkeys(name for info in TASKS.values() for name in getattr(info, kind)))
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
 SCHEDULE_NAMES = ("constant", "step", "cosine")
 INIT_NAMES = ("glorot_normal", "glorot_uniform", "kaiming_normal", "torch_default")
@@ -36,6 +41,7 @@ VARIANT_NAMES = (
 )
 
 _STEP_PATTERN = re.compile(r"^\s*(\d+)\s*(it|ep)?\s*$")
+_UNIFORM_INIT = re.compile(r"^uniform_(\d+(\.\d*)?|\.\d+)$")
 
 
 def _unhashed(default: Any) -> Any:
@@ -73,8 +79,9 @@ class ModelConfig:
     tie_weights: bool = False  # lstm: the decoder shares the embedding matrix (needs embedding_dim == hidden)
 
     def validate(self) -> None:
-        _check_choice("model.name", self.name, MODEL_NAMES, allow_custom=True)
-        _check_choice("model.init", self.init, INIT_NAMES)
+        _check_choice("model.name", self.name, _names("models"), allow_custom=True)
+        if not _UNIFORM_INIT.match(self.init):  # 'uniform_<r>': every parameter U(-r, r) (the lstm's init)
+            _check_choice("model.init", self.init, INIT_NAMES + ("uniform_<r>",))
         if (self.width is not None and self.width < 1) or (self.depth is not None and self.depth < 1):
             raise ConfigError(f"model.width {self.width} and model.depth {self.depth} must be positive or unset")
         if not 0 <= self.dropout < 1:
@@ -97,7 +104,7 @@ class DataConfig:
     sequence_length: int = 35  # language data: tokens per truncated-BPTT segment
 
     def validate(self) -> None:
-        _check_choice("data.name", self.name, DATASET_NAMES, allow_custom=True)
+        _check_choice("data.name", self.name, _names("datasets"), allow_custom=True)
         if self.validation_size < 1:
             raise ConfigError(f"data.validation_size {self.validation_size} must be >= 1")
         if self.train_size is not None and self.train_size < 1:
