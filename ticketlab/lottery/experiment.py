@@ -22,7 +22,7 @@ from ticketlab.config import ExperimentConfig
 from ticketlab.data import DataSplits
 from ticketlab.errors import ConfigError
 from ticketlab.lottery.integrity import repair_run, run_lock
-from ticketlab.lottery.planner import notify_unstacked, run_graph, settle_run_settings, stacks_jobs
+from ticketlab.lottery.planner import job_priority, notify_unstacked, run_graph, settle_run_settings, stacks_jobs
 from ticketlab.lottery.jobs import (
     DENSE,
     ExperimentContext,
@@ -345,7 +345,8 @@ def _schedule(ctx: ExperimentContext, graph: dict, pool, workers: int, updates, 
     pending = {key: deps for key, deps in graph.items() if not is_done(ctx, key)}
     running: dict = {}
     while pending or running:
-        for key in [key for key, deps in pending.items() if all(is_done(ctx, dep) for dep in deps)]:
+        ready = [key for key, deps in pending.items() if all(is_done(ctx, dep) for dep in deps)]
+        for key in sorted(ready, key=job_priority):  # every trial's ticket chain first: no trial waits on another
             if len(running) >= workers:
                 break
             running[pool.submit(_worker_run, key)] = key

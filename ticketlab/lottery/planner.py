@@ -51,10 +51,12 @@ PLAN_FILE = "population.json"
 def ready_jobs(ctx: ExperimentContext, graph: dict[JobKey, tuple[JobKey, ...]]) -> list[JobKey]:
     """Jobs not done whose inputs are all done, those on the dependency chains first."""
     ready = [key for key, deps in graph.items() if not is_done(ctx, key) and all(is_done(ctx, dep) for dep in deps)]
-    return sorted(ready, key=_priority)
+    return sorted(ready, key=job_priority)
 
 
-def _priority(key: JobKey) -> tuple:
+def job_priority(key: JobKey) -> tuple:
+    """Sort key of ready jobs: the dependency chains (dense, ticket, fine-tune) first, then by level and trial, so
+    every trial's chain advances and the controls fill in around it."""
     return (key.variant not in CHAIN_VARIANTS, key.level, key.trial, _variant_rank(key))
 
 
@@ -69,7 +71,7 @@ def population_plan(graph: dict[JobKey, tuple[JobKey, ...]], size: int) -> list[
     while len(done) < len(graph):
         ready = sorted(
             (key for key, deps in graph.items() if key not in done and all(dep in done for dep in deps)),
-            key=_priority,
+            key=job_priority,
         )
         if not ready:
             raise RuntimeError(f"job graph has a cycle or a missing input among {sorted(set(graph) - done)[:3]}")
