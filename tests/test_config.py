@@ -20,7 +20,8 @@ def test_parse_step():
 
 
 def test_json_and_toml_round_trip(tmp_path):
-    config = preset("lenet_fashion_mnist").replace(**{"prune.rewind": "500it", "train.milestones": ["1000it"]})
+    config = preset("lenet_fashion_mnist").replace(
+        **{"prune.rewind": "500it", "train.schedule": "step", "train.milestones": ["1000it"]})
     path = tmp_path / "c.json"
     path.write_text(config.to_json())
     assert load_config(path) == config

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ticketlab.config import ExperimentConfig
+from ticketlab.config import ExperimentConfig, PlanLimit, check_against_data
 from ticketlab.data import DataSplits, load_dataset
 from ticketlab.errors import ConfigError
 from ticketlab.lottery.planner import notify_unstacked, run_graph, stacks_jobs
@@ -82,6 +82,7 @@ def find_tickets(
     progress: bool = True,
     report: bool = True,
     checkpoint_interval_s: float = 30.0,
+    plan_limit: PlanLimit | None = None,
 ) -> ExperimentResult:
     """Run (or resume) a lottery-ticket experiment and write results.csv and the report.
 
@@ -90,7 +91,8 @@ def find_tickets(
     together train as one stacked population (`population`: None sizes it from the memory budget, 1 trains one
     job at a time, the reference path). Models that cannot be stacked use `workers` > 1 single-threaded
     processes for independent jobs (built-in model and data only). Re-running a finished experiment trains
-    nothing.
+    nothing. Settings the data cannot satisfy (a batch larger than the training set, steps in epochs past the end)
+    and, with `plan_limit`, too large an experiment are refused before anything is written.
     """
     config = config.validate()
     fingerprint = ""
@@ -103,6 +105,7 @@ def find_tickets(
     run_dir = run_directory(config, root, fingerprint)
     torch_device = resolve_device(device)
     splits = (data if data is not None else load_dataset(config.data)).to(torch_device)
+    check_against_data(config, len(splits.x_train), plan_limit)
     _write_config(run_dir, config, fingerprint)
     ctx = ExperimentContext(
         config=config,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from torch import nn
 
-from ticketlab.config import ExperimentConfig, parse_step
+from ticketlab.config import ExperimentConfig, check_against_data, parse_step
 from ticketlab.data import DataSplits, load_dataset
 from ticketlab.errors import ConfigError
 from ticketlab.lottery.experiment import (
@@ -81,6 +81,7 @@ def rewind_sweep(
     runs = []  # (rewind text, config as given, run directory, rewind step)
     for text in rewinds:
         run_config = effective.replace(**{"prune.rewind": text})
+        check_against_data(run_config, len(splits.x_train), find_kwargs.get("plan_limit"))
         runs.append((text, config.replace(**{"prune.rewind": text}), run_directory(run_config, root, fingerprint),
                      parse_step(text, per_epoch)))
 
