@@ -106,8 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("default")  # each distinct warning once
-            warnings.showwarning = _show_warning
+            warnings.showwarning = _one_line_warnings()
             return COMMANDS[args.command](args)
     except TicketlabError as error:
         if debug:
@@ -131,8 +130,17 @@ def _fail(message: str) -> int:
     return EXIT_USER_ERROR
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"ticketlab: warning: {' '.join(str(message).split())}", file=sys.stderr)
+def _one_line_warnings():
+    """A warnings.showwarning that prints each distinct warning once, as one line."""
+    shown: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        if text not in shown:
+            shown.add(text)
+            print(f"ticketlab: warning: {text}", file=sys.stderr)
+
+    return show
 
 
 def _find(args: argparse.Namespace) -> int:

@@ -186,6 +186,8 @@ def _read_rows(path: Path, handle) -> list[dict[str, Any]]:
         variant = cells["variant"]
         if not variant:
             raise TicketlabError(f"{where}: empty variant")
+        if not variant.isprintable():
+            raise TicketlabError(f"{where}: variant {variant!r} is not a name")
         row: dict[str, Any] = {"variant": variant}
         for col in ("trial", "level") + INT_COLUMNS:
             row[col] = _parse_int(cells[col], col, where, missing_ok=col in INT_COLUMNS)
