@@ -170,6 +170,18 @@ def test_internal_errors_keep_their_traceback(monkeypatch):
         main(["config"])
 
 
+def test_out_of_memory_is_one_line(monkeypatch, capsys):
+    import ticketlab.cli as cli
+
+    def allocate(args):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                           "memory: you tried to allocate 3999992000004 bytes. Error code 12")
+
+    monkeypatch.setattr(cli, "resolve_config", allocate)
+    code, _, err = run(["config"], capsys)
+    assert_one_line_error(code, err, "out of memory (you tried to allocate 3999992000004 bytes)", "model.hidden")
+
+
 def test_a_damaged_run_directory_file_is_one_line(tiny_run, tmp_path, capsys):
     for name in ("config.json", "population.json"):
         run_dir = copy_run(tiny_run, tmp_path / name)

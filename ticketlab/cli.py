@@ -119,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         if message is None or debug:
             raise
         return _fail(message)
+    except (MemoryError, RuntimeError) as error:  # torch's allocators raise RuntimeError subclasses
+        if debug or not _out_of_memory(error):
+            raise
+        return _fail(f"out of memory ({_first_line(error)}); use a smaller model (model.hidden, model.width), "
+                     "train.batch_size or --population, or another --device")
     except KeyboardInterrupt:
         print("\nticketlab: interrupted; finished work is saved, run the same command again to resume",
               file=sys.stderr)
@@ -128,6 +133,18 @@ def main(argv: list[str] | None = None) -> int:
 def _fail(message: str) -> int:
     print(f"ticketlab: error: {' '.join(message.split())}", file=sys.stderr)
     return EXIT_USER_ERROR
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    text = str(error)
+    return isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError" or (
+        "can't allocate memory" in text or "CUDA out of memory" in text)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    marker = text.find("you tried to allocate")
+    return text[marker:].split(".")[0] if marker >= 0 else (text.splitlines() or [type(error).__name__])[0][:200]
 
 
 def _one_line_warnings():

@@ -306,7 +306,7 @@ def load_config(path: str | Path) -> ExperimentConfig:
         values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except UnicodeDecodeError:
         raise ConfigError(f"config file {str(path)!r} is not UTF-8 text") from None
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
+    except ValueError as error:  # JSONDecodeError, TOMLDecodeError, and numbers beyond int()'s digit limit
         raise ConfigError(f"config file {str(path)!r} is not valid {path.suffix[1:].upper()}: {error}") from None
     except RecursionError:
         raise ConfigError(f"config file {str(path)!r} is nested too deeply") from None

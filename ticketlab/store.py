@@ -57,7 +57,7 @@ def read_json(path: Path) -> Any:
     """The JSON value in `path`; RunFileError naming the file if it is not UTF-8 JSON."""
     try:
         return json.loads(Path(path).read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or a number beyond int()'s digit limit
         raise RunFileError(f"{path} is not valid JSON (damaged?); delete it to have it rewritten, or restore it") \
             from None
 
