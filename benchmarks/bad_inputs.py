@@ -51,7 +51,7 @@ def corpus() -> list[Case]:
 
     # --- values: type, finiteness, range of every field and flag
     bad_values = {
-        "train.lr": ["1e300", "nan", "inf", "-1", "0", "abc", "11"],
+        "train.lr": ["1e300", "nan", "inf", "-1", "0", "abc", "101"],
         "train.gamma": ["nan", "-5", "0", "inf", "x"],
         "train.weight_decay": ["nan", "-1", "2", "inf"],
         "train.clip_grad_norm": ["0", "-1", "nan"],

@@ -95,7 +95,7 @@ def test_settings_the_data_cannot_satisfy_are_refused_before_writing(extra, frag
 
 
 @pytest.mark.parametrize("extra, fragments", [
-    (["--train.lr", "1e300"], ["train.lr 1e+300 must be a number in (0, 10]"]),
+    (["--train.lr", "1e300"], ["train.lr 1e+300 must be a number in (0, 100]"]),
     (["--train.gamma", "nan"], ["train.gamma nan"]),
     (["--train.gamma", "-5"], ["train.gamma -5.0"]),
     (["--train.weight_decay", "nan"], ["train.weight_decay nan"]),

@@ -25,7 +25,7 @@ SETTINGS = dict(deadline=None, derandomize=True, database=None,
 
 # field -> (low, high, low open, high open) of the numbers it accepts
 FLOAT_RANGES = {
-    "train.lr": (0, 10, True, False), "train.gamma": (0, math.inf, True, True),
+    "train.lr": (0, 100, True, False), "train.gamma": (0, math.inf, True, True),
     "train.weight_decay": (0, 1, False, False), "train.clip_grad_norm": (0, math.inf, True, True),
     "prune.rate": (0, 1, True, True), "prune.output_rate": (0, 1, True, True),
     "prune.target_remaining_percent": (0, 100, True, False), "model.dropout": (0, 1, False, True),

@@ -21,6 +21,11 @@ from ticketlab.tasks import TASKS, task_info, task_of_dataset
 
 MODEL_NAMES = tuple(dict.fromkeys(name for info in TASKS.values() for name in info.models))
 DATASET_NAMES = tuple(dict.fromkeys(name for info in TASKS.values() for name in info.datasets))
+
+
+def _names(kind: str) -> tuple[str, ...]:
+    """Every registered task's datasets or models (read now: the registry can gain a task after import)."""
+    return tuple(dict.fromkeys(name for info in TASKS.values() for name in getattr(info, kind)))
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
 SCHEDULE_NAMES = ("constant", "step", "cosine")
 INIT_NAMES = ("glorot_normal", "glorot_uniform", "kaiming_normal", "torch_default")
@@ -37,13 +42,14 @@ VARIANT_NAMES = (
 
 MAX_WIDTH = 1_000_000  # hidden units, channels or embedding size: far beyond any network that fits in memory
 MAX_DEPTH = 10_000
-MAX_LR = 10.0  # larger learning rates only diverge
+MAX_LR = 100.0  # larger learning rates only diverge (an LSTM with plain SGD uses 20)
 CONV_DEPTHS = {"conv": "even (two convs per pooling block)", "vgg": "one of 11, 13, 16, 19",
                "resnet": "6n+2 with n >= 1 (20, 32, 44, 56, 110)"}
 VGG_DEPTHS = (11, 13, 16, 19)
 
 _STEP_PATTERN = re.compile(r"^\s*(\d+)\s*(it|ep)?\s*$", re.ASCII)
 _MAX_STEP_DIGITS = 30  # beyond any plan; also keeps int() far from Python's 4,300-digit limit
+_UNIFORM_INIT = re.compile(r"^uniform_(\d+(\.\d*)?|\.\d+)$")
 
 
 def _unhashed(default: Any) -> Any:
@@ -88,8 +94,9 @@ class ModelConfig:
     tie_weights: bool = False  # lstm: the decoder shares the embedding matrix (needs embedding_dim == hidden)
 
     def validate(self) -> None:
-        _check_choice("model.name", self.name, MODEL_NAMES, allow_custom=True)
-        _check_choice("model.init", self.init, INIT_NAMES)
+        _check_choice("model.name", self.name, _names("models"), allow_custom=True)
+        if not (isinstance(self.init, str) and _UNIFORM_INIT.match(self.init)):  # 'uniform_<r>': U(-r, r) (lstm)
+            _check_choice("model.init", self.init, INIT_NAMES + ("uniform_<r>",))
         if not isinstance(self.hidden, tuple):
             raise ConfigError(f"model.hidden {self.hidden!r} must be a list of widths, e.g. 256,256")
         for width in self.hidden:
@@ -120,7 +127,7 @@ class DataConfig:
     sequence_length: int = 35  # language data: tokens per truncated-BPTT segment
 
     def validate(self) -> None:
-        _check_choice("data.name", self.name, DATASET_NAMES, allow_custom=True)
+        _check_choice("data.name", self.name, _names("datasets"), allow_custom=True)
         _check_int("data.validation_size", self.validation_size, 1)
         _check_int("data.train_size", self.train_size, 1, unset_ok=True)
         _check_int("data.sequence_length", self.sequence_length, 1)
@@ -339,17 +346,18 @@ def check_steps(config: ExperimentConfig, iterations_per_epoch: int | None = Non
         raise ConfigError(f"train.steps {train.steps!r} is less than 1 iteration")
 
 
-def check_against_data(config: ExperimentConfig, train_examples: int, limit: "PlanLimit | None" = None) -> None:
-    """The checks that need the training set's size: the batch fits in it, steps in epochs are consistent, and
-    (with `limit`) the plan is not too large. Call after loading the data, before writing the run directory."""
+def check_against_data(config: ExperimentConfig, iterations_per_epoch: int, train_examples: int | None = None,
+                       limit: "PlanLimit | None" = None) -> None:
+    """The checks that need the data: the batch fits in the `train_examples` (when the task has examples), steps
+    in epochs are consistent with the others, and (with `limit`) the plan is not too large. Call after loading the
+    data, before writing the run directory."""
     batch_size = config.train.batch_size
-    if batch_size > train_examples:
+    if train_examples is not None and batch_size > train_examples:
         raise ConfigError(f"train.batch_size {batch_size} is larger than the {train_examples} training examples "
                           f"of {config.data.name}; use at most {train_examples}")
-    per_epoch = max(train_examples // batch_size, 1)  # as ticketlab.training.loop.iterations_per_epoch
-    check_steps(config, per_epoch)
+    check_steps(config, iterations_per_epoch)
     if limit is not None:
-        check_plan(config, limit, per_epoch)
+        check_plan(config, limit, iterations_per_epoch)
 
 
 @dataclass(frozen=True)

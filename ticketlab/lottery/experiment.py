@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ticketlab.config import ExperimentConfig, PlanLimit, check_against_data
-from ticketlab.data import DataSplits, load_dataset
+from ticketlab.data import DataSplits
 from ticketlab.errors import ConfigError
 from ticketlab.lottery.planner import notify_unstacked, run_graph, stacks_jobs
 from ticketlab.lottery.jobs import (
@@ -32,7 +32,8 @@ from ticketlab.lottery.jobs import (
     read_result,
     run_job,
 )
-from ticketlab.models import build_model, initialize
+from ticketlab.tasks import load_task
+from ticketlab.tasks.base import Task
 from ticketlab.store import atomic_write_bytes, read_json, write_json
 
 RESULT_COLUMNS = (
@@ -48,6 +49,10 @@ RESULT_COLUMNS = (
     "final_train_accuracy",
     "final_val_loss",
     "final_iteration",
+    # task-neutral: the task's primary test metric (accuracy, perplexity, bits_per_char, ...)
+    "metric",
+    "early_stop_test_metric",
+    "final_test_metric",
 )
 
 
@@ -104,16 +109,19 @@ def find_tickets(
         fingerprint += _data_fingerprint(data)
     run_dir = run_directory(config, root, fingerprint)
     torch_device = resolve_device(device)
-    splits = (data if data is not None else load_dataset(config.data)).to(torch_device)
-    check_against_data(config, len(splits.x_train), plan_limit)
+    task = load_task(config.task)
+    splits = (data if data is not None else task.load_data(config.data)).to(torch_device)
+    train_examples = len(splits.x_train) if isinstance(splits, DataSplits) else None
+    check_against_data(config, task.steps_per_epoch(splits, config.train), train_examples, plan_limit)
     _write_config(run_dir, config, fingerprint)
     ctx = ExperimentContext(
         config=config,
         run_dir=run_dir,
         data=splits,
-        make_model=model_factory(config, splits, model),
+        make_model=model_factory(config, splits, model, task),
         device=torch_device,
         checkpoint_interval_s=checkpoint_interval_s,
+        task=task,
     )
     graph = job_graph(ctx)
     if workers > 1 and (model is not None or data is not None):
@@ -129,9 +137,9 @@ def find_tickets(
 
     try:
         template = ctx.make_model(0)
-        if workers > 1 and not stacks_jobs(template, ctx.device, population) and sum(
+        if workers > 1 and not stacks_jobs(ctx, template, population) and sum(
                 not is_done(ctx, key) for key in graph) > 1:
-            notify_unstacked(template, ctx.device, population)
+            notify_unstacked(ctx, template, population)
             _run_parallel(ctx, graph, workers, bar)
         else:
             run_graph(ctx, graph, population=population, on_progress=bar.update, on_jobs_start=jobs_start,
@@ -149,18 +157,15 @@ def find_tickets(
     return ExperimentResult(run_dir, run_dir / "results.csv", rows, report_files)
 
 
-def model_factory(config: ExperimentConfig, data: DataSplits, model: nn.Module | None) -> Callable[[int], nn.Module]:
-    """seed -> a freshly initialized model (a deep copy of `model`, or the config's built-in network)."""
+def model_factory(
+    config: ExperimentConfig, data, model: nn.Module | None, task: Task | None = None
+) -> Callable[[int], nn.Module]:
+    """seed -> a freshly initialized model (a deep copy of `model`, or the task's network for the config)."""
+    task = task or load_task(config.task)
 
     def make(seed: int) -> nn.Module:
-        if model is not None:
-            network = copy.deepcopy(model).cpu()
-        else:
-            network = build_model(
-                config.model.name, data.input_shape, data.num_classes, hidden=config.model.hidden,
-                width=config.model.width, depth=config.model.depth, dropout=config.model.dropout,
-            )
-        return initialize(network, config.model.init, seed)
+        network = copy.deepcopy(model).cpu() if model is not None else task.build_model(config, data)
+        return task.initialize(network, config, seed)
 
     return make
 
@@ -173,9 +178,17 @@ def results_rows(ctx: ExperimentContext, graph: dict[JobKey, tuple]) -> list[dic
             for level in range(ctx.levels + 1):
                 key = JobKey(trial, 0, DENSE) if level == 0 else JobKey(trial, level, variant)
                 if key in graph and is_done(ctx, key):
-                    result = read_result(ctx, key)
+                    result = with_generic_metric(read_result(ctx, key))
                     rows.append({column: result.get(column) for column in RESULT_COLUMNS} | {"variant": variant})
     return rows
+
+
+def with_generic_metric(result: dict) -> dict:
+    """A job's result with the task-neutral metric keys; results written before tasks existed are accuracy."""
+    if "metric" in result:
+        return result
+    return result | {"metric": "accuracy", "early_stop_test_metric": result.get("early_stop_test_accuracy"),
+                     "final_test_metric": result.get("final_test_accuracy")}
 
 
 def write_results_csv(ctx: ExperimentContext, graph: dict[JobKey, tuple]) -> Path:
@@ -266,9 +279,10 @@ def _worker_init(config_dict: dict, run_dir: str, device: str, checkpoint_interv
     _die_with_parent(parent_pid)
     torch.set_num_threads(threads)
     config = config_from_dict(config_dict)
-    splits = load_dataset(config.data).to(device)
+    task = load_task(config.task)
+    splits = task.load_data(config.data).to(device)
     _WORKER["ctx"] = ExperimentContext(
-        config=config, run_dir=Path(run_dir), data=splits, make_model=model_factory(config, splits, None),
+        config=config, run_dir=Path(run_dir), data=splits, make_model=model_factory(config, splits, None, task),
         device=torch.device(device), checkpoint_interval_s=checkpoint_interval_s,
     )
     _WORKER["updates"] = updates

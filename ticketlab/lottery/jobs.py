@@ -12,20 +12,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from ticketlab.config import ExperimentConfig, parse_step
-from ticketlab.data.splits import DataSplits
-from ticketlab.models import set_noise_seed
 from ticketlab.pruning import (
+    prunable_weights,
     full_masks,
     keep_top,
     next_keep_counts,
     output_layer_name,
-    prunable_weights,
     random_scores,
     remaining_counts,
     remaining_percent,
@@ -33,7 +31,8 @@ from ticketlab.pruning import (
 )
 from ticketlab.seeds import derive_seed
 from ticketlab.store import load_tensors, read_json, save_tensors, write_json
-from ticketlab.training.loop import iterations_per_epoch, train_model
+from ticketlab.tasks import load_task
+from ticketlab.tasks.base import Task
 from ticketlab.training.optim import optimizer_tensors
 
 DENSE = "dense"
@@ -57,22 +56,28 @@ class JobKey:
 
 @dataclass
 class ExperimentContext:
-    """Everything a job needs: the config, where the run lives, the data, and how to make a seeded model."""
+    """Everything a job needs: the config, where the run lives, the data, how to make a seeded model, and the task
+    that trains and evaluates it (default: the config's task)."""
 
     config: ExperimentConfig
     run_dir: Path
-    data: DataSplits
+    data: Any  # the task's in-memory splits (classification: DataSplits)
     make_model: Callable[[int], nn.Module]  # seed -> freshly initialized model (on CPU)
     device: torch.device = torch.device("cpu")
     checkpoint_interval_s: float = 30.0
     # rewind sweep: (step, run_dir) of sibling experiments sharing this dense run; the dense job also saves its
     # weights and optimizer state at each such step into that run's level_00/dense directory
     shared_rewind_runs: tuple[tuple[int, Path], ...] = ()
+    task: Task | None = None
     _plan: list | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.task is None:
+            self.task = load_task(self.config.task)
 
     @property
     def steps_per_epoch(self) -> int:
-        return iterations_per_epoch(len(self.data.x_train), self.config.train.batch_size)
+        return self.task.steps_per_epoch(self.data, self.config.train)
 
     @property
     def total_steps(self) -> int:
@@ -89,7 +94,7 @@ class ExperimentContext:
     def keep_plan(self) -> list:
         """Survivors at each level: per-layer dicts (layerwise) or totals (global); index 0 is dense."""
         if self._plan is None:
-            self._plan = keep_plan(self.config, self.make_model(0))
+            self._plan = keep_plan(self.config, self.make_model(0), self.task.prunable)
         return self._plan
 
     @property
@@ -97,10 +102,13 @@ class ExperimentContext:
         return len(self.keep_plan()) - 1
 
 
-def keep_plan(config: ExperimentConfig, model: nn.Module) -> list:
-    """Per-level survivor counts from the prune config, stopping at `levels` or the target percent."""
-    weights = prunable_weights(model)
-    rates = layer_rates(config, model)
+def keep_plan(config: ExperimentConfig, model: nn.Module, prunable: Callable = prunable_weights) -> list:
+    """Per-level survivor counts from the prune config, stopping at `levels` or the target percent.
+
+    `prunable(model)` selects the pruned tensors (the task's choice; by default Linear/Conv/Embedding/RNN weights).
+    """
+    weights = prunable(model)
+    rates = layer_rates(config, model, prunable)
     counts = {name: weight.numel() for name, weight in weights.items()}
     total = sum(counts.values())
     plan: list = [dict(counts) if config.prune.scope == "layerwise" else total]
@@ -125,12 +133,12 @@ def _plan_total(entry) -> int:
     return sum(entry.values()) if isinstance(entry, dict) else entry
 
 
-def layer_rates(config: ExperimentConfig, model: nn.Module) -> dict[str, float]:
+def layer_rates(config: ExperimentConfig, model: nn.Module, prunable: Callable = prunable_weights) -> dict[str, float]:
     """The per-round pruning fraction of each prunable weight (output layer and overrides applied)."""
-    names = list(prunable_weights(model))
+    names = list(prunable(model))
     rates = {name: config.prune.rate for name in names}
     if config.prune.output_rate is not None:
-        rates[output_layer_name(model)] = config.prune.output_rate
+        rates[names[-1] if names else output_layer_name(model)] = config.prune.output_rate
     for name, rate in config.prune.layer_rates:
         if name not in rates:
             from ticketlab.errors import ConfigError
@@ -202,7 +210,7 @@ def _compute_mask(ctx: ExperimentContext, key: JobKey) -> dict[str, torch.Tensor
     trial, level, variant = key.trial, key.level, key.variant
     plan = ctx.keep_plan()
     if level == 0:
-        return full_masks(prunable_weights(ctx.make_model(0)))
+        return full_masks(ctx.task.prunable(ctx.make_model(0)))
     if variant in ("iterative_reset", "iterative_reinit"):
         parent = JobKey(trial, level - 1, "iterative_reset" if level > 1 else DENSE)
         return _prune_from(ctx, parent, plan[level])
@@ -214,7 +222,7 @@ def _compute_mask(ctx: ExperimentContext, key: JobKey) -> dict[str, torch.Tensor
         return keep_top(strategy_scores(ctx.config.prune.strategy, dense_final), plan[level])
     if variant == "random_pruning":
         ticket_counts = remaining_counts(job_mask(ctx, JobKey(trial, level, "iterative_reset")))
-        shapes = prunable_weights(ctx.make_model(0))
+        shapes = ctx.task.prunable(ctx.make_model(0))
         scores = random_scores(shapes, derive_seed(ctx.config.seed, trial, "random_mask", level))
         return keep_top(scores, ticket_counts)
     raise ValueError(f"no mask rule for variant {variant!r}")
@@ -228,7 +236,7 @@ def _prune_from(ctx: ExperimentContext, parent: JobKey, keep) -> dict[str, torch
 
 def _final_prunable_weights(ctx: ExperimentContext, key: JobKey) -> dict[str, torch.Tensor]:
     final = load_tensors(key.directory(ctx.run_dir) / "weights_final.safetensors")
-    names = prunable_weights(ctx.make_model(0))
+    names = ctx.task.prunable(ctx.make_model(0))
     return {name: final[name] for name in names}
 
 
@@ -271,7 +279,7 @@ def prepare_job(ctx: ExperimentContext, key: JobKey) -> JobStart:
         data_seed=derive_seed(ctx.config.seed, key.trial, "data_order"),
         snapshot_steps=tuple(sorted(rewind_points)),
         on_snapshot=_save_rewind_point(rewind_points) if rewind_points else None,
-        augment=_per_step_randomness(ctx.config, model),
+        augment=ctx.task.per_step_hook(ctx.config, model),
     )
 
 
@@ -286,6 +294,7 @@ def finish_job(ctx: ExperimentContext, key: JobKey, start: JobStart, result, **e
         "trial": key.trial,
         "level": key.level,
         "variant": key.variant,
+        "metric": ctx.task.metric(ctx.config).name,
         "weights_remaining_percent": remaining_percent(start.mask),
         "layer_remaining": {name: [counts[name], start.mask[name].numel()] for name in start.mask},
         "start_step": start.start_step,
@@ -302,7 +311,7 @@ def run_job(ctx: ExperimentContext, key: JobKey, on_progress: Callable[[int], No
         return read_result(ctx, key)
     started = time.time()
     start = prepare_job(ctx, key)
-    result = train_model(
+    result = ctx.task.train(
         start.model.to(ctx.device),
         ctx.data,
         ctx.config.train,
@@ -366,24 +375,6 @@ def _save_rewind_point(points: dict[int, list[Path]]):
             save_tensors(job_dir / "optimizer_rewind.safetensors", optimizer_tensors(optimizer), metadata=metadata)
 
     return save
-
-
-def _per_step_randomness(config: ExperimentConfig, model: nn.Module) -> Callable[[torch.Tensor, int], torch.Tensor] | None:
-    """The loop's per-step hook: seeds the model's dropout and augments the batch, both from the step's seed.
-
-    None when the config has neither (the loop then does no per-step work, as before).
-    """
-    has_dropout = set_noise_seed(model, None)
-    if not (config.data.augment or has_dropout):
-        return None
-    from ticketlab.data.augment import pad_crop_flip
-
-    def hook(batch: torch.Tensor, seed: int) -> torch.Tensor:
-        if has_dropout:
-            set_noise_seed(model, derive_seed(seed, "dropout"))
-        return pad_crop_flip(batch, seed) if config.data.augment else batch
-
-    return hook
 
 
 def _check_pruned_weights_are_zero(state: dict[str, torch.Tensor], mask: dict[str, torch.Tensor], key: JobKey) -> None:

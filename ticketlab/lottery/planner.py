@@ -37,7 +37,6 @@ from ticketlab.training.population import (
     can_vectorize,
     member_memory_bytes,
     population_eval_bytes,
-    prefers_population,
     train_population,
 )
 
@@ -101,22 +100,26 @@ def choose_population_size(ctx: ExperimentContext, budget_bytes: int | None = No
     return max(1, (budget - population_eval_bytes()) // per_member)
 
 
-def stacks_jobs(model: nn.Module, device: torch.device, population: int | None) -> bool:
-    """Whether `run_graph` trains this model's jobs as populations: never with `population` 1, only for models
-    that can be stacked, and with the automatic size (None) only where stacking pays off (`prefers_population`)."""
-    return population != 1 and can_vectorize(model) and (population is not None or prefers_population(model, device))
+def stacks_jobs(ctx: ExperimentContext, model: nn.Module, population: int | None) -> bool:
+    """Whether `run_graph` trains this model's jobs as populations: the task decides (classification: never with
+    `population` 1, only for models that can be stacked, with the automatic size only where stacking pays off)."""
+    return ctx.task.stackable(model, ctx.device, population)
 
 
-def notify_unstacked(model: nn.Module, device: torch.device, population: int | None) -> None:
+def notify_unstacked(ctx: ExperimentContext, model: nn.Module, population: int | None) -> None:
     """Say on stderr, in one line, why jobs that were not asked to train one at a time (`population` 1) do."""
     if population == 1:
         return
-    if not can_vectorize(model):
-        print(f"ticketlab: {type(model).__name__} cannot be stacked (not a Flatten/Linear/ReLU stack or a "
+    name = type(model).__name__
+    if ctx.task.stackable(model, ctx.device, 2):  # it could stack, but not by default on this device
+        print(f"ticketlab: {name} trains one job at a time on {ctx.device.type} (stacked "
+              "convolutions are slower there); --population N stacks N jobs", file=sys.stderr)
+    elif ctx.task.name == "classification":
+        print(f"ticketlab: {name} cannot be stacked (not a Flatten/Linear/ReLU stack or a "
               "built-in conv net without dropout); training its jobs one at a time", file=sys.stderr)
     else:
-        print(f"ticketlab: {type(model).__name__} trains one job at a time on {device.type} (stacked "
-              "convolutions are slower there); --population N stacks N jobs", file=sys.stderr)
+        print(f"ticketlab: the {ctx.task.name} task trains its jobs one at a time (populations stack "
+              "classification networks only)", file=sys.stderr)
 
 
 def run_graph(
@@ -134,11 +137,11 @@ def run_graph(
     reference path). Models that cannot be stacked fall back to one at a time, with a one-line notice.
     """
     model = ctx.make_model(0)
-    if stacks_jobs(model, ctx.device, population):
+    if stacks_jobs(ctx, model, population):
         size = population or _planned_size(ctx)
     else:
         size = 1
-        notify_unstacked(model, ctx.device, population)
+        notify_unstacked(ctx, model, population)
     for batch in population_plan(graph, size):
         batch = [key for key in batch if not is_done(ctx, key)]
         if not batch:

@@ -18,7 +18,7 @@ from pathlib import Path
 from torch import nn
 
 from ticketlab.config import ExperimentConfig, check_against_data, parse_step
-from ticketlab.data import DataSplits, load_dataset
+from ticketlab.data import DataSplits
 from ticketlab.errors import ConfigError
 from ticketlab.lottery.experiment import (
     ExperimentResult,
@@ -31,6 +31,8 @@ from ticketlab.lottery.experiment import (
 )
 from ticketlab.lottery.jobs import DENSE, RESULT_FILE, ExperimentContext, JobKey, run_job
 from ticketlab.store import atomic_write_bytes, write_json
+from ticketlab.tasks import load_task
+from ticketlab.tasks.metrics import Metric, metric_named
 
 SHARED_DENSE_FILES = ("mask.safetensors", "weights_init.safetensors", "weights_final.safetensors", "metrics.jsonl")
 REWIND_FILES = ("weights_rewind.safetensors", "optimizer_rewind.safetensors")
@@ -76,12 +78,13 @@ def rewind_sweep(
         effective = effective.replace(**{"data.name": "custom:tensors"})
         fingerprint += _data_fingerprint(data)
     torch_device = resolve_device(device)
-    splits = (data if data is not None else load_dataset(config.data)).to(torch_device)
-    per_epoch = max(len(splits.x_train) // config.train.batch_size, 1)
+    task = load_task(config.task)
+    splits = (data if data is not None else task.load_data(config.data)).to(torch_device)
+    per_epoch = task.steps_per_epoch(splits, config.train)
     runs = []  # (rewind text, config as given, run directory, rewind step)
     for text in rewinds:
         run_config = effective.replace(**{"prune.rewind": text})
-        check_against_data(run_config, len(splits.x_train), find_kwargs.get("plan_limit"))
+        check_against_data(run_config, per_epoch, _examples(splits), find_kwargs.get("plan_limit"))
         runs.append((text, config.replace(**{"prune.rewind": text}), run_directory(run_config, root, fingerprint),
                      parse_step(text, per_epoch)))
 
@@ -90,8 +93,9 @@ def rewind_sweep(
         config=effective.replace(**{"prune.rewind": host_text}),
         run_dir=host_dir,
         data=splits,
-        make_model=model_factory(effective, splits, model),
+        make_model=model_factory(effective, splits, model, task),
         device=torch_device,
+        task=task,
     )
     for trial in range(config.trials):
         _share_dense_job(host_ctx, trial, [(run_dir, step) for _, _, run_dir, step in runs[1:]])
@@ -108,14 +112,20 @@ def rewind_sweep(
     name = host_dir.name.rsplit("_", 1)[0]
     sweep_dir = Path(root) / f"rewind_sweep_{name}_{hashlib.sha256(digest_source.encode()).hexdigest()[:12]}"
     summary = summarize_sweep({text: result.rows for text, result in experiments.items()})
+    metric = task.metric(config)
     summary_csv = _write_summary(sweep_dir, summary)
     write_json(sweep_dir / "sweep.json", {
         "rewinds": list(rewinds),
         "run_dirs": {text: str(run_dir) for text, _, run_dir, _ in runs},
         "config": config.to_dict(),
     })
-    figure_files = draw_sweep_figure(summary, sweep_dir / "rewind_sweep", title=_title(config, rewinds))
+    figure_files = draw_sweep_figure(summary, sweep_dir / "rewind_sweep", title=_title(config, rewinds),
+                                     metric=metric)
     return SweepResult(sweep_dir, experiments, summary_csv, figure_files)
+
+
+def _examples(splits) -> int | None:
+    return len(splits.x_train) if isinstance(splits, DataSplits) else None
 
 
 def _share_dense_job(host_ctx: ExperimentContext, trial: int, siblings: list[tuple[Path, int]]) -> None:
@@ -140,7 +150,8 @@ def _share_dense_job(host_ctx: ExperimentContext, trial: int, siblings: list[tup
 
 
 def summarize_sweep(rows_by_rewind: dict[str, list[dict]], variant: str = FIGURE_VARIANT) -> list[dict]:
-    """Per (rewind, level): mean weights remaining and mean/min/max early-stop test accuracy over trials."""
+    """Per (rewind, level): mean weights remaining and mean/min/max of the early-stop test metric over trials
+    (`test_metric_*`; for classification also named `test_accuracy_*`)."""
     summary = []
     for text, rows in rows_by_rewind.items():
         by_level: dict[int, list[dict]] = {}
@@ -148,24 +159,30 @@ def summarize_sweep(rows_by_rewind: dict[str, list[dict]], variant: str = FIGURE
             if row["variant"] == variant:
                 by_level.setdefault(int(row["level"]), []).append(row)
         for level in sorted(by_level):
-            accuracies = [float(row["early_stop_test_accuracy"]) for row in by_level[level]]
+            values = [float(row["early_stop_test_metric"]) for row in by_level[level]]
             remaining = [float(row["weights_remaining_percent"]) for row in by_level[level]]
-            summary.append({
+            metric = by_level[level][0].get("metric") or "accuracy"
+            stats = {"mean": sum(values) / len(values), "min": min(values), "max": max(values)}
+            entry = {
                 "rewind": text,
                 "level": level,
                 "weights_remaining_percent": sum(remaining) / len(remaining),
-                "trials": len(accuracies),
-                "test_accuracy_mean": sum(accuracies) / len(accuracies),
-                "test_accuracy_min": min(accuracies),
-                "test_accuracy_max": max(accuracies),
-            })
+                "trials": len(values),
+                "metric": metric,
+                **{f"test_metric_{name}": value for name, value in stats.items()},
+            }
+            if metric == "accuracy":  # the column names sweeps had before tasks existed
+                entry.update({f"test_accuracy_{name}": value for name, value in stats.items()})
+            summary.append(entry)
     return summary
 
 
 def _write_summary(sweep_dir: Path, summary: list[dict]) -> Path:
     buffer = io.StringIO()
-    columns = ["rewind", "level", "weights_remaining_percent", "trials", "test_accuracy_mean", "test_accuracy_min",
-               "test_accuracy_max"]
+    columns = ["rewind", "level", "weights_remaining_percent", "trials", "metric", "test_metric_mean",
+               "test_metric_min", "test_metric_max"]
+    if any("test_accuracy_mean" in entry for entry in summary):
+        columns += ["test_accuracy_mean", "test_accuracy_min", "test_accuracy_max"]
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(summary)
@@ -174,8 +191,11 @@ def _write_summary(sweep_dir: Path, summary: list[dict]) -> Path:
     return path
 
 
-def draw_sweep_figure(summary: list[dict], path_stem: Path, title: str | None = None) -> list[Path]:
-    """Accuracy (percent) vs weights remaining (log axis, decreasing), one line per rewind; writes .png and .svg."""
+def draw_sweep_figure(
+    summary: list[dict], path_stem: Path, title: str | None = None, metric: Metric | None = None
+) -> list[Path]:
+    """The early-stop test metric (accuracy in percent by default) vs weights remaining (log axis, decreasing),
+    one line per rewind; writes .png and .svg."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import FixedLocator, NullLocator
@@ -183,13 +203,15 @@ def draw_sweep_figure(summary: list[dict], path_stem: Path, title: str | None = 
     figure = Figure(figsize=(6.4, 4.2), dpi=150)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 1, 1)
+    metric = metric or metric_named(summary[0]["metric"] if summary else "accuracy")
+    scale = 100 if metric.percent else 1
     rewinds = list(dict.fromkeys(entry["rewind"] for entry in summary))
     for index, text in enumerate(rewinds):
         points = [entry for entry in summary if entry["rewind"] == text]
         x = [entry["weights_remaining_percent"] for entry in points]
-        y = [100 * entry["test_accuracy_mean"] for entry in points]
-        below = [100 * (entry["test_accuracy_mean"] - entry["test_accuracy_min"]) for entry in points]
-        above = [100 * (entry["test_accuracy_max"] - entry["test_accuracy_mean"]) for entry in points]
+        y = [scale * entry["test_metric_mean"] for entry in points]
+        below = [scale * (entry["test_metric_mean"] - entry["test_metric_min"]) for entry in points]
+        above = [scale * (entry["test_metric_max"] - entry["test_metric_mean"]) for entry in points]
         axes.errorbar(x, y, yerr=[below, above], label=f"rewind to {text}", marker="o", markersize=3.5,
                       capsize=2.5, linewidth=1.3, color=f"C{index % 10}")
     axes.set_xscale("log")
@@ -202,7 +224,9 @@ def draw_sweep_figure(summary: list[dict], path_stem: Path, title: str | None = 
     if ticks:
         axes.set_xlim(max(ticks) * 1.15, min(ticks) / 1.15)  # decreasing: sparser networks to the right
     axes.set_xlabel("percent of weights remaining")
-    axes.set_ylabel("test accuracy at early stop (%)")
+    axes.set_ylabel(f"{metric.axis_label()}, at early stop")
+    if metric.log_scale:
+        axes.set_yscale("log")
     axes.grid(True, which="major", alpha=0.3)
     axes.legend(fontsize=8)
     if title:

@@ -14,16 +14,32 @@ from torch import nn
 from ticketlab.errors import ConfigError
 
 PRUNABLE_MODULE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding)
+RECURRENT_MODULE_TYPES = (nn.RNNBase,)  # nn.LSTM, nn.GRU, nn.RNN
+# The weight matrices of a recurrent module: input-hidden, hidden-hidden and (LSTM proj_size) projection, every
+# layer and direction (`weight_ih_l0`, `weight_hh_l1_reverse`, ...); its biases are left out.
+RECURRENT_WEIGHT_PREFIXES = ("weight_ih_l", "weight_hh_l", "weight_hr_l")
 
 Masks = dict[str, torch.Tensor]
 
 
 def prunable_weights(model: nn.Module) -> dict[str, nn.Parameter]:
-    """The weight tensors of Linear/Conv/Embedding modules, in module order; biases and norms excluded."""
-    weights = {}
+    """The weight tensors of Linear/Conv/Embedding modules and the weight matrices of LSTM/GRU/RNN modules, in
+    module order; biases and norms excluded. A Parameter shared by two modules (a decoder tied to its embedding)
+    appears once, under its first name, as in `model.named_parameters()`."""
+    weights, seen = {}, set()
     for module_name, module in model.named_modules():
+        prefix = f"{module_name}." if module_name else ""
         if isinstance(module, PRUNABLE_MODULE_TYPES) and module.weight is not None:
-            weights[f"{module_name}.weight" if module_name else "weight"] = module.weight
+            candidates = [("weight", module.weight)]
+        elif isinstance(module, RECURRENT_MODULE_TYPES):
+            candidates = [(name, parameter) for name, parameter in module.named_parameters(recurse=False)
+                          if name.startswith(RECURRENT_WEIGHT_PREFIXES)]
+        else:
+            continue
+        for name, parameter in candidates:
+            if id(parameter) not in seen:
+                seen.add(id(parameter))
+                weights[prefix + name] = parameter
     return weights
 
 
@@ -31,7 +47,7 @@ def output_layer_name(model: nn.Module) -> str:
     """The last prunable weight in module order: the classifier, which the paper prunes at a lower rate."""
     names = list(prunable_weights(model))
     if not names:
-        raise ConfigError(f"model {type(model).__name__} has no prunable Linear/Conv/Embedding weights")
+        raise ConfigError(f"model {type(model).__name__} has no prunable Linear/Conv/Embedding/RNN weights")
     return names[-1]
 
 

@@ -22,6 +22,7 @@ from matplotlib.ticker import NullFormatter, NullLocator
 from ticketlab.report.results import (
     atomic_write_bytes,
     ordered_variants,
+    summary_metric,
     variant_label,
     with_dense_level,
 )
@@ -102,11 +103,13 @@ def _trial_phrase(summary: Sequence[Mapping[str, Any]]) -> str:
 def build_lottery_figure(summary: Sequence[Mapping[str, Any]], title: str | None = None) -> Figure:
     """Build (without saving) the two-panel figure; see :func:`draw_lottery_figure`."""
     filled = with_dense_level(summary)
+    metric = summary_metric(filled)
     fig = Figure(figsize=(12.0, 5.6), layout="constrained")
     FigureCanvasAgg(fig)
     ax_acc, ax_iter = fig.subplots(1, 2)
     panels = (
-        (ax_acc, "early_stop_test_accuracy", 100.0, "Early-stop test accuracy (%)"),
+        (ax_acc, "early_stop_test_metric", 100.0 if metric.percent else 1.0,
+         f"Early-stop {metric.axis_label()}"),
         (ax_iter, "early_stop_iteration", 1.0, "Early-stop iteration"),
     )
     handles = []
@@ -122,20 +125,20 @@ def build_lottery_figure(summary: Sequence[Mapping[str, Any]], title: str | None
         if variant not in _KNOWN_STYLES:
             extra += 1
         handle = None
-        for ax, metric, scale, _ in panels:
+        for ax, column, scale, _ in panels:
             pts = [
                 e
                 for e in entries
                 if math.isfinite(float(e["weights_remaining_percent"]))
                 and float(e["weights_remaining_percent"]) > 0
-                and math.isfinite(float(e[f"{metric}_mean"]))
+                and math.isfinite(float(e[f"{column}_mean"]))
             ]
             if not pts:
                 continue
             x = np.array([float(e["weights_remaining_percent"]) for e in pts])
-            mean = np.array([float(e[f"{metric}_mean"]) for e in pts]) * scale
-            lo = np.array([float(e[f"{metric}_min"]) for e in pts]) * scale
-            hi = np.array([float(e[f"{metric}_max"]) for e in pts]) * scale
+            mean = np.array([float(e[f"{column}_mean"]) for e in pts]) * scale
+            lo = np.array([float(e[f"{column}_min"]) for e in pts]) * scale
+            hi = np.array([float(e[f"{column}_max"]) for e in pts]) * scale
             multi = np.array([int(e["n"]) > 1 for e in pts])
             yerr = np.vstack([np.where(multi, mean - lo, 0.0), np.where(multi, hi - mean, 0.0)])
             container = ax.errorbar(
@@ -169,7 +172,9 @@ def build_lottery_figure(summary: Sequence[Mapping[str, Any]], title: str | None
             ax.set_ylabel(ylabel)
             ax.grid(True, alpha=0.35)
     ax_iter.ticklabel_format(axis="y", style="plain", useOffset=False)
-    ax_acc.set_title("Test accuracy at early stopping")
+    if metric.log_scale:
+        ax_acc.set_yscale("log")
+    ax_acc.set_title(f"{metric.label[0].upper()}{metric.label[1:]} at early stopping")
     ax_iter.set_title("Early-stopping iteration (min. validation loss)")
 
     heading = title or "Lottery ticket experiment"
@@ -196,7 +201,7 @@ def draw_lottery_figure(
 ) -> list[Path]:
     """Draw the two lottery-ticket panels side by side and save PNG (dpi 150) and SVG.
 
-    Left: early-stop test accuracy (%) vs weights remaining (%); right: early-stop
+    Left: the early-stop test metric (accuracy in %, perplexity on a log axis, ...) vs weights remaining (%); right: early-stop
     iteration vs weights remaining (%). The x axis is logarithmic and decreasing
     (100% on the left), one line per variant, error bars span min..max over trials
     when a point has more than one trial. Variants lacking a level-0 point get the

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ticketlab.errors import TicketlabError
+from ticketlab.tasks.metrics import Metric, metric_named
 
 #: Canonical plotting/table order of the variants; unknown variants follow, sorted by name.
 VARIANT_ORDER: tuple[str, ...] = (
@@ -59,7 +60,13 @@ FLOAT_COLUMNS: tuple[str, ...] = (
     "early_stop_val_loss",
     "final_test_accuracy",
     "final_train_accuracy",
+    "early_stop_test_metric",
+    "final_test_metric",
 )
+
+#: Task-neutral columns (the task's primary test metric, named in the ``metric`` column); files written before
+#: tasks existed lack them, and their metric is accuracy.
+GENERIC_COLUMNS: tuple[str, ...] = ("metric", "early_stop_test_metric", "final_test_metric")
 
 #: Columns aggregated by :func:`summarize_results` (mean/min/max/std).
 METRIC_COLUMNS: tuple[str, ...] = (
@@ -69,10 +76,12 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "final_test_accuracy",
     "final_train_accuracy",
     "final_iteration",
+    "early_stop_test_metric",
+    "final_test_metric",
 )
 
-REQUIRED_COLUMNS: tuple[str, ...] = (
-    ("variant", "trial", "level", "weights_remaining_percent") + METRIC_COLUMNS
+REQUIRED_COLUMNS: tuple[str, ...] = ("variant", "trial", "level", "weights_remaining_percent") + tuple(
+    column for column in METRIC_COLUMNS if column not in GENERIC_COLUMNS
 )
 
 STATS: tuple[str, ...] = ("mean", "min", "max", "std")
@@ -177,7 +186,7 @@ def _read_rows(path: Path, handle) -> list[dict[str, Any]]:
             missing = [col for col in REQUIRED_COLUMNS if col not in header]
             if missing:
                 raise TicketlabError(f"{path}: missing column(s) {', '.join(missing)}")
-            index = {col: header.index(col) for col in REQUIRED_COLUMNS}
+            index = {col: header.index(col) for col in REQUIRED_COLUMNS + GENERIC_COLUMNS if col in header}
             continue
         where = f"{path}:{reader.line_num}"
         if len(line) < len(header):
@@ -191,8 +200,12 @@ def _read_rows(path: Path, handle) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"variant": variant}
         for col in ("trial", "level") + INT_COLUMNS:
             row[col] = _parse_int(cells[col], col, where, missing_ok=col in INT_COLUMNS)
+        if "metric" not in cells:  # written before tasks existed: the metric is accuracy
+            cells |= {"metric": "accuracy", "early_stop_test_metric": cells["early_stop_test_accuracy"],
+                      "final_test_metric": cells["final_test_accuracy"]}
+        row["metric"] = cells["metric"] or "accuracy"
         for col in FLOAT_COLUMNS:
-            row[col] = _parse_float(cells[col], col, where, missing_ok=col != "weights_remaining_percent")
+            row[col] = _parse_float(cells.get(col, ""), col, where, missing_ok=col != "weights_remaining_percent")
         rows.append(row)
     return rows
 
@@ -209,6 +222,14 @@ def _stats(values: Sequence[float]) -> dict[str, float]:
         "max": float(arr.max()),
         "std": float(arr.std()),
     }
+
+
+def summary_metric(summary: Iterable[Mapping[str, Any]]) -> Metric:
+    """The primary metric of a summary's rows (accuracy when none is named)."""
+    names = {str(entry.get("metric") or "accuracy") for entry in summary}
+    if len(names) > 1:
+        raise TicketlabError(f"results mix metrics {', '.join(sorted(names))}; one run has one metric")
+    return metric_named(names.pop() if names else "accuracy")
 
 
 def summarize_results(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -230,6 +251,7 @@ def summarize_results(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
         entry: dict[str, Any] = {
             "variant": variant,
             "level": level,
+            "metric": str(members[0].get("metric") or "accuracy"),
             "n": len(members),
             "trials": sorted(int(m["trial"]) for m in members),
             "weights_remaining_percent": _stats(
@@ -275,6 +297,7 @@ def with_dense_level(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
         return result
     pooled: dict[str, Any] = {
         "level": 0,
+        "metric": dense[0].get("metric", "accuracy"),
         "n": max(int(e["n"]) for e in dense),
         "trials": sorted({t for e in dense for t in e.get("trials", [])}),
         "weights_remaining_percent": float(

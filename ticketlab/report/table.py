@@ -10,12 +10,14 @@ import numpy as np
 
 from ticketlab.report.results import (
     ordered_variants,
+    summary_metric,
     variant_label,
     variant_short_label,
     with_dense_level,
 )
 
 MISSING = "–"
+_SHORT = {"perplexity": "ppl", "bits_per_char": "bpc"}  # terminal-table headings of the metrics
 
 _Index = dict[tuple[str, int], Mapping[str, Any]]
 
@@ -34,12 +36,12 @@ def _finite(*values: Any) -> bool:
     return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
 
 
-def _acc(entry: Mapping[str, Any] | None, metric: str, decimals: int = 2, sep: str = " ± ") -> str:
-    """Accuracy fraction -> 'mean ± std' in percent."""
+def _acc(entry: Mapping[str, Any] | None, metric: str, decimals: int = 2, sep: str = " ± ", scale: float = 100.0) -> str:
+    """A column's 'mean ± std', scaled (accuracy fractions: x100, percent)."""
     if entry is None or not _finite(entry[f"{metric}_mean"]):
         return MISSING
-    mean = 100.0 * entry[f"{metric}_mean"]
-    std = 100.0 * entry[f"{metric}_std"] if _finite(entry[f"{metric}_std"]) else math.nan
+    mean = scale * entry[f"{metric}_mean"]
+    std = scale * entry[f"{metric}_std"] if _finite(entry[f"{metric}_std"]) else math.nan
     if not math.isfinite(std):
         return f"{mean:.{decimals}f}"
     return f"{mean:.{decimals}f}{sep}{std:.{decimals}f}"
@@ -93,6 +95,7 @@ def summary_markdown(summary: Sequence[Mapping[str, Any]]) -> str:
     variants, levels, remaining, index = _prepare(summary)
     if not variants:
         return "_No results._\n"
+    metric = summary_metric(summary)
     def table(columns) -> str:
         """One row per level; for each variant one cell per (title, cell function) column."""
         header = ["level", "weights remaining %"]
@@ -106,14 +109,26 @@ def summary_markdown(summary: Sequence[Mapping[str, Any]]) -> str:
             rows.append(row)
         return _markdown_table(header, rows)
 
-    early = table([
-        ("early-stop test acc % (mean ± std)", lambda entry: _acc(entry, "early_stop_test_accuracy")),
-        ("early-stop iter (mean)", _iteration),
-    ])
-    final = table([
-        ("final test acc % (mean ± std)", lambda entry: _acc(entry, "final_test_accuracy")),
-        ("final train acc % (mean ± std)", lambda entry: _acc(entry, "final_train_accuracy")),
-    ])
+    if metric.name == "accuracy":
+        early = table([
+            ("early-stop test acc % (mean ± std)", lambda entry: _acc(entry, "early_stop_test_accuracy")),
+            ("early-stop iter (mean)", _iteration),
+        ])
+        final = table([
+            ("final test acc % (mean ± std)", lambda entry: _acc(entry, "final_test_accuracy")),
+            ("final train acc % (mean ± std)", lambda entry: _acc(entry, "final_train_accuracy")),
+        ])
+    else:
+        scale, unit = (100.0, " %") if metric.percent else (1.0, "")
+        early = table([
+            (f"early-stop {metric.label}{unit} (mean ± std)",
+             lambda entry: _acc(entry, "early_stop_test_metric", decimals=3, scale=scale)),
+            ("early-stop iter (mean)", _iteration),
+        ])
+        final = table([
+            (f"final {metric.label}{unit} (mean ± std)",
+             lambda entry: _acc(entry, "final_test_metric", decimals=3, scale=scale)),
+        ])
     return (
         "### Early stopping (minimum validation loss)\n\n"
         + early
@@ -132,6 +147,13 @@ def summary_text_table(summary: Sequence[Mapping[str, Any]], max_width: int = 10
     variants, levels, remaining, index = _prepare(summary)
     if not variants:
         return "(no results)"
+    metric = summary_metric(summary)
+    if metric.name == "accuracy":
+        column, scale, head_label = "early_stop_test_accuracy", 100.0, "acc%"
+    else:
+        column, scale = "early_stop_test_metric", 100.0 if metric.percent else 1.0
+        head_label = _SHORT.get(metric.name, metric.name[:6])
+    decimals = 1 if metric.percent or metric.name == "perplexity" else 3
     lead_head = ["lvl", "rem%"]
     lead_rows = [[str(level), format_remaining(remaining[level])] for level in levels]
     lead_w = [max(len(lead_head[i]), *(len(r[i]) for r in lead_rows)) for i in range(2)]
@@ -141,9 +163,9 @@ def summary_text_table(summary: Sequence[Mapping[str, Any]], max_width: int = 10
         cells = []
         for level in levels:
             entry = index.get((variant, level))
-            acc = _acc(entry, "early_stop_test_accuracy", decimals=1, sep="±")
+            acc = _acc(entry, column, decimals=decimals, sep="±", scale=scale)
             cells.append((acc, _iteration(entry, compact=True)))
-        acc_w = max(len("acc%"), *(len(a) for a, _ in cells))
+        acc_w = max(len(head_label), *(len(a) for a, _ in cells))
         it_w = max(len("iter"), *(len(i) for _, i in cells))
         label = variant_short_label(variant)
         # Widen the accuracy column if the label is wider than the group.
@@ -163,7 +185,7 @@ def summary_text_table(summary: Sequence[Mapping[str, Any]], max_width: int = 10
     head = lead(lead_head)
     for label, acc_w, it_w, _ in groups:
         top += sep + f"{label:^{acc_w + 1 + it_w}}"
-        head += sep + f"{'acc%':>{acc_w}} {'iter':>{it_w}}"
+        head += sep + f"{head_label:>{acc_w}} {'iter':>{it_w}}"
     lines = [top.rstrip(), head, "-" * len(head)]
     for r, level_cells in enumerate(lead_rows):
         line = lead(level_cells)

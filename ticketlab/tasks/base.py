@@ -13,6 +13,7 @@ from torch import nn
 
 from ticketlab.config import DataConfig, ExperimentConfig, TrainConfig
 from ticketlab.pruning import prunable_weights
+from ticketlab.tasks.metrics import Metric
 
 # Keys every task's training result (`train(...).to_dict()`) holds; result.json and results.csv carry them.
 GENERIC_RESULT_KEYS = (
@@ -23,17 +24,6 @@ GENERIC_RESULT_KEYS = (
     "final_val_loss",
     "final_test_metric",
 )
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A task's primary test metric: its column name, direction and how the report draws it."""
-
-    name: str  # e.g. "accuracy", "perplexity", "bits_per_char"
-    higher_is_better: bool
-    label: str  # axis label, with units, e.g. "test accuracy (%)"
-    log_scale: bool = False  # draw on a log axis (perplexity)
-    percent: bool = False  # a fraction in [0, 1] shown as percent in figures and tables
 
 
 class TaskData(Protocol):

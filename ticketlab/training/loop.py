@@ -61,7 +61,11 @@ class TrainResult:
     final_train_loss: float
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields, plus the task-neutral names of the primary metric (accuracy) every task reports."""
+        values = asdict(self)
+        values["early_stop_test_metric"] = self.early_stop_test_accuracy
+        values["final_test_metric"] = self.final_test_accuracy
+        return values
 
 
 def iterations_per_epoch(num_train: int, batch_size: int) -> int:

@@ -1,0 +1,89 @@
+"""Image (and any tensor) classification as a task: today's data, models, training loop and populations.
+
+Its code lives in `ticketlab.data`, `ticketlab.models` and `ticketlab.training`; this module only fills in the
+`Task` interface, so the lottery layer can treat it like every other task.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ticketlab.config import DataConfig, ExperimentConfig, TrainConfig
+from ticketlab.data import DataSplits, load_dataset
+from ticketlab.models import build_model, initialize, set_noise_seed
+from ticketlab.seeds import derive_seed
+from ticketlab.tasks.base import Task
+from ticketlab.tasks.metrics import METRICS, Metric
+from ticketlab.training.loop import evaluate, iterations_per_epoch, train_model
+from ticketlab.training.population import can_vectorize, prefers_population
+
+
+def _load_data(config: DataConfig) -> DataSplits:
+    return load_dataset(config)
+
+
+def _build_model(config: ExperimentConfig, data: DataSplits) -> nn.Module:
+    return build_model(
+        config.model.name, data.input_shape, data.num_classes, hidden=config.model.hidden,
+        width=config.model.width, depth=config.model.depth, dropout=config.model.dropout,
+    )
+
+
+def _initialize(model: nn.Module, config: ExperimentConfig, seed: int) -> nn.Module:
+    return initialize(model, config.model.init, seed)
+
+
+def _evaluate(model: nn.Module, data: DataSplits, split: str) -> dict[str, float]:
+    inputs, labels = {"train": (data.x_train, data.y_train), "val": (data.x_val, data.y_val),
+                      "test": (data.x_test, data.y_test)}[split]
+    loss, accuracy = evaluate(model, inputs, labels)
+    return {"loss": loss, "accuracy": accuracy}
+
+
+def _metric(config: ExperimentConfig) -> Metric:
+    return METRICS["accuracy"]
+
+
+def _steps_per_epoch(data: DataSplits, config: TrainConfig) -> int:
+    return iterations_per_epoch(len(data.x_train), config.batch_size)
+
+
+def _stackable(model: nn.Module, device: torch.device, population: int | None) -> bool:
+    """Populations: never with `population` 1, only for stackable models, and with the automatic size (None)
+    only where stacking pays off on this device."""
+    return population != 1 and can_vectorize(model) and (population is not None or prefers_population(model, device))
+
+
+def per_step_randomness(config: ExperimentConfig, model: nn.Module) -> Callable[[torch.Tensor, int], torch.Tensor] | None:
+    """The loop's per-step hook: seeds the model's dropout and augments the batch, both from the step's seed.
+
+    None when the config has neither (the loop then does no per-step work).
+    """
+    has_dropout = set_noise_seed(model, None)
+    if not (config.data.augment or has_dropout):
+        return None
+    from ticketlab.data.augment import pad_crop_flip
+
+    def hook(batch: torch.Tensor, seed: int) -> torch.Tensor:
+        if has_dropout:
+            set_noise_seed(model, derive_seed(seed, "dropout"))
+        return pad_crop_flip(batch, seed) if config.data.augment else batch
+
+    return hook
+
+
+TASK = Task(
+    name="classification",
+    load_data=_load_data,
+    build_model=_build_model,
+    initialize=_initialize,
+    train=train_model,
+    evaluate=_evaluate,
+    metric=_metric,
+    steps_per_epoch=_steps_per_epoch,
+    stackable=_stackable,
+    per_step_hook=per_step_randomness,
+)

@@ -1,0 +1,237 @@
+"""Truncated-BPTT training of a language model with exact masks, early-stopping bookkeeping and exact resume.
+
+The contract is `ticketlab.training.loop.train_model`'s. Exactness: pruned weights are zero at the start, their
+gradients are zeroed before clipping and every optimizer step, and the weights are re-masked after it (a tied
+embedding/decoder matrix is one Parameter with one mask). Resume: a checkpoint holds the weights, the optimizer
+state, the step, the early-stop record and the hidden state carried into the next segment; segment order,
+dropout masks and learning rate are pure functions of (data_seed, step), so a resumed run repeats the
+uninterrupted one bit for bit. The hidden state starts at zero at every epoch (each epoch has its own offset)
+and at `start_step` when no checkpoint is resumed (e.g. a rewound run starting mid-epoch).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ticketlab.config import TrainConfig, parse_step
+from ticketlab.models import set_noise_seed
+from ticketlab.seeds import derive_seed
+from ticketlab.store import append_jsonl, load_tensors, save_tensors
+from ticketlab.tasks.language.evaluate import EVAL_STREAMS, check_vocabulary, evaluate, metric_name
+from ticketlab.training.loop import (
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    TrainingInterrupted,
+    apply_masks,
+    reset_metrics,
+)
+from ticketlab.training.optim import build_optimizer, learning_rate_at, load_optimizer_tensors, optimizer_tensors
+from ticketlab.tasks.language.streams import batchify, steps_per_epoch, training_segment
+
+__all__ = ["LanguageTrainResult", "TrainingInterrupted", "train_language_model"]
+
+
+@dataclass(frozen=True)
+class LanguageTrainResult:
+    """What one run reports. Losses are nats per token; metrics are perplexity (words) or bits per character."""
+
+    early_stop_iteration: int
+    early_stop_val_loss: float
+    early_stop_test_loss: float
+    early_stop_test_metric: float
+    final_iteration: int
+    final_val_loss: float
+    final_test_loss: float
+    final_test_metric: float
+    final_train_loss: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def train_language_model(
+    model: nn.Module,
+    data,
+    config: TrainConfig,
+    *,
+    masks: dict[str, torch.Tensor],
+    data_seed: int,
+    start_step: int = 0,
+    total_steps: int | None = None,
+    optimizer_state: dict[str, torch.Tensor] | None = None,
+    job_dir: Path | None = None,
+    snapshot_steps: tuple[int, ...] = (),
+    on_snapshot: Callable[[int, nn.Module, torch.optim.Optimizer], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    checkpoint_interval_s: float = 30.0,
+    stop_after_step: int | None = None,
+    augment: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+) -> LanguageTrainResult:
+    """Train `model` in place on `data` (TokenSplits) from `start_step` to `total_steps` (default: config.steps).
+
+    A step is one segment of `data.sequence_length` tokens from each of `config.batch_size` streams; the loss is
+    the mean cross-entropy per token, clipped by global gradient norm `config.clip_grad_norm` when set. The
+    keyword arguments mean what they mean for `ticketlab.training.loop.train_model`; `augment(inputs, seed)`, if
+    given, transforms each [time, batch] input segment.
+    """
+    per_epoch = steps_per_epoch(data, config)
+    total = parse_step(config.steps, per_epoch) if total_steps is None else total_steps
+    eval_every = parse_step(config.eval_every, per_epoch)
+    device = data.train.device
+    check_vocabulary(model, data)
+    stream = batchify(data.train, config.batch_size)
+    model.to(device)
+    model.train()
+    apply_masks(model, masks)
+    parameters = dict(model.named_parameters())
+    masked_pairs = [(parameters[name], mask.to(device)) for name, mask in masks.items()]
+    all_parameters = list(model.parameters())
+    optimizer = build_optimizer(all_parameters, config)
+    if optimizer_state:
+        load_optimizer_tensors(optimizer, optimizer_state)
+    has_dropout = set_noise_seed(model, None) and any(
+        getattr(module, "p", 0.0) > 0 for module in model.modules())
+
+    step, record, hidden, steps_since_eval = start_step, LanguageEarlyStop(metric_name(data.level)), None, 0
+    metrics_path = job_dir / METRICS_FILE if job_dir else None
+    checkpoint_path = job_dir / CHECKPOINT_FILE if job_dir else None
+    if checkpoint_path is not None and checkpoint_path.exists():
+        step, record, hidden = _load_checkpoint(checkpoint_path, model, optimizer, record, device)
+        reset_metrics(metrics_path, keep_through_step=step)
+        if on_progress:
+            on_progress(step - start_step)
+    elif metrics_path is not None:
+        reset_metrics(metrics_path, keep_through_step=None)
+    if step == start_step and start_step in snapshot_steps and on_snapshot:
+        on_snapshot(step, model, optimizer)
+
+    last_checkpoint_time, reported_step = time.monotonic(), step
+    running_loss = torch.zeros((), device=device)
+    while step < total:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate_at(step, config, total, per_epoch)
+        inputs, targets, starts_epoch = training_segment(stream, step, per_epoch, data.sequence_length, data_seed)
+        if starts_epoch:
+            hidden = None
+        if augment is not None:
+            inputs = augment(inputs, derive_seed(data_seed, "augment", step))
+        if has_dropout:
+            set_noise_seed(model, derive_seed(data_seed, "dropout", step))
+        logits, hidden = model(inputs, hidden)
+        hidden = [(h.detach(), c.detach()) for h, c in hidden]
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        optimizer.zero_grad(set_to_none=False)
+        loss.backward()
+        with torch.no_grad():
+            for parameter, mask in masked_pairs:
+                parameter.grad.mul_(mask)
+            if config.clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(all_parameters, config.clip_grad_norm, foreach=True)
+            optimizer.step()
+            for parameter, mask in masked_pairs:
+                parameter.mul_(mask)
+        running_loss += loss.detach()
+        step += 1
+        steps_since_eval += 1
+        if step in snapshot_steps and on_snapshot:
+            on_snapshot(step, model, optimizer)
+        if step % eval_every == 0 or step == total:
+            row = record.observe(step, model, data, running_loss.item() / steps_since_eval)
+            running_loss.zero_()
+            steps_since_eval = 0
+            if metrics_path is not None:
+                append_jsonl(metrics_path, row)
+            if on_progress:
+                on_progress(step - reported_step)
+            reported_step = step
+            now = time.monotonic()
+            if checkpoint_path is not None and step < total and now - last_checkpoint_time >= checkpoint_interval_s:
+                _save_checkpoint(checkpoint_path, model, optimizer, step, record, hidden)
+                last_checkpoint_time = now
+        if stop_after_step is not None and step >= stop_after_step and step < total:
+            raise TrainingInterrupted(f"stopped after step {step}")
+
+    if record.last_row is None or record.last_row["step"] != step:  # no training happened (start == total)
+        record.observe(step, model, data, float("nan"))
+    last = record.last_row
+    if "test_loss" in last:
+        final_test = {"loss": last["test_loss"], record.metric: last[f"test_{record.metric}"]}
+    else:
+        final_test = evaluate(model, data, "test")
+    train_streams = max(config.batch_size, EVAL_STREAMS[data.level])  # a long split: wide and short is faster
+    train_loss = evaluate(model, data, "train", streams=train_streams)["loss"]
+    result = LanguageTrainResult(
+        early_stop_iteration=record.best_step,
+        early_stop_val_loss=record.best_val_loss,
+        early_stop_test_loss=record.best_test["loss"],
+        early_stop_test_metric=record.best_test[record.metric],
+        final_iteration=step,
+        final_val_loss=last["val_loss"],
+        final_test_loss=final_test["loss"],
+        final_test_metric=final_test[record.metric],
+        final_train_loss=train_loss,
+    )
+    if checkpoint_path is not None:
+        checkpoint_path.unlink(missing_ok=True)
+    return result
+
+
+class LanguageEarlyStop:
+    """The minimum validation loss and the test loss/metric there (the test split is evaluated only at minima)."""
+
+    def __init__(self, metric: str) -> None:
+        self.metric = metric
+        self.best_step, self.best_val_loss = -1, float("inf")
+        self.best_test: dict[str, float] = {"loss": float("nan"), metric: float("nan")}
+        self.last_row: dict | None = None
+
+    def observe(self, step: int, model: nn.Module, data, train_loss: float) -> dict:
+        """Evaluate at `step` and return the metrics row: step, train/val loss, val metric, test at new minima."""
+        val = evaluate(model, data, "val")
+        row = {"step": step, "train_loss": train_loss, "val_loss": val["loss"],
+               f"val_{self.metric}": val[self.metric]}
+        if val["loss"] < self.best_val_loss:
+            test = evaluate(model, data, "test")
+            self.best_step, self.best_val_loss, self.best_test = step, val["loss"], test
+            row.update({"test_loss": test["loss"], f"test_{self.metric}": test[self.metric]})
+        self.last_row = row
+        return row
+
+    def state(self) -> dict:
+        return {"best_step": self.best_step, "best_val_loss": self.best_val_loss, "best_test": self.best_test,
+                "last_row": self.last_row}
+
+    def load(self, state: dict) -> None:
+        self.best_step, self.best_val_loss = state["best_step"], state["best_val_loss"]
+        self.best_test, self.last_row = state["best_test"], state["last_row"]
+
+
+def _save_checkpoint(path: Path, model: nn.Module, optimizer, step: int, record: LanguageEarlyStop, hidden) -> None:
+    tensors = {f"model.{name}": value for name, value in model.state_dict().items()}
+    tensors.update({f"optim.{name}": value for name, value in optimizer_tensors(optimizer).items()})
+    for layer, (h, c) in enumerate(hidden or ()):
+        tensors[f"hidden.{layer}.h"], tensors[f"hidden.{layer}.c"] = h, c
+    metadata = {"step": str(step), "early_stop": json.dumps(record.state()), "hidden_layers": str(len(hidden or ()))}
+    save_tensors(path, tensors, metadata=metadata)
+
+
+def _load_checkpoint(path: Path, model: nn.Module, optimizer, record: LanguageEarlyStop, device):
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_tensors(path, device=device)
+    model.load_state_dict({name[6:]: value for name, value in tensors.items() if name.startswith("model.")})
+    load_optimizer_tensors(optimizer, {name[6:]: value for name, value in tensors.items() if name.startswith("optim.")})
+    record.load(json.loads(metadata["early_stop"]))
+    layers = int(metadata["hidden_layers"])
+    hidden = [(tensors[f"hidden.{layer}.h"], tensors[f"hidden.{layer}.c"]) for layer in range(layers)] or None
+    return int(metadata["step"]), record, hidden

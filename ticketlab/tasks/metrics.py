@@ -1,0 +1,34 @@
+"""Primary test metrics of the tasks, by name: direction and how reports draw them. Torch-free (reports use it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A task's primary test metric: its name (results.csv's `metric` column), direction and display."""
+
+    name: str  # e.g. "accuracy", "perplexity", "bits_per_char"
+    higher_is_better: bool
+    label: str  # what it is, for axis titles and tables, e.g. "test accuracy"
+    log_scale: bool = False  # draw on a log axis (perplexity)
+    percent: bool = False  # a fraction in [0, 1] shown as percent
+
+    def axis_label(self) -> str:
+        """Axis label with units and direction, e.g. 'test accuracy (%), higher is better'."""
+        unit = " (%)" if self.percent else ""
+        direction = "higher is better" if self.higher_is_better else "lower is better"
+        return f"{self.label}{unit}, {direction}"
+
+
+METRICS: dict[str, Metric] = {
+    "accuracy": Metric("accuracy", higher_is_better=True, label="test accuracy", percent=True),
+    "perplexity": Metric("perplexity", higher_is_better=False, label="test perplexity", log_scale=True),
+    "bits_per_char": Metric("bits_per_char", higher_is_better=False, label="test bits per character"),
+}
+
+
+def metric_named(name: str) -> Metric:
+    """The Metric called `name`; an unknown name (a task added later) is drawn plainly, higher is better."""
+    return METRICS.get(name) or Metric(name, higher_is_better=True, label=f"test {name.replace('_', ' ')}")
