@@ -187,7 +187,7 @@ def test_a_damaged_run_directory_file_is_one_line(tiny_run, tmp_path, capsys):
         run_dir = copy_run(tiny_run, tmp_path / name)
         (run_dir / name).write_bytes(b"\xff\xfe{garbage")
         code, _, err = run(["find", *TINY, "--root", str(run_dir.parent)], capsys)
-        assert_one_line_error(code, err, f"{name} is not valid JSON")
+        assert_one_line_error(code, err, name, "damaged")
 
 
 # --- argparse --------------------------------------------------------------------------------------
@@ -347,7 +347,7 @@ def test_analysis_of_damaged_or_missing_run_directories(tiny_run, tmp_path, caps
     assert_one_line_error(code, err, "config.json", "train.lr -1")
     next(run_dir.glob("trial_0/level_01/iterative_reset/mask.safetensors")).write_bytes(b"garbage" * 20)
     code, _, err = run(["masks", str(run_dir)], capsys)
-    assert_one_line_error(code, err, "mask.safetensors is not a readable safetensors file")
+    assert_one_line_error(code, err, "mask.safetensors: not a readable safetensors file")
 
 
 # --- sweep -----------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from ticketlab.config_cli import (
 )
 from ticketlab.errors import ConfigError, TicketlabError, os_error_message
 from ticketlab.lottery.sweep_cli import add_sweep_command, run_sweep_command
+from ticketlab.lottery.verify_cli import add_verify_command, run_verify_command
 from ticketlab.presets import PRESET_HELP
 
 EXIT_USER_ERROR = 2
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("presets", help="list the named presets")
     add_sweep_command(commands)
+    add_verify_command(commands)
     add_analysis_commands(commands)
     return parser
 
@@ -220,6 +222,7 @@ COMMANDS = {
     "sweep": run_sweep_command,
     "stability": run_analysis_command,
     "masks": run_analysis_command,
+    "verify": run_verify_command,
 }
 
 

@@ -17,10 +17,6 @@ class DataError(TicketlabError):
     """A dataset is missing, corrupt or cannot be fetched."""
 
 
-class RunFileError(TicketlabError):
-    """A file of a run directory (config.json, population.json, results.csv, ...) is unreadable or corrupt."""
-
-
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 # Errors of a path the user chose or owns (permissions, read-only or full disks, files where directories belong).
 PATH_ERRNOS = DISK_FULL_ERRNOS | frozenset({
@@ -50,3 +46,11 @@ def os_error_message(error: OSError) -> str | None:
         where += f" -> {error.filename2}"
     hint = _HINTS.get(error.errno)
     return f"{reason[0].lower() + reason[1:]}{where}" + (f" ({hint})" if hint else "")
+
+
+class IntegrityError(TicketlabError):
+    """A run-directory file is damaged: it does not parse, or its content differs from its recorded sha256."""
+
+
+class RunLockedError(TicketlabError):
+    """Another process is training into the same run directory."""

@@ -1,20 +1,30 @@
-"""Run-directory I/O: atomic writes, safetensors for tensors, JSON and JSON lines for metadata."""
+"""Run-directory I/O: atomic writes, safetensors for tensors, JSON and JSON lines for metadata.
+
+Every safetensors file written here carries, in its metadata under `TENSORS_SHA256`, the sha256 of its tensor
+index (names, dtypes, shapes, offsets) and tensor bytes; `load_tensors` checks it, so a file with flipped bits
+is never used. Torch is imported only when tensors are saved or loaded (the hashing and JSON parts are
+torch-free).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
-import re
+import struct
+import sys
 import tempfile
+import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from ticketlab.errors import IntegrityError
 
-from ticketlab.errors import RunFileError
+if TYPE_CHECKING:
+    import torch
+
+TENSORS_SHA256 = "tensors_sha256"  # safetensors metadata key: sha256 of the tensor index and bytes
 
 
 @contextlib.contextmanager
@@ -26,15 +36,11 @@ def _naming(path: Path):
         if error.filename is not None or error.errno is None:
             raise
         raise type(error)(error.errno, error.strerror, str(path)) from error
-    except SafetensorError as error:  # the Rust writer's I/O errors: "... (os error 28)"
-        code = re.search(r"os error (\d+)", str(error))
-        if code is None:
-            raise
-        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from error
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write a file so that readers see the old content or the new, never a partial file."""
+    """Write a file so that readers see the old content or the new, never a partial file. An OSError without a
+    file name (a full disk) is raised naming `path`."""
     with _naming(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -54,36 +60,107 @@ def write_json(path: Path, value: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    """The JSON value in `path`; RunFileError naming the file if it is not UTF-8 JSON."""
-    try:
-        return json.loads(Path(path).read_bytes().decode("utf-8"))
-    except (ValueError, RecursionError):  # not UTF-8, not JSON, or a number beyond int()'s digit limit
-        raise RunFileError(f"{path} is not valid JSON (damaged?); delete it to have it rewritten, or restore it") \
-            from None
+    return json.loads(Path(path).read_text())
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    """Save a flat name->tensor dict as safetensors, atomically (tensors are copied to contiguous CPU)."""
+    """Save a flat name->tensor dict as safetensors, atomically (tensors are copied to contiguous CPU), with the
+    sha256 of its content in the metadata."""
+    from safetensors.torch import save
+
     cpu = {name: tensor.detach().to("cpu").contiguous() for name, tensor in tensors.items()}
-    with _naming(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(descriptor)
-        try:
-            save_file(cpu, temp_name, metadata=metadata)
-            os.replace(temp_name, path)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
+    metadata = dict(metadata or {})
+    metadata.pop(TENSORS_SHA256, None)
+    # the hash covers the index and bytes, not the metadata that holds it; adding it leaves the data region as is
+    _, index, data = _safetensors_parts(save(cpu, metadata=metadata or None), path)
+    metadata[TENSORS_SHA256] = _content_sha256(index, data)
+    atomic_write_bytes(path, save(cpu, metadata=metadata))
 
 
 def load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors file; RunFileError naming the file if it is not one."""
+    """Load a safetensors file, checking its recorded content hash; IntegrityError if it is damaged."""
+    return load_tensors_and_metadata(path, device)[0]
+
+
+def load_tensors_and_metadata(
+    path: Path, device: str | torch.device = "cpu"
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file, verified as `load_tensors` does."""
+    from safetensors.torch import load
+
+    payload = Path(path).read_bytes()
+    metadata = check_tensors_payload(payload, path)
     try:
-        return load_file(str(path), device=str(device))
-    except SafetensorError as error:
-        raise RunFileError(f"{path} is not a readable safetensors file ({error}); delete it to have it "
-                           "recomputed, or restore it") from None
+        loaded = load(payload)
+        # in file order, as safetensors' load_file returns them (load's own order varies from call to call)
+        _, index, _ = _safetensors_parts(payload, path)
+        tensors = {name: loaded[name] for name in sorted(loaded, key=lambda name: index[name]["data_offsets"])}
+    except IntegrityError:
+        raise
+    except Exception as error:  # the format's own checks (offsets, sizes) failed
+        raise IntegrityError(f"{path}: not a readable safetensors file ({error})") from None
+    if str(device) != "cpu":
+        tensors = {name: value.to(device) for name, value in tensors.items()}
+    return tensors, metadata
+
+
+def check_tensors_payload(payload: bytes, path: Path) -> dict[str, str]:
+    """The metadata of a safetensors file's bytes after checking its header parses and, where the file records
+    one, that its content hash matches; IntegrityError otherwise. Files without a hash (older runs) pass."""
+    metadata, index, data = _safetensors_parts(payload, path)
+    recorded = metadata.get(TENSORS_SHA256)
+    if recorded is not None and recorded != _content_sha256(index, data):
+        raise IntegrityError(f"{path}: tensor bytes differ from their recorded sha256")
+    return metadata
+
+
+def _safetensors_parts(payload: bytes, path: Path) -> tuple[dict[str, str], dict, bytes]:
+    """(metadata, tensor index, data region) of safetensors bytes: an 8-byte little-endian header length, the
+    JSON header, then the tensor bytes."""
+    try:
+        (header_length,) = struct.unpack("<Q", payload[:8])
+        if header_length > len(payload) - 8:
+            raise ValueError("header runs past the end of the file")
+        header = json.loads(payload[8 : 8 + header_length])
+        if not isinstance(header, dict):
+            raise ValueError("header is not a JSON object")
+        metadata = header.pop("__metadata__", None) or {}
+        if not isinstance(metadata, dict):
+            raise ValueError("metadata is not a JSON object")
+    except (struct.error, ValueError, UnicodeDecodeError) as error:
+        raise IntegrityError(f"{path}: not a readable safetensors file ({error})") from None
+    return metadata, header, payload[8 + header_length :]
+
+
+def _content_sha256(index: dict, data: bytes) -> str:
+    digest = hashlib.sha256(json.dumps(index, sort_keys=True, separators=(",", ":")).encode())
+    digest.update(data)
+    return digest.hexdigest()
+
+
+def set_aside(path: Path, reason: str | None = None) -> Path:
+    """Rename a damaged file to `<stem>.corrupt-<UTC timestamp><suffix>` beside it (kept for inspection, never
+    read again); with a `reason`, say so in one line on stderr. Returns the new path."""
+    path = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{path.stem}.corrupt-{stamp}{path.suffix}")
+    counter = 1
+    while target.exists():
+        counter += 1
+        target = path.with_name(f"{path.stem}.corrupt-{stamp}-{counter}{path.suffix}")
+    os.replace(path, target)
+    if reason:
+        print(f"ticketlab: warning: {reason} (moved to {target.name})", file=sys.stderr)
+    return target
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:

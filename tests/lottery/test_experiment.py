@@ -157,7 +157,9 @@ def test_worker_processes_for_unstacked_jobs_come_with_the_notice(tmp_path, monk
     generator = torch.Generator().manual_seed(0)
     images, labels = torch.rand(300, 1, 8, 8, generator=generator), torch.randint(0, 4, (300,), generator=generator)
     splits = make_splits(images[:200], labels[:200], images[200:], labels[200:], validation_size=40, num_classes=4)
-    monkeypatch.setattr(experiment, "load_dataset", lambda data_config: splits)
+    from ticketlab.tasks import classification
+
+    monkeypatch.setattr(classification, "load_dataset", lambda data_config: splits)  # data load through the task
     parallel_runs = []
     monkeypatch.setattr(experiment, "_run_parallel", lambda ctx, graph, workers, bar: parallel_runs.append(workers))
     config = _config(**{"model.name": "conv2", "model.width": 4})

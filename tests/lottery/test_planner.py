@@ -12,7 +12,8 @@ from ticketlab.lottery.jobs import DENSE, RESULT_FILE, ExperimentContext, JobKey
 from ticketlab.lottery.planner import PLAN_FILE, choose_population_size, ready_jobs, run_graph
 from ticketlab.store import load_tensors, read_json, read_jsonl
 
-POPULATION_ONLY_FIELDS = ("wall_time_s", "population_size")
+# the seal covers metrics.jsonl, whose rows differ in test_accuracy, and wall_time_s: it differs too
+POPULATION_ONLY_FIELDS = ("wall_time_s", "population_size", "artifacts", "digest")
 
 
 def _context(run_dir):
@@ -166,3 +167,38 @@ def test_planner_on_cuda_stacks_jobs_and_agrees_with_the_plain_path(tmp_path):
         for name, keep in mask.items():
             assert torch.all(weights[name][keep == 0] == 0), (key, name)
     assert max(sizes) > 2  # trials and controls really trained together
+
+
+def test_worker_schedule_advances_every_trials_ticket_chain_first(tmp_path, monkeypatch):
+    """With 2 worker processes and 2 trials, the first jobs after the dense runs are both trials' tickets, not
+    one trial's ticket and its own controls (which left the other trial's chain waiting)."""
+    from concurrent.futures import Future
+
+    from ticketlab.lottery import experiment
+
+    config = ExperimentConfig(model=ModelConfig(name="mlp", hidden=(8,)), prune=PruneConfig(levels=3), trials=2,
+                              variants=("iterative_reset", "iterative_reinit", "random_pruning"))
+    data = make_splits(torch.randn(60, 4), torch.randint(0, 3, (60,)), torch.randn(20, 4), torch.randint(0, 3, (20,)),
+                       validation_size=10, num_classes=3)
+    ctx = ExperimentContext(config=config, run_dir=tmp_path, data=data, make_model=model_factory(config, data, None))
+    graph = job_graph(ctx)
+    done, order = set(), []
+    monkeypatch.setattr(experiment, "is_done", lambda ctx, key: key in done)
+    monkeypatch.setattr(experiment, "write_results_csv", lambda ctx, graph: None)
+
+    class Pool:
+        def submit(self, function, key):
+            order.append(key)
+            done.add(key)
+            future = Future()
+            future.set_result(key)
+            return future
+
+    class Updates:
+        def get_nowait(self):
+            raise __import__("queue").Empty
+
+    experiment._schedule(ctx, graph, Pool(), 2, Updates(), experiment._NoBar())
+    assert order[:4] == [JobKey(0, 0, DENSE), JobKey(1, 0, DENSE), JobKey(0, 1, "iterative_reset"),
+                         JobKey(1, 1, "iterative_reset")]
+    assert sorted(order) == sorted(graph)

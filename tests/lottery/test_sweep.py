@@ -8,6 +8,7 @@ import torch
 from ticketlab.config import DataConfig, ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
 from ticketlab.data import make_splits
 from ticketlab.lottery import find_tickets
+from ticketlab.lottery.integrity import verify_run
 from ticketlab.lottery.sweep import rewind_sweep
 from ticketlab.store import load_tensors
 
@@ -37,6 +38,7 @@ def test_sweep_trains_dense_once_and_matches_standalone_runs(tiny, tmp_path):
         dense = json.loads((experiment.run_dir / "trial_0/level_00/dense/result.json").read_text())
         dense_times.add(dense["wall_time_s"])  # copied, not retrained: identical records
         assert len(experiment.rows) == 3
+        assert verify_run(experiment.run_dir) == []  # the copied dense record is sealed with the run's own files
     assert len(dense_times) == 1
     rewind_dir = result.experiments["3it"].run_dir / "trial_0/level_00/dense"
     assert load_tensors(rewind_dir / "weights_rewind.safetensors")

@@ -273,3 +273,33 @@ def test_can_vectorize_trusted_stacks_only():
             return self.layers(inputs) * 2
 
     assert not can_vectorize(Custom())
+
+
+def test_a_member_with_a_damaged_checkpoint_restarts_and_the_others_resume(one_thread, tmp_path, capsys):
+    config = TrainConfig(optimizer="adam", lr=3e-3, batch_size=32, steps="60it", eval_every="20it")
+    classes = 16
+    data = _data(classes)
+
+    def build():
+        jobs = []
+        for seed in (1, 2):
+            model = _model(seed, classes)
+            jobs.append(dict(model=model, masks=_masks(model, 0.5, seed), data_seed=seed, start_step=0,
+                             total_steps=None, optimizer_state=None))
+        return jobs
+
+    reference = train_population(_members(build(), tmp_path / "a"), data, config)
+    with pytest.raises(TrainingInterrupted):
+        train_population(_members(build(), tmp_path / "b"), data, config, checkpoint_interval_s=0,
+                         stop_after_iterations=45)
+    damaged = tmp_path / "b" / "member0" / "checkpoint.safetensors"
+    payload = bytearray(damaged.read_bytes())
+    payload[-1] ^= 0x10  # still parses; its tensor bytes no longer match the sha256 in its metadata
+    damaged.write_bytes(bytes(payload))
+    resumed_jobs = build()
+    assert train_population(_members(resumed_jobs, tmp_path / "b"), data, config) == reference
+    warnings = capsys.readouterr().err.strip().splitlines()
+    assert len(warnings) == 1 and "member0/checkpoint.safetensors: tensor bytes differ from their recorded sha256; " \
+        "the job restarts from its start (moved to checkpoint.corrupt-" in warnings[0]
+    assert read_jsonl(tmp_path / "a" / "member0" / "metrics.jsonl") == read_jsonl(
+        tmp_path / "b" / "member0" / "metrics.jsonl")

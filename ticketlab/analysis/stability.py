@@ -42,6 +42,7 @@ from ticketlab.config import ExperimentConfig, TrainConfig, config_from_dict, pa
 from ticketlab.data import DataSplits
 from ticketlab.errors import ConfigError, TicketlabError
 from ticketlab.lottery.experiment import model_factory, resolve_device
+from ticketlab.lottery.integrity import run_lock
 from ticketlab.lottery.jobs import DENSE, ExperimentContext, JobKey
 from ticketlab.pruning import full_masks, prunable_weights, remaining_percent
 from ticketlab.seeds import derive_seed
@@ -301,6 +302,12 @@ def stability_analysis(
     """
     settings = settings.validate()
     ctx = load_run(run_dir, model=model, data=data, device=device)
+    with run_lock(ctx.run_dir):  # it trains into the run directory: one writer at a time, as for `find`
+        return _stability_analysis(ctx, settings, augment, progress, figures)
+
+
+def _stability_analysis(ctx: ExperimentContext, settings: StabilitySettings, augment: Callable | None,
+                        progress: bool, figures: bool) -> StabilityResult:
     out_dir = ctx.run_dir / STABILITY_DIR
     rewind_steps = _rewind_steps(ctx, settings)
     plan = _plan(ctx, settings)  # trial -> {level: mask}

@@ -9,6 +9,7 @@ import io
 import multiprocessing
 import os
 import queue
+import shutil
 import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -20,8 +21,9 @@ from torch import nn
 
 from ticketlab.config import ExperimentConfig, PlanLimit, check_against_data
 from ticketlab.data import DataSplits
-from ticketlab.errors import ConfigError
-from ticketlab.lottery.planner import notify_unstacked, run_graph, stacks_jobs
+from ticketlab.errors import ConfigError, IntegrityError
+from ticketlab.lottery.integrity import LOCK_FILE, repair_run, run_lock
+from ticketlab.lottery.planner import job_priority, notify_unstacked, run_graph, settle_run_settings, stacks_jobs
 from ticketlab.lottery.jobs import (
     DENSE,
     ExperimentContext,
@@ -96,8 +98,13 @@ def find_tickets(
     together train as one stacked population (`population`: None sizes it from the memory budget, 1 trains one
     job at a time, the reference path). Models that cannot be stacked use `workers` > 1 single-threaded
     processes for independent jobs (built-in model and data only). Re-running a finished experiment trains
-    nothing. Settings the data cannot satisfy (a batch larger than the training set, steps in epochs past the end)
-    and, with `plan_limit`, too large an experiment are refused before anything is written.
+    nothing; damaged files are recomputed (`ticketlab.lottery.integrity`). Settings the data cannot satisfy (a
+    batch larger than the training set, steps in epochs past the end) and, with `plan_limit`, too large an
+    experiment are refused (ConfigError) before anything but the lock is written; a run directory made only for
+    that lock is removed again.
+
+    One process at a time trains a run directory (RunLockedError for a second one), always with the population
+    size and device type of its first run (ConfigError for another).
     """
     config = config.validate()
     fingerprint = ""
@@ -109,6 +116,20 @@ def find_tickets(
         fingerprint += _data_fingerprint(data)
     run_dir = run_directory(config, root, fingerprint)
     torch_device = resolve_device(device)
+    created = not run_dir.exists()
+    try:
+        with run_lock(run_dir):
+            return _run_experiment(config, fingerprint, run_dir, torch_device, model, data, workers, population,
+                                   progress, report, checkpoint_interval_s, plan_limit)
+    except ConfigError:
+        if created and {path.name for path in run_dir.iterdir()} <= {LOCK_FILE}:  # refused before writing
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, workers, population, progress, report,
+                    checkpoint_interval_s, plan_limit) -> ExperimentResult:
+    """The body of `find_tickets`, run while it holds the run directory's lock."""
     task = load_task(config.task)
     splits = (data if data is not None else task.load_data(config.data)).to(torch_device)
     train_examples = len(splits.x_train) if isinstance(splits, DataSplits) else None
@@ -124,6 +145,8 @@ def find_tickets(
         task=task,
     )
     graph = job_graph(ctx)
+    settle_run_settings(ctx, ctx.make_model(0), population)
+    repair_run(ctx, graph)
     if workers > 1 and (model is not None or data is not None):
         print("ticketlab: custom model/data run in this process (workers=1)", file=sys.stderr)
         workers = 1
@@ -218,7 +241,13 @@ def _write_config(run_dir: Path, config: ExperimentConfig, fingerprint: str) -> 
     path = run_dir / "config.json"
     record = {"hash": config.hash(), "fingerprint": fingerprint, "config": config.to_dict()}
     if path.exists():
-        existing = read_json(path)
+        try:
+            existing = read_json(path)
+            if not isinstance(existing, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as error:  # not UTF-8 or not JSON: a one-line user error, not a traceback
+            raise IntegrityError(f"{path} is damaged ({error}); the directory's name says which config it holds: "
+                                 "delete the file and run the same command again to have it rewritten") from None
         if existing.get("hash") != config.hash():
             raise ConfigError(f"run directory {run_dir} holds a different config (hash {existing.get('hash')})")
     write_json(path, record)
@@ -335,7 +364,8 @@ def _schedule(ctx: ExperimentContext, graph: dict, pool, workers: int, updates, 
     pending = {key: deps for key, deps in graph.items() if not is_done(ctx, key)}
     running: dict = {}
     while pending or running:
-        for key in [key for key, deps in pending.items() if all(is_done(ctx, dep) for dep in deps)]:
+        ready = [key for key, deps in pending.items() if all(is_done(ctx, dep) for dep in deps)]
+        for key in sorted(ready, key=job_priority):  # every trial's ticket chain first: no trial waits on another
             if len(running) >= workers:
                 break
             running[pool.submit(_worker_run, key)] = key

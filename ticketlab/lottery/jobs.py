@@ -3,7 +3,8 @@
 Every job is identified by (trial, level, variant) and owns one directory of the run:
 ``trial_{t}/level_{LL}/{variant}/`` holding mask.safetensors, weights_init.safetensors (the weights the job
 started from, mask applied), weights_rewind.safetensors (dense job: the weights at the rewind step),
-weights_final.safetensors, metrics.jsonl and result.json (written last: its presence means "done").
+weights_final.safetensors, metrics.jsonl and result.json (written last: its presence means "done"; it records
+the sha256 of the other files and of its own numbers, see `ticketlab.lottery.integrity`).
 Level 0 of every variant is the shared dense job ``level_00/dense``.
 """
 
@@ -18,6 +19,8 @@ import torch
 from torch import nn
 
 from ticketlab.config import ExperimentConfig, parse_step
+from ticketlab.errors import IntegrityError
+from ticketlab.lottery.integrity import read_sealed_result, seal_result
 from ticketlab.pruning import (
     prunable_weights,
     full_masks,
@@ -30,7 +33,7 @@ from ticketlab.pruning import (
     strategy_scores,
 )
 from ticketlab.seeds import derive_seed
-from ticketlab.store import load_tensors, read_json, save_tensors, write_json
+from ticketlab.store import load_tensors, save_tensors, set_aside, write_json
 from ticketlab.tasks import load_task
 from ticketlab.tasks.base import Task
 from ticketlab.training.optim import optimizer_tensors
@@ -190,17 +193,22 @@ def is_done(ctx: ExperimentContext, key: JobKey) -> bool:
 
 
 def read_result(ctx: ExperimentContext, key: JobKey) -> dict:
-    return read_json(key.directory(ctx.run_dir) / RESULT_FILE)
+    """The finished job's record; IntegrityError if it does not match its digest."""
+    return read_sealed_result(key.directory(ctx.run_dir) / RESULT_FILE)
 
 
 # --- masks -----------------------------------------------------------------------------------------
 
 
 def job_mask(ctx: ExperimentContext, key: JobKey) -> dict[str, torch.Tensor]:
-    """The job's mask, computed once from its inputs and stored in its directory (idempotent)."""
+    """The job's mask, computed once from its inputs and stored in its directory (idempotent; a stored mask that
+    is damaged is set aside and computed again)."""
     path = key.directory(ctx.run_dir) / "mask.safetensors"
     if path.exists():
-        return {name: mask.float() for name, mask in load_tensors(path).items()}
+        try:
+            return {name: mask.float() for name, mask in load_tensors(path).items()}
+        except IntegrityError as error:
+            set_aside(path, f"{error}; computing the mask again")
     mask = _compute_mask(ctx, key)
     save_tensors(path, {name: value.bool() for name, value in mask.items()})
     return mask
@@ -266,9 +274,8 @@ def prepare_job(ctx: ExperimentContext, key: JobKey) -> JobStart:
     with torch.no_grad():
         for name, value in mask.items():
             parameters[name].mul_(value)
-    job_dir = key.directory(ctx.run_dir)
-    if not (job_dir / "weights_init.safetensors").exists():
-        save_tensors(job_dir / "weights_init.safetensors", model.state_dict())
+    # rewritten at every (re)start, with the same bytes: a damaged copy from an earlier run is never sealed
+    save_tensors(key.directory(ctx.run_dir) / "weights_init.safetensors", model.state_dict())
     rewind_points = _rewind_points(ctx, key)
     return JobStart(
         mask=mask,
@@ -284,7 +291,8 @@ def prepare_job(ctx: ExperimentContext, key: JobKey) -> JobStart:
 
 
 def finish_job(ctx: ExperimentContext, key: JobKey, start: JobStart, result, **extra) -> dict:
-    """Check and save the trained weights, then write result.json (last: it marks the job done)."""
+    """Check and save the trained weights, then write result.json (last: it marks the job done), sealed with the
+    sha256 of the job's files and of its own numbers."""
     job_dir = key.directory(ctx.run_dir)
     final_state = {name: value.detach().cpu() for name, value in start.model.state_dict().items()}
     _check_pruned_weights_are_zero(final_state, start.mask, key)
@@ -301,6 +309,7 @@ def finish_job(ctx: ExperimentContext, key: JobKey, start: JobStart, result, **e
         **extra,
         **result.to_dict(),
     }
+    record = seal_result(job_dir, record)
     write_json(job_dir / RESULT_FILE, record)
     return record
 

@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ticketlab.errors import ConfigError, IntegrityError
 from ticketlab.lottery.jobs import (
     DENSE,
     ExperimentContext,
@@ -50,10 +51,12 @@ PLAN_FILE = "population.json"
 def ready_jobs(ctx: ExperimentContext, graph: dict[JobKey, tuple[JobKey, ...]]) -> list[JobKey]:
     """Jobs not done whose inputs are all done, those on the dependency chains first."""
     ready = [key for key, deps in graph.items() if not is_done(ctx, key) and all(is_done(ctx, dep) for dep in deps)]
-    return sorted(ready, key=_priority)
+    return sorted(ready, key=job_priority)
 
 
-def _priority(key: JobKey) -> tuple:
+def job_priority(key: JobKey) -> tuple:
+    """Sort key of ready jobs: the dependency chains (dense, ticket, fine-tune) first, then by level and trial, so
+    every trial's chain advances and the controls fill in around it."""
     return (key.variant not in CHAIN_VARIANTS, key.level, key.trial, _variant_rank(key))
 
 
@@ -68,7 +71,7 @@ def population_plan(graph: dict[JobKey, tuple[JobKey, ...]], size: int) -> list[
     while len(done) < len(graph):
         ready = sorted(
             (key for key, deps in graph.items() if key not in done and all(dep in done for dep in deps)),
-            key=_priority,
+            key=job_priority,
         )
         if not ready:
             raise RuntimeError(f"job graph has a cycle or a missing input among {sorted(set(graph) - done)[:3]}")
@@ -154,6 +157,36 @@ def run_graph(
             run_jobs_population(ctx, batch, on_progress=on_progress)
         if on_jobs_done:
             on_jobs_done(batch)
+
+
+def settle_run_settings(ctx: ExperimentContext, model: nn.Module, population: int | None) -> None:
+    """Record in population.json the population size and device type a run directory is trained with, at its first
+    run; ConfigError for a later run asking for another, whose numbers would agree with the first only within
+    tolerance. The automatic size (`population` None) takes the recorded one, so it always agrees; an explicit
+    size is compared with the effective size it gives (1 for models `run_graph` does not stack)."""
+    path = ctx.run_dir / PLAN_FILE
+    device_type = ctx.device.type
+    stacked = stacks_jobs(ctx, model, population)
+    if not path.exists():
+        size = (population or choose_population_size(ctx)) if stacked else 1
+        write_json(path, {"population": size, "device": device_type})
+        return
+    try:
+        stored = read_json(path)
+        stored_size = int(stored["population"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise IntegrityError(f"{path} is damaged ({error}); write {{\"population\": N, \"device\": \"cpu\"}} with "
+                             "the size and device the run was trained with, or use a new --root") from None
+    stored_device = stored.get("device", device_type)  # runs before devices were recorded: any
+    if stored_device != device_type:
+        raise ConfigError(f"run directory {ctx.run_dir} was trained on {stored_device}, this run would train on "
+                          f"{device_type}; use --device {stored_device}, or a new --root for a separate run")
+    if population is not None and (population if stacked else 1) != stored_size:
+        raise ConfigError(f"run directory {ctx.run_dir} was trained with --population {stored_size}, this run asks "
+                          f"for --population {population}; use --population {stored_size} (or leave it out), or a "
+                          "new --root for a separate run")
+    if "device" not in stored:
+        write_json(path, {**stored, "device": device_type})
 
 
 def _planned_size(ctx: ExperimentContext) -> int:

@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import hashlib
 import io
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,8 @@ from ticketlab.lottery.experiment import (
     model_factory,
     run_directory,
 )
-from ticketlab.lottery.jobs import DENSE, RESULT_FILE, ExperimentContext, JobKey, run_job
+from ticketlab.lottery.integrity import read_sealed_result, repair_run, run_lock, seal_result
+from ticketlab.lottery.jobs import DENSE, RESULT_FILE, ExperimentContext, JobKey, job_graph, run_job
 from ticketlab.store import atomic_write_bytes, write_json
 from ticketlab.tasks import load_task
 from ticketlab.tasks.metrics import Metric, metric_named
@@ -97,16 +99,22 @@ def rewind_sweep(
         device=torch_device,
         task=task,
     )
-    for trial in range(config.trials):
-        _share_dense_job(host_ctx, trial, [(run_dir, step) for _, _, run_dir, step in runs[1:]])
-    del host_ctx, splits  # find_tickets loads its own copy: never hold two
+    with ExitStack() as locks:  # the sweep writes into every run's dense job: hold them all until it is done
+        for _, _, run_dir, _ in runs:
+            locks.enter_context(run_lock(run_dir))
+        graph = job_graph(host_ctx)  # the same for every rewind step
+        for _, _, run_dir, _ in runs:  # damaged dense jobs (and what depends on them) are recomputed, not shared
+            repair_run(dataclasses.replace(host_ctx, run_dir=run_dir), graph)
+        for trial in range(config.trials):
+            _share_dense_job(host_ctx, trial, [(run_dir, step) for _, _, run_dir, step in runs[1:]])
+        del host_ctx, splits  # find_tickets loads its own copy: never hold two
 
-    experiments = {}
-    for text, run_config, run_dir, _ in runs:
-        result = find_tickets(run_config, root=root, model=model, data=data, device=device, **find_kwargs)
-        if result.run_dir != run_dir:
-            raise RuntimeError(f"rewind sweep expected run directory {run_dir}, find_tickets used {result.run_dir}")
-        experiments[text] = result
+        experiments = {}
+        for text, run_config, run_dir, _ in runs:
+            result = find_tickets(run_config, root=root, model=model, data=data, device=device, **find_kwargs)
+            if result.run_dir != run_dir:
+                raise RuntimeError(f"rewind sweep expected run directory {run_dir}, find_tickets used {result.run_dir}")
+            experiments[text] = result
 
     digest_source = effective.replace(**{"prune.rewind": "0it"}).hash() + fingerprint + "|".join(rewinds)
     name = host_dir.name.rsplit("_", 1)[0]
@@ -146,7 +154,8 @@ def _share_dense_job(host_ctx: ExperimentContext, trial: int, siblings: list[tup
             continue
         for name in SHARED_DENSE_FILES:
             atomic_write_bytes(target / name, (host_dir / name).read_bytes())
-        atomic_write_bytes(target / RESULT_FILE, (host_dir / RESULT_FILE).read_bytes())
+        # sealed again: the sibling's own rewind files differ from the host's
+        write_json(target / RESULT_FILE, seal_result(target, read_sealed_result(host_dir / RESULT_FILE)))
 
 
 def summarize_sweep(rows_by_rewind: dict[str, list[dict]], variant: str = FIGURE_VARIANT) -> list[dict]:

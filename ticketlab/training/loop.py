@@ -21,7 +21,15 @@ from torch.nn import functional as F
 from ticketlab.config import TrainConfig, parse_step
 from ticketlab.data.splits import DataSplits
 from ticketlab.seeds import derive_seed
-from ticketlab.store import append_jsonl, load_tensors, read_jsonl, save_tensors, write_jsonl
+from ticketlab.errors import IntegrityError
+from ticketlab.store import (
+    append_jsonl,
+    load_tensors_and_metadata,
+    read_jsonl,
+    save_tensors,
+    set_aside,
+    write_jsonl,
+)
 from ticketlab.training.optim import (
     build_optimizer,
     learning_rate_at,
@@ -162,8 +170,9 @@ def train_model(
     step, record, steps_since_eval = start_step, EarlyStopRecord(), 0
     metrics_path = job_dir / METRICS_FILE if job_dir else None
     checkpoint_path = job_dir / CHECKPOINT_FILE if job_dir else None
-    if checkpoint_path is not None and checkpoint_path.exists():
-        step, record = _load_checkpoint(checkpoint_path, model, optimizer, device)
+    resume = read_checkpoint_or_set_aside(checkpoint_path, device) if checkpoint_path is not None else None
+    if resume is not None:
+        step, record = _load_checkpoint(resume, model, optimizer)
         reset_metrics(metrics_path, keep_through_step=step)
         if on_progress:
             on_progress(step - start_step)
@@ -309,25 +318,39 @@ def write_checkpoint(
 def read_checkpoint(
     path: Path, device
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], int, EarlyStopRecord]:
-    """Inverse of write_checkpoint: (model state, flat optimizer tensors, step, early-stop record)."""
-    from safetensors import safe_open
+    """Inverse of write_checkpoint: (model state, flat optimizer tensors, step, early-stop record).
 
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata()
-    tensors = load_tensors(path, device=device)
+    IntegrityError if the file does not parse or its tensors differ from the sha256 in its metadata."""
+    tensors, metadata = load_tensors_and_metadata(path, device=device)
     model_state = {name[6:]: value for name, value in tensors.items() if name.startswith("model.")}
     optimizer_state = {name[6:]: value for name, value in tensors.items() if name.startswith("optim.")}
     record = EarlyStopRecord()
-    record.load(json.loads(metadata["early_stop"]))
-    return model_state, optimizer_state, int(metadata["step"]), record
+    try:
+        record.load(json.loads(metadata["early_stop"]))
+        step = int(metadata["step"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise IntegrityError(f"{path}: checkpoint metadata is incomplete ({error!r})") from None
+    return model_state, optimizer_state, step, record
+
+
+def read_checkpoint_or_set_aside(path: Path, device):
+    """`read_checkpoint(path)`, or None when there is no checkpoint or it is damaged; a damaged one is renamed
+    to checkpoint.corrupt-<timestamp>.safetensors with a one-line warning, and the job restarts from its start."""
+    if not path.exists():
+        return None
+    try:
+        return read_checkpoint(path, device)
+    except IntegrityError as error:
+        set_aside(path, f"{error}; the job restarts from its start")
+        return None
 
 
 def _save_checkpoint(path: Path, model: nn.Module, optimizer, step: int, record: EarlyStopRecord) -> None:
     write_checkpoint(path, model.state_dict(), optimizer_tensors(optimizer), step, record)
 
 
-def _load_checkpoint(path: Path, model: nn.Module, optimizer, device) -> tuple[int, EarlyStopRecord]:
-    model_state, optimizer_state, step, record = read_checkpoint(path, device)
+def _load_checkpoint(checkpoint, model: nn.Module, optimizer) -> tuple[int, EarlyStopRecord]:
+    model_state, optimizer_state, step, record = checkpoint
     model.load_state_dict(model_state)
     load_optimizer_tensors(optimizer, optimizer_state)
     return step, record

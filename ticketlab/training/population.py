@@ -63,7 +63,7 @@ from ticketlab.training.loop import (
     epoch_order,
     eval_batch_size,
     iterations_per_epoch,
-    read_checkpoint,
+    read_checkpoint_or_set_aside,
     reset_metrics,
     write_checkpoint,
 )
@@ -389,9 +389,10 @@ class _Population:
             load_optimizer_tensors(optimizer, {name: value.clone() for name, value in flat.items()})
         return model, optimizer
 
-    def restore_checkpoint(self, row: int) -> None:
+    def restore_checkpoint(self, row: int, checkpoint) -> None:
+        """Load member `row` from `checkpoint`, a `read_checkpoint` result."""
         progress = self.progress[row]
-        model_state, optimizer_state, step, record = read_checkpoint(progress.checkpoint_path, self.device)
+        model_state, optimizer_state, step, record = checkpoint
         for index, name in enumerate(self.names):
             self.params[index][row].copy_(model_state[name])
         for buffer, name in zip(self.buffers, self.buffer_names):
@@ -659,8 +660,10 @@ def train_population(
     population = _Population(members, data, config, keep_best=not test_at_every_minimum)
     eval_every = parse_step(config.eval_every, population.per_epoch)
     for row, progress in enumerate(population.progress):
-        if progress.checkpoint_path is not None and progress.checkpoint_path.exists():
-            population.restore_checkpoint(row)
+        checkpoint = (read_checkpoint_or_set_aside(progress.checkpoint_path, population.device)
+                      if progress.checkpoint_path is not None else None)
+        if checkpoint is not None:
+            population.restore_checkpoint(row, checkpoint)
             reset_metrics(progress.metrics_path, keep_through_step=progress.step)
             if on_progress:
                 on_progress(progress.step - progress.member.start_step)

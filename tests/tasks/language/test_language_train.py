@@ -148,6 +148,32 @@ def test_kill_and_resume_is_bitwise_equal(char_data, tmp_path, one_thread):
     assert not (tmp_path / "killed" / "checkpoint.safetensors").exists()
 
 
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_damaged_checkpoint_is_set_aside_and_the_job_restarts(char_data, tmp_path, one_thread, capsys, damage):
+    config = _config(steps="12it", eval_every="4it")
+
+    def run(job_dir, stop_after=None):
+        model = _model(char_data.vocab_size)
+        return model, train_language_model(model, char_data, config, masks=_sparse_masks(model), data_seed=3,
+                                           job_dir=job_dir, checkpoint_interval_s=0.0, stop_after_step=stop_after)
+
+    _, reference = run(tmp_path / "whole")
+    with pytest.raises(TrainingInterrupted):
+        run(tmp_path / "killed", stop_after=6)
+    checkpoint = tmp_path / "killed" / "checkpoint.safetensors"
+    payload = bytearray(checkpoint.read_bytes())
+    if damage == "truncate":
+        payload = payload[: len(payload) // 2]
+    else:
+        payload[-9] ^= 0x10  # a bit inside the last tensor's bytes: the file still parses
+    checkpoint.write_bytes(bytes(payload))
+    _, resumed = run(tmp_path / "killed")
+    assert resumed.to_dict() == reference.to_dict()  # restarted from its start: the same numbers
+    assert len(list((tmp_path / "killed").glob("checkpoint.corrupt-*.safetensors"))) == 1
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "restarts from its start" in warnings[0]
+
+
 def test_task_interface_and_presets(char_data):
     task = load_task("language")
     assert task is TASK and task.stackable(None, "cpu", 2) is False and task.per_step_hook(None, None) is None

@@ -24,7 +24,8 @@ from torch.nn import functional as F
 from ticketlab.config import TrainConfig, parse_step
 from ticketlab.models import set_noise_seed
 from ticketlab.seeds import derive_seed
-from ticketlab.store import append_jsonl, load_tensors, save_tensors
+from ticketlab.errors import IntegrityError
+from ticketlab.store import append_jsonl, load_tensors, save_tensors, set_aside
 from ticketlab.tasks.language.evaluate import EVAL_STREAMS, check_vocabulary, evaluate, metric_name
 from ticketlab.training.loop import (
     CHECKPOINT_FILE,
@@ -103,8 +104,9 @@ def train_language_model(
     step, record, hidden, steps_since_eval = start_step, LanguageEarlyStop(metric_name(data.level)), None, 0
     metrics_path = job_dir / METRICS_FILE if job_dir else None
     checkpoint_path = job_dir / CHECKPOINT_FILE if job_dir else None
-    if checkpoint_path is not None and checkpoint_path.exists():
-        step, record, hidden = _load_checkpoint(checkpoint_path, model, optimizer, record, device)
+    checkpoint = _read_checkpoint(checkpoint_path, device) if checkpoint_path is not None else None
+    if checkpoint is not None:
+        step, record, hidden = _load_checkpoint(checkpoint, model, optimizer, record)
         reset_metrics(metrics_path, keep_through_step=step)
         if on_progress:
             on_progress(step - start_step)
@@ -223,12 +225,29 @@ def _save_checkpoint(path: Path, model: nn.Module, optimizer, step: int, record:
     save_tensors(path, tensors, metadata=metadata)
 
 
-def _load_checkpoint(path: Path, model: nn.Module, optimizer, record: LanguageEarlyStop, device):
+def _read_checkpoint(path: Path, device) -> tuple[dict, dict] | None:
+    """(tensors, metadata) of the job's checkpoint; None when there is none or it is damaged (a damaged one is set
+    aside with a one-line warning and the job restarts from its start, as `train_model` does)."""
+    if not path.exists():
+        return None
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata()
-    tensors = load_tensors(path, device=device)
+    try:
+        tensors = load_tensors(path, device=device)  # verifies the content hash
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata()
+        layers = int(metadata["hidden_layers"])
+        json.loads(metadata["early_stop"]), int(metadata["step"])
+        if any(f"hidden.{layer}.{part}" not in tensors for layer in range(layers) for part in "hc"):
+            raise IntegrityError(f"checkpoint {path} lacks its hidden state")
+    except (IntegrityError, KeyError, ValueError, TypeError) as error:
+        set_aside(path, f"{error}; the job restarts from its start")
+        return None
+    return tensors, metadata
+
+
+def _load_checkpoint(checkpoint: tuple[dict, dict], model: nn.Module, optimizer, record: LanguageEarlyStop):
+    tensors, metadata = checkpoint
     model.load_state_dict({name[6:]: value for name, value in tensors.items() if name.startswith("model.")})
     load_optimizer_tensors(optimizer, {name[6:]: value for name, value in tensors.items() if name.startswith("optim.")})
     record.load(json.loads(metadata["early_stop"]))
