@@ -40,7 +40,15 @@ VARIANT_NAMES = (
     "finetune",
 )
 
-_STEP_PATTERN = re.compile(r"^\s*(\d+)\s*(it|ep)?\s*$")
+MAX_WIDTH = 1_000_000  # hidden units, channels or embedding size: far beyond any network that fits in memory
+MAX_DEPTH = 10_000
+MAX_LR = 100.0  # larger learning rates only diverge (an LSTM with plain SGD uses 20)
+CONV_DEPTHS = {"conv": "even (two convs per pooling block)", "vgg": "one of 11, 13, 16, 19",
+               "resnet": "6n+2 with n >= 1 (20, 32, 44, 56, 110)"}
+VGG_DEPTHS = (11, 13, 16, 19)
+
+_STEP_PATTERN = re.compile(r"^\s*(\d+)\s*(it|ep)?\s*$", re.ASCII)
+_MAX_STEP_DIGITS = 30  # beyond any plan; also keeps int() far from Python's 4,300-digit limit
 _UNIFORM_INIT = re.compile(r"^uniform_(\d+(\.\d*)?|\.\d+)$")
 
 
@@ -54,15 +62,22 @@ def parse_step(text: str, iterations_per_epoch: int | None = None) -> int:
 
     Epochs need ``iterations_per_epoch`` (batches per pass over the training set, last partial batch dropped).
     """
-    match = _STEP_PATTERN.match(str(text))
-    if not match:
-        raise ConfigError(f"invalid step {text!r}: write iterations as '500it' or epochs as '40ep'")
-    count, unit = int(match.group(1)), match.group(2) or "it"
+    count, unit = step_count(text)
     if unit == "it":
         return count
     if iterations_per_epoch is None:
         raise ConfigError(f"step {text!r} is in epochs but the dataset size is not known here")
     return count * iterations_per_epoch
+
+
+def step_count(text: str) -> tuple[int, str]:
+    """The count and unit ('it' or 'ep') of a step string; ConfigError if it is not one."""
+    match = _STEP_PATTERN.match(str(text))
+    if not match:
+        raise ConfigError(f"invalid step {text!r}: write iterations as '500it' or epochs as '40ep'")
+    if len(match.group(1).lstrip("0")) > _MAX_STEP_DIGITS:
+        raise ConfigError(f"step {str(text).strip()!r} is too large: at most {_MAX_STEP_DIGITS} digits")
+    return int(match.group(1)), match.group(2) or "it"
 
 
 @dataclass(frozen=True)
@@ -80,14 +95,22 @@ class ModelConfig:
 
     def validate(self) -> None:
         _check_choice("model.name", self.name, _names("models"), allow_custom=True)
-        if not _UNIFORM_INIT.match(self.init):  # 'uniform_<r>': every parameter U(-r, r) (the lstm's init)
+        if not (isinstance(self.init, str) and _UNIFORM_INIT.match(self.init)):  # 'uniform_<r>': U(-r, r) (lstm)
             _check_choice("model.init", self.init, INIT_NAMES + ("uniform_<r>",))
-        if (self.width is not None and self.width < 1) or (self.depth is not None and self.depth < 1):
-            raise ConfigError(f"model.width {self.width} and model.depth {self.depth} must be positive or unset")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"model.dropout {self.dropout} must be a probability in [0, 1)")
-        if any(width < 1 for width in self.hidden):
-            raise ConfigError(f"model.hidden {list(self.hidden)} must hold positive widths")
+        if not isinstance(self.hidden, tuple):
+            raise ConfigError(f"model.hidden {self.hidden!r} must be a list of widths, e.g. 256,256")
+        for width in self.hidden:
+            _check_int(f"model.hidden {list(self.hidden)}: width", width, 1, MAX_WIDTH)
+        _check_int("model.width", self.width, 1, MAX_WIDTH, unset_ok=True)
+        _check_int("model.depth", self.depth, 1, MAX_DEPTH, unset_ok=True)
+        _check_int("model.embedding_dim", self.embedding_dim, 1, MAX_WIDTH, unset_ok=True)
+        _check_number("model.dropout", self.dropout, 0, 1, high_open=True, what="a probability")
+        _check_bool("model.tie_weights", self.tie_weights)
+        family = next((family for family in CONV_DEPTHS if self.name.startswith(family)), None)
+        if self.depth is not None and family is not None and not _conv_depth_ok(family, self.depth):
+            raise ConfigError(f"model.depth {self.depth} of {self.name} must be {CONV_DEPTHS[family]}")
+        if self.name in ("mlp", "lenet300_100") and (self.width, self.depth) != (None, None):
+            raise ConfigError(f"model.width and model.depth apply to conv nets, not {self.name}; leave them unset")
 
 
 @dataclass(frozen=True)
@@ -105,10 +128,14 @@ class DataConfig:
 
     def validate(self) -> None:
         _check_choice("data.name", self.name, _names("datasets"), allow_custom=True)
-        if self.validation_size < 1:
-            raise ConfigError(f"data.validation_size {self.validation_size} must be >= 1")
-        if self.train_size is not None and self.train_size < 1:
-            raise ConfigError(f"data.train_size {self.train_size} must be >= 1 or unset")
+        _check_int("data.validation_size", self.validation_size, 1)
+        _check_int("data.train_size", self.train_size, 1, unset_ok=True)
+        _check_int("data.sequence_length", self.sequence_length, 1)
+        for label, value in (("data.data_dir", self.data_dir), ("data.cache_dir", self.cache_dir)):
+            if value is not None and not (isinstance(value, str) and value.strip()):
+                raise ConfigError(f"{label} {value!r} must be a directory path or unset")
+        _check_bool("data.download", self.download)
+        _check_bool("data.augment", self.augment)
 
 
 @dataclass(frozen=True)
@@ -132,20 +159,30 @@ class TrainConfig:
     def validate(self) -> None:
         _check_choice("train.optimizer", self.optimizer, OPTIMIZER_NAMES)
         _check_choice("train.schedule", self.schedule, SCHEDULE_NAMES)
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"train.lr {self.lr} must be a positive number")
-        if self.batch_size < 1:
-            raise ConfigError(f"train.batch_size {self.batch_size} must be >= 1")
-        if self.weight_decay < 0 or self.momentum < 0:
-            raise ConfigError("train.weight_decay and train.momentum must be >= 0")
+        _check_number("train.lr", self.lr, 0, MAX_LR, low_open=True)
+        _check_number("train.momentum", self.momentum, 0, 1, high_open=True)
+        _check_number("train.weight_decay", self.weight_decay, 0, 1)
+        _check_number("train.gamma", self.gamma, 0, None, low_open=True)
+        if self.clip_grad_norm is not None:
+            _check_number("train.clip_grad_norm", self.clip_grad_norm, 0, None, low_open=True)
+        _check_int("train.batch_size", self.batch_size, 1)
+        _check_bool("train.nesterov", self.nesterov)
+        if self.momentum > 0 and self.optimizer != "sgd":
+            raise ConfigError(f"train.momentum {self.momentum} applies to train.optimizer 'sgd' only, "
+                              f"not {self.optimizer!r}; leave it 0")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0):
             raise ConfigError("train.nesterov needs train.optimizer 'sgd' with train.momentum > 0")
         for name in ("steps", "warmup", "eval_every"):
-            parse_step(getattr(self, name), iterations_per_epoch=1)
+            _check_step(f"train.{name}", getattr(self, name))
+        if not isinstance(self.milestones, tuple):
+            raise ConfigError(f"train.milestones {self.milestones!r} must be a list of steps, e.g. 80ep,120ep")
         for milestone in self.milestones:
-            parse_step(milestone, iterations_per_epoch=1)
-        if parse_step(self.eval_every, 1) < 1:
-            raise ConfigError(f"train.eval_every {self.eval_every!r} must be at least 1 iteration")
+            _check_step("train.milestones", milestone)
+        if self.milestones and self.schedule != "step":
+            raise ConfigError(f"train.milestones apply to train.schedule 'step' only, not {self.schedule!r}")
+        for name in ("steps", "eval_every"):
+            if step_count(getattr(self, name))[0] < 1:
+                raise ConfigError(f"train.{name} {getattr(self, name)!r} must be at least 1 iteration")
 
 
 @dataclass(frozen=True)
@@ -166,19 +203,29 @@ class PruneConfig:
     def validate(self) -> None:
         _check_choice("prune.strategy", self.strategy, STRATEGY_NAMES)
         _check_choice("prune.scope", self.scope, SCOPE_NAMES)
+        if not isinstance(self.layer_rates, tuple) or not all(
+                isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) for item in self.layer_rates):
+            raise ConfigError(f"prune.layer_rates {self.layer_rates!r} must be name=rate pairs, "
+                              "e.g. layers.0.weight=0.3,layers.2.weight=0.1")
+        names = [name for name, _ in self.layer_rates]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ConfigError(f"prune.layer_rates names {repeated[0]!r} more than once")
         rates = [("prune.rate", self.rate), ("prune.output_rate", self.output_rate)]
         rates += [(f"prune.layer_rates[{name}]", rate) for name, rate in self.layer_rates]
         for label, rate in rates:
-            if rate is not None and not 0 < rate < 1:
-                raise ConfigError(f"{label} {rate} must be a fraction in (0, 1)")
-        if self.levels < 0:
-            raise ConfigError(f"prune.levels {self.levels} must be >= 0")
-        target = self.target_remaining_percent
-        if target is not None and not 0 < target <= 100:
-            raise ConfigError(f"prune.target_remaining_percent {target} must be in (0, 100]")
-        parse_step(self.rewind, iterations_per_epoch=1)
+            if rate is not None:
+                _check_number(label, rate, 0, 1, low_open=True, high_open=True, what="a fraction")
+        _check_int("prune.levels", self.levels, 0)
+        if self.target_remaining_percent is not None:
+            _check_number("prune.target_remaining_percent", self.target_remaining_percent, 0, 100, low_open=True,
+                          what="")
+        _check_step("prune.rewind", self.rewind)
+        _check_bool("prune.rewind_optimizer_state", self.rewind_optimizer_state)
         if self.finetune_steps is not None:
-            parse_step(self.finetune_steps, iterations_per_epoch=1)
+            _check_step("prune.finetune_steps", self.finetune_steps)
+            if step_count(self.finetune_steps)[0] < 1:
+                raise ConfigError(f"prune.finetune_steps {self.finetune_steps!r} must be at least 1 iteration")
 
 
 @dataclass(frozen=True)
@@ -207,12 +254,18 @@ class ExperimentConfig:
         if not self.model.name.startswith("custom:") and self.model.name not in info.models:
             raise ConfigError(f"task {self.task!r} does not have model.name {self.model.name!r}; "
                               f"allowed: {', '.join(info.models)}")
+        if not isinstance(self.variants, tuple):
+            raise ConfigError(f"variants {self.variants!r} must be a list of names")
         for variant in self.variants:
             _check_choice("variants", variant, VARIANT_NAMES)
         if not self.variants:
             raise ConfigError(f"variants is empty; choose from {', '.join(VARIANT_NAMES)}")
-        if self.trials < 1:
-            raise ConfigError(f"trials {self.trials} must be >= 1")
+        repeated = [variant for index, variant in enumerate(self.variants) if variant in self.variants[:index]]
+        if repeated:
+            raise ConfigError(f"variants lists {repeated[0]!r} more than once")
+        _check_int("trials", self.trials, 1)
+        _check_int("seed", self.seed, None)
+        check_steps(self)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -243,22 +296,124 @@ def config_from_dict(values: dict[str, Any]) -> ExperimentConfig:
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
-    """Read a config from a .json or .toml file (partial configs fill in defaults)."""
+    """Read a config from a .json or .toml file (partial configs fill in defaults).
+
+    A run directory's config.json (the config under "config", with its hash) is read as the config it holds.
+    """
     path = Path(path)
+    if path.is_dir():
+        hint = " (its config.json holds the run's config)" if (path / "config.json").is_file() else ""
+        raise ConfigError(f"config file {str(path)!r} is a directory; pass a .json or .toml file{hint}")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
+    if path.suffix not in (".json", ".toml"):
+        raise ConfigError(f"config file {str(path)!r} must end in .json or .toml")
     try:
-        if path.suffix == ".toml":
-            values = tomllib.loads(path.read_text())
-        elif path.suffix == ".json":
-            values = json.loads(path.read_text())
-        else:
-            raise ConfigError(f"config file {str(path)!r} must end in .json or .toml")
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
-        raise ConfigError(f"config file {str(path)!r} is not valid: {error}") from None
+        text = path.read_bytes().decode("utf-8")
+        values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text") from None
+    except ValueError as error:  # JSONDecodeError, TOMLDecodeError, and numbers beyond int()'s digit limit
+        raise ConfigError(f"config file {str(path)!r} is not valid {path.suffix[1:].upper()}: {error}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {str(path)!r} is nested too deeply") from None
     if not isinstance(values, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a table/object at the top level")
-    return config_from_dict(values)
+    if set(values) == {"hash", "fingerprint", "config"} and isinstance(values["config"], dict):
+        values = values["config"]  # a run directory's config.json
+    try:
+        return config_from_dict(values)
+    except ConfigError as error:
+        raise ConfigError(f"config file {str(path)!r}: {error}") from None
+
+
+def check_steps(config: ExperimentConfig, iterations_per_epoch: int | None = None) -> None:
+    """Cross-field step checks: the rewind point before the end of training, milestones and warmup within it.
+
+    Steps written in different units (iterations and epochs) are compared only once `iterations_per_epoch` is
+    known (`check_against_data`); in the same unit they are compared here already.
+    """
+    train, prune = config.train, config.prune
+    pairs = [("prune.rewind", prune.rewind, "before the end of training", lambda at, end: at < end),
+             ("train.warmup", train.warmup, "at most the training length", lambda at, end: at <= end)]
+    pairs += [("train.milestones", milestone, "within training", lambda at, end: at <= end)
+              for milestone in train.milestones]
+    for label, text, where, fits in pairs:
+        at, end = _comparable(text, train.steps, iterations_per_epoch)
+        if at is not None and not fits(at, end):
+            raise ConfigError(f"{label} {text!r} must be {where} (train.steps {train.steps!r})")
+    if iterations_per_epoch is not None and parse_step(train.steps, iterations_per_epoch) < 1:
+        raise ConfigError(f"train.steps {train.steps!r} is less than 1 iteration")
+
+
+def check_against_data(config: ExperimentConfig, iterations_per_epoch: int, train_examples: int | None = None,
+                       limit: "PlanLimit | None" = None) -> None:
+    """The checks that need the data: the batch fits in the `train_examples` (when the task has examples), steps
+    in epochs are consistent with the others, and (with `limit`) the plan is not too large. Call after loading the
+    data, before writing the run directory."""
+    batch_size = config.train.batch_size
+    if train_examples is not None and batch_size > train_examples:
+        raise ConfigError(f"train.batch_size {batch_size} is larger than the {train_examples} training examples "
+                          f"of {config.data.name}; use at most {train_examples}")
+    check_steps(config, iterations_per_epoch)
+    if limit is not None:
+        check_plan(config, limit, iterations_per_epoch)
+
+
+@dataclass(frozen=True)
+class PlanLimit:
+    """The largest experiment run without asking (`ticketlab find --allow-large` lifts it)."""
+
+    max_jobs: int = 100_000
+    max_iterations: int = 10**10
+
+
+@dataclass(frozen=True)
+class PlanEstimate:
+    """An experiment's size, computed arithmetically from the config (no model or job graph is built)."""
+
+    jobs: int
+    levels: int  # pruning levels after the dense one (an upper bound when a target percent decides it)
+    iterations: int | None  # optimizer steps of all jobs; None when steps are in epochs and the data size unknown
+
+
+def plan_estimate(config: ExperimentConfig, iterations_per_epoch: int | None = None) -> PlanEstimate:
+    """Jobs (trials x (1 + levels x variants), plus the hidden ticket chain of reinit/random controls) and total
+    iterations; `levels` is at most prune.levels, or the rounds the slowest rate needs to reach the target."""
+    prune = config.prune
+    levels = prune.levels
+    if prune.target_remaining_percent is not None:
+        slowest = min([prune.rate] + [rate for rate in (prune.output_rate,) if rate is not None]
+                      + [rate for _, rate in prune.layer_rates])
+        fraction = prune.target_remaining_percent / 100
+        levels = 0 if fraction >= 1 else min(10_000, math.ceil(math.log(fraction) / math.log1p(-slowest)))
+    variants = config.variants
+    hidden_chain = levels >= 1 and "iterative_reset" not in variants and any(
+        variant in variants for variant in ("iterative_reinit", "random_pruning"))
+    per_trial_jobs = 1 + levels * len(variants) + (levels - 1 if hidden_chain else 0)
+    texts = [config.train.steps, prune.rewind, prune.finetune_steps or config.train.steps]
+    iterations = None
+    if iterations_per_epoch is not None or all(step_count(text)[1] == "it" for text in texts):
+        steps, rewind, finetune = (parse_step(text, iterations_per_epoch) for text in texts)
+        retrain = max(steps - rewind, 0)
+        per_level = sum(finetune if variant == "finetune" else retrain for variant in variants)
+        per_trial = steps + levels * per_level + (levels - 1 if hidden_chain else 0) * retrain
+        iterations = config.trials * per_trial
+    return PlanEstimate(config.trials * per_trial_jobs, levels, iterations)
+
+
+def check_plan(config: ExperimentConfig, limit: PlanLimit = PlanLimit(),
+               iterations_per_epoch: int | None = None) -> PlanEstimate:
+    """The plan estimate; ConfigError with its numbers if it exceeds `limit` (iterations: when known)."""
+    plan = plan_estimate(config, iterations_per_epoch)
+    too_many_jobs = plan.jobs > limit.max_jobs
+    if too_many_jobs or (plan.iterations is not None and plan.iterations > limit.max_iterations):
+        iterations = "" if plan.iterations is None else f" and {plan.iterations:,} training iterations"
+        bound = (f"{limit.max_jobs:,} jobs" if too_many_jobs else f"{limit.max_iterations:,} iterations")
+        raise ConfigError(f"the experiment is {plan.jobs:,} jobs ({config.trials:,} trials x (1 + {plan.levels:,} "
+                          f"levels x {len(config.variants)} variants)){iterations}, more than {bound}; lower "
+                          "trials, levels or train.steps, or pass --allow-large if you mean it")
+    return plan
 
 
 def field_paths() -> list[tuple[str, Any, str]]:
@@ -280,6 +435,69 @@ def _check_choice(label: str, value: Any, allowed: tuple[str, ...], allow_custom
     if value in allowed or (allow_custom and isinstance(value, str) and value.startswith("custom:")):
         return
     raise ConfigError(f"unknown {label} {value!r}; allowed: {', '.join(allowed)}")
+
+
+def _check_number(label: str, value: Any, low: float | None, high: float | None, *, low_open: bool = False,
+                  high_open: bool = False, what: str = "a number") -> None:
+    """A finite int/float within [low, high] (bounds None: unbounded; *_open: that end excluded)."""
+    inside = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if inside and low is not None:
+        inside = value > low if low_open else value >= low
+    if inside and high is not None:
+        inside = value < high if high_open else value <= high
+    if inside:
+        return
+    if low is not None and high is not None:
+        allowed = f"{what} in " if what else "in "
+        allowed += f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    elif low is not None:
+        allowed = f"a finite number {'>' if low_open else '>='} {low:g}"
+    else:
+        allowed = "a finite number"
+    raise ConfigError(f"{label} {value!r} must be {allowed}")
+
+
+def _check_int(label: str, value: Any, low: int | None, high: int | None = None, unset_ok: bool = False) -> None:
+    if value is None and unset_ok:
+        return
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(f"{label} {value!r} must be an integer{' or unset' if unset_ok else ''}")
+    if low is not None and value < low:
+        raise ConfigError(f"{label} {value} must be >= {low}{' or unset' if unset_ok else ''}")
+    if high is not None and value > high:
+        raise ConfigError(f"{label} {value} is too large: at most {high:,}")
+
+
+def _check_bool(label: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{label} {value!r} must be true or false")
+
+
+def _check_step(label: str, text: Any) -> None:
+    if not isinstance(text, str):
+        raise ConfigError(f"{label} {text!r} must be a step such as '500it' or '40ep'")
+    try:
+        step_count(text)
+    except ConfigError as error:
+        raise ConfigError(f"{label}: {error}") from None
+
+
+def _comparable(text: str, end_text: str, iterations_per_epoch: int | None) -> tuple[int | None, int | None]:
+    """Two step strings as numbers of one unit (iterations once the epoch length is known); (None, None) if not."""
+    if iterations_per_epoch is not None:
+        return parse_step(text, iterations_per_epoch), parse_step(end_text, iterations_per_epoch)
+    (count, unit), (end_count, end_unit) = step_count(text), step_count(end_text)
+    if unit == end_unit or count == 0:  # 0 is 0 in either unit
+        return count, end_count
+    return None, None
+
+
+def _conv_depth_ok(family: str, depth: int) -> bool:
+    if family == "conv":
+        return depth % 2 == 0
+    if family == "vgg":
+        return depth in VGG_DEPTHS
+    return depth >= 8 and (depth - 2) % 6 == 0
 
 
 def _slug(text: str) -> str:
@@ -317,6 +535,13 @@ def _set_dotted(values: dict[str, Any], dotted: str, value: Any) -> None:
             raise ConfigError(f"unknown config key {dotted!r}")
         target = target[part]
     target[parts[-1]] = value
+
+
+def _pair(text: str, label: str) -> list[str]:
+    name, equals, value = text.rpartition("=")
+    if not equals or not name.strip() or not value.strip():
+        raise ConfigError(f"{label} item {text!r} must be NAME=VALUE, e.g. layers.0.weight=0.3")
+    return [name.strip(), value.strip()]
 
 
 def _type_text(annotation: Any) -> str:
@@ -361,7 +586,9 @@ def _coerce(raw: Any, hint: Any, label: str) -> Any:
                 except json.JSONDecodeError:
                     raise ConfigError(f"{label} value {raw!r} is not a list") from None
             else:
-                raw = [item for item in text.split(",") if item.strip()]
+                raw = [item.strip() for item in text.split(",") if item.strip()]
+                if len(args) == 2 and typing.get_origin(args[0]) is tuple:  # pairs: name=value,name2=value2
+                    raw = [_pair(item, label) for item in raw]
         if not isinstance(raw, (list, tuple)):
             raise ConfigError(f"{label} value {raw!r} must be a list")
         if len(args) == 2 and args[1] is Ellipsis:

@@ -8,6 +8,7 @@ torch-free).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -26,19 +27,32 @@ if TYPE_CHECKING:
 TENSORS_SHA256 = "tensors_sha256"  # safetensors metadata key: sha256 of the tensor index and bytes
 
 
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write a file so that readers see the old content or the new, never a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+@contextlib.contextmanager
+def _naming(path: Path):
+    """Give an OSError raised while writing `path` (a full disk says nothing of where) the path's name."""
     try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+        yield
+    except OSError as error:
+        if error.filename is not None or error.errno is None:
+            raise
+        raise type(error)(error.errno, error.strerror, str(path)) from error
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write a file so that readers see the old content or the new, never a partial file. An OSError without a
+    file name (a full disk) is raised naming `path`."""
+    with _naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp_name, path)
+        except BaseException:
+            Path(temp_name).unlink(missing_ok=True)
+            raise
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -86,7 +100,12 @@ def load_tensors_and_metadata(
     payload = Path(path).read_bytes()
     metadata = check_tensors_payload(payload, path)
     try:
-        tensors = load(payload)
+        loaded = load(payload)
+        # in file order, as safetensors' load_file returns them (load's own order varies from call to call)
+        _, index, _ = _safetensors_parts(payload, path)
+        tensors = {name: loaded[name] for name in sorted(loaded, key=lambda name: index[name]["data_offsets"])}
+    except IntegrityError:
+        raise
     except Exception as error:  # the format's own checks (offsets, sizes) failed
         raise IntegrityError(f"{path}: not a readable safetensors file ({error})") from None
     if str(device) != "cpu":
@@ -145,7 +164,7 @@ def set_aside(path: Path, reason: str | None = None) -> Path:
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a") as handle:
+    with _naming(path), open(path, "a") as handle:
         handle.write(json.dumps(record, sort_keys=True) + "\n")
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from ticketlab.errors import ConfigError
 
 COMMANDS = ("stability", "masks")
+MAX_POINTS = 10_000
 
 
 def add_analysis_commands(subparsers) -> None:
@@ -66,6 +67,8 @@ def run_analysis_command(args: argparse.Namespace) -> int | None:
 
 
 def _stability(args: argparse.Namespace) -> int:
+    if not 2 <= args.points <= MAX_POINTS:
+        raise ConfigError(f"--points {args.points} must be between 2 and {MAX_POINTS:,}")
     settings_values = {
         "rewind_steps": _items(args.rewind, "--rewind"),
         "levels": _integers(args.levels, "--levels"),
@@ -78,7 +81,7 @@ def _stability(args: argparse.Namespace) -> int:
         "all_parameters": args.all_parameters,
         "restore_optimizer": not args.fresh_optimizer,
     }
-    _check_run_dir(args.run_dir)
+    _check_run_dir(args.run_dir, needs_config=True)
     from ticketlab.analysis.stability import StabilitySettings, stability_analysis
 
     result = stability_analysis(
@@ -119,9 +122,17 @@ def _masks(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_run_dir(run_dir: str) -> None:
-    if not Path(run_dir).is_dir():
-        raise ConfigError(f"run directory {run_dir!r} does not exist")
+def _check_run_dir(run_dir: str, needs_config: bool = False) -> None:
+    """The run directory exists; with `needs_config`, its config.json is a readable, valid config."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise ConfigError(f"run directory {run_dir!r} {'is not a directory' if path.exists() else 'does not exist'}")
+    if needs_config:
+        from ticketlab.config import load_config
+
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"{run_dir!r} is not a run directory of `ticketlab find` (no config.json)")
+        load_config(path / "config.json")
 
 
 def _items(text: str | None, flag: str) -> tuple[str, ...] | None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ticketlab.errors import DataError
+from ticketlab.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,8 @@ def make_splits(
 ) -> DataSplits:
     """Hold the last `validation_size` training examples out for validation (fixed, not shuffled).
 
-    Use your own tensors with this to run an experiment on any data (labels 0..C-1). Inputs become float32
+    Use your own tensors with this to run an experiment on any data (labels 0..C-1). A `validation_size` or
+    `train_size` larger than the data is a ConfigError naming the value and the size. Inputs become float32
     after the splits are cut (divided by `divide_by` when given, e.g. 255 for uint8 pixels), so only the rows
     kept are ever converted, and a `train_size` subset is copied out so the full array can be freed.
     """
@@ -55,8 +56,12 @@ def make_splits(
         raise DataError(f"inputs and labels differ in length: train {len(x_train)}/{len(y_train)}, "
                         f"test {len(x_test)}/{len(y_test)}")
     if not 0 < validation_size < len(x_train):
-        raise DataError(f"data.validation_size {validation_size} must be between 1 and the "
-                        f"{len(x_train) - 1} training examples available")
+        raise ConfigError(f"data.validation_size {validation_size} must be between 1 and {len(x_train) - 1}: the "
+                          f"dataset has {len(x_train)} training examples and at least one must remain for training")
+    available = len(x_train) - validation_size
+    if train_size is not None and not 0 < train_size <= available:
+        raise ConfigError(f"data.train_size {train_size} is larger than the {available} training examples left "
+                          f"after data.validation_size {validation_size} (of {len(x_train)}); use at most {available}")
 
     def as_float(rows, copy: bool = False) -> torch.Tensor:
         """float32 rows, a fresh tensor when `copy` or when dividing (never the caller's storage divided)."""

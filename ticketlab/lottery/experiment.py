@@ -9,6 +9,7 @@ import io
 import multiprocessing
 import os
 import queue
+import shutil
 import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -18,10 +19,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ticketlab.config import ExperimentConfig
+from ticketlab.config import ExperimentConfig, PlanLimit, check_against_data
 from ticketlab.data import DataSplits
-from ticketlab.errors import ConfigError
-from ticketlab.lottery.integrity import repair_run, run_lock
+from ticketlab.errors import ConfigError, IntegrityError
+from ticketlab.lottery.integrity import LOCK_FILE, repair_run, run_lock
 from ticketlab.lottery.planner import job_priority, notify_unstacked, run_graph, settle_run_settings, stacks_jobs
 from ticketlab.lottery.jobs import (
     DENSE,
@@ -88,6 +89,7 @@ def find_tickets(
     progress: bool = True,
     report: bool = True,
     checkpoint_interval_s: float = 30.0,
+    plan_limit: PlanLimit | None = None,
 ) -> ExperimentResult:
     """Run (or resume) a lottery-ticket experiment and write results.csv and the report.
 
@@ -96,7 +98,10 @@ def find_tickets(
     together train as one stacked population (`population`: None sizes it from the memory budget, 1 trains one
     job at a time, the reference path). Models that cannot be stacked use `workers` > 1 single-threaded
     processes for independent jobs (built-in model and data only). Re-running a finished experiment trains
-    nothing; damaged files are recomputed (`ticketlab.lottery.integrity`).
+    nothing; damaged files are recomputed (`ticketlab.lottery.integrity`). Settings the data cannot satisfy (a
+    batch larger than the training set, steps in epochs past the end) and, with `plan_limit`, too large an
+    experiment are refused (ConfigError) before anything but the lock is written; a run directory made only for
+    that lock is removed again.
 
     One process at a time trains a run directory (RunLockedError for a second one), always with the population
     size and device type of its first run (ConfigError for another).
@@ -111,16 +116,24 @@ def find_tickets(
         fingerprint += _data_fingerprint(data)
     run_dir = run_directory(config, root, fingerprint)
     torch_device = resolve_device(device)
-    with run_lock(run_dir):
-        return _run_experiment(config, fingerprint, run_dir, torch_device, model, data, workers, population, progress,
-                               report, checkpoint_interval_s)
+    created = not run_dir.exists()
+    try:
+        with run_lock(run_dir):
+            return _run_experiment(config, fingerprint, run_dir, torch_device, model, data, workers, population,
+                                   progress, report, checkpoint_interval_s, plan_limit)
+    except ConfigError:
+        if created and {path.name for path in run_dir.iterdir()} <= {LOCK_FILE}:  # refused before writing
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, workers, population, progress, report,
-                    checkpoint_interval_s) -> ExperimentResult:
+                    checkpoint_interval_s, plan_limit) -> ExperimentResult:
     """The body of `find_tickets`, run while it holds the run directory's lock."""
     task = load_task(config.task)
     splits = (data if data is not None else task.load_data(config.data)).to(torch_device)
+    train_examples = len(splits.x_train) if isinstance(splits, DataSplits) else None
+    check_against_data(config, task.steps_per_epoch(splits, config.train), train_examples, plan_limit)
     _write_config(run_dir, config, fingerprint)
     ctx = ExperimentContext(
         config=config,
@@ -228,7 +241,13 @@ def _write_config(run_dir: Path, config: ExperimentConfig, fingerprint: str) -> 
     path = run_dir / "config.json"
     record = {"hash": config.hash(), "fingerprint": fingerprint, "config": config.to_dict()}
     if path.exists():
-        existing = read_json(path)
+        try:
+            existing = read_json(path)
+            if not isinstance(existing, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as error:  # not UTF-8 or not JSON: a one-line user error, not a traceback
+            raise IntegrityError(f"{path} is damaged ({error}); the directory's name says which config it holds: "
+                                 "delete the file and run the same command again to have it rewritten") from None
         if existing.get("hash") != config.hash():
             raise ConfigError(f"run directory {run_dir} holds a different config (hash {existing.get('hash')})")
     write_json(path, record)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from torch import nn
 
-from ticketlab.config import ExperimentConfig, parse_step
+from ticketlab.config import ExperimentConfig, check_against_data, parse_step
 from ticketlab.data import DataSplits
 from ticketlab.errors import ConfigError
 from ticketlab.lottery.experiment import (
@@ -86,6 +86,7 @@ def rewind_sweep(
     runs = []  # (rewind text, config as given, run directory, rewind step)
     for text in rewinds:
         run_config = effective.replace(**{"prune.rewind": text})
+        check_against_data(run_config, per_epoch, _examples(splits), find_kwargs.get("plan_limit"))
         runs.append((text, config.replace(**{"prune.rewind": text}), run_directory(run_config, root, fingerprint),
                      parse_step(text, per_epoch)))
 
@@ -129,6 +130,10 @@ def rewind_sweep(
     figure_files = draw_sweep_figure(summary, sweep_dir / "rewind_sweep", title=_title(config, rewinds),
                                      metric=metric)
     return SweepResult(sweep_dir, experiments, summary_csv, figure_files)
+
+
+def _examples(splits) -> int | None:
+    return len(splits.x_train) if isinstance(splits, DataSplits) else None
 
 
 def _share_dense_job(host_ctx: ExperimentContext, trial: int, siblings: list[tuple[Path, int]]) -> None:

@@ -10,6 +10,7 @@ import csv
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -109,34 +110,53 @@ def ordered_variants(summary: Iterable[Mapping[str, Any]]) -> list[str]:
     return sorted({str(entry["variant"]) for entry in summary}, key=variant_sort_key)
 
 
-def _parse_int(text: str, column: str, where: str) -> int:
+class ResultsWarning(UserWarning):
+    """A results.csv cell was read as missing (NaN or infinite metric)."""
+
+
+def _parse_int(text: str, column: str, where: str, missing_ok: bool = False) -> int | float:
     try:
         value = float(text)
     except ValueError:
         raise TicketlabError(f"{where}: column {column!r} is not a number: {text!r}") from None
+    if missing_ok and not math.isfinite(value):
+        return _missing(text, column, where)
     if not math.isfinite(value) or value != int(value):
         raise TicketlabError(f"{where}: column {column!r} is not an integer: {text!r}")
     return int(value)
 
 
-def _parse_float(text: str, column: str, where: str) -> float:
+def _parse_float(text: str, column: str, where: str, missing_ok: bool = True) -> float:
     if text == "":
         return math.nan
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise TicketlabError(f"{where}: column {column!r} is not a number: {text!r}") from None
+    if not math.isfinite(value):
+        if not missing_ok:
+            raise TicketlabError(f"{where}: column {column!r} must be a finite number, not {text!r}")
+        return _missing(text, column, where)
+    return value
+
+
+def _missing(text: str, column: str, where: str) -> float:
+    warnings.warn(ResultsWarning(f"{where}: column {column!r} is {text!r}; treated as missing"), stacklevel=2)
+    return math.nan
 
 
 def read_results(csv_path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read ``results.csv`` into typed rows.
 
     Each row has ``variant`` (str), ``trial``/``level``/iteration columns (int) and
-    float accuracy/loss/percent columns (an empty cell becomes NaN). Extra columns
-    are ignored. Returns ``[]`` for a file without data rows.
+    float accuracy/loss/percent columns (an empty cell becomes NaN). A metric cell
+    holding NaN or an infinity (a diverged run) is read as missing (NaN) with a
+    :class:`ResultsWarning`; summaries skip it. Extra columns are ignored. Returns
+    ``[]`` for a file without data rows.
 
     Raises:
-        TicketlabError: the file is missing, lacks a required column or has a bad value.
+        TicketlabError: the file is missing, is not CSV text, lacks a required column,
+            or has a bad value (including a non-finite trial, level or weights percent).
     """
     path = Path(csv_path)
     try:
@@ -145,37 +165,48 @@ def read_results(csv_path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         raise TicketlabError(f"results file not found: {path}") from None
     except OSError as exc:
         raise TicketlabError(f"cannot read results file {path}: {exc.strerror}") from None
+    try:
+        with handle:
+            return _read_rows(path, handle)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
+        raise TicketlabError(f"{path} is not a results CSV ({reason}); rerun `ticketlab find` to rewrite it") \
+            from None
+
+
+def _read_rows(path: Path, handle) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    with handle:
-        reader = csv.reader(handle, skipinitialspace=True)
-        header: list[str] | None = None
-        for line in reader:
-            if not line or all(cell.strip() == "" for cell in line):
-                continue
-            if header is None:
-                header = [cell.strip() for cell in line]
-                missing = [col for col in REQUIRED_COLUMNS if col not in header]
-                if missing:
-                    raise TicketlabError(f"{path}: missing column(s) {', '.join(missing)}")
-                index = {col: header.index(col) for col in REQUIRED_COLUMNS + GENERIC_COLUMNS if col in header}
-                continue
-            where = f"{path}:{reader.line_num}"
-            if len(line) < len(header):
-                raise TicketlabError(f"{where}: expected {len(header)} fields, got {len(line)}")
-            cells = {col: line[i].strip() for col, i in index.items()}
-            variant = cells["variant"]
-            if not variant:
-                raise TicketlabError(f"{where}: empty variant")
-            row: dict[str, Any] = {"variant": variant}
-            for col in ("trial", "level") + INT_COLUMNS:
-                row[col] = _parse_int(cells[col], col, where)
-            if "metric" not in cells:  # written before tasks existed: the metric is accuracy
-                cells |= {"metric": "accuracy", "early_stop_test_metric": cells["early_stop_test_accuracy"],
-                          "final_test_metric": cells["final_test_accuracy"]}
-            row["metric"] = cells["metric"] or "accuracy"
-            for col in FLOAT_COLUMNS:
-                row[col] = _parse_float(cells.get(col, ""), col, where)
-            rows.append(row)
+    reader = csv.reader(handle, skipinitialspace=True)
+    header: list[str] | None = None
+    for line in reader:
+        if not line or all(cell.strip() == "" for cell in line):
+            continue
+        if header is None:
+            header = [cell.strip() for cell in line]
+            missing = [col for col in REQUIRED_COLUMNS if col not in header]
+            if missing:
+                raise TicketlabError(f"{path}: missing column(s) {', '.join(missing)}")
+            index = {col: header.index(col) for col in REQUIRED_COLUMNS + GENERIC_COLUMNS if col in header}
+            continue
+        where = f"{path}:{reader.line_num}"
+        if len(line) < len(header):
+            raise TicketlabError(f"{where}: expected {len(header)} fields, got {len(line)}")
+        cells = {col: line[i].strip() for col, i in index.items()}
+        variant = cells["variant"]
+        if not variant:
+            raise TicketlabError(f"{where}: empty variant")
+        if not variant.isprintable():
+            raise TicketlabError(f"{where}: variant {variant!r} is not a name")
+        row: dict[str, Any] = {"variant": variant}
+        for col in ("trial", "level") + INT_COLUMNS:
+            row[col] = _parse_int(cells[col], col, where, missing_ok=col in INT_COLUMNS)
+        if "metric" not in cells:  # written before tasks existed: the metric is accuracy
+            cells |= {"metric": "accuracy", "early_stop_test_metric": cells["early_stop_test_accuracy"],
+                      "final_test_metric": cells["final_test_accuracy"]}
+        row["metric"] = cells["metric"] or "accuracy"
+        for col in FLOAT_COLUMNS:
+            row[col] = _parse_float(cells.get(col, ""), col, where, missing_ok=col != "weights_remaining_percent")
+        rows.append(row)
     return rows
 
 
@@ -289,10 +320,16 @@ def with_dense_level(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same directory + ``os.replace``."""
+    """Write ``data`` to ``path`` via a temporary file in the same directory + ``os.replace``.
+
+    An OSError without a file name (a full disk) is raised again naming ``path``.
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        _raise_named(exc, target)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -300,10 +337,18 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
             os.fsync(handle.fileno())
         os.chmod(tmp_name, 0o644)
         os.replace(tmp_name, target)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp_name)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):
+            _raise_named(exc, target)
         raise
     return target
+
+
+def _raise_named(exc: OSError, path: Path) -> None:
+    if exc.filename is not None or exc.errno is None:
+        raise exc
+    raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
