@@ -98,3 +98,26 @@ def test_learning_rate_schedules():
     assert learning_rate_at(50, cosine, 100, 10) == pytest.approx(0.1)
     assert learning_rate_at(100, cosine, 100, 10) == pytest.approx(0.0, abs=1e-12)
     assert math.isclose(learning_rate_at(3, TrainConfig(lr=0.5), 10, 1), 0.5)
+
+
+def test_gradient_clipping_bounds_the_update_and_keeps_masks_exact(tiny_data):
+    """train.clip_grad_norm: one SGD step (lr 1, no momentum) moves the weights by exactly the clipped gradient,
+    whose global norm is the bound; pruned weights stay zero."""
+    import dataclasses
+
+    from ticketlab.config import TrainConfig
+    from ticketlab.models import build_model, initialize
+    from ticketlab.pruning import prunable_weights
+    from ticketlab.training.loop import train_model
+
+    model = initialize(build_model("mlp", (24,), 10, hidden=(16,)), "glorot_normal", 0)
+    masks = {name: (torch.rand(w.shape, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+             for name, w in prunable_weights(model).items()}
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    config = dataclasses.replace(TrainConfig(optimizer="sgd", lr=1.0, batch_size=50, steps="1it", eval_every="1it"),
+                                 clip_grad_norm=0.01)
+    train_model(model, tiny_data, config, masks=masks, data_seed=0)
+    moved = torch.cat([(before[name] * masks.get(name, 1) - value).flatten()
+                       for name, value in model.state_dict().items()])
+    assert abs(moved.norm().item() - 0.01) < 1e-6
+    assert all(torch.all(model.state_dict()[name][mask == 0] == 0) for name, mask in masks.items())

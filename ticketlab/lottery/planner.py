@@ -106,7 +106,8 @@ def choose_population_size(ctx: ExperimentContext, budget_bytes: int | None = No
 def stacks_jobs(ctx: ExperimentContext, model: nn.Module, population: int | None) -> bool:
     """Whether `run_graph` trains this model's jobs as populations: the task decides (classification: never with
     `population` 1, only for models that can be stacked, with the automatic size only where stacking pays off)."""
-    return ctx.task.stackable(model, ctx.device, population)
+    # populations step every member together and do not clip per member: clipped runs train one job at a time
+    return ctx.config.train.clip_grad_norm is None and ctx.task.stackable(model, ctx.device, population)
 
 
 def notify_unstacked(ctx: ExperimentContext, model: nn.Module, population: int | None) -> None:
@@ -114,7 +115,10 @@ def notify_unstacked(ctx: ExperimentContext, model: nn.Module, population: int |
     if population == 1:
         return
     name = type(model).__name__
-    if ctx.task.stackable(model, ctx.device, 2):  # it could stack, but not by default on this device
+    if ctx.config.train.clip_grad_norm is not None and ctx.task.stackable(model, ctx.device, population):
+        print("ticketlab: train.clip_grad_norm clips each job's gradients: training its jobs one at a time",
+              file=sys.stderr)
+    elif ctx.task.stackable(model, ctx.device, 2):  # it could stack, but not by default on this device
         print(f"ticketlab: {name} trains one job at a time on {ctx.device.type} (stacked "
               "convolutions are slower there); --population N stacks N jobs", file=sys.stderr)
     elif ctx.task.name == "classification":

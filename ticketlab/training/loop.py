@@ -128,6 +128,24 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
             parameters[name].mul_(mask.to(parameters[name].device))
 
 
+@torch.no_grad()
+def masked_optimizer_step(
+    optimizer: torch.optim.Optimizer,
+    masked_pairs: list[tuple[torch.Tensor, torch.Tensor]],
+    parameters: list[torch.Tensor],
+    clip_grad_norm: float | None = None,
+) -> None:
+    """One exact-mask update: zero the pruned gradients, clip the global gradient norm of `parameters` to
+    `clip_grad_norm` (if set), step, and zero the pruned weights again (so no optimizer state moves them)."""
+    for parameter, mask in masked_pairs:
+        parameter.grad.mul_(mask)
+    if clip_grad_norm is not None:
+        nn.utils.clip_grad_norm_(parameters, clip_grad_norm, foreach=True)
+    optimizer.step()
+    for parameter, mask in masked_pairs:
+        parameter.mul_(mask)
+
+
 def train_model(
     model: nn.Module,
     data: DataSplits,
@@ -163,7 +181,8 @@ def train_model(
     apply_masks(model, masks)
     parameters = dict(model.named_parameters())
     masked_pairs = [(parameters[name], mask.to(device)) for name, mask in masks.items()]
-    optimizer = build_optimizer(list(model.parameters()), config)
+    all_parameters = list(model.parameters())
+    optimizer = build_optimizer(all_parameters, config)
     if optimizer_state:
         load_optimizer_tensors(optimizer, optimizer_state)
 
@@ -193,12 +212,7 @@ def train_model(
         loss = F.cross_entropy(model(inputs), data.y_train[indices])
         optimizer.zero_grad(set_to_none=False)
         loss.backward()
-        with torch.no_grad():
-            for parameter, mask in masked_pairs:
-                parameter.grad.mul_(mask)
-            optimizer.step()
-            for parameter, mask in masked_pairs:
-                parameter.mul_(mask)
+        masked_optimizer_step(optimizer, masked_pairs, all_parameters, config.clip_grad_norm)
         running_loss += loss.detach()
         step += 1
         steps_since_eval += 1

@@ -32,6 +32,7 @@ from ticketlab.training.loop import (
     METRICS_FILE,
     TrainingInterrupted,
     apply_masks,
+    masked_optimizer_step,
     reset_metrics,
 )
 from ticketlab.training.optim import build_optimizer, learning_rate_at, load_optimizer_tensors, optimizer_tensors
@@ -132,14 +133,7 @@ def train_language_model(
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
         optimizer.zero_grad(set_to_none=False)
         loss.backward()
-        with torch.no_grad():
-            for parameter, mask in masked_pairs:
-                parameter.grad.mul_(mask)
-            if config.clip_grad_norm is not None:
-                nn.utils.clip_grad_norm_(all_parameters, config.clip_grad_norm, foreach=True)
-            optimizer.step()
-            for parameter, mask in masked_pairs:
-                parameter.mul_(mask)
+        masked_optimizer_step(optimizer, masked_pairs, all_parameters, config.clip_grad_norm)
         running_loss += loss.detach()
         step += 1
         steps_since_eval += 1
