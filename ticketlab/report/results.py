@@ -243,6 +243,9 @@ def summarize_results(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
     """
     groups: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
     for row in rows:
+        if "early_stop_test_metric" not in row:  # a row of the accuracy-only layout: its metric is accuracy
+            row = {**row, "metric": "accuracy", "early_stop_test_metric": row["early_stop_test_accuracy"],
+                   "final_test_metric": row["final_test_accuracy"]}
         groups.setdefault((str(row["variant"]), int(row["level"])), []).append(row)
     summary: list[dict[str, Any]] = []
     for (variant, level), members in sorted(
