@@ -16,6 +16,16 @@ def one_thread():
 @pytest.fixture
 def tiny_data():
     """A small, learnable 10-class problem: class templates plus noise (seeded)."""
+    return _tiny_splits()
+
+
+@pytest.fixture(scope="module")
+def tiny_data_for_module():
+    """The `tiny_data` problem, for module-scoped fixtures (one finished run shared by a module's tests)."""
+    return _tiny_splits()
+
+
+def _tiny_splits():
     generator = torch.Generator().manual_seed(0)
     templates = torch.randn(10, 24, generator=generator)
     labels = torch.randint(0, 10, (700,), generator=generator)

@@ -17,7 +17,6 @@ import torch
 
 from ticketlab.cli import main
 from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
-from ticketlab.data.splits import make_splits
 from ticketlab.errors import ConfigError, IntegrityError, TicketlabError
 from ticketlab.lottery import find_tickets
 from ticketlab.lottery.experiment import model_factory
@@ -46,23 +45,14 @@ def _find(root, data, population=1):
     return find_tickets(_config(), root=root, data=data, progress=False, report=False, population=population)
 
 
-def _tiny_data():
-    """The `tiny_data` fixture's problem (conftest), built once for the module's clean run."""
-    generator = torch.Generator().manual_seed(0)
-    templates = torch.randn(10, 24, generator=generator)
-    labels = torch.randint(0, 10, (700,), generator=generator)
-    inputs = templates[labels] + 0.8 * torch.randn(700, 24, generator=generator)
-    return make_splits(inputs[:600], labels[:600], inputs[600:], labels[600:], validation_size=100, num_classes=10)
-
-
 @pytest.fixture(scope="module")
-def clean(tmp_path_factory):
+def clean(tmp_path_factory, tiny_data_for_module):
     """A finished clean run (population 1, the exact reference path): (result, data, results.csv text).
 
     The module's tests train on one thread: jobs this small only lose time to thread hand-offs."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    data = _tiny_data()
+    data = tiny_data_for_module
     result = _find(tmp_path_factory.mktemp("clean"), data)
     yield result, data, (result.run_dir / "results.csv").read_text()
     torch.set_num_threads(threads)
