@@ -26,6 +26,7 @@ from ticketlab.config_cli import (
 )
 from ticketlab.errors import ConfigError, TicketlabError, os_error_message
 from ticketlab.lottery.sweep_cli import add_sweep_command, run_sweep_command
+from ticketlab.lottery.transfer_cli import add_transfer_commands, run_transfer_command, run_transfer_matrix_command
 from ticketlab.lottery.verify_cli import add_verify_command, run_verify_command
 from ticketlab.presets import PRESET_HELP
 
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("presets", help="list the named presets")
     add_sweep_command(commands)
+    add_transfer_commands(commands)
     add_verify_command(commands)
     add_analysis_commands(commands)
     return parser
@@ -223,6 +225,8 @@ COMMANDS = {
     "stability": run_analysis_command,
     "masks": run_analysis_command,
     "verify": run_verify_command,
+    "transfer": run_transfer_command,
+    "transfer-matrix": run_transfer_matrix_command,
 }
 
 

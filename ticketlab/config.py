@@ -80,6 +80,32 @@ def step_count(text: str) -> tuple[int, str]:
     return int(match.group(1)), match.group(2) or "it"
 
 
+_CLASS_ITEM = re.compile(r"^\s*(\d{1,6})\s*(?:-\s*(\d{1,6})\s*)?$", re.ASCII)
+
+
+def parse_classes(text: str) -> tuple[int, ...]:
+    """Class indices from text such as '0-4', '5-9' or '0,2,7-9' (ranges inclusive), in the order written;
+    ConfigError for anything else, a repeated class or fewer than 2 classes."""
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError(f"data.classes {text!r} must list class indices, e.g. 0-4 or 0,2,7-9")
+    classes: list[int] = []
+    for item in text.split(","):
+        match = _CLASS_ITEM.match(item)
+        if not match:
+            raise ConfigError(f"data.classes item {item.strip()!r} must be a class index or a range such as 0-4")
+        low = int(match.group(1))
+        high = int(match.group(2)) if match.group(2) is not None else low
+        if high < low:
+            raise ConfigError(f"data.classes range {item.strip()!r} runs backwards; write {high}-{low}")
+        classes.extend(range(low, high + 1))
+    repeated = sorted({index for index in classes if classes.count(index) > 1})
+    if repeated:
+        raise ConfigError(f"data.classes {text!r} lists class {repeated[0]} more than once")
+    if len(classes) < 2:
+        raise ConfigError(f"data.classes {text!r} keeps {len(classes)} class; a classifier needs at least 2")
+    return tuple(classes)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Which network to build. Input and output sizes come from the dataset."""
@@ -125,9 +151,19 @@ class DataConfig:
     download: bool = _unhashed(True)
     augment: bool = False  # image data: 4-pixel zero pad + random crop + horizontal flip of each training batch
     sequence_length: int = 35  # language data: tokens per truncated-BPTT segment
+    # image classification: keep only these classes, relabelled 0..k-1 in the order given ('0-4', '5-9', '0,2,7');
+    # data.validation_size and data.train_size count examples before the filter (None: every class)
+    classes: str | None = None
+    image_size: int | None = None  # image data: resize to image_size x image_size (bilinear; None: as stored)
+    channels: int | None = None  # image data: 1 (grayscale: channel mean) or 3 (grayscale repeated); None: as stored
 
     def validate(self) -> None:
         _check_choice("data.name", self.name, _names("datasets"), allow_custom=True)
+        if self.classes is not None:
+            parse_classes(self.classes)
+        _check_int("data.image_size", self.image_size, 1, 1024, unset_ok=True)
+        if self.channels is not None and self.channels not in (1, 3):
+            raise ConfigError(f"data.channels {self.channels!r} must be 1 or 3, or unset")
         _check_int("data.validation_size", self.validation_size, 1)
         _check_int("data.train_size", self.train_size, 1, unset_ok=True)
         _check_int("data.sequence_length", self.sequence_length, 1)
@@ -280,7 +316,8 @@ class ExperimentConfig:
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def run_name(self) -> str:
-        return f"{_slug(self.data.name)}_{_slug(self.model.name)}_{self.hash()}"
+        data = self.data.name + (f" c{self.data.classes}" if self.data.classes is not None else "")
+        return f"{_slug(data)}_{_slug(self.model.name)}_{self.hash()}"
 
     def replace(self, **changes: Any) -> "ExperimentConfig":
         """A copy with dotted-path changes applied, e.g. replace(**{'train.lr': 0.01, 'trials': 3})."""

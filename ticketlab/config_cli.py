@@ -32,10 +32,11 @@ MAX_WORKERS = 256
 MAX_POPULATION = 100_000
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, *, rewind: bool = True) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, *, rewind: bool = True, levels: bool = True) -> None:
     """--preset/--config/--task, the shortcuts (--trials, --steps, ...) and --SECTION.FIELD for every field.
 
-    Help texts show the default preset's values, which is what a bare command runs."""
+    Help texts show the default preset's values, which is what a bare command runs. `levels` False leaves out
+    the --levels shortcut (a command that gives --levels another meaning; --prune.levels remains)."""
     shown = _flat_values(preset(DEFAULT_PRESET))
     parser.add_argument("--preset", help=f"starting config (default: {DEFAULT_PRESET}; see `ticketlab presets`)")
     parser.add_argument("--config", help="a .json or .toml config file, or a run directory's config.json "
@@ -47,8 +48,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, rewind: bool = True
     parser.add_argument("--seed", help="base seed every random choice derives from")
     parser.add_argument("--variants", help="comma-separated subset of: iterative_reset, iterative_reinit, "
                         "oneshot_reset, oneshot_reinit, random_pruning, finetune (default: all)")
-    parser.add_argument("--levels", help=f"pruning rounds after the dense network (prune.levels; {DEFAULT_PRESET} "
-                        f"preset: {shown['prune.levels']}); not with --target-remaining")
+    if levels:
+        parser.add_argument("--levels", help=f"pruning rounds after the dense network (prune.levels; "
+                            f"{DEFAULT_PRESET} preset: {shown['prune.levels']}); not with --target-remaining")
     parser.add_argument("--target-remaining", metavar="PERCENT",
                         help="prune until at most this percent of weights remains, in (0, 100]; decides the number "
                         "of levels, so not with --levels")

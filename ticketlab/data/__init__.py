@@ -12,10 +12,28 @@ from ticketlab.errors import ConfigError
 def load_dataset(config: DataConfig) -> DataSplits:
     """Load (generate, find or download) the dataset named in `config` and split off validation data.
 
+    Then keep only `config.classes` (relabelled 0..k-1, see `ticketlab.data.subsets`) and resize / re-channel
+    images to `config.image_size` / `config.channels`.
+
     MNIST and Fashion-MNIST pixels are scaled to [0, 1] as in the lottery-ticket paper's code; CIFAR-10/100 and
     SVHN ([N, 3, 32, 32]) are normalized per channel with the mean and std of the training split (validation
     held out). Augmentation (`config.augment`) is applied per batch by the training loop, not here.
     """
+    splits = _load_whole(config)
+    if config.classes is not None:
+        from ticketlab.config import parse_classes
+        from ticketlab.data.subsets import select_classes
+
+        splits = select_classes(splits, parse_classes(config.classes), config.name)
+    if config.image_size is not None or config.channels is not None:
+        from ticketlab.data.subsets import reshape_images
+
+        splits = reshape_images(splits, config.image_size, config.channels)
+    return splits
+
+
+def _load_whole(config: DataConfig) -> DataSplits:
+    """Every class of the dataset, as stored (see `load_dataset`)."""
     if config.name == "mnist1d":
         from ticketlab.data.mnist1d import generate_mnist1d
 
