@@ -227,3 +227,17 @@ def test_matrix_picks_the_level_nearest_the_percent():
     cell = transfer_matrix(rows, 10)["cells"][("a", "b")]
     assert cell["level"] == 3 and cell["value"] == pytest.approx(0.705) and cell["trials"] == 2
     assert transfer_matrix(rows, 14)["cells"][("a", "b")]["level"] == 2  # log scale: 14 is nearer 20 than 8
+
+
+def test_executable_refuses_a_missing_source_in_one_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    installed = Path(sys.executable).parent / "ticketlab"
+    command = [str(installed)] if installed.exists() else [sys.executable, "-m", "ticketlab.cli"]
+    done = subprocess.run([*command, "transfer", str(tmp_path / "nope"), "--data.classes", "5-9"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip() == f"ticketlab: error: source run {str(tmp_path / 'nope')!r} is not a run directory " \
+                                  "(no config.json)"

@@ -24,7 +24,7 @@ def add_transfer_commands(subparsers) -> None:
         "trains nothing new.",
     )
     transfer.add_argument("sources", nargs="+", metavar="SOURCE_RUN", help="finished run directories (ticketlab find)")
-    transfer.add_argument("--levels", dest="transfer_levels", default="all",
+    transfer.add_argument("--levels", dest="transfer_levels", default="all", metavar="LEVELS",
                           help="comma-separated source levels to transfer, e.g. 0,2,4,6 (default: all finished)")
     transfer.add_argument("--output-layer", default="dense", choices=("dense", "masked"),
                           help="the new output layer: dense (default: its source mask names the source's classes) "
