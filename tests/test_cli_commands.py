@@ -7,6 +7,7 @@ import errno
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -154,6 +155,16 @@ def test_a_full_disk_names_the_file(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(store.os, "fsync", no_space)
     code, _, err = run(["find", *TINY, "--root", str(tmp_path)], capsys)
     assert_one_line_error(code, err, "no space left on device", "config.json", "free some space")
+
+
+def test_a_diverging_run_is_one_line_and_records_nothing(tmp_path, capsys):
+    """NaN weights are refused before result.json is written (they would poison every mask pruned from them)."""
+    code, _, err = run(["find", *TINY, "--root", str(tmp_path), "--train.optimizer", "sgd", "--train.lr", "100"],
+                       capsys)
+    assert_one_line_error(code, err, "training diverged", "train.lr (now 100)")
+    level, variant = re.search(r"trial 0 level (\d+) (\w+): training diverged", err[0]).groups()
+    (run_dir,) = tmp_path.iterdir()
+    assert not (run_dir / "trial_0" / f"level_{int(level):02d}" / variant / "result.json").exists()
 
 
 def test_debug_variable_shows_the_traceback(monkeypatch, tmp_path):
