@@ -88,6 +88,7 @@ def test_find_resumes_a_finished_run_without_training(tiny_run, capsys):
     (["--train.batch_size", "501"], ["train.batch_size 501", "500 training examples"]),
     (["--rewind", "9ep"], ["prune.rewind '9ep'", "train.steps '40it'"]),  # 9 epochs of 5 batches: 45 > 40
     (["--steps", "3ep", "--train.milestones", "20ep", "--train.schedule", "step"], ["train.milestones '20ep'"]),
+    (["--prune.layer_rates", "nosuch=0.1"], ["prune.layer_rates names 'nosuch'", "layers.1.weight"]),
 ])
 def test_settings_the_data_cannot_satisfy_are_refused_before_writing(extra, fragments, tmp_path, capsys):
     code, _, err = run(["find", *TINY, *extra, "--root", str(tmp_path)], capsys)
