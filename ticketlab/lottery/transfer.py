@@ -7,9 +7,9 @@ the source's, and it trains on the target with the target's protocol (`train.*`,
 
 The output layer is new: freshly initialized (the source's classes are not the target's) and, by default, dense
 (`output_layer="dense"`): its source mask describes connections to classes the target does not have, and it
-holds few weights (0.4% of LeNet-300-100's), so keeping it whole changes weights remaining by little while
-not crippling a classifier that starts from scratch. `output_layer="masked"` instead keeps a random subset of
-it at the source's output-layer sparsity.
+holds few weights (0.4% of LeNet-300-100's with 10 classes), so keeping it whole changes weights remaining by
+little while not crippling a classifier that starts from scratch. `output_layer="masked"` instead keeps a random
+subset of it at the source's output-layer sparsity.
 
 Controls, on the target:
 - `target_found`: the target's own IMP tickets, a normal `find_tickets` run of the target config under the same
