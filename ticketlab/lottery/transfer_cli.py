@@ -118,16 +118,31 @@ def run_transfer_matrix_command(args: argparse.Namespace) -> int:
 
 
 def transfer_text_table(rows: list[dict]) -> str:
-    """Mean early-stop test accuracy (percent) by variant and source level, as aligned text."""
-    groups: dict[tuple[str, str, int], list[dict]] = {}
+    """Per source and level: weights remaining and the mean early-stop test accuracy (percent, over trials) of the
+    transferred ticket, the random ticket and the target's own ticket at the same level, and the dense network."""
+    means: dict[tuple, list[float]] = {}
     for row in rows:
-        source = row["source_data"] if row["variant"] in ("transferred", "random_ticket") else "target"
-        groups.setdefault((row["variant"], source, row["level"]), []).append(row)
-    lines = [f"{'variant':15s} {'source':28s} {'level':>5s} {'remaining %':>11s} {'test acc %':>10s} {'trials':>6s}"]
-    for (variant, source, level), entries in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1],
-                                                                                       item[0][2])):
-        remaining = sum(float(entry["weights_remaining_percent"]) for entry in entries) / len(entries)
-        accuracy = sum(float(entry["early_stop_test_accuracy"]) for entry in entries) / len(entries)
-        lines.append(f"{variant:15s} {source:28s} {level:5d} {remaining:11.2f} {100 * accuracy:10.2f} "
-                     f"{len(entries):6d}")
+        owner = row["source"] if row["variant"] in ("transferred", "random_ticket") else "target"
+        means.setdefault((owner, row["variant"], row["level"]), []).append(row)
+    def mean(owner, variant, level, column="early_stop_test_accuracy"):
+        entries = means.get((owner, variant, level))
+        return None if not entries else sum(float(entry[column]) for entry in entries) / len(entries)
+
+    dense = mean("target", "dense", 0)
+    sources = {row["source"]: row["source_data"] for row in rows if row["variant"] == "transferred"}
+    lines = []
+    for source, label in sorted(sources.items()):
+        lines.append(f"tickets of {label} ({source}) on {rows[0]['target']}; dense: "
+                     f"{'-' if dense is None else f'{100 * dense:.2f}'}")
+        lines.append(f"{'level':>5s} {'remaining %':>11s} {'transferred':>11s} {'random':>8s} {'own':>8s} "
+                     f"{'own rem. %':>10s} {'trials':>6s}")
+        for level in sorted({key[2] for key in means if key[0] == source}):
+            cells = [mean(source, "transferred", level), mean(source, "random_ticket", level),
+                     mean("target", "target_found", level) if level else dense]
+            own_remaining = mean("target", "target_found" if level else "dense", level, "weights_remaining_percent")
+            text = [f"{'-':>8s}" if value is None else f"{100 * value:8.2f}" for value in cells]
+            lines.append(f"{level:5d} {mean(source, 'transferred', level, 'weights_remaining_percent'):11.2f} "
+                         f"{text[0]:>11s} {text[1]} {text[2]} "
+                         f"{'-' if own_remaining is None else f'{own_remaining:.2f}':>10s} "
+                         f"{len(means[(source, 'transferred', level)]):6d}")
     return "\n".join(lines)
