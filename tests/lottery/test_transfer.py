@@ -251,3 +251,21 @@ def test_executable_refuses_a_missing_source_in_one_line(tmp_path):
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip() == f"ticketlab: error: source run {str(tmp_path / 'nope')!r} is not a run directory " \
                                   "(no config.json)"
+
+
+def test_a_damaged_transfer_job_is_set_aside_and_recomputed(source, tmp_path, capsys):
+    run_dir, config, _ = source
+    target = target_config_for(config, **{"data.classes": "5-7"})
+    first = transfer_tickets([run_dir], target, root=tmp_path, levels=[1], progress=False, population=1,
+                             report=False)
+    weights = job_dir(first, run_dir, 1, "transferred") / "weights_final.safetensors"
+    clean = weights.read_bytes()
+    damaged = bytearray(clean)
+    damaged[-3] ^= 0x40
+    weights.write_bytes(bytes(damaged))
+    assert verify_run(first.transfer_dir / run_dir.name)
+    again = transfer_tickets([run_dir], target, root=tmp_path, levels=[1], progress=False, population=1,
+                             report=False)
+    assert "trial 0 level 1 transferred is damaged" in capsys.readouterr().err
+    assert weights.read_bytes() == clean and again.rows == first.rows
+    assert verify_run(first.transfer_dir / run_dir.name) == []
