@@ -36,6 +36,8 @@ _LAZY = {
     "load_dataset": "ticketlab.data",
     "write_report": "ticketlab.report",
     "train_model": "ticketlab.training.loop",
+    "transfer_tickets": "ticketlab.lottery.transfer",
+    "target_config_for": "ticketlab.lottery.transfer",
 }
 
 
