@@ -51,7 +51,6 @@ from ticketlab.lottery.jobs import (
     JobStart,
     finish_job,
     is_done,
-    read_result,
 )
 from ticketlab.lottery.planner import choose_population_size, stacks_jobs
 from ticketlab.pruning import full_masks, keep_top, output_layer_name, random_scores, remaining_counts
