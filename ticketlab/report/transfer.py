@@ -81,12 +81,15 @@ def write_transfer_figure(rows: Sequence[Mapping[str, Any]], stem: Path, title: 
         all_x.extend(x.tolist())
     axes.set_xscale("log")
     if all_x:
-        ticks = sorted(set(all_x), reverse=True)
+        ticks: list[float] = []
+        for value in sorted(set(all_x), reverse=True):  # one tick per cluster: a ticket and its control sit ~1% apart
+            if not ticks or value < ticks[-1] / 1.05:
+                ticks.append(value)
         step = max(1, len(ticks) // 8)
         axes.set_xticks(ticks[::step])
         axes.set_xticklabels([format_percent(tick) for tick in ticks[::step]])
         axes.xaxis.set_minor_locator(NullLocator())
-        axes.set_xlim(max(ticks) * 1.15, min(ticks) / 1.15)
+        axes.set_xlim(max(all_x) * 1.15, min(all_x) / 1.15)
     axes.set_xlabel("weights remaining (%)")
     axes.set_ylabel("test accuracy at early stop" if metric == "early_stop_test_accuracy" else metric)
     target = next(iter({row["target"] for row in rows}), "")
