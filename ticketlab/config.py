@@ -27,7 +27,7 @@ def _names(kind: str) -> tuple[str, ...]:
     """Every registered task's datasets or models (read now: the registry can gain a task after import)."""
     return tuple(dict.fromkeys(name for info in TASKS.values() for name in getattr(info, kind)))
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
-SCHEDULE_NAMES = ("constant", "step", "cosine")
+SCHEDULE_NAMES = ("constant", "step", "cosine", "inverse_sqrt")
 INIT_NAMES = ("glorot_normal", "glorot_uniform", "kaiming_normal", "torch_default")
 SCOPE_NAMES = ("layerwise", "global")
 STRATEGY_NAMES = ("magnitude",)
@@ -92,6 +92,8 @@ class ModelConfig:
     dropout: float = 0.0  # conv2/4/6: drop probability after each hidden FC layer; lstm: between layers
     embedding_dim: int | None = None  # lstm: token embedding size (None: the LSTM's hidden size)
     tie_weights: bool = False  # lstm: the decoder shares the embedding matrix (needs embedding_dim == hidden)
+    heads: int | None = None  # transformer: attention heads (None: width // 64, at least 1)
+    ffn_dim: int | None = None  # transformer: feed-forward width (None: 4 x width)
 
     def validate(self) -> None:
         _check_choice("model.name", self.name, _names("models"), allow_custom=True)
@@ -106,6 +108,8 @@ class ModelConfig:
         _check_int("model.embedding_dim", self.embedding_dim, 1, MAX_WIDTH, unset_ok=True)
         _check_number("model.dropout", self.dropout, 0, 1, high_open=True, what="a probability")
         _check_bool("model.tie_weights", self.tie_weights)
+        _check_int("model.heads", self.heads, 1, MAX_WIDTH, unset_ok=True)
+        _check_int("model.ffn_dim", self.ffn_dim, 1, MAX_WIDTH, unset_ok=True)
         family = next((family for family in CONV_DEPTHS if self.name.startswith(family)), None)
         if self.depth is not None and family is not None and not _conv_depth_ok(family, self.depth):
             raise ConfigError(f"model.depth {self.depth} of {self.name} must be {CONV_DEPTHS[family]}")
@@ -125,12 +129,21 @@ class DataConfig:
     download: bool = _unhashed(True)
     augment: bool = False  # image data: 4-pixel zero pad + random crop + horizontal flip of each training batch
     sequence_length: int = 35  # language data: tokens per truncated-BPTT segment
+    source: str | None = None  # translation: source language code (None: the corpus's default, de for multi30k)
+    target: str | None = None  # translation: target language code (None: the corpus's default, en for multi30k)
+    vocab_size: int | None = None  # translation: joint BPE vocabulary size, special tokens included (None: 8000)
+    eval_size: int | None = None  # translation: use only the first N validation and test pairs (None: all)
 
     def validate(self) -> None:
         _check_choice("data.name", self.name, _names("datasets"), allow_custom=True)
         _check_int("data.validation_size", self.validation_size, 1)
         _check_int("data.train_size", self.train_size, 1, unset_ok=True)
         _check_int("data.sequence_length", self.sequence_length, 1)
+        _check_int("data.vocab_size", self.vocab_size, 5, 1 << 24, unset_ok=True)
+        _check_int("data.eval_size", self.eval_size, 1, unset_ok=True)
+        for label, value in (("data.source", self.source), ("data.target", self.target)):
+            if value is not None and not (isinstance(value, str) and re.fullmatch(r"[a-z]{2,3}(_[A-Za-z]{2,4})?", value)):
+                raise ConfigError(f"{label} {value!r} must be a language code such as de or en")
         for label, value in (("data.data_dir", self.data_dir), ("data.cache_dir", self.cache_dir)):
             if value is not None and not (isinstance(value, str) and value.strip()):
                 raise ConfigError(f"{label} {value!r} must be a directory path or unset")
@@ -155,6 +168,9 @@ class TrainConfig:
     warmup: str = "0it"  # linear warmup from 0 to lr over this many steps
     eval_every: str = "100it"
     clip_grad_norm: float | None = None  # clip the global L2 norm of the (masked) gradients to this before a step
+    beta2: float = 0.999  # adam/adamw: the second-moment decay (the Transformer's 0.98)
+    label_smoothing: float = 0.0  # translation: label-smoothed cross-entropy (the Transformer's 0.1)
+    beam_size: int = 1  # translation: beam width of the test decoding behind BLEU (1: greedy)
 
     def validate(self) -> None:
         _check_choice("train.optimizer", self.optimizer, OPTIMIZER_NAMES)
@@ -166,6 +182,11 @@ class TrainConfig:
         if self.clip_grad_norm is not None:
             _check_number("train.clip_grad_norm", self.clip_grad_norm, 0, None, low_open=True)
         _check_int("train.batch_size", self.batch_size, 1)
+        _check_number("train.beta2", self.beta2, 0, 1, high_open=True)
+        _check_number("train.label_smoothing", self.label_smoothing, 0, 1, high_open=True)
+        _check_int("train.beam_size", self.beam_size, 1, 1000)
+        if self.schedule == "inverse_sqrt" and step_count(self.warmup)[0] < 1:
+            raise ConfigError("train.schedule 'inverse_sqrt' needs train.warmup of at least 1 step (its peak)")
         _check_bool("train.nesterov", self.nesterov)
         if self.momentum > 0 and self.optimizer != "sgd":
             raise ConfigError(f"train.momentum {self.momentum} applies to train.optimizer 'sgd' only, "

@@ -272,7 +272,7 @@ def load_run(
         raise ConfigError(f"run {run_dir} used custom data; pass the same data splits")
     torch_device = resolve_device(device)
     task = load_task(config.task)
-    splits = (data if data is not None else task.load_data(config.data)).to(torch_device)
+    splits = (data if data is not None else task.bind_run(task.load_data(config.data), run_dir)).to(torch_device)
     return ExperimentContext(
         config=config, run_dir=run_dir, data=splits, make_model=model_factory(config, splits, model, task),
         device=torch_device, task=task,

@@ -145,6 +145,8 @@ def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, wor
     )
     ctx.keep_plan()  # settings the model cannot satisfy (prune.layer_rates naming no weight) refuse here
     _write_config(run_dir, config, fingerprint)
+    if data is None:
+        ctx.data = task.bind_run(ctx.data, run_dir)  # e.g. the tokenizer this run directory keeps
     graph = job_graph(ctx)
     settle_run_settings(ctx, ctx.make_model(0), population)
     repair_run(ctx, graph)
@@ -310,7 +312,7 @@ def _worker_init(config_dict: dict, run_dir: str, device: str, checkpoint_interv
     torch.set_num_threads(threads)
     config = config_from_dict(config_dict)
     task = load_task(config.task)
-    splits = task.load_data(config.data).to(device)
+    splits = task.bind_run(task.load_data(config.data), Path(run_dir)).to(device)
     _WORKER["ctx"] = ExperimentContext(
         config=config, run_dir=Path(run_dir), data=splits, make_model=model_factory(config, splits, None, task),
         device=torch.device(device), checkpoint_interval_s=checkpoint_interval_s,

@@ -37,6 +37,11 @@ TASKS: dict[str, TaskInfo] = {
         datasets=("wikitext2", "ptb", "tiny_shakespeare"),
         models=("lstm",),
     ),
+    "translation": TaskInfo(
+        module="ticketlab.tasks.translation",
+        datasets=("multi30k", "parallel"),
+        models=("transformer",),
+    ),
 }
 
 

@@ -49,6 +49,8 @@ class Task:
     - `prunable(model)` -> name -> weight tensor the lottery layer prunes (by module type).
     - `stackable(model, device, population)` -> whether jobs of this model train as stacked populations.
     - `per_step_hook(config, model)` -> the loop's `augment(batch, seed)` hook or None.
+    - `bind_run(data, run_dir)` -> the data as this run directory uses it (e.g. a tokenizer the run saved on its
+      first start and reuses), called once the run directory is locked; the default returns `data`.
     """
 
     name: str
@@ -62,3 +64,4 @@ class Task:
     prunable: Callable[[nn.Module], dict[str, nn.Parameter]] = prunable_weights
     stackable: Callable[..., bool] = lambda model, device, population: False
     per_step_hook: Callable[[ExperimentConfig, nn.Module], Any] = lambda config, model: None
+    bind_run: Callable[[Any, Any], Any] = lambda data, run_dir: data
