@@ -27,7 +27,7 @@ def _names(kind: str) -> tuple[str, ...]:
     """Every registered task's datasets or models (read now: the registry can gain a task after import)."""
     return tuple(dict.fromkeys(name for info in TASKS.values() for name in getattr(info, kind)))
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
-SCHEDULE_NAMES = ("constant", "step", "cosine", "inverse_sqrt")
+SCHEDULE_NAMES = ("constant", "step", "cosine", "inverse_sqrt", "linear")
 INIT_NAMES = ("glorot_normal", "glorot_uniform", "kaiming_normal", "torch_default")
 SCOPE_NAMES = ("layerwise", "global")
 STRATEGY_NAMES = ("magnitude",)
@@ -169,6 +169,7 @@ class TrainConfig:
     eval_every: str = "100it"
     clip_grad_norm: float | None = None  # clip the global L2 norm of the (masked) gradients to this before a step
     beta2: float = 0.999  # adam/adamw: the second-moment decay (the Transformer's 0.98)
+    eps: float = 1e-8  # adam/adamw: the denominator's epsilon (PPO's reference implementation: 1e-5)
     label_smoothing: float = 0.0  # translation: label-smoothed cross-entropy (the Transformer's 0.1)
     beam_size: int = 1  # translation: beam width of the test decoding behind BLEU (1: greedy)
 
@@ -183,6 +184,7 @@ class TrainConfig:
             _check_number("train.clip_grad_norm", self.clip_grad_norm, 0, None, low_open=True)
         _check_int("train.batch_size", self.batch_size, 1)
         _check_number("train.beta2", self.beta2, 0, 1, high_open=True)
+        _check_number("train.eps", self.eps, 0, 1, low_open=True)
         _check_number("train.label_smoothing", self.label_smoothing, 0, 1, high_open=True)
         _check_int("train.beam_size", self.beam_size, 1, 1000)
         if self.schedule == "inverse_sqrt" and step_count(self.warmup)[0] < 1:
@@ -250,6 +252,43 @@ class PruneConfig:
 
 
 @dataclass(frozen=True)
+class RLConfig:
+    """Reinforcement learning (task 'rl'): PPO's settings, with the defaults of CleanRL's ppo.py (Huang et al.
+    2022, "The 37 Implementation Details of PPO"), and how agents are evaluated. A training step is one PPO
+    iteration: a rollout of `rollout_steps` in each of `num_envs` environments, then `update_epochs` passes."""
+
+    num_envs: int = 4
+    rollout_steps: int = 128
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    minibatches: int = 4
+    update_epochs: int = 4
+    clip_coef: float = 0.2
+    clip_value_loss: bool = True
+    entropy_coef: float = 0.01
+    value_coef: float = 0.5
+    normalize_advantages: bool = True
+    eval_episodes: int = 10  # episodes (fixed seeds) per evaluation of the validation and of the test seeds
+    deterministic_eval: bool = True  # evaluate the greedy (argmax) policy; False samples from it
+    shared_trunk: bool = False  # one MLP trunk under the policy and value heads (CleanRL: separate networks)
+    episodic_life: bool = False  # Atari: a lost life ends the training episode (evaluation always plays whole games)
+
+    def validate(self) -> None:
+        for name in ("num_envs", "rollout_steps", "minibatches", "update_epochs", "eval_episodes"):
+            _check_int(f"rl.{name}", getattr(self, name), 1, 1_000_000)
+        for name in ("gamma", "gae_lambda"):
+            _check_number(f"rl.{name}", getattr(self, name), 0, 1)
+        _check_number("rl.clip_coef", self.clip_coef, 0, None, low_open=True)
+        for name in ("entropy_coef", "value_coef"):
+            _check_number(f"rl.{name}", getattr(self, name), 0, None)
+        for name in ("clip_value_loss", "normalize_advantages", "deterministic_eval", "shared_trunk", "episodic_life"):
+            _check_bool(f"rl.{name}", getattr(self, name))
+        if self.num_envs * self.rollout_steps < self.minibatches:
+            raise ConfigError(f"rl.minibatches {self.minibatches} is more than the {self.num_envs * self.rollout_steps} "
+                              "transitions of a rollout (rl.num_envs x rl.rollout_steps)")
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """One lottery-ticket experiment: model, data, training, pruning, which variants and how many trials."""
 
@@ -258,13 +297,14 @@ class ExperimentConfig:
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     prune: PruneConfig = PruneConfig()
+    rl: RLConfig = RLConfig()
     variants: tuple[str, ...] = _unhashed(VARIANT_NAMES)  # adding variants or trials reuses finished jobs
     trials: int = _unhashed(1)
     seed: int = 0
 
     def validate(self) -> "ExperimentConfig":
         """Check every value; raise ConfigError naming the first bad one. Returns self."""
-        for section in (self.model, self.data, self.train, self.prune):
+        for section in (self.model, self.data, self.train, self.prune, self.rl):
             section.validate()
         info = task_info(self.task)
         if not self.data.name.startswith("custom:") and self.data.name not in info.datasets:

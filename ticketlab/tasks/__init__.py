@@ -42,6 +42,11 @@ TASKS: dict[str, TaskInfo] = {
         datasets=("multi30k", "parallel"),
         models=("transformer",),
     ),
+    "rl": TaskInfo(
+        module="ticketlab.tasks.rl",
+        datasets=("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "LunarLander-v3", "Pong", "Breakout"),
+        models=("mlp", "nature_cnn"),
+    ),
 }
 
 

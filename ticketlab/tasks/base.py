@@ -49,6 +49,8 @@ class Task:
     - `prunable(model)` -> name -> weight tensor the lottery layer prunes (by module type).
     - `stackable(model, device, population)` -> whether jobs of this model train as stacked populations.
     - `per_step_hook(config, model)` -> the loop's `augment(batch, seed)` hook or None.
+    - `load_experiment_data(config)` (optional) -> the data when it needs more than `config.data`; the engine calls
+      `load_task_data(task, config)`.
     - `bind_run(data, run_dir)` -> the data as this run directory uses it (e.g. a tokenizer the run saved on its
       first start and reuses), called once the run directory is locked; the default returns `data`.
     """
@@ -65,3 +67,10 @@ class Task:
     stackable: Callable[..., bool] = lambda model, device, population: False
     per_step_hook: Callable[[ExperimentConfig, nn.Module], Any] = lambda config, model: None
     bind_run: Callable[[Any, Any], Any] = lambda data, run_dir: data
+    # tasks whose data depends on more than the data section (an RL environment and its PPO settings) load here
+    load_experiment_data: Callable[[ExperimentConfig], Any] | None = None
+
+
+def load_task_data(task: Task, config: ExperimentConfig):
+    """The task's in-memory data for `config` (its `load_experiment_data`, else `load_data(config.data)`)."""
+    return task.load_experiment_data(config) if task.load_experiment_data is not None else task.load_data(config.data)
