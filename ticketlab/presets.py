@@ -173,6 +173,32 @@ def _transformer_tiny() -> ExperimentConfig:
         "train.eval_every": "10it", "prune.rate": 0.2, "prune.levels": 2, "prune.rewind": "2it"})
 
 
+def _ppo(env: str, steps: str, levels: int, rewind: str) -> ExperimentConfig:
+    """PPO with CleanRL's ppo.py defaults (Huang et al. 2022): 4 environments x 128 steps an iteration, Adam 2.5e-4
+    (eps 1e-5) annealed linearly to 0, 4 epochs of 4 minibatches, clip 0.2, entropy 0.01, value 0.5, gradient norm
+    0.5, GAE (0.99, 0.95), separate 64-64 tanh policy and value networks. Pruning as Yu et al. (2019) for classic
+    control: every layer at 20% a round, late rewinding to an early iteration; evaluation on 10 fixed-seed
+    episodes with the greedy policy every 10 iterations."""
+    return ExperimentConfig(
+        task="rl",
+        model=ModelConfig(name="mlp", hidden=(64, 64)),
+        data=DataConfig(name=env),
+        train=TrainConfig(optimizer="adam", lr=2.5e-4, eps=1e-5, steps=steps, schedule="linear", eval_every="10it",
+                          clip_grad_norm=0.5),
+        prune=PruneConfig(scope="layerwise", rate=0.2, output_rate=None, levels=levels, rewind=rewind),
+        variants=("iterative_reset", "iterative_reinit", "random_pruning"),
+        trials=3,
+    )
+
+
+def _ppo_atari(game: str, steps: str) -> ExperimentConfig:
+    """CleanRL's ppo_atari.py: 8 environments x 128 steps, Adam 2.5e-4 annealed, clip 0.1, 4 epochs of 4
+    minibatches, the Nature-DQN CNN on 4 stacked 84x84 grayscale frames (10M frames for the paper scale)."""
+    return _ppo(game, steps, 10, "10it").replace(**{
+        "model.name": "nature_cnn", "rl.num_envs": 8, "rl.clip_coef": 0.1, "train.eval_every": "50it",
+        "rl.eval_episodes": 3, "trials": 1})
+
+
 PRESETS = {
     "mnist1d": _mnist1d_default,
     "lenet_mnist": lambda: _lenet_paper("mnist"),
@@ -195,6 +221,14 @@ PRESETS = {
     "transformer_multi30k_small": lambda: _transformer_multi30k("small"),
     "transformer_multi30k_base": lambda: _transformer_multi30k("base"),
     "transformer_tiny": _transformer_tiny,
+    "ppo_cartpole": lambda: _ppo("CartPole-v1", "150it", 14, "10it"),
+    "ppo_acrobot": lambda: _ppo("Acrobot-v1", "150it", 14, "10it"),
+    "ppo_lunarlander": lambda: _ppo("LunarLander-v3", "600it", 14, "20it"),
+    "ppo_pong": lambda: _ppo_atari("Pong", "9765it"),
+    "ppo_pong_short": lambda: _ppo_atari("Pong", "20it").replace(**{"train.eval_every": "10it", "prune.levels": 2,
+                                                                     "prune.rewind": "2it", "rl.eval_episodes": 1}),
+    "ppo_tiny": lambda: _ppo("CartPole-v1", "4it", 2, "1it").replace(**{
+        "rl.rollout_steps": 16, "rl.eval_episodes": 2, "train.eval_every": "2it", "trials": 1}),
 }
 PRESET_HELP = {
     "mnist1d": "MLP 256-256 on MNIST-1D, 11 rounds to 9.3% weights remaining, 2 trials (default; offline)",
@@ -223,6 +257,12 @@ PRESET_HELP = {
                                   "32.9%: BLEU of tickets vs controls in ~90 min of 2 CPU cores",
     "transformer_multi30k_base": "Transformer-base 6+6 x 512 on Multi30k de->en, 20 epochs (GPU)",
     "transformer_tiny": "Transformer 1+1 x 32 on 500 Multi30k pairs, 20 it, 2 rounds (tests and smoke runs)",
+    "ppo_cartpole": "PPO (CleanRL defaults) on CartPole-v1, 150 iterations (77K steps), 14 rounds to 4.4%, 3 trials",
+    "ppo_acrobot": "PPO (CleanRL defaults) on Acrobot-v1, 150 iterations, 14 rounds to 4.4%, 3 trials",
+    "ppo_lunarlander": "PPO on LunarLander-v3 (gymnasium[box2d]), 600 iterations, 14 rounds, 3 trials",
+    "ppo_pong": "PPO (CleanRL ppo_atari) on Pong with the Nature CNN, 10M frames (GPU)",
+    "ppo_pong_short": "PPO on Pong, 20 iterations, 2 rounds: end to end on a CPU (ale-py)",
+    "ppo_tiny": "PPO on CartPole, 4 iterations of 4 x 16 steps, 2 rounds (tests and smoke runs)",
 }
 
 
