@@ -62,13 +62,16 @@ def make_env(name: str, *, training: bool, episodic_life: bool = False):
         try:
             import ale_py
         except ImportError:
-            raise ConfigError(f"Atari environments need ale-py: pip install 'ticketlab[atari]'") from None
+            raise ConfigError("Atari environments need ale-py: pip install 'ticketlab[atari]'") from None
         gymnasium.register_envs(ale_py)
         from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation, TransformReward
 
         env = gymnasium.make(info.gym_id, frameskip=1)
-        env = AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84, grayscale_obs=True,
-                                 terminal_on_life_loss=training and episodic_life)
+        try:
+            env = AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84, grayscale_obs=True,
+                                     terminal_on_life_loss=training and episodic_life)
+        except gymnasium.error.DependencyNotInstalled:  # the resizing needs OpenCV
+            raise ConfigError("Atari preprocessing needs OpenCV: pip install 'ticketlab[atari]'") from None
         env = FrameStackObservation(env, 4)
         if training:
             import numpy as np
