@@ -231,6 +231,9 @@ def write_results_csv(ctx: ExperimentContext, graph: dict[JobKey, tuple]) -> Pat
                 layer_writer.writerow([key.variant, key.trial, key.level, layer, remaining, total,
                                        round(100.0 * remaining / total, 4)])
     atomic_write_bytes(ctx.run_dir / "layer_sparsity.csv", layers.getvalue().encode())
+    from ticketlab.lottery.early_bird import write_early_bird_csvs
+
+    write_early_bird_csvs(ctx, graph)
     return path
 
 

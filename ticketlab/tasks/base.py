@@ -49,6 +49,9 @@ class Task:
     - `prunable(model)` -> name -> weight tensor the lottery layer prunes (by module type).
     - `stackable(model, device, population)` -> whether jobs of this model train as stacked populations.
     - `per_step_hook(config, model)` -> the loop's `augment(batch, seed)` hook or None.
+    - `score_losses(model, data, train_config, seed, batches)` -> an iterable of `batches` scalar training losses of
+      `model` on seeded training batches, for the scores that need the loss (SNIP, GraSP); None: the task has none.
+    - `ones_input(data)` -> an all-ones input batch of one example (SynFlow's data-free input); None: none.
     """
 
     name: str
@@ -62,3 +65,5 @@ class Task:
     prunable: Callable[[nn.Module], dict[str, nn.Parameter]] = prunable_weights
     stackable: Callable[..., bool] = lambda model, device, population: False
     per_step_hook: Callable[[ExperimentConfig, nn.Module], Any] = lambda config, model: None
+    score_losses: Callable[..., Any] | None = None
+    ones_input: Callable[[Any], Any] | None = None
