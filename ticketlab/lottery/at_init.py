@@ -11,6 +11,18 @@ from ticketlab.pruning import keep_top, magnitude_scores
 from ticketlab.pruning.at_init import grasp_scores, snip_scores, synflow_mask
 
 
+def check_task_supports(task, variants) -> None:
+    """ConfigError (before anything is trained) when a variant needs what the task does not supply."""
+    for variant in variants:
+        method = variant.split("_shuffled")[0].split("_reinit")[0]
+        if method == "synflow" and task.ones_input is None:
+            raise ConfigError(f"variant {variant} needs a data-free input, which task {task.name!r} does not "
+                              "supply; choose among snip, grasp, magnitude_at_init")
+        if method in ("snip", "grasp") and task.score_losses is None:
+            raise ConfigError(f"variant {variant} needs the task's training loss, which task {task.name!r} does "
+                              "not supply; choose synflow or magnitude_at_init")
+
+
 def at_init_mask(ctx, method: str, model: nn.Module, keep: dict[str, int] | int, seed: int) -> dict[str, torch.Tensor]:
     """The mask `method` ('snip', 'grasp', 'synflow', 'magnitude_at_init') gives `model` (its starting weights)
     for `keep` survivors: per layer (dict) or in total (int). `seed` draws the scoring batches."""

@@ -134,6 +134,9 @@ def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, wor
     splits = (data if data is not None else task.load_data(config.data)).to(torch_device)
     train_examples = len(splits.x_train) if isinstance(splits, DataSplits) else None
     check_against_data(config, task.steps_per_epoch(splits, config.train), train_examples, plan_limit)
+    from ticketlab.lottery.at_init import check_task_supports
+
+    check_task_supports(task, config.variants)
     _write_config(run_dir, config, fingerprint)
     ctx = ExperimentContext(
         config=config,
