@@ -137,7 +137,6 @@ def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, wor
     from ticketlab.lottery.at_init import check_task_supports
 
     check_task_supports(task, config.variants)
-    _write_config(run_dir, config, fingerprint)
     ctx = ExperimentContext(
         config=config,
         run_dir=run_dir,
@@ -147,6 +146,8 @@ def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, wor
         checkpoint_interval_s=checkpoint_interval_s,
         task=task,
     )
+    ctx.keep_plan()  # settings the model cannot satisfy (prune.layer_rates naming no weight) refuse here
+    _write_config(run_dir, config, fingerprint)
     graph = job_graph(ctx)
     settle_run_settings(ctx, ctx.make_model(0), population)
     repair_run(ctx, graph)
