@@ -35,7 +35,7 @@ from ticketlab.lottery.jobs import (
     is_done,
     read_result,
 )
-from ticketlab.pruning import keep_top, remaining_counts, strategy_scores
+from ticketlab.pruning import keep_top, strategy_scores
 from ticketlab.pruning.early_bird import EarlyBirdDetector, batchnorm_scales, channel_mask
 from ticketlab.seeds import derive_seed
 from ticketlab.store import atomic_write_bytes, load_tensors, save_tensors, write_json

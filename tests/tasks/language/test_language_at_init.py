@@ -6,7 +6,7 @@ import csv
 import torch
 
 from ticketlab import cli
-from ticketlab.config import ExperimentConfig, DataConfig, ModelConfig, PruneConfig, TrainConfig
+from ticketlab.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 from ticketlab.pruning.at_init import snip_scores
 from ticketlab.tasks.language.task import TASK, score_losses
 
