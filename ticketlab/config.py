@@ -31,7 +31,7 @@ SCHEDULE_NAMES = ("constant", "step", "cosine", "inverse_sqrt", "linear")
 INIT_NAMES = ("glorot_normal", "glorot_uniform", "kaiming_normal", "torch_default")
 SCOPE_NAMES = ("layerwise", "global")
 STRATEGY_NAMES = ("magnitude",)
-VARIANT_NAMES = (
+DEFAULT_VARIANTS = (
     "iterative_reset",
     "iterative_reinit",
     "oneshot_reset",
@@ -39,6 +39,17 @@ VARIANT_NAMES = (
     "random_pruning",
     "finetune",
 )
+# Pruning at initialization: a mask from each method's scores at the starting weights, trained once; with Frankle
+# et al. (2021)'s controls: `<method>_shuffled` (the mask permuted within each layer) and `<method>_reinit` (the
+# mask on freshly drawn weights).
+AT_INIT_METHODS = ("snip", "grasp", "synflow", "magnitude_at_init")
+AT_INIT_VARIANTS = AT_INIT_METHODS + tuple(f"{method}_{control}" for control in ("shuffled", "reinit")
+                                           for method in AT_INIT_METHODS)
+# Early-bird tickets (You et al. 2020): the mask drawn when masks stop changing during dense training, trained from
+# the weights at that step (`early_bird`) or from θ0 / θk (`early_bird_reset`).
+EARLY_BIRD_VARIANTS = ("early_bird", "early_bird_reset")
+VARIANT_NAMES = DEFAULT_VARIANTS + AT_INIT_VARIANTS + EARLY_BIRD_VARIANTS
+EARLY_BIRD_CRITERIA = ("weights", "channels")
 
 MAX_WIDTH = 1_000_000  # hidden units, channels or embedding size: far beyond any network that fits in memory
 MAX_DEPTH = 10_000
@@ -222,6 +233,17 @@ class PruneConfig:
     rewind: str = "0it"  # reset survivors to the weights at this step of the dense run ('0it' = θ0)
     rewind_optimizer_state: bool = False  # also restore optimizer state saved at the rewind step
     finetune_steps: str | None = None  # training length of the 'finetune' variant (None: train.steps)
+    # pruning at initialization (snip, grasp, synflow, magnitude_at_init): 'global' ranks all layers together at
+    # each level's total count (as the papers do), 'layerwise' keeps the level's per-layer counts
+    at_init_scope: str = "global"
+    score_batches: int = 10  # training batches (train.batch_size each) whose loss SNIP and GraSP score
+    synflow_rounds: int = 100  # SynFlow's pruning rounds (exponential keep schedule)
+    # early-bird tickets: a mask every `early_bird_every` steps of dense training; detected when the last
+    # `early_bird_window` masks are all within `early_bird_threshold` (normalized Hamming distance) of the newest
+    early_bird_every: str = "1ep"
+    early_bird_window: int = 5
+    early_bird_threshold: float = 0.1
+    early_bird_criterion: str = "weights"  # 'channels': the masks compared are BatchNorm-scale channel masks
 
     def validate(self) -> None:
         _check_choice("prune.strategy", self.strategy, STRATEGY_NAMES)
@@ -245,6 +267,19 @@ class PruneConfig:
                           what="")
         _check_step("prune.rewind", self.rewind)
         _check_bool("prune.rewind_optimizer_state", self.rewind_optimizer_state)
+        _check_choice("prune.at_init_scope", self.at_init_scope, SCOPE_NAMES)
+        _check_int("prune.score_batches", self.score_batches, 1)
+        _check_int("prune.synflow_rounds", self.synflow_rounds, 1)
+        _check_step("prune.early_bird_every", self.early_bird_every)
+        if step_count(self.early_bird_every)[0] < 1:
+            raise ConfigError(f"prune.early_bird_every {self.early_bird_every!r} must be at least 1 iteration")
+        _check_int("prune.early_bird_window", self.early_bird_window, 2)
+        _check_number("prune.early_bird_threshold", self.early_bird_threshold, 0, 1, low_open=True,
+                      what="a fraction")
+        _check_choice("prune.early_bird_criterion", self.early_bird_criterion, EARLY_BIRD_CRITERIA)
+        if self.at_init_scope == "layerwise" and self.scope == "global":
+            raise ConfigError("prune.at_init_scope 'layerwise' needs per-layer counts: use it with prune.scope "
+                              "layerwise (prune.scope global plans totals only)")
         if self.finetune_steps is not None:
             _check_step("prune.finetune_steps", self.finetune_steps)
             if step_count(self.finetune_steps)[0] < 1:
@@ -298,7 +333,7 @@ class ExperimentConfig:
     train: TrainConfig = TrainConfig()
     prune: PruneConfig = PruneConfig()
     rl: RLConfig = RLConfig()
-    variants: tuple[str, ...] = _unhashed(VARIANT_NAMES)  # adding variants or trials reuses finished jobs
+    variants: tuple[str, ...] = _unhashed(DEFAULT_VARIANTS)  # adding variants or trials reuses finished jobs
     trials: int = _unhashed(1)
     seed: int = 0
 
@@ -451,14 +486,16 @@ def plan_estimate(config: ExperimentConfig, iterations_per_epoch: int | None = N
     variants = config.variants
     hidden_chain = levels >= 1 and "iterative_reset" not in variants and any(
         variant in variants for variant in ("iterative_reinit", "random_pruning"))
-    per_trial_jobs = 1 + levels * len(variants) + (levels - 1 if hidden_chain else 0)
+    early_bird_search = levels >= 1 and any(variant in EARLY_BIRD_VARIANTS for variant in variants)
+    per_trial_jobs = 1 + levels * len(variants) + (levels - 1 if hidden_chain else 0) + int(early_bird_search)
     texts = [config.train.steps, prune.rewind, prune.finetune_steps or config.train.steps]
     iterations = None
     if iterations_per_epoch is not None or all(step_count(text)[1] == "it" for text in texts):
         steps, rewind, finetune = (parse_step(text, iterations_per_epoch) for text in texts)
         retrain = max(steps - rewind, 0)
         per_level = sum(finetune if variant == "finetune" else retrain for variant in variants)
-        per_trial = steps + levels * per_level + (levels - 1 if hidden_chain else 0) * retrain
+        per_trial = (steps + levels * per_level + (levels - 1 if hidden_chain else 0) * retrain
+                     + (steps if early_bird_search else 0))  # the search stops at detection: an upper bound
         iterations = config.trials * per_trial
     return PlanEstimate(config.trials * per_trial_jobs, levels, iterations)
 

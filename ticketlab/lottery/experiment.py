@@ -134,6 +134,9 @@ def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, wor
     splits = (data if data is not None else load_task_data(task, config)).to(torch_device)
     train_examples = len(splits.x_train) if isinstance(splits, DataSplits) else None
     check_against_data(config, task.steps_per_epoch(splits, config.train), train_examples, plan_limit)
+    from ticketlab.lottery.at_init import check_task_supports
+
+    check_task_supports(task, config.variants)
     ctx = ExperimentContext(
         config=config,
         run_dir=run_dir,
@@ -234,6 +237,9 @@ def write_results_csv(ctx: ExperimentContext, graph: dict[JobKey, tuple]) -> Pat
                 layer_writer.writerow([key.variant, key.trial, key.level, layer, remaining, total,
                                        round(100.0 * remaining / total, 4)])
     atomic_write_bytes(ctx.run_dir / "layer_sparsity.csv", layers.getvalue().encode())
+    from ticketlab.lottery.early_bird import write_early_bird_csvs
+
+    write_early_bird_csvs(ctx, graph)
     return path
 
 

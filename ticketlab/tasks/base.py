@@ -53,6 +53,9 @@ class Task:
       `load_task_data(task, config)`.
     - `bind_run(data, run_dir)` -> the data as this run directory uses it (e.g. a tokenizer the run saved on its
       first start and reuses), called once the run directory is locked; the default returns `data`.
+    - `score_losses(model, data, train_config, seed, batches)` -> an iterable of `batches` scalar training losses of
+      `model` on seeded training batches, for the scores that need the loss (SNIP, GraSP); None: the task has none.
+    - `ones_input(data)` -> an all-ones input batch of one example (SynFlow's data-free input); None: none.
     """
 
     name: str
@@ -69,6 +72,8 @@ class Task:
     bind_run: Callable[[Any, Any], Any] = lambda data, run_dir: data
     # tasks whose data depends on more than the data section (an RL environment and its PPO settings) load here
     load_experiment_data: Callable[[ExperimentConfig], Any] | None = None
+    score_losses: Callable[..., Any] | None = None
+    ones_input: Callable[[Any], Any] | None = None
 
 
 def load_task_data(task: Task, config: ExperimentConfig):
