@@ -31,6 +31,8 @@ SCHEDULE_NAMES = ("constant", "step", "cosine")
 INIT_NAMES = ("glorot_normal", "glorot_uniform", "kaiming_normal", "torch_default")
 SCOPE_NAMES = ("layerwise", "global")
 STRATEGY_NAMES = ("magnitude",)
+UNIT_NAMES = ("weight", "channel")  # prune.unit: single weights, or whole channels / neurons (structured)
+CHANNEL_SCORE_NAMES = ("l1", "bn_scale")  # prune.channel_score under prune.unit channel
 VARIANT_NAMES = (
     "iterative_reset",
     "iterative_reinit",
@@ -199,6 +201,8 @@ class PruneConfig:
     rewind: str = "0it"  # reset survivors to the weights at this step of the dense run ('0it' = θ0)
     rewind_optimizer_state: bool = False  # also restore optimizer state saved at the rewind step
     finetune_steps: str | None = None  # training length of the 'finetune' variant (None: train.steps)
+    unit: str = "weight"  # 'channel': prune whole output channels / neurons (rates are fractions of channels)
+    channel_score: str = "l1"  # unit 'channel': 'l1' (filter L1 norm) or 'bn_scale' (|BatchNorm scale|)
 
     def validate(self) -> None:
         _check_choice("prune.strategy", self.strategy, STRATEGY_NAMES)
@@ -226,6 +230,11 @@ class PruneConfig:
             _check_step("prune.finetune_steps", self.finetune_steps)
             if step_count(self.finetune_steps)[0] < 1:
                 raise ConfigError(f"prune.finetune_steps {self.finetune_steps!r} must be at least 1 iteration")
+        _check_choice("prune.unit", self.unit, UNIT_NAMES)
+        _check_choice("prune.channel_score", self.channel_score, CHANNEL_SCORE_NAMES)
+        if self.unit == "channel" and self.strategy != "magnitude":
+            raise ConfigError(f"prune.strategy {self.strategy!r} scores single weights; with prune.unit 'channel' "
+                              "channels are scored by prune.channel_score (l1 or bn_scale)")
 
 
 @dataclass(frozen=True)
