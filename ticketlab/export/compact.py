@@ -57,7 +57,7 @@ def compact_model(model: nn.Module, keep: dict[str, torch.Tensor] | None = None)
     smaller = copy.deepcopy(model)
     touched = {name for group in groups for name in (group.producer, group.norm, group.consumer) if name}
     for name in touched:
-        _replace(smaller, name, _resized(modules[name], state, name))
+        _replace(smaller, name, _resized(modules[name], state, name).train(modules[name].training))
     smaller.load_state_dict(state)
     return smaller
 
