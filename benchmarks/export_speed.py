@@ -292,9 +292,24 @@ def _figure(rows: list[dict], path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
+def _typed(row: dict) -> dict:
+    """A speed.csv row with its numbers back as numbers (empty cells dropped)."""
+    typed = {}
+    for key, value in row.items():
+        if value in ("", None):
+            continue
+        try:
+            typed[key] = int(value) if key in ("level", "bytes") else float(value)
+        except ValueError:
+            typed[key] = value
+    return typed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("runs", nargs="*", type=Path)
+    parser.add_argument("--merge", nargs="+", type=Path, default=[],
+                        help="speed.csv files of earlier invocations: redraw their rows together (no measuring)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--budget", type=float, default=0.3, help="seconds of repeated calls per timing")
     parser.add_argument("--out", type=Path, default=Path("benchmark_export_speed"))
@@ -302,7 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     command = "python benchmarks/export_speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
     print(command, flush=True)
-    rows = []
+    rows = [_typed(row) for path in args.merge for row in csv.DictReader(open(path))]
+    if rows:
+        write_outputs(rows, args.out, command)
     for run_dir in args.runs:
         rows += measure_run(run_dir, args.budget, args.out)
         write_outputs(rows, args.out, command)

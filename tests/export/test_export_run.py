@@ -170,3 +170,16 @@ def test_onnx_without_its_packages_is_one_line_naming_the_install(runs, tmp_path
     error = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(error) == 1 and "pip install 'ticketlab[export]'" in error[0]
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_installed_executable_exports_and_refuses_in_one_line(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    installed = Path(sys.executable).parent / "ticketlab"
+    command = [str(installed)] if installed.exists() else [sys.executable, "-m", "ticketlab.cli"]
+    done = subprocess.run([*command, "export", str(tmp_path), "--level", "1", "--format", "dense", "--output",
+                           str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "is not a run directory" in done.stderr
+    done = subprocess.run([*command, "export", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "--format" in done.stdout
