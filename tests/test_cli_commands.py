@@ -7,6 +7,7 @@ import errno
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -87,6 +88,7 @@ def test_find_resumes_a_finished_run_without_training(tiny_run, capsys):
     (["--train.batch_size", "501"], ["train.batch_size 501", "500 training examples"]),
     (["--rewind", "9ep"], ["prune.rewind '9ep'", "train.steps '40it'"]),  # 9 epochs of 5 batches: 45 > 40
     (["--steps", "3ep", "--train.milestones", "20ep", "--train.schedule", "step"], ["train.milestones '20ep'"]),
+    (["--prune.layer_rates", "nosuch=0.1"], ["prune.layer_rates names 'nosuch'", "layers.1.weight"]),
 ])
 def test_settings_the_data_cannot_satisfy_are_refused_before_writing(extra, fragments, tmp_path, capsys):
     code, _, err = run(["find", *TINY, *extra, "--root", str(tmp_path)], capsys)
@@ -154,6 +156,16 @@ def test_a_full_disk_names_the_file(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(store.os, "fsync", no_space)
     code, _, err = run(["find", *TINY, "--root", str(tmp_path)], capsys)
     assert_one_line_error(code, err, "no space left on device", "config.json", "free some space")
+
+
+def test_a_diverging_run_is_one_line_and_records_nothing(tmp_path, capsys):
+    """NaN weights are refused before result.json is written (they would poison every mask pruned from them)."""
+    code, _, err = run(["find", *TINY, "--root", str(tmp_path), "--train.optimizer", "sgd", "--train.lr", "100"],
+                       capsys)
+    assert_one_line_error(code, err, "training diverged", "train.lr (now 100)")
+    level, variant = re.search(r"trial 0 level (\d+) (\w+): training diverged", err[0]).groups()
+    (run_dir,) = tmp_path.iterdir()
+    assert not (run_dir / "trial_0" / f"level_{int(level):02d}" / variant / "result.json").exists()
 
 
 def test_debug_variable_shows_the_traceback(monkeypatch, tmp_path):

@@ -48,6 +48,10 @@ def os_error_message(error: OSError) -> str | None:
     return f"{reason[0].lower() + reason[1:]}{where}" + (f" ({hint})" if hint else "")
 
 
+class TrainingDiverged(TicketlabError):
+    """A job's weights became inf or NaN: the settings (usually train.lr) make training unstable."""
+
+
 class IntegrityError(TicketlabError):
     """A run-directory file is damaged: it does not parse, or its content differs from its recorded sha256."""
 

@@ -134,7 +134,6 @@ def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, wor
     splits = (data if data is not None else task.load_data(config.data)).to(torch_device)
     train_examples = len(splits.x_train) if isinstance(splits, DataSplits) else None
     check_against_data(config, task.steps_per_epoch(splits, config.train), train_examples, plan_limit)
-    _write_config(run_dir, config, fingerprint)
     ctx = ExperimentContext(
         config=config,
         run_dir=run_dir,
@@ -144,6 +143,8 @@ def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, wor
         checkpoint_interval_s=checkpoint_interval_s,
         task=task,
     )
+    ctx.keep_plan()  # settings the model cannot satisfy (prune.layer_rates naming no weight) refuse here
+    _write_config(run_dir, config, fingerprint)
     graph = job_graph(ctx)
     settle_run_settings(ctx, ctx.make_model(0), population)
     repair_run(ctx, graph)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ticketlab.config import ExperimentConfig, parse_step
-from ticketlab.errors import IntegrityError
+from ticketlab.errors import IntegrityError, TrainingDiverged
 from ticketlab.lottery.integrity import read_sealed_result, seal_result
 from ticketlab.pruning import (
     prunable_weights,
@@ -349,6 +349,7 @@ def finish_job(ctx: ExperimentContext, key: JobKey, start: JobStart, result, **e
     sha256 of the job's files and of its own numbers."""
     job_dir = key.directory(ctx.run_dir)
     final_state = {name: value.detach().cpu() for name, value in start.model.state_dict().items()}
+    _check_finite(ctx, key, final_state, result)
     _check_pruned_weights_are_zero(final_state, start.mask, key)
     save_tensors(job_dir / "weights_final.safetensors", final_state)
     counts = remaining_counts(start.mask)
@@ -438,6 +439,18 @@ def _save_rewind_point(points: dict[int, list[Path]]):
             save_tensors(job_dir / "optimizer_rewind.safetensors", optimizer_tensors(optimizer), metadata=metadata)
 
     return save
+
+
+def _check_finite(ctx: ExperimentContext, key: JobKey, state: dict[str, torch.Tensor], result) -> None:
+    """Refuse to record a diverged job (its NaN weights would poison every mask pruned from it); nothing is
+    written, so the finished jobs stay and a rerun with stabler settings continues from them."""
+    bad = [name for name, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if not bad:
+        return
+    train = ctx.config.train
+    raise TrainingDiverged(
+        f"{key.label()}: training diverged ({bad[0]} holds inf/NaN after step {getattr(result, 'final_iteration', '?')}); "
+        f"lower train.lr (now {train.lr:g}) or set train.clip_grad_norm, then run again")
 
 
 def _check_pruned_weights_are_zero(state: dict[str, torch.Tensor], mask: dict[str, torch.Tensor], key: JobKey) -> None:
