@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                         required=True)
     parser.add_argument("--out", type=Path, default=Path("benchmark_channel_imp"))
     args = parser.parse_args(argv)
-    command = "python benchmarks/channel_imp_flops.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python benchmarks/channel_imp_flops.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     rows = []
     for name, channel_run, weight_run in args.pair:
         rows += rows_of(Path(channel_run), name, "channel") + rows_of(Path(weight_run), name, "weight")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shlex
 import statistics
 import sys
 import tempfile
@@ -315,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmark_export_speed"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    command = "python benchmarks/export_speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python benchmarks/export_speed.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     print(command, flush=True)
     rows = [_typed(row) for path in args.merge for row in csv.DictReader(open(path))]
     if rows:
