@@ -86,6 +86,7 @@ def _figure(rows: list[dict], names: list[str], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     figure, axes = plt.subplots(2, len(names), figsize=(max(6.0, 4.6 * len(names)), 7.5), squeeze=False)
     styles = {"channel": ("tab:green", "^", "channel IMP (L1 of filters)"), "weight": ("tab:blue", "o", "unstructured IMP")}
@@ -99,6 +100,9 @@ def _figure(rows: list[dict], names: list[str], path: Path) -> None:
         for row_index, label in enumerate(("FLOPs remaining per inference (%)", "weights remaining (%)")):
             axis = axes[row_index][column]
             axis.set_xscale("log")
+            axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+            axis.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
+                lambda value, _: f"{value:g}" if f"{value:g}"[0] in "25" else ""))
             axis.invert_xaxis()
             axis.set_xlabel(label)
             axis.set_ylabel("test accuracy at early stop (%)")

@@ -257,6 +257,7 @@ def _figure(rows: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     models = list(dict.fromkeys(row["model"] for row in rows))
     figure, axes = plt.subplots(3, len(models), figsize=(max(6.0, 4.4 * len(models)), 10), squeeze=False)
@@ -282,6 +283,9 @@ def _figure(rows: list[dict], path: Path) -> None:
                                            "training step (ms)")):
             axis = axes[row_index][column]
             axis.set_xscale("log")
+            axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+            axis.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
+                lambda value, _: f"{value:g}" if f"{value:g}"[0] in "25" else ""))
             axis.set_yscale("log")
             axis.set_xlim(105, min(row["weights_remaining_percent"] for row in rows if row["model"] == model) * 0.8)
             axis.set_ylabel(label)
