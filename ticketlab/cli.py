@@ -25,6 +25,7 @@ from ticketlab.config_cli import (
     resolve_config,
 )
 from ticketlab.errors import ConfigError, TicketlabError, os_error_message
+from ticketlab.export.cli import add_export_commands, run_export_command
 from ticketlab.lottery.sweep_cli import add_sweep_command, run_sweep_command
 from ticketlab.lottery.verify_cli import add_verify_command, run_verify_command
 from ticketlab.presets import PRESET_HELP
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sweep_command(commands)
     add_verify_command(commands)
     add_analysis_commands(commands)
+    add_export_commands(commands)
     return parser
 
 
@@ -223,6 +225,8 @@ COMMANDS = {
     "stability": run_analysis_command,
     "masks": run_analysis_command,
     "verify": run_verify_command,
+    "export": run_export_command,
+    "cost": run_export_command,
 }
 
 

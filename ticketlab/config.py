@@ -31,6 +31,8 @@ SCHEDULE_NAMES = ("constant", "step", "cosine", "inverse_sqrt", "linear")
 INIT_NAMES = ("glorot_normal", "glorot_uniform", "kaiming_normal", "torch_default")
 SCOPE_NAMES = ("layerwise", "global")
 STRATEGY_NAMES = ("magnitude",)
+UNIT_NAMES = ("weight", "channel")  # prune.unit: single weights, or whole channels / neurons (structured)
+CHANNEL_SCORE_NAMES = ("l1", "bn_scale")  # prune.channel_score under prune.unit channel
 DEFAULT_VARIANTS = (
     "iterative_reset",
     "iterative_reinit",
@@ -244,6 +246,8 @@ class PruneConfig:
     early_bird_window: int = 5
     early_bird_threshold: float = 0.1
     early_bird_criterion: str = "weights"  # 'channels': the masks compared are BatchNorm-scale channel masks
+    unit: str = "weight"  # 'channel': prune whole output channels / neurons (rates are fractions of channels)
+    channel_score: str = "l1"  # unit 'channel': 'l1' (filter L1 norm) or 'bn_scale' (|BatchNorm scale|)
 
     def validate(self) -> None:
         _check_choice("prune.strategy", self.strategy, STRATEGY_NAMES)
@@ -284,6 +288,11 @@ class PruneConfig:
             _check_step("prune.finetune_steps", self.finetune_steps)
             if step_count(self.finetune_steps)[0] < 1:
                 raise ConfigError(f"prune.finetune_steps {self.finetune_steps!r} must be at least 1 iteration")
+        _check_choice("prune.unit", self.unit, UNIT_NAMES)
+        _check_choice("prune.channel_score", self.channel_score, CHANNEL_SCORE_NAMES)
+        if self.unit == "channel" and self.strategy != "magnitude":
+            raise ConfigError(f"prune.strategy {self.strategy!r} scores single weights; with prune.unit 'channel' "
+                              "channels are scored by prune.channel_score (l1 or bn_scale)")
 
 
 @dataclass(frozen=True)
@@ -359,6 +368,10 @@ class ExperimentConfig:
         repeated = [variant for index, variant in enumerate(self.variants) if variant in self.variants[:index]]
         if repeated:
             raise ConfigError(f"variants lists {repeated[0]!r} more than once")
+        unstructured_only = [v for v in self.variants if v in AT_INIT_VARIANTS + EARLY_BIRD_VARIANTS]
+        if self.prune.unit == "channel" and unstructured_only:
+            raise ConfigError(f"variant {unstructured_only[0]!r} prunes single weights; with prune.unit 'channel' use "
+                              f"{', '.join(DEFAULT_VARIANTS)}")
         _check_int("trials", self.trials, 1)
         _check_int("seed", self.seed, None)
         check_steps(self)

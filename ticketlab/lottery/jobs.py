@@ -32,6 +32,15 @@ from ticketlab.pruning import (
     remaining_percent,
     strategy_scores,
 )
+from ticketlab.pruning.channels import (
+    alive_channels,
+    channel_groups,
+    channel_keep_plan,
+    channel_masks,
+    channel_scores,
+    keep_channels,
+    random_channel_scores,
+)
 from ticketlab.seeds import derive_seed
 from ticketlab.store import load_tensors, read_json, save_tensors, set_aside, write_json
 from ticketlab.tasks import load_task
@@ -113,6 +122,8 @@ def keep_plan(config: ExperimentConfig, model: nn.Module, prunable: Callable = p
 
     `prunable(model)` selects the pruned tensors (the task's choice; by default Linear/Conv/Embedding/RNN weights).
     """
+    if config.prune.unit == "channel":
+        return _channel_keep_plan(config, model)
     weights = prunable(model)
     rates = layer_rates(config, model, prunable)
     counts = {name: weight.numel() for name, weight in weights.items()}
@@ -133,6 +144,20 @@ def keep_plan(config: ExperimentConfig, model: nn.Module, prunable: Callable = p
             plan.pop()
             break
     return plan
+
+
+def _channel_keep_plan(config: ExperimentConfig, model: nn.Module) -> list:
+    """Channels kept per level under prune.unit 'channel' (per channel group, or in total under global scope)."""
+    groups = channel_groups(model)
+    names = [group.name for group in groups]
+    for name, _ in config.prune.layer_rates:
+        if name not in names:
+            from ticketlab.errors import ConfigError
+
+            raise ConfigError(f"prune.layer_rates names {name!r}; channel groups are: {', '.join(names)}")
+    prune = config.prune
+    return channel_keep_plan(groups, dict(prune.layer_rates), prune.scope, prune.rate, prune.levels,
+                             prune.target_remaining_percent)
 
 
 def _plan_total(entry) -> int:
@@ -241,6 +266,8 @@ def _compute_mask(ctx: ExperimentContext, key: JobKey) -> dict[str, torch.Tensor
     plan = ctx.keep_plan()
     if level == 0:
         return full_masks(ctx.task.prunable(ctx.make_model(0)))
+    if ctx.config.prune.unit == "channel":
+        return _compute_channel_mask(ctx, key)
     if variant in ("iterative_reset", "iterative_reinit"):
         parent = JobKey(trial, level - 1, "iterative_reset" if level > 1 else DENSE)
         return _prune_from(ctx, parent, plan[level])
@@ -283,6 +310,33 @@ def _at_init_mask(ctx: ExperimentContext, key: JobKey) -> dict[str, torch.Tensor
         keep = sum(keep.values())
     model, _, _, _ = _starting_point(ctx, JobKey(key.trial, key.level, "oneshot_reset"))
     return at_init_mask(ctx, method, model, keep, derive_seed(ctx.config.seed, key.trial, "score_batches"))
+
+
+def _compute_channel_mask(ctx: ExperimentContext, key: JobKey) -> dict[str, torch.Tensor]:
+    """prune.unit 'channel': the same variants over channel groups (whole filters / neurons)."""
+    trial, level, variant = key.trial, key.level, key.variant
+    model = ctx.make_model(0)
+    groups = channel_groups(model)
+    keep = ctx.keep_plan()[level]
+    score = ctx.config.prune.channel_score
+    if variant in ("iterative_reset", "iterative_reinit", "finetune"):
+        chain = "finetune" if variant == "finetune" else "iterative_reset"
+        parent = JobKey(trial, level - 1, chain if level > 1 else DENSE)
+        state = load_tensors(parent.directory(ctx.run_dir) / "weights_final.safetensors")
+        parent_mask = job_mask(ctx, parent)
+        eligible = {group.name: alive_channels(parent_mask, group) for group in groups}
+        kept = keep_channels(channel_scores(score, model, state, groups), keep, eligible)
+    elif variant in ("oneshot_reset", "oneshot_reinit"):
+        state = load_tensors(JobKey(trial, 0, DENSE).directory(ctx.run_dir) / "weights_final.safetensors")
+        kept = keep_channels(channel_scores(score, model, state, groups), keep)
+    elif variant == "random_pruning":
+        ticket = job_mask(ctx, JobKey(trial, level, "iterative_reset"))
+        counts = {group.name: int(alive_channels(ticket, group).sum()) for group in groups}
+        kept = keep_channels(random_channel_scores(groups, derive_seed(ctx.config.seed, trial, "random_mask", level)),
+                             counts)
+    else:
+        raise ValueError(f"no mask rule for variant {variant!r}")
+    return channel_masks(model, groups, kept, ctx.task.prunable(model))
 
 
 def _prune_from(ctx: ExperimentContext, parent: JobKey, keep) -> dict[str, torch.Tensor]:
