@@ -149,6 +149,8 @@ def test_export_and_cost_commands(runs, tmp_path, capsys):
     layers = list(csv.DictReader(open(runs[0]["channel"] / "cost_layers.csv")))
     dense_layers = [row for row in layers if row["variant"] == "dense"]
     assert sum(int(row["dense_flops"]) for row in dense_layers) == int(rows[0]["dense_flops"])
+    summary = (runs[0]["channel"] / "report" / "summary.md").read_text()
+    assert "## Cost per inference" in summary and "remaining" in summary  # the report carries the cost table
 
 
 @pytest.mark.skipif(not HAS_ONNX, reason="onnx / onnxruntime not installed (pip install 'ticketlab[export]')")

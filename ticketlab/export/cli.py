@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 FORMAT_NAMES = ("prune", "dense", "compact", "sparse", "onnx-dense", "onnx-compact")  # = api.FORMATS (torch-free)
 
@@ -40,6 +41,10 @@ def run_export_command(args: argparse.Namespace) -> int:
 
         for kind, path in run_cost(args.run_dir).items():
             print(f"{kind}: {path}")
+        if (Path(args.run_dir) / "results.csv").is_file():  # the report's summary.md gains the cost table
+            from ticketlab.report import write_report
+
+            print(f"markdown: {write_report(args.run_dir)['markdown']}")
         return 0
     from ticketlab.errors import ConfigError
     from ticketlab.export import export_ticket, load_ticket

@@ -51,6 +51,9 @@ def write_report(run_dir: str | os.PathLike[str]) -> dict[str, Path]:
     )
     paths = {"png": png_path, "svg": svg_path}
     markdown += _cheap_ticket_sections(run, out_dir, summary, name, paths)
+    cost_table = out_dir / "cost.md"  # written by `ticketlab cost RUN_DIR` (ticketlab.export.run_cost)
+    if cost_table.is_file():
+        markdown += "\n## Cost per inference (`ticketlab cost`)\n\n" + cost_table.read_text(encoding="utf-8") + "\n"
     md_path = atomic_write_bytes(out_dir / "summary.md", markdown.encode("utf-8"))
     return {**paths, "markdown": md_path}
 
