@@ -203,6 +203,7 @@ def test_make_splits_refuses_sizes_beyond_the_data():
     {"variants": ["iterative_reinit", "random_pruning"], "prune.levels": 3, "prune.rewind": "4it"},
     {"variants": ["oneshot_reset", "finetune"], "prune.levels": 2, "train.steps": "2ep", "prune.rewind": "1ep"},
     {"prune.levels": 0},
+    {"variants": ["snip", "synflow_reinit", "early_bird", "early_bird_reset"], "prune.levels": 2, "trials": 2},
     {"prune.scope": "global", "prune.output_rate": None, "prune.target_remaining_percent": 30.0,
      "prune.levels": 10_000, "variants": ["iterative_reset"]},
 ])

@@ -25,6 +25,7 @@ from ticketlab.config_cli import (
     resolve_config,
 )
 from ticketlab.errors import ConfigError, TicketlabError, os_error_message
+from ticketlab.export.cli import add_export_commands, run_export_command
 from ticketlab.lottery.sweep_cli import add_sweep_command, run_sweep_command
 from ticketlab.lottery.transfer_cli import add_transfer_commands, run_transfer_command, run_transfer_matrix_command
 from ticketlab.lottery.verify_cli import add_verify_command, run_verify_command
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_transfer_commands(commands)
     add_verify_command(commands)
     add_analysis_commands(commands)
+    add_export_commands(commands)
     return parser
 
 
@@ -227,6 +229,8 @@ COMMANDS = {
     "verify": run_verify_command,
     "transfer": run_transfer_command,
     "transfer-matrix": run_transfer_matrix_command,
+    "export": run_export_command,
+    "cost": run_export_command,
 }
 
 

@@ -27,11 +27,13 @@ def _names(kind: str) -> tuple[str, ...]:
     """Every registered task's datasets or models (read now: the registry can gain a task after import)."""
     return tuple(dict.fromkeys(name for info in TASKS.values() for name in getattr(info, kind)))
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
-SCHEDULE_NAMES = ("constant", "step", "cosine")
+SCHEDULE_NAMES = ("constant", "step", "cosine", "inverse_sqrt", "linear")
 INIT_NAMES = ("glorot_normal", "glorot_uniform", "kaiming_normal", "torch_default")
 SCOPE_NAMES = ("layerwise", "global")
 STRATEGY_NAMES = ("magnitude",)
-VARIANT_NAMES = (
+UNIT_NAMES = ("weight", "channel")  # prune.unit: single weights, or whole channels / neurons (structured)
+CHANNEL_SCORE_NAMES = ("l1", "bn_scale")  # prune.channel_score under prune.unit channel
+DEFAULT_VARIANTS = (
     "iterative_reset",
     "iterative_reinit",
     "oneshot_reset",
@@ -39,6 +41,17 @@ VARIANT_NAMES = (
     "random_pruning",
     "finetune",
 )
+# Pruning at initialization: a mask from each method's scores at the starting weights, trained once; with Frankle
+# et al. (2021)'s controls: `<method>_shuffled` (the mask permuted within each layer) and `<method>_reinit` (the
+# mask on freshly drawn weights).
+AT_INIT_METHODS = ("snip", "grasp", "synflow", "magnitude_at_init")
+AT_INIT_VARIANTS = AT_INIT_METHODS + tuple(f"{method}_{control}" for control in ("shuffled", "reinit")
+                                           for method in AT_INIT_METHODS)
+# Early-bird tickets (You et al. 2020): the mask drawn when masks stop changing during dense training, trained from
+# the weights at that step (`early_bird`) or from θ0 / θk (`early_bird_reset`).
+EARLY_BIRD_VARIANTS = ("early_bird", "early_bird_reset")
+VARIANT_NAMES = DEFAULT_VARIANTS + AT_INIT_VARIANTS + EARLY_BIRD_VARIANTS
+EARLY_BIRD_CRITERIA = ("weights", "channels")
 
 MAX_WIDTH = 1_000_000  # hidden units, channels or embedding size: far beyond any network that fits in memory
 MAX_DEPTH = 10_000
@@ -118,6 +131,8 @@ class ModelConfig:
     dropout: float = 0.0  # conv2/4/6: drop probability after each hidden FC layer; lstm: between layers
     embedding_dim: int | None = None  # lstm: token embedding size (None: the LSTM's hidden size)
     tie_weights: bool = False  # lstm: the decoder shares the embedding matrix (needs embedding_dim == hidden)
+    heads: int | None = None  # transformer: attention heads (None: width // 64, at least 1)
+    ffn_dim: int | None = None  # transformer: feed-forward width (None: 4 x width)
 
     def validate(self) -> None:
         _check_choice("model.name", self.name, _names("models"), allow_custom=True)
@@ -132,6 +147,8 @@ class ModelConfig:
         _check_int("model.embedding_dim", self.embedding_dim, 1, MAX_WIDTH, unset_ok=True)
         _check_number("model.dropout", self.dropout, 0, 1, high_open=True, what="a probability")
         _check_bool("model.tie_weights", self.tie_weights)
+        _check_int("model.heads", self.heads, 1, MAX_WIDTH, unset_ok=True)
+        _check_int("model.ffn_dim", self.ffn_dim, 1, MAX_WIDTH, unset_ok=True)
         family = next((family for family in CONV_DEPTHS if self.name.startswith(family)), None)
         if self.depth is not None and family is not None and not _conv_depth_ok(family, self.depth):
             raise ConfigError(f"model.depth {self.depth} of {self.name} must be {CONV_DEPTHS[family]}")
@@ -156,6 +173,10 @@ class DataConfig:
     classes: str | None = None
     image_size: int | None = None  # image data: resize to image_size x image_size (bilinear; None: as stored)
     channels: int | None = None  # image data: 1 (grayscale: channel mean) or 3 (grayscale repeated); None: as stored
+    source: str | None = None  # translation: source language code (None: the corpus's default, de for multi30k)
+    target: str | None = None  # translation: target language code (None: the corpus's default, en for multi30k)
+    vocab_size: int | None = None  # translation: joint BPE vocabulary size, special tokens included (None: 8000)
+    eval_size: int | None = None  # translation: use only the first N validation and test pairs (None: all)
 
     def validate(self) -> None:
         _check_choice("data.name", self.name, _names("datasets"), allow_custom=True)
@@ -167,6 +188,11 @@ class DataConfig:
         _check_int("data.validation_size", self.validation_size, 1)
         _check_int("data.train_size", self.train_size, 1, unset_ok=True)
         _check_int("data.sequence_length", self.sequence_length, 1)
+        _check_int("data.vocab_size", self.vocab_size, 5, 1 << 24, unset_ok=True)
+        _check_int("data.eval_size", self.eval_size, 1, unset_ok=True)
+        for label, value in (("data.source", self.source), ("data.target", self.target)):
+            if value is not None and not (isinstance(value, str) and re.fullmatch(r"[a-z]{2,3}(_[A-Za-z]{2,4})?", value)):
+                raise ConfigError(f"{label} {value!r} must be a language code such as de or en")
         for label, value in (("data.data_dir", self.data_dir), ("data.cache_dir", self.cache_dir)):
             if value is not None and not (isinstance(value, str) and value.strip()):
                 raise ConfigError(f"{label} {value!r} must be a directory path or unset")
@@ -191,6 +217,10 @@ class TrainConfig:
     warmup: str = "0it"  # linear warmup from 0 to lr over this many steps
     eval_every: str = "100it"
     clip_grad_norm: float | None = None  # clip the global L2 norm of the (masked) gradients to this before a step
+    beta2: float = 0.999  # adam/adamw: the second-moment decay (the Transformer's 0.98)
+    eps: float = 1e-8  # adam/adamw: the denominator's epsilon (PPO's reference implementation: 1e-5)
+    label_smoothing: float = 0.0  # translation: label-smoothed cross-entropy (the Transformer's 0.1)
+    beam_size: int = 1  # translation: beam width of the test decoding behind BLEU (1: greedy)
 
     def validate(self) -> None:
         _check_choice("train.optimizer", self.optimizer, OPTIMIZER_NAMES)
@@ -202,6 +232,12 @@ class TrainConfig:
         if self.clip_grad_norm is not None:
             _check_number("train.clip_grad_norm", self.clip_grad_norm, 0, None, low_open=True)
         _check_int("train.batch_size", self.batch_size, 1)
+        _check_number("train.beta2", self.beta2, 0, 1, high_open=True)
+        _check_number("train.eps", self.eps, 0, 1, low_open=True)
+        _check_number("train.label_smoothing", self.label_smoothing, 0, 1, high_open=True)
+        _check_int("train.beam_size", self.beam_size, 1, 1000)
+        if self.schedule == "inverse_sqrt" and step_count(self.warmup)[0] < 1:
+            raise ConfigError("train.schedule 'inverse_sqrt' needs train.warmup of at least 1 step (its peak)")
         _check_bool("train.nesterov", self.nesterov)
         if self.momentum > 0 and self.optimizer != "sgd":
             raise ConfigError(f"train.momentum {self.momentum} applies to train.optimizer 'sgd' only, "
@@ -235,6 +271,19 @@ class PruneConfig:
     rewind: str = "0it"  # reset survivors to the weights at this step of the dense run ('0it' = θ0)
     rewind_optimizer_state: bool = False  # also restore optimizer state saved at the rewind step
     finetune_steps: str | None = None  # training length of the 'finetune' variant (None: train.steps)
+    # pruning at initialization (snip, grasp, synflow, magnitude_at_init): 'global' ranks all layers together at
+    # each level's total count (as the papers do), 'layerwise' keeps the level's per-layer counts
+    at_init_scope: str = "global"
+    score_batches: int = 10  # training batches (train.batch_size each) whose loss SNIP and GraSP score
+    synflow_rounds: int = 100  # SynFlow's pruning rounds (exponential keep schedule)
+    # early-bird tickets: a mask every `early_bird_every` steps of dense training; detected when the last
+    # `early_bird_window` masks are all within `early_bird_threshold` (normalized Hamming distance) of the newest
+    early_bird_every: str = "1ep"
+    early_bird_window: int = 5
+    early_bird_threshold: float = 0.1
+    early_bird_criterion: str = "weights"  # 'channels': the masks compared are BatchNorm-scale channel masks
+    unit: str = "weight"  # 'channel': prune whole output channels / neurons (rates are fractions of channels)
+    channel_score: str = "l1"  # unit 'channel': 'l1' (filter L1 norm) or 'bn_scale' (|BatchNorm scale|)
 
     def validate(self) -> None:
         _check_choice("prune.strategy", self.strategy, STRATEGY_NAMES)
@@ -258,10 +307,65 @@ class PruneConfig:
                           what="")
         _check_step("prune.rewind", self.rewind)
         _check_bool("prune.rewind_optimizer_state", self.rewind_optimizer_state)
+        _check_choice("prune.at_init_scope", self.at_init_scope, SCOPE_NAMES)
+        _check_int("prune.score_batches", self.score_batches, 1)
+        _check_int("prune.synflow_rounds", self.synflow_rounds, 1)
+        _check_step("prune.early_bird_every", self.early_bird_every)
+        if step_count(self.early_bird_every)[0] < 1:
+            raise ConfigError(f"prune.early_bird_every {self.early_bird_every!r} must be at least 1 iteration")
+        _check_int("prune.early_bird_window", self.early_bird_window, 2)
+        _check_number("prune.early_bird_threshold", self.early_bird_threshold, 0, 1, low_open=True,
+                      what="a fraction")
+        _check_choice("prune.early_bird_criterion", self.early_bird_criterion, EARLY_BIRD_CRITERIA)
+        if self.at_init_scope == "layerwise" and self.scope == "global":
+            raise ConfigError("prune.at_init_scope 'layerwise' needs per-layer counts: use it with prune.scope "
+                              "layerwise (prune.scope global plans totals only)")
         if self.finetune_steps is not None:
             _check_step("prune.finetune_steps", self.finetune_steps)
             if step_count(self.finetune_steps)[0] < 1:
                 raise ConfigError(f"prune.finetune_steps {self.finetune_steps!r} must be at least 1 iteration")
+        _check_choice("prune.unit", self.unit, UNIT_NAMES)
+        _check_choice("prune.channel_score", self.channel_score, CHANNEL_SCORE_NAMES)
+        if self.unit == "channel" and self.strategy != "magnitude":
+            raise ConfigError(f"prune.strategy {self.strategy!r} scores single weights; with prune.unit 'channel' "
+                              "channels are scored by prune.channel_score (l1 or bn_scale)")
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    """Reinforcement learning (task 'rl'): PPO's settings, with the defaults of CleanRL's ppo.py (Huang et al.
+    2022, "The 37 Implementation Details of PPO"), and how agents are evaluated. A training step is one PPO
+    iteration: a rollout of `rollout_steps` in each of `num_envs` environments, then `update_epochs` passes."""
+
+    num_envs: int = 4
+    rollout_steps: int = 128
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    minibatches: int = 4
+    update_epochs: int = 4
+    clip_coef: float = 0.2
+    clip_value_loss: bool = True
+    entropy_coef: float = 0.01
+    value_coef: float = 0.5
+    normalize_advantages: bool = True
+    eval_episodes: int = 10  # episodes (fixed seeds) per evaluation of the validation and of the test seeds
+    deterministic_eval: bool = True  # evaluate the greedy (argmax) policy; False samples from it
+    shared_trunk: bool = False  # one MLP trunk under the policy and value heads (CleanRL: separate networks)
+    episodic_life: bool = False  # Atari: a lost life ends the training episode (evaluation always plays whole games)
+
+    def validate(self) -> None:
+        for name in ("num_envs", "rollout_steps", "minibatches", "update_epochs", "eval_episodes"):
+            _check_int(f"rl.{name}", getattr(self, name), 1, 1_000_000)
+        for name in ("gamma", "gae_lambda"):
+            _check_number(f"rl.{name}", getattr(self, name), 0, 1)
+        _check_number("rl.clip_coef", self.clip_coef, 0, None, low_open=True)
+        for name in ("entropy_coef", "value_coef"):
+            _check_number(f"rl.{name}", getattr(self, name), 0, None)
+        for name in ("clip_value_loss", "normalize_advantages", "deterministic_eval", "shared_trunk", "episodic_life"):
+            _check_bool(f"rl.{name}", getattr(self, name))
+        if self.num_envs * self.rollout_steps < self.minibatches:
+            raise ConfigError(f"rl.minibatches {self.minibatches} is more than the {self.num_envs * self.rollout_steps} "
+                              "transitions of a rollout (rl.num_envs x rl.rollout_steps)")
 
 
 @dataclass(frozen=True)
@@ -273,13 +377,14 @@ class ExperimentConfig:
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     prune: PruneConfig = PruneConfig()
-    variants: tuple[str, ...] = _unhashed(VARIANT_NAMES)  # adding variants or trials reuses finished jobs
+    rl: RLConfig = RLConfig()
+    variants: tuple[str, ...] = _unhashed(DEFAULT_VARIANTS)  # adding variants or trials reuses finished jobs
     trials: int = _unhashed(1)
     seed: int = 0
 
     def validate(self) -> "ExperimentConfig":
         """Check every value; raise ConfigError naming the first bad one. Returns self."""
-        for section in (self.model, self.data, self.train, self.prune):
+        for section in (self.model, self.data, self.train, self.prune, self.rl):
             section.validate()
         info = task_info(self.task)
         if not self.data.name.startswith("custom:") and self.data.name not in info.datasets:
@@ -299,6 +404,10 @@ class ExperimentConfig:
         repeated = [variant for index, variant in enumerate(self.variants) if variant in self.variants[:index]]
         if repeated:
             raise ConfigError(f"variants lists {repeated[0]!r} more than once")
+        unstructured_only = [v for v in self.variants if v in AT_INIT_VARIANTS + EARLY_BIRD_VARIANTS]
+        if self.prune.unit == "channel" and unstructured_only:
+            raise ConfigError(f"variant {unstructured_only[0]!r} prunes single weights; with prune.unit 'channel' use "
+                              f"{', '.join(DEFAULT_VARIANTS)}")
         _check_int("trials", self.trials, 1)
         _check_int("seed", self.seed, None)
         check_steps(self)
@@ -427,14 +536,16 @@ def plan_estimate(config: ExperimentConfig, iterations_per_epoch: int | None = N
     variants = config.variants
     hidden_chain = levels >= 1 and "iterative_reset" not in variants and any(
         variant in variants for variant in ("iterative_reinit", "random_pruning"))
-    per_trial_jobs = 1 + levels * len(variants) + (levels - 1 if hidden_chain else 0)
+    early_bird_search = levels >= 1 and any(variant in EARLY_BIRD_VARIANTS for variant in variants)
+    per_trial_jobs = 1 + levels * len(variants) + (levels - 1 if hidden_chain else 0) + int(early_bird_search)
     texts = [config.train.steps, prune.rewind, prune.finetune_steps or config.train.steps]
     iterations = None
     if iterations_per_epoch is not None or all(step_count(text)[1] == "it" for text in texts):
         steps, rewind, finetune = (parse_step(text, iterations_per_epoch) for text in texts)
         retrain = max(steps - rewind, 0)
         per_level = sum(finetune if variant == "finetune" else retrain for variant in variants)
-        per_trial = steps + levels * per_level + (levels - 1 if hidden_chain else 0) * retrain
+        per_trial = (steps + levels * per_level + (levels - 1 if hidden_chain else 0) * retrain
+                     + (steps if early_bird_search else 0))  # the search stops at detection: an upper bound
         iterations = config.trials * per_trial
     return PlanEstimate(config.trials * per_trial_jobs, levels, iterations)
 

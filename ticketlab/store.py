@@ -77,7 +77,14 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
     sha256 of its content in the metadata."""
     from safetensors.torch import save
 
-    cpu = {name: tensor.detach().to("cpu").contiguous() for name, tensor in tensors.items()}
+    cpu, storages = {}, set()
+    for name, tensor in tensors.items():
+        tensor = tensor.detach().to("cpu").contiguous()
+        storage = tensor.untyped_storage().data_ptr()
+        if storage in storages:  # a tied weight (one Parameter under two names): safetensors stores each once
+            tensor = tensor.clone()
+        storages.add(tensor.untyped_storage().data_ptr())
+        cpu[name] = tensor
     metadata = dict(metadata or {})
     metadata.pop(TENSORS_SHA256, None)
     # the hash covers the index and bytes, not the metadata that holds it; adding it leaves the data region as is

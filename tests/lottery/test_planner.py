@@ -12,8 +12,8 @@ from ticketlab.lottery.jobs import DENSE, RESULT_FILE, ExperimentContext, JobKey
 from ticketlab.lottery.planner import PLAN_FILE, choose_population_size, ready_jobs, run_graph
 from ticketlab.store import load_tensors, read_json, read_jsonl
 
-# the seal covers metrics.jsonl, whose rows differ in test_accuracy, and wall_time_s: it differs too
-POPULATION_ONLY_FIELDS = ("wall_time_s", "population_size", "artifacts", "digest")
+# the seal covers metrics.jsonl, whose rows differ in test_accuracy, and the wall-clock timings: they differ too
+POPULATION_ONLY_FIELDS = ("wall_time_s", "mask_time_s", "population_size", "artifacts", "digest")
 
 
 def _context(run_dir):

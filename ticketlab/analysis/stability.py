@@ -48,6 +48,7 @@ from ticketlab.pruning import full_masks, prunable_weights, remaining_percent
 from ticketlab.seeds import derive_seed
 from ticketlab.store import load_tensors, read_json, save_tensors, write_json
 from ticketlab.tasks import load_task
+from ticketlab.tasks.base import load_task_data
 from ticketlab.training.loop import TrainingInterrupted, train_model
 from ticketlab.training.optim import optimizer_tensors
 
@@ -272,7 +273,7 @@ def load_run(
         raise ConfigError(f"run {run_dir} used custom data; pass the same data splits")
     torch_device = resolve_device(device)
     task = load_task(config.task)
-    splits = (data if data is not None else task.load_data(config.data)).to(torch_device)
+    splits = (data if data is not None else task.bind_run(load_task_data(task, config), run_dir)).to(torch_device)
     return ExperimentContext(
         config=config, run_dir=run_dir, data=splits, make_model=model_factory(config, splits, model, task),
         device=torch_device, task=task,

@@ -35,7 +35,7 @@ from ticketlab.lottery.jobs import (
     run_job,
 )
 from ticketlab.tasks import load_task
-from ticketlab.tasks.base import Task
+from ticketlab.tasks.base import Task, load_task_data
 from ticketlab.store import atomic_write_bytes, read_json, write_json
 
 RESULT_COLUMNS = (
@@ -131,9 +131,12 @@ def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, wor
                     checkpoint_interval_s, plan_limit) -> ExperimentResult:
     """The body of `find_tickets`, run while it holds the run directory's lock."""
     task = load_task(config.task)
-    splits = (data if data is not None else task.load_data(config.data)).to(torch_device)
+    splits = (data if data is not None else load_task_data(task, config)).to(torch_device)
     train_examples = len(splits.x_train) if isinstance(splits, DataSplits) else None
     check_against_data(config, task.steps_per_epoch(splits, config.train), train_examples, plan_limit)
+    from ticketlab.lottery.at_init import check_task_supports
+
+    check_task_supports(task, config.variants)
     ctx = ExperimentContext(
         config=config,
         run_dir=run_dir,
@@ -145,6 +148,8 @@ def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, wor
     )
     ctx.keep_plan()  # settings the model cannot satisfy (prune.layer_rates naming no weight) refuse here
     _write_config(run_dir, config, fingerprint)
+    if data is None:
+        ctx.data = task.bind_run(ctx.data, run_dir)  # e.g. the tokenizer this run directory keeps
     graph = job_graph(ctx)
     settle_run_settings(ctx, ctx.make_model(0), population)
     repair_run(ctx, graph)
@@ -232,6 +237,9 @@ def write_results_csv(ctx: ExperimentContext, graph: dict[JobKey, tuple]) -> Pat
                 layer_writer.writerow([key.variant, key.trial, key.level, layer, remaining, total,
                                        round(100.0 * remaining / total, 4)])
     atomic_write_bytes(ctx.run_dir / "layer_sparsity.csv", layers.getvalue().encode())
+    from ticketlab.lottery.early_bird import write_early_bird_csvs
+
+    write_early_bird_csvs(ctx, graph)
     return path
 
 
@@ -310,7 +318,7 @@ def _worker_init(config_dict: dict, run_dir: str, device: str, checkpoint_interv
     torch.set_num_threads(threads)
     config = config_from_dict(config_dict)
     task = load_task(config.task)
-    splits = task.load_data(config.data).to(device)
+    splits = task.bind_run(load_task_data(task, config), Path(run_dir)).to(device)
     _WORKER["ctx"] = ExperimentContext(
         config=config, run_dir=Path(run_dir), data=splits, make_model=model_factory(config, splits, None, task),
         device=torch.device(device), checkpoint_interval_s=checkpoint_interval_s,

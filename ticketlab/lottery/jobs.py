@@ -18,7 +18,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ticketlab.config import ExperimentConfig, parse_step
+from ticketlab.config import AT_INIT_METHODS, AT_INIT_VARIANTS, EARLY_BIRD_VARIANTS, ExperimentConfig, parse_step
 from ticketlab.errors import IntegrityError, TrainingDiverged
 from ticketlab.lottery.integrity import read_sealed_result, seal_result
 from ticketlab.pruning import (
@@ -32,16 +32,28 @@ from ticketlab.pruning import (
     remaining_percent,
     strategy_scores,
 )
+from ticketlab.pruning.channels import (
+    alive_channels,
+    channel_groups,
+    channel_keep_plan,
+    channel_masks,
+    channel_scores,
+    keep_channels,
+    random_channel_scores,
+)
 from ticketlab.seeds import derive_seed
-from ticketlab.store import load_tensors, save_tensors, set_aside, write_json
+from ticketlab.store import load_tensors, read_json, save_tensors, set_aside, write_json
 from ticketlab.tasks import load_task
 from ticketlab.tasks.base import Task
 from ticketlab.training.optim import optimizer_tensors
 
 DENSE = "dense"
 RESULT_FILE = "result.json"
+MASK_COST_FILE = "mask_cost.json"  # seconds the job's mask took to compute (scores, searches), when it computed one
+EARLY_BIRD_SEARCH = "early_bird_search"  # level-0 job per trial: dense training watched until masks settle
 RESET_VARIANTS = ("iterative_reset", "oneshot_reset", "random_pruning")
-REINIT_VARIANTS = ("iterative_reinit", "oneshot_reinit")
+REINIT_VARIANTS = ("iterative_reinit", "oneshot_reinit") + tuple(
+    variant for variant in AT_INIT_VARIANTS if variant.endswith("_reinit"))
 
 
 @dataclass(frozen=True, order=True)
@@ -110,6 +122,8 @@ def keep_plan(config: ExperimentConfig, model: nn.Module, prunable: Callable = p
 
     `prunable(model)` selects the pruned tensors (the task's choice; by default Linear/Conv/Embedding/RNN weights).
     """
+    if config.prune.unit == "channel":
+        return _channel_keep_plan(config, model)
     weights = prunable(model)
     rates = layer_rates(config, model, prunable)
     counts = {name: weight.numel() for name, weight in weights.items()}
@@ -130,6 +144,20 @@ def keep_plan(config: ExperimentConfig, model: nn.Module, prunable: Callable = p
             plan.pop()
             break
     return plan
+
+
+def _channel_keep_plan(config: ExperimentConfig, model: nn.Module) -> list:
+    """Channels kept per level under prune.unit 'channel' (per channel group, or in total under global scope)."""
+    groups = channel_groups(model)
+    names = [group.name for group in groups]
+    for name, _ in config.prune.layer_rates:
+        if name not in names:
+            from ticketlab.errors import ConfigError
+
+            raise ConfigError(f"prune.layer_rates names {name!r}; channel groups are: {', '.join(names)}")
+    prune = config.prune
+    return channel_keep_plan(groups, dict(prune.layer_rates), prune.scope, prune.rate, prune.levels,
+                             prune.target_remaining_percent)
 
 
 def _plan_total(entry) -> int:
@@ -165,15 +193,26 @@ def job_graph(ctx: ExperimentContext) -> dict[JobKey, tuple[JobKey, ...]]:
                     inputs = (dense,)
                 elif variant == "finetune":
                     inputs = (dense if level == 1 else JobKey(trial, level - 1, "finetune"),)
+                elif variant in AT_INIT_VARIANTS:  # scored at the dense run's starting weights
+                    inputs = (dense,)
+                elif variant in EARLY_BIRD_VARIANTS:
+                    inputs = (dense, JobKey(trial, 0, EARLY_BIRD_SEARCH))
                 else:  # the iterative masks, and the random baseline matching their per-layer sparsity
                     inputs = (dense, previous_ticket)
                 graph[JobKey(trial, level, variant)] = inputs
+            if variant_needs_search(config.variants) and level == 1:
+                graph[JobKey(trial, 0, EARLY_BIRD_SEARCH)] = (dense,)
             # the reinit/random controls need the ticket chain's mask even if iterative_reset itself is not run
             if "iterative_reset" not in config.variants and level < ctx.levels and any(
                 variant in config.variants for variant in ("iterative_reinit", "random_pruning")
             ):
                 graph[JobKey(trial, level, "iterative_reset")] = (dense, previous_ticket)
     return dict(sorted(graph.items(), key=lambda item: (item[0].trial, item[0].level, _variant_rank(item[0]))))
+
+
+def variant_needs_search(variants) -> bool:
+    """Whether any variant reads the early-bird search job."""
+    return any(variant in EARLY_BIRD_VARIANTS for variant in variants)
 
 
 def _variant_rank(key: JobKey) -> int:
@@ -185,6 +224,12 @@ def job_steps(ctx: ExperimentContext, key: JobKey) -> int:
     """Optimizer steps the job takes (for progress bars)."""
     if key.variant == "finetune":
         return ctx.finetune_steps()
+    if key.variant == EARLY_BIRD_SEARCH:
+        return ctx.total_steps  # at most: the search stops at detection
+    if key.variant == "early_bird" and is_done(ctx, JobKey(key.trial, 0, EARLY_BIRD_SEARCH)):
+        from ticketlab.lottery.early_bird import detection_step
+
+        return ctx.total_steps - detection_step(ctx, key)
     return ctx.total_steps - (ctx.rewind_step if key.variant != DENSE else 0)
 
 
@@ -209,8 +254,10 @@ def job_mask(ctx: ExperimentContext, key: JobKey) -> dict[str, torch.Tensor]:
             return {name: mask.float() for name, mask in load_tensors(path).items()}
         except IntegrityError as error:
             set_aside(path, f"{error}; computing the mask again")
+    started = time.perf_counter()
     mask = _compute_mask(ctx, key)
     save_tensors(path, {name: value.bool() for name, value in mask.items()})
+    write_json(path.parent / MASK_COST_FILE, {"mask_time_s": time.perf_counter() - started})
     return mask
 
 
@@ -219,6 +266,8 @@ def _compute_mask(ctx: ExperimentContext, key: JobKey) -> dict[str, torch.Tensor
     plan = ctx.keep_plan()
     if level == 0:
         return full_masks(ctx.task.prunable(ctx.make_model(0)))
+    if ctx.config.prune.unit == "channel":
+        return _compute_channel_mask(ctx, key)
     if variant in ("iterative_reset", "iterative_reinit"):
         parent = JobKey(trial, level - 1, "iterative_reset" if level > 1 else DENSE)
         return _prune_from(ctx, parent, plan[level])
@@ -228,12 +277,66 @@ def _compute_mask(ctx: ExperimentContext, key: JobKey) -> dict[str, torch.Tensor
     if variant in ("oneshot_reset", "oneshot_reinit"):
         dense_final = _final_prunable_weights(ctx, JobKey(trial, 0, DENSE))
         return keep_top(strategy_scores(ctx.config.prune.strategy, dense_final), plan[level])
+    if variant in AT_INIT_VARIANTS:
+        return _at_init_mask(ctx, key)
+    if variant in EARLY_BIRD_VARIANTS:
+        from ticketlab.lottery.early_bird import early_bird_mask
+
+        return early_bird_mask(ctx, key)
     if variant == "random_pruning":
         ticket_counts = remaining_counts(job_mask(ctx, JobKey(trial, level, "iterative_reset")))
         shapes = ctx.task.prunable(ctx.make_model(0))
         scores = random_scores(shapes, derive_seed(ctx.config.seed, trial, "random_mask", level))
         return keep_top(scores, ticket_counts)
     raise ValueError(f"no mask rule for variant {variant!r}")
+
+
+def _at_init_mask(ctx: ExperimentContext, key: JobKey) -> dict[str, torch.Tensor]:
+    """A pruning-at-initialization mask at the starting weights of the reset variants (θ0, or θk with rewinding),
+    for the level's count: its total ranked over all layers (prune.at_init_scope global) or its per-layer counts.
+    The `_shuffled` control permutes the method's mask within each layer; `_reinit` uses it on fresh weights."""
+    method = next(name for name in sorted(AT_INIT_METHODS, key=len, reverse=True) if key.variant.startswith(name))
+    if key.variant != method:
+        mask = job_mask(ctx, JobKey(key.trial, key.level, method))  # stored in the method's directory
+        if key.variant.endswith("_shuffled"):
+            from ticketlab.pruning.at_init import shuffle_within_layers
+
+            return shuffle_within_layers(mask, derive_seed(ctx.config.seed, key.trial, "shuffle", method, key.level))
+        return mask
+    from ticketlab.lottery.at_init import at_init_mask
+
+    keep = ctx.keep_plan()[key.level]
+    if ctx.config.prune.at_init_scope == "global" and isinstance(keep, dict):
+        keep = sum(keep.values())
+    model, _, _, _ = _starting_point(ctx, JobKey(key.trial, key.level, "oneshot_reset"))
+    return at_init_mask(ctx, method, model, keep, derive_seed(ctx.config.seed, key.trial, "score_batches"))
+
+
+def _compute_channel_mask(ctx: ExperimentContext, key: JobKey) -> dict[str, torch.Tensor]:
+    """prune.unit 'channel': the same variants over channel groups (whole filters / neurons)."""
+    trial, level, variant = key.trial, key.level, key.variant
+    model = ctx.make_model(0)
+    groups = channel_groups(model)
+    keep = ctx.keep_plan()[level]
+    score = ctx.config.prune.channel_score
+    if variant in ("iterative_reset", "iterative_reinit", "finetune"):
+        chain = "finetune" if variant == "finetune" else "iterative_reset"
+        parent = JobKey(trial, level - 1, chain if level > 1 else DENSE)
+        state = load_tensors(parent.directory(ctx.run_dir) / "weights_final.safetensors")
+        parent_mask = job_mask(ctx, parent)
+        eligible = {group.name: alive_channels(parent_mask, group) for group in groups}
+        kept = keep_channels(channel_scores(score, model, state, groups), keep, eligible)
+    elif variant in ("oneshot_reset", "oneshot_reinit"):
+        state = load_tensors(JobKey(trial, 0, DENSE).directory(ctx.run_dir) / "weights_final.safetensors")
+        kept = keep_channels(channel_scores(score, model, state, groups), keep)
+    elif variant == "random_pruning":
+        ticket = job_mask(ctx, JobKey(trial, level, "iterative_reset"))
+        counts = {group.name: int(alive_channels(ticket, group).sum()) for group in groups}
+        kept = keep_channels(random_channel_scores(groups, derive_seed(ctx.config.seed, trial, "random_mask", level)),
+                             counts)
+    else:
+        raise ValueError(f"no mask rule for variant {variant!r}")
+    return channel_masks(model, groups, kept, ctx.task.prunable(model))
 
 
 def _prune_from(ctx: ExperimentContext, parent: JobKey, keep) -> dict[str, torch.Tensor]:
@@ -307,6 +410,7 @@ def finish_job(ctx: ExperimentContext, key: JobKey, start: JobStart, result, **e
         "weights_remaining_percent": remaining_percent(start.mask),
         "layer_remaining": {name: [counts[name], start.mask[name].numel()] for name in start.mask},
         "start_step": start.start_step,
+        **_mask_cost(job_dir),
         **extra,
         **result.to_dict(),
     }
@@ -315,10 +419,22 @@ def finish_job(ctx: ExperimentContext, key: JobKey, start: JobStart, result, **e
     return record
 
 
+def _mask_cost(job_dir: Path) -> dict:
+    path = job_dir / MASK_COST_FILE
+    try:
+        return {"mask_time_s": float(read_json(path)["mask_time_s"])} if path.exists() else {}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
 def run_job(ctx: ExperimentContext, key: JobKey, on_progress: Callable[[int], None] | None = None) -> dict:
     """Train one job (resuming a partial run) unless it is done; returns its result record."""
     if is_done(ctx, key):
         return read_result(ctx, key)
+    if key.variant == EARLY_BIRD_SEARCH:
+        from ticketlab.lottery.early_bird import run_early_bird_search
+
+        return run_early_bird_search(ctx, key, on_progress=on_progress)
     started = time.time()
     start = prepare_job(ctx, key)
     result = ctx.task.train(
@@ -351,6 +467,12 @@ def _starting_point(ctx: ExperimentContext, key: JobKey):
         model = ctx.make_model(0)
         model.load_state_dict(load_tensors(parent.directory(ctx.run_dir) / "weights_final.safetensors"))
         return model, 0, None, ctx.finetune_steps()
+    if key.variant == EARLY_BIRD_SEARCH:
+        return ctx.make_model(derive_seed(config.seed, trial, "init")), 0, None, ctx.total_steps
+    if key.variant == "early_bird":
+        from ticketlab.lottery.early_bird import detection_start
+
+        return detection_start(ctx, key)
     if key.variant in REINIT_VARIANTS:
         seed = derive_seed(config.seed, trial, "reinit", key.variant, key.level)
         return ctx.make_model(seed), ctx.rewind_step, None, ctx.total_steps

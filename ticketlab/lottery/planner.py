@@ -23,6 +23,7 @@ from torch import nn
 from ticketlab.errors import ConfigError, IntegrityError
 from ticketlab.lottery.jobs import (
     DENSE,
+    EARLY_BIRD_SEARCH,
     ExperimentContext,
     JobKey,
     _variant_rank,
@@ -42,7 +43,8 @@ from ticketlab.training.population import (
 )
 
 # Jobs other jobs wait for: training them first shortens the experiment's critical path.
-CHAIN_VARIANTS = (DENSE, "iterative_reset", "finetune")
+CHAIN_VARIANTS = (DENSE, "iterative_reset", "finetune", EARLY_BIRD_SEARCH)
+SOLO_VARIANTS = (EARLY_BIRD_SEARCH,)
 CPU_MEMORY_FRACTION = 0.25  # of the machine's memory: other processes need the rest
 CUDA_MEMORY_FRACTION = 0.5  # of the device's memory
 PLAN_FILE = "population.json"
@@ -155,10 +157,15 @@ def run_graph(
             continue
         if on_jobs_start:
             on_jobs_start(batch)
-        if size == 1:
-            run_job(ctx, batch[0], on_progress=on_progress)
-        else:
-            run_jobs_population(ctx, batch, on_progress=on_progress)
+        # jobs with their own runner (the early-bird search) never join a population
+        alone = [key for key in batch if key.variant in SOLO_VARIANTS]
+        for key in alone:
+            run_job(ctx, key, on_progress=on_progress)
+        stacked = [key for key in batch if key not in alone]
+        if stacked and size == 1:
+            run_job(ctx, stacked[0], on_progress=on_progress)
+        elif stacked:
+            run_jobs_population(ctx, stacked, on_progress=on_progress)
         if on_jobs_done:
             on_jobs_done(batch)
 

@@ -34,6 +34,7 @@ from ticketlab.lottery.integrity import read_sealed_result, repair_run, run_lock
 from ticketlab.lottery.jobs import DENSE, RESULT_FILE, ExperimentContext, JobKey, job_graph, run_job
 from ticketlab.store import atomic_write_bytes, write_json
 from ticketlab.tasks import load_task
+from ticketlab.tasks.base import load_task_data
 from ticketlab.tasks.metrics import Metric, metric_named
 
 SHARED_DENSE_FILES = ("mask.safetensors", "weights_init.safetensors", "weights_final.safetensors", "metrics.jsonl")
@@ -81,7 +82,7 @@ def rewind_sweep(
         fingerprint += _data_fingerprint(data)
     torch_device = resolve_device(device)
     task = load_task(config.task)
-    splits = (data if data is not None else task.load_data(config.data)).to(torch_device)
+    splits = (data if data is not None else load_task_data(task, config)).to(torch_device)
     per_epoch = task.steps_per_epoch(splits, config.train)
     runs = []  # (rewind text, config as given, run directory, rewind step)
     for text in rewinds:

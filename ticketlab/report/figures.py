@@ -35,6 +35,21 @@ _KNOWN_STYLES: dict[str, tuple[str, str, str]] = {
     "oneshot_reinit": ("tab:red", "v", "--"),
     "random_pruning": ("tab:purple", "D", ":"),
     "finetune": ("tab:brown", "P", "-."),
+    # pruning at init: one colour per method; its shuffled control dotted, its reinit control dashed
+    "snip": ("tab:cyan", "X", "-"),
+    "grasp": ("tab:olive", "*", "-"),
+    "synflow": ("tab:pink", "h", "-"),
+    "magnitude_at_init": ("tab:gray", "p", "-"),
+    "snip_shuffled": ("tab:cyan", "X", ":"),
+    "grasp_shuffled": ("tab:olive", "*", ":"),
+    "synflow_shuffled": ("tab:pink", "h", ":"),
+    "magnitude_at_init_shuffled": ("tab:gray", "p", ":"),
+    "snip_reinit": ("tab:cyan", "X", "--"),
+    "grasp_reinit": ("tab:olive", "*", "--"),
+    "synflow_reinit": ("tab:pink", "h", "--"),
+    "magnitude_at_init_reinit": ("tab:gray", "p", "--"),
+    "early_bird": ("black", "<", "-"),
+    "early_bird_reset": ("black", ">", "--"),
 }
 _EXTRA_COLOURS: tuple[str, ...] = ("tab:pink", "tab:gray", "tab:olive", "tab:cyan", "black")
 _EXTRA_MARKERS: tuple[str, ...] = ("X", "*", "h", "<", ">", "p")

@@ -49,5 +49,46 @@ def write_report(run_dir: str | os.PathLike[str]) -> dict[str, Path]:
         f"{summary_markdown(summary)}\n"
         f"_{NOTE}_\n"
     )
+    paths = {"png": png_path, "svg": svg_path}
+    markdown += _cheap_ticket_sections(run, out_dir, summary, name, paths)
+    cost_table = out_dir / "cost.md"  # written by `ticketlab cost RUN_DIR` (ticketlab.export.run_cost)
+    if cost_table.is_file():
+        markdown += "\n## Cost per inference (`ticketlab cost`)\n\n" + cost_table.read_text(encoding="utf-8") + "\n"
     md_path = atomic_write_bytes(out_dir / "summary.md", markdown.encode("utf-8"))
-    return {"png": png_path, "svg": svg_path, "markdown": md_path}
+    return {**paths, "markdown": md_path}
+
+
+def _cheap_ticket_sections(run: Path, out_dir: Path, summary: list, name: str, paths: dict) -> str:
+    """The pruning-at-init and early-bird figures (and the early-bird table), for runs that have them."""
+    from ticketlab.report.cheap_tickets import (
+        draw_at_init_figure,
+        draw_early_bird_figure,
+        has_at_init_variants,
+        read_early_bird,
+    )
+
+    text = ""
+    if has_at_init_variants(summary):
+        paths["at_init_png"], _ = draw_at_init_figure(summary, out_dir / "at_init", title=name)
+        text += "\n## Pruning at initialization\n\n![pruning at init against IMP and random](at_init.png)\n"
+    detections, distances = read_early_bird(run)
+    if distances:
+        threshold = _config_value(run, "prune", "early_bird_threshold")
+        paths["early_bird_png"], _ = draw_early_bird_figure(detections, distances, out_dir / "early_bird",
+                                                            threshold=threshold, title=name)
+        text += "\n## Early-bird tickets\n\n![mask distance during dense training](early_bird.png)\n\n"
+        text += "| trial | weights remaining % | detected | detection step | training saved % |\n"
+        text += "| --- | --- | --- | --- | --- |\n"
+        for row in detections:
+            text += (f"| {row['trial']} | {float(row['weights_remaining_percent']):.3g} | {row['detected']} | "
+                     f"{row['detection_step']} / {row['total_steps']} | {row['training_saved_percent']} |\n")
+    return text
+
+
+def _config_value(run: Path, section: str, name: str):
+    import json
+
+    try:
+        return json.loads((run / "config.json").read_text())["config"][section][name]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -28,6 +28,20 @@ VARIANT_ORDER: tuple[str, ...] = (
     "oneshot_reinit",
     "random_pruning",
     "finetune",
+    "snip",
+    "grasp",
+    "synflow",
+    "magnitude_at_init",
+    "snip_shuffled",
+    "grasp_shuffled",
+    "synflow_shuffled",
+    "magnitude_at_init_shuffled",
+    "snip_reinit",
+    "grasp_reinit",
+    "synflow_reinit",
+    "magnitude_at_init_reinit",
+    "early_bird",
+    "early_bird_reset",
 )
 
 #: Readable names of the known variants (figure legends, Markdown tables).
@@ -38,6 +52,20 @@ VARIANT_LABELS: dict[str, str] = {
     "oneshot_reinit": "one-shot + random reinit",
     "random_pruning": "random pruning",
     "finetune": "prune + fine-tune",
+    "snip": "SNIP at init",
+    "grasp": "GraSP at init",
+    "synflow": "SynFlow at init",
+    "magnitude_at_init": "magnitude at init",
+    "snip_shuffled": "SNIP, shuffled in layers",
+    "grasp_shuffled": "GraSP, shuffled in layers",
+    "synflow_shuffled": "SynFlow, shuffled in layers",
+    "magnitude_at_init_shuffled": "magnitude at init, shuffled in layers",
+    "snip_reinit": "SNIP + random reinit",
+    "grasp_reinit": "GraSP + random reinit",
+    "synflow_reinit": "SynFlow + random reinit",
+    "magnitude_at_init_reinit": "magnitude at init + random reinit",
+    "early_bird": "early-bird ticket (detection weights)",
+    "early_bird_reset": "early-bird mask + reset",
 }
 
 #: Short names of the known variants (terminal tables).
@@ -48,6 +76,20 @@ VARIANT_SHORT_LABELS: dict[str, str] = {
     "oneshot_reinit": "1shot-reinit",
     "random_pruning": "random",
     "finetune": "finetune",
+    "snip": "snip",
+    "grasp": "grasp",
+    "synflow": "synflow",
+    "magnitude_at_init": "mag-init",
+    "snip_shuffled": "snip-shuf",
+    "grasp_shuffled": "grasp-shuf",
+    "synflow_shuffled": "synflow-shuf",
+    "magnitude_at_init_shuffled": "mag-init-shuf",
+    "snip_reinit": "snip-reinit",
+    "grasp_reinit": "grasp-reinit",
+    "synflow_reinit": "synflow-rein",
+    "magnitude_at_init_reinit": "mag-init-rein",
+    "early_bird": "early-bird",
+    "early_bird_reset": "eb-reset",
 }
 
 #: Integer-valued metric columns (training steps).

@@ -37,6 +37,16 @@ TASKS: dict[str, TaskInfo] = {
         datasets=("wikitext2", "ptb", "tiny_shakespeare"),
         models=("lstm",),
     ),
+    "translation": TaskInfo(
+        module="ticketlab.tasks.translation",
+        datasets=("multi30k", "parallel"),
+        models=("transformer",),
+    ),
+    "rl": TaskInfo(
+        module="ticketlab.tasks.rl",
+        datasets=("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "LunarLander-v3", "Pong", "Breakout"),
+        models=("mlp", "nature_cnn"),
+    ),
 }
 
 

@@ -49,6 +49,13 @@ class Task:
     - `prunable(model)` -> name -> weight tensor the lottery layer prunes (by module type).
     - `stackable(model, device, population)` -> whether jobs of this model train as stacked populations.
     - `per_step_hook(config, model)` -> the loop's `augment(batch, seed)` hook or None.
+    - `load_experiment_data(config)` (optional) -> the data when it needs more than `config.data`; the engine calls
+      `load_task_data(task, config)`.
+    - `bind_run(data, run_dir)` -> the data as this run directory uses it (e.g. a tokenizer the run saved on its
+      first start and reuses), called once the run directory is locked; the default returns `data`.
+    - `score_losses(model, data, train_config, seed, batches)` -> an iterable of `batches` scalar training losses of
+      `model` on seeded training batches, for the scores that need the loss (SNIP, GraSP); None: the task has none.
+    - `ones_input(data)` -> an all-ones input batch of one example (SynFlow's data-free input); None: none.
     """
 
     name: str
@@ -62,3 +69,13 @@ class Task:
     prunable: Callable[[nn.Module], dict[str, nn.Parameter]] = prunable_weights
     stackable: Callable[..., bool] = lambda model, device, population: False
     per_step_hook: Callable[[ExperimentConfig, nn.Module], Any] = lambda config, model: None
+    bind_run: Callable[[Any, Any], Any] = lambda data, run_dir: data
+    # tasks whose data depends on more than the data section (an RL environment and its PPO settings) load here
+    load_experiment_data: Callable[[ExperimentConfig], Any] | None = None
+    score_losses: Callable[..., Any] | None = None
+    ones_input: Callable[[Any], Any] | None = None
+
+
+def load_task_data(task: Task, config: ExperimentConfig):
+    """The task's in-memory data for `config` (its `load_experiment_data`, else `load_data(config.data)`)."""
+    return task.load_experiment_data(config) if task.load_experiment_data is not None else task.load_data(config.data)

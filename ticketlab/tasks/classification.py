@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ticketlab.config import DataConfig, ExperimentConfig, TrainConfig
@@ -17,7 +18,7 @@ from ticketlab.models import build_model, initialize, set_noise_seed
 from ticketlab.seeds import derive_seed
 from ticketlab.tasks.base import Task
 from ticketlab.tasks.metrics import METRICS, Metric
-from ticketlab.training.loop import evaluate, iterations_per_epoch, train_model
+from ticketlab.training.loop import batch_indices, evaluate, iterations_per_epoch, train_model
 from ticketlab.training.population import can_vectorize, prefers_population
 
 
@@ -75,6 +76,21 @@ def per_step_randomness(config: ExperimentConfig, model: nn.Module) -> Callable[
     return hook
 
 
+def score_losses(model: nn.Module, data: DataSplits, config: TrainConfig, seed: int, batches: int):
+    """Cross-entropy of `model` on `batches` training batches of `config.batch_size`, drawn in the order the
+    training loop would draw them from data seed `seed` (dropout seeded per batch, no augmentation)."""
+    has_dropout = set_noise_seed(model, None)
+    for index in range(batches):
+        if has_dropout:
+            set_noise_seed(model, derive_seed(seed, "score_dropout", index))
+        indices = batch_indices(index, len(data.x_train), config.batch_size, seed).to(data.x_train.device)
+        yield F.cross_entropy(model(data.x_train[indices]), data.y_train[indices])
+
+
+def ones_input(data: DataSplits) -> torch.Tensor:
+    return torch.ones((1, *data.input_shape), device=data.x_train.device)
+
+
 TASK = Task(
     name="classification",
     load_data=_load_data,
@@ -86,4 +102,6 @@ TASK = Task(
     steps_per_epoch=_steps_per_epoch,
     stackable=_stackable,
     per_step_hook=per_step_randomness,
+    score_losses=score_losses,
+    ones_input=ones_input,
 )

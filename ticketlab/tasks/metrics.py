@@ -26,6 +26,8 @@ METRICS: dict[str, Metric] = {
     "accuracy": Metric("accuracy", higher_is_better=True, label="test accuracy", percent=True),
     "perplexity": Metric("perplexity", higher_is_better=False, label="test perplexity", log_scale=True),
     "bits_per_char": Metric("bits_per_char", higher_is_better=False, label="test bits per character"),
+    "bleu": Metric("bleu", higher_is_better=True, label="test BLEU"),
+    "return": Metric("return", higher_is_better=True, label="mean episodic return"),
 }
 
 

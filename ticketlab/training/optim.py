@@ -19,9 +19,11 @@ def build_optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> to
             weight_decay=config.weight_decay, fused=fused,
         )
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
+        return torch.optim.Adam(params, lr=config.lr, betas=(0.9, config.beta2), eps=config.eps,
+                                weight_decay=config.weight_decay, fused=fused)
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
+        return torch.optim.AdamW(params, lr=config.lr, betas=(0.9, config.beta2), eps=config.eps,
+                                 weight_decay=config.weight_decay, fused=fused)
     raise ConfigError(f"unknown train.optimizer {config.optimizer!r}; allowed: sgd, adam, adamw")
 
 
@@ -33,10 +35,15 @@ def learning_rate_at(step: int, config: TrainConfig, total_steps: int, iteration
     elif config.schedule == "step":
         milestones = [parse_step(text, iterations_per_epoch) for text in config.milestones]
         rate = config.lr * config.gamma ** sum(step >= milestone for milestone in milestones)
+    elif config.schedule == "inverse_sqrt":  # Vaswani et al. (2017): peak at the warmup's end, then 1/sqrt(step)
+        rate = config.lr * math.sqrt(max(warmup, 1) / max(step + 1, warmup, 1))
+    elif config.schedule == "linear":  # linear decay to 0 at the end (PPO's learning-rate annealing)
+        rate = config.lr * max(0.0, 1.0 - step / max(total_steps, 1))
     elif config.schedule == "cosine":
         rate = config.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
     else:
-        raise ConfigError(f"unknown train.schedule {config.schedule!r}; allowed: constant, step, cosine")
+        raise ConfigError(f"unknown train.schedule {config.schedule!r}; allowed: constant, step, cosine, "
+                          "inverse_sqrt, linear")
     if warmup > 0 and step < warmup:
         rate *= (step + 1) / warmup
     return rate

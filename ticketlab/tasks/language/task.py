@@ -8,7 +8,7 @@ from ticketlab.tasks.base import Task
 from ticketlab.tasks.language.data import load_language_data
 from ticketlab.tasks.language.evaluate import evaluate
 from ticketlab.tasks.language.model import build_language_model, initialize_language_model
-from ticketlab.tasks.language.streams import steps_per_epoch
+from ticketlab.tasks.language.streams import batchify, steps_per_epoch, training_segment
 from ticketlab.tasks.language.train import train_language_model
 from ticketlab.tasks.metrics import METRICS, Metric
 
@@ -22,6 +22,25 @@ def language_metric(config: ExperimentConfig) -> Metric:
     return METRICS["perplexity"]  # Metric("perplexity", higher_is_better=False, log_scale=True, ...)
 
 
+def score_losses(model, data, config, seed: int, batches: int):
+    """Mean per-token cross-entropy of `model` on the first `batches` training segments of data seed `seed`
+    (each from a zero hidden state; dropout seeded per segment), for SNIP and GraSP."""
+    import torch.nn.functional as F
+
+    from ticketlab.models import set_noise_seed
+    from ticketlab.seeds import derive_seed
+
+    stream = batchify(data.train, config.batch_size)
+    per_epoch = steps_per_epoch(data, config)
+    has_dropout = set_noise_seed(model, None)
+    for index in range(batches):
+        if has_dropout:
+            set_noise_seed(model, derive_seed(seed, "score_dropout", index))
+        inputs, targets, _ = training_segment(stream, index, per_epoch, data.sequence_length, seed)
+        logits, _ = model(inputs, None)
+        yield F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+
+
 TASK = Task(
     name="language",
     load_data=load_language_data,
@@ -33,4 +52,5 @@ TASK = Task(
     steps_per_epoch=steps_per_epoch,
     stackable=lambda model, device, population: False,  # one job at a time (no stacked LSTM populations)
     per_step_hook=lambda config, model: None,  # the trainer seeds its own dropout from (data_seed, step)
+    score_losses=score_losses,  # SNIP, GraSP; no data-free input (SynFlow's all-ones input is not a token sequence)
 )

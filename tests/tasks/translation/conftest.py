@@ -1,0 +1,40 @@
+"""Fixtures for the translation task: Multi30k from ../shared/data (offline), tiny configs, one torch thread."""
+
+from pathlib import Path
+
+import pytest
+
+MULTI30K = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "multi30k"
+
+
+@pytest.fixture(scope="package", autouse=True)
+def one_thread():
+    """Tiny transformers only wait on each other's threads on a busy 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="package")
+def multi30k_dir() -> Path:
+    if not (MULTI30K / "train.de.gz").is_file():
+        pytest.skip(f"Multi30k is not at {MULTI30K} (see ../shared/README.md)")
+    return MULTI30K
+
+
+@pytest.fixture(scope="package")
+def tiny_config(multi30k_dir, tmp_path_factory):
+    import ticketlab
+
+    return ticketlab.preset("transformer_tiny").replace(**{
+        "data.data_dir": str(multi30k_dir), "data.cache_dir": str(tmp_path_factory.mktemp("cache"))})
+
+
+@pytest.fixture(scope="package")
+def tiny_data(tiny_config):
+    from ticketlab.tasks import load_task
+
+    return load_task("translation").load_data(tiny_config.data)

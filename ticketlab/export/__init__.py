@@ -1,0 +1,22 @@
+"""Tickets as usable models: torch.nn.utils.prune convention, dense, compact, sparse and ONNX exports, and the
+parameter / FLOP accounting of a run.
+
+Names load on first use, so `ticketlab.export.cli` (imported by `ticketlab --help`) stays torch-free.
+"""
+
+from importlib import import_module
+
+_EXPORTS = {
+    "FORMATS": "api", "TOLERANCE": "api", "ExportCheckError": "api", "ExportResult": "api", "Ticket": "api",
+    "export_ticket": "api", "load_export": "api", "load_ticket": "api",
+    "compact_model": "compact", "removable_channels": "compact",
+    "model_cost": "cost", "LayerCost": "flops", "ModelCost": "flops", "run_cost": "run_cost",
+    "sparse_model": "sparse",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ticketlab.export' has no attribute {name!r}")
+    return getattr(import_module(f"ticketlab.export.{_EXPORTS[name]}"), name)

@@ -1,0 +1,225 @@
+"""Export a ticket of a run directory as a usable model, and read the exports back.
+
+Formats (each file is a safetensors state dict whose metadata says how to rebuild the network: `format`, the run's
+`config`, `input_shape`, `num_classes`, the job, and for compact files the channels per group):
+- prune: torch.nn.utils.prune's convention (NAME_orig + NAME_mask);
+- dense: the masked weights as an ordinary state dict (`model.load_state_dict(safetensors.torch.load_file(p))`);
+- compact: a physically smaller network (fewer channels / neurons), for structured tickets;
+- sparse: Linear / Conv2d weights as CSR parts, run with torch.sparse kernels;
+- onnx-dense / onnx-compact: ONNX graphs of the dense and compact networks (optional extra `ticketlab[export]`).
+Every export is read back and run on test examples against the masked model before it is kept (written to a
+temporary name, renamed when it matches within `TOLERANCE`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ticketlab.errors import ConfigError, TicketlabError
+from ticketlab.export.compact import channel_counts, compact_model, shrink_to
+from ticketlab.export.cost import model_cost
+from ticketlab.export.prune_convention import load_prune_convention, prune_convention_tensors
+from ticketlab.export.sparse import dense_state_from_sparse, sparse_model, sparse_tensors
+from ticketlab.store import load_tensors, load_tensors_and_metadata, read_json, save_tensors
+
+FORMATS = ("prune", "dense", "compact", "sparse", "onnx-dense", "onnx-compact")
+TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}  # on logits; exports differ from the masked model only in summation order
+ONNX_INSTALL = "pip install 'ticketlab[export]'  (onnx, onnxscript, onnxruntime)"
+CHECK_EXAMPLES = 64
+
+
+class ExportCheckError(TicketlabError):
+    """An export did not reproduce the masked model's outputs (it is not kept)."""
+
+
+@dataclass
+class Ticket:
+    """A finished job's network with its final (masked) weights, in eval mode, and what rebuilds it."""
+
+    model: nn.Module
+    masks: dict[str, torch.Tensor]
+    config: object  # ExperimentConfig
+    input_shape: tuple[int, ...]
+    num_classes: int
+    examples: torch.Tensor  # test inputs for checks
+    job: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    format: str
+    bytes: int
+    max_abs_diff: float  # largest |export - masked model| over the check examples' outputs
+    cost: dict  # totals of the exported network (parameters, nonzero, dense / effective FLOPs)
+
+
+def load_ticket(run_dir: str | Path, level: int, trial: int = 0, variant: str = "iterative_reset", *,
+                model: nn.Module | None = None, data=None) -> Ticket:
+    """The trained network of job (trial, level, variant) of a run (level 0: the dense job), masked, eval mode.
+
+    Runs with a custom model or data need the same `model` / `data` again."""
+    from ticketlab.config import VARIANT_NAMES, config_from_dict
+    from ticketlab.lottery.jobs import DENSE, JobKey
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise ConfigError(f"{str(run_dir)!r} is not a run directory (no config.json)")
+    config = config_from_dict(read_json(run_dir / "config.json")["config"])
+    if variant not in VARIANT_NAMES:
+        raise ConfigError(f"unknown variant {variant!r}; allowed: {', '.join(VARIANT_NAMES)}")
+    for label, value in (("level", level), ("trial", trial)):
+        if not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{label} {value!r} must be an integer >= 0")
+    key = JobKey(trial, 0, DENSE) if level == 0 else JobKey(trial, level, variant)
+    job_dir = key.directory(run_dir)
+    if not (job_dir / "result.json").is_file():
+        done = sorted(path.parent.relative_to(run_dir).as_posix() for path in run_dir.glob("trial_*/level_*/*/result.json"))
+        raise ConfigError(f"job {key.label()} of {run_dir} is not finished (no {job_dir / 'result.json'}); "
+                          f"finished: {', '.join(done[:12]) or 'none'}{' ...' if len(done) > 12 else ''}")
+    config, data, make_model = run_model_factory(run_dir, config, model, data)
+    network = make_model(0)
+    network.load_state_dict(load_tensors(job_dir / "weights_final.safetensors"))
+    network.eval()
+    masks = {name: value.float() for name, value in load_tensors(job_dir / "mask.safetensors").items()}
+    examples = data.x_test[:CHECK_EXAMPLES].cpu()
+    return Ticket(network, masks, config, tuple(data.input_shape), int(data.num_classes), examples, key.label())
+
+
+def run_model_factory(run_dir: Path, config, model: nn.Module | None, data):
+    """(config, data, seed -> model) of a run: the run's task builds the network, from its own data unless given."""
+    from ticketlab.lottery.experiment import model_factory
+    from ticketlab.tasks import load_task
+
+    if config.model.name.startswith("custom:") and model is None:
+        raise ConfigError(f"run {run_dir} used a custom model ({config.model.name}); pass the same model")
+    task = load_task(config.task)
+    if data is None:
+        if config.data.name.startswith("custom:"):
+            raise ConfigError(f"run {run_dir} used custom data; pass the same data splits")
+        data = task.load_data(config.data)
+    return config, data, model_factory(config, data, model, task)
+
+
+def export_ticket(ticket: Ticket, format: str, output: str | Path, *, sparse_layout: str = "csr",
+                  blocksize: int = 4) -> ExportResult:
+    """Write `ticket` in `format` to `output`, check it reproduces the masked model's outputs, return its size,
+    the largest output difference and its cost."""
+    if format not in FORMATS:
+        raise ConfigError(f"unknown export format {format!r}; allowed: {', '.join(FORMATS)}")
+    output = Path(output)
+    if output.is_dir():
+        raise ConfigError(f"--output {str(output)!r} is a directory; give a file name")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {"format": format, "config": ticket.config.to_json(), "input_shape": json.dumps(ticket.input_shape),
+                "num_classes": str(ticket.num_classes), "job": ticket.job}
+    with torch.no_grad():
+        reference = ticket.model(ticket.examples)
+    temporary = output.with_name(f".{output.name}.partial")
+    try:
+        if format.startswith("onnx"):
+            network = compact_model(ticket.model) if format == "onnx-compact" else ticket.model
+            outputs = _export_onnx(network, ticket.examples, temporary)
+            cost = model_cost(network, ticket.examples[:1]).totals()
+        else:
+            network = _exported_network(ticket, format, sparse_layout, blocksize)
+            tensors, extra = _tensors_of(network, ticket, format, sparse_layout)
+            save_tensors(temporary, tensors, metadata=metadata | extra)
+            reloaded = load_export(temporary, model=_fresh_model(ticket))
+            with torch.no_grad():
+                outputs = reloaded(ticket.examples)
+            cost = model_cost(network if format != "sparse" else ticket.model, ticket.examples[:1]).totals()
+        difference = float((outputs - reference).abs().max())
+        if not torch.allclose(outputs, reference, **TOLERANCE):
+            raise ExportCheckError(f"{format} export of {ticket.job} differs from the masked model by up to "
+                                   f"{difference:.3g} (tolerance rtol {TOLERANCE['rtol']}, atol {TOLERANCE['atol']}); "
+                                   "not written")
+        os.replace(temporary, output)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return ExportResult(output, format, output.stat().st_size, difference, cost)
+
+
+def _fresh_model(ticket: Ticket) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(ticket.model)
+
+
+def _exported_network(ticket: Ticket, format: str, layout: str, blocksize: int) -> nn.Module:
+    if format == "compact":
+        return compact_model(ticket.model)
+    if format == "sparse":
+        return sparse_model(ticket.model, layout, blocksize)
+    return ticket.model
+
+
+def _tensors_of(network: nn.Module, ticket: Ticket, format: str, layout: str) -> tuple[dict, dict]:
+    if format == "prune":
+        return prune_convention_tensors(network, ticket.masks), {}
+    if format == "dense":
+        return dict(network.state_dict()), {}
+    if format == "compact":
+        return dict(network.state_dict()), {"channels": json.dumps(channel_counts(network))}
+    return sparse_tensors(network), {"sparse_layout": layout}
+
+
+def load_export(path: str | Path, model: nn.Module | None = None) -> nn.Module:
+    """Rebuild the network of a prune / dense / compact / sparse export, in eval mode.
+
+    `model` is a module of the run's architecture (needed for custom models; built-in ones are rebuilt from the
+    file's metadata). A prune export comes back with torch.nn.utils.prune's hooks attached."""
+    tensors, metadata = load_tensors_and_metadata(Path(path))
+    format = metadata.get("format")
+    if format not in FORMATS:
+        raise ConfigError(f"{path} is not a ticketlab export (metadata format {format!r})")
+    if model is None:
+        model = _model_from_metadata(metadata)
+    if format == "prune":
+        return load_prune_convention(model, tensors).eval()
+    if format == "compact":
+        model = shrink_to(model, json.loads(metadata["channels"]))
+        model.load_state_dict(tensors)
+        return model.eval()
+    if format == "sparse":
+        model.load_state_dict(dense_state_from_sparse(tensors, model))
+        return sparse_model(model, metadata.get("sparse_layout", "csr")).eval()
+    model.load_state_dict(tensors)
+    return model.eval()
+
+
+def _model_from_metadata(metadata: dict[str, str]) -> nn.Module:
+    from ticketlab.config import config_from_dict
+    from ticketlab.models import build_model
+
+    config = config_from_dict(json.loads(metadata["config"]))
+    if config.task != "classification" or config.model.name.startswith("custom:"):
+        raise ConfigError(f"the export's model ({config.model.name}, task {config.task}) cannot be rebuilt from "
+                          "its metadata; pass a module of the same architecture")
+    return build_model(config.model.name, tuple(json.loads(metadata["input_shape"])), int(metadata["num_classes"]),
+                       hidden=config.model.hidden, width=config.model.width, depth=config.model.depth,
+                       dropout=config.model.dropout)
+
+
+def _export_onnx(network: nn.Module, examples: torch.Tensor, path: Path) -> torch.Tensor:
+    """Export to ONNX (batch axis dynamic) and run it with onnxruntime; returns its outputs on `examples`."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime
+    except ImportError:
+        raise ConfigError(f"ONNX export needs onnx and onnxruntime: {ONNX_INSTALL}") from None
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(network, (examples,), str(path), input_names=["inputs"], output_names=["logits"],
+                          dynamic_axes={"inputs": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return torch.from_numpy(session.run(None, {"inputs": examples.numpy()})[0])

@@ -1,0 +1,62 @@
+"""`ticketlab export` and `ticketlab cost`: thin commands over ticketlab.export. Torch-free until they run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+FORMAT_NAMES = ("prune", "dense", "compact", "sparse", "onnx-dense", "onnx-compact")  # = api.FORMATS (torch-free)
+
+
+def add_export_commands(subparsers) -> None:
+    export = subparsers.add_parser(
+        "export", help="export a ticket as a usable model (prune convention, dense, compact, sparse, ONNX)",
+        description="Write the trained ticket of one job of a run as a model file, after checking that the file, "
+        "read back, reproduces the masked model's outputs on test examples. prune: torch.nn.utils.prune's "
+        "weight_orig + weight_mask; dense: masked weights as a plain state dict; compact: a physically smaller "
+        "network (structured tickets, prune.unit channel); sparse: torch.sparse CSR/BSR weights; onnx-dense / "
+        "onnx-compact: ONNX graphs, checked with onnxruntime (pip install 'ticketlab[export]').",
+    )
+    export.add_argument("run_dir", help="a run directory (holding config.json)")
+    export.add_argument("--level", type=int, required=True, help="pruning level (0: the dense network)")
+    export.add_argument("--trial", type=int, default=0, help="trial (default: 0)")
+    export.add_argument("--variant", default="iterative_reset", help="variant (default: iterative_reset)")
+    export.add_argument("--format", required=True, choices=FORMAT_NAMES, help="export format")
+    export.add_argument("--output", required=True, help="the file to write")
+    export.add_argument("--sparse-layout", default="csr", choices=("csr", "bsr"),
+                        help="sparse format's layout (default: csr; bsr needs --blocksize dividing each matrix)")
+    export.add_argument("--blocksize", type=int, default=4, help="bsr block size (default: 4)")
+    cost = subparsers.add_parser(
+        "cost", help="parameters and FLOPs per inference of every finished job of a run",
+        description="Write RUN_DIR/cost.csv (per job: nonzero parameters, dense-equivalent and effective FLOPs "
+        "per example), cost_layers.csv (per layer) and report/cost.md. A FLOP is a multiply or an add of a "
+        "Linear/Conv weight; biases, norms, activations and pooling are not counted.",
+    )
+    cost.add_argument("run_dir", help="a run directory (holding config.json)")
+
+
+def run_export_command(args: argparse.Namespace) -> int:
+    if args.command == "cost":
+        from ticketlab.export.run_cost import run_cost
+
+        for kind, path in run_cost(args.run_dir).items():
+            print(f"{kind}: {path}")
+        if (Path(args.run_dir) / "results.csv").is_file():  # the report's summary.md gains the cost table
+            from ticketlab.report import write_report
+
+            print(f"markdown: {write_report(args.run_dir)['markdown']}")
+        return 0
+    from ticketlab.errors import ConfigError
+    from ticketlab.export import export_ticket, load_ticket
+
+    if args.blocksize < 1:
+        raise ConfigError(f"--blocksize {args.blocksize} must be at least 1")
+    ticket = load_ticket(args.run_dir, args.level, args.trial, args.variant)
+    result = export_ticket(ticket, args.format, args.output, sparse_layout=args.sparse_layout,
+                           blocksize=args.blocksize)
+    cost = result.cost
+    print(f"{result.format}: {result.path} ({result.bytes:,} bytes); {ticket.job}; outputs match the masked model "
+          f"within {result.max_abs_diff:.2g}; {cost['nonzero_parameters']:,} of {cost['parameters']:,} parameters "
+          f"nonzero; {cost['effective_flops']:,} of {cost['dense_flops']:,} FLOPs per example "
+          f"({cost['remaining_flops_percent']:.1f}%)")
+    return 0

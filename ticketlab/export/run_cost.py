@@ -1,0 +1,71 @@
+"""Cost accounting of a whole run: parameters, nonzero parameters and FLOPs per inference of every finished job,
+in total (RUN_DIR/cost.csv) and per layer (RUN_DIR/cost_layers.csv), with a Markdown table (report/cost.md)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ticketlab.errors import ConfigError
+from ticketlab.export.api import run_model_factory
+from ticketlab.export.cost import model_cost
+from ticketlab.store import atomic_write_bytes, load_tensors, read_json
+
+TOTAL_COLUMNS = ("variant", "trial", "level", "weights_remaining_percent", "parameters", "nonzero_parameters",
+                 "dense_flops", "effective_flops", "remaining_flops_percent")
+LAYER_COLUMNS = ("variant", "trial", "level", "layer", "kind", "weights", "nonzero", "positions", "dense_flops",
+                 "effective_flops")
+
+
+def run_cost(run_dir: str | Path, *, model: nn.Module | None = None, data=None) -> dict[str, Path]:
+    """Write cost.csv, cost_layers.csv and report/cost.md for every finished job of `run_dir`; returns the paths.
+
+    Level 0 (the dense job) appears once, as variant 'dense'."""
+    from ticketlab.config import config_from_dict
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise ConfigError(f"{str(run_dir)!r} is not a run directory (no config.json)")
+    config = config_from_dict(read_json(run_dir / "config.json")["config"])
+    config, data, make_model = run_model_factory(run_dir, config, model, data)
+    example = data.x_test[:1].cpu()
+    network = make_model(0)
+    totals, layers = [], []
+    for result_path in sorted(run_dir.glob("trial_*/level_*/*/result.json")):
+        job_dir = result_path.parent
+        result = read_json(result_path)
+        network.load_state_dict(load_tensors(job_dir / "weights_final.safetensors"))
+        cost = model_cost(network, example)
+        key = {"variant": result["variant"], "trial": result["trial"], "level": result["level"]}
+        totals.append(key | {"weights_remaining_percent": result["weights_remaining_percent"]} | cost.totals())
+        layers += [key | {"layer": layer.name} | {k: v for k, v in layer.to_dict().items() if k != "name"}
+                   for layer in cost.layers]
+    totals.sort(key=lambda row: (row["variant"] != "dense", row["variant"], row["trial"], row["level"]))
+    files = {"cost": run_dir / "cost.csv", "cost_layers": run_dir / "cost_layers.csv",
+             "cost_table": run_dir / "report" / "cost.md"}
+    _write_csv(files["cost"], TOTAL_COLUMNS, totals)
+    _write_csv(files["cost_layers"], LAYER_COLUMNS, layers)
+    atomic_write_bytes(files["cost_table"], cost_markdown(totals).encode())
+    return files
+
+
+def cost_markdown(rows: list[dict]) -> str:
+    lines = ["| variant | trial | level | weights remaining | nonzero params | dense MFLOPs | effective MFLOPs | "
+             "FLOPs remaining |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for row in rows:
+        lines.append(f"| {row['variant']} | {row['trial']} | {row['level']} | {row['weights_remaining_percent']:.1f}% | "
+                     f"{row['nonzero_parameters']:,} | {row['dense_flops'] / 1e6:.3f} | "
+                     f"{row['effective_flops'] / 1e6:.3f} | {row['remaining_flops_percent']:.1f}% |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(path, buffer.getvalue().encode())

@@ -1,0 +1,211 @@
+"""Structured pruning: whole output channels (conv filters, hidden neurons) as the unit.
+
+A *channel group* is one prunable set of channels and every tensor entry that belongs to a channel of it: the
+producing layer's weight rows and bias, the BatchNorm after it (scale, shift, running statistics) and the
+consuming layer's input columns (a Linear after a Flatten reads `repeat` consecutive features per channel).
+Masks stay weight-shaped (the training loop, the populations and the run directory need nothing new); a
+channel mask zeroes the whole group, and also masks the producer's bias and the BatchNorm scale and shift of a
+removed channel, so the channel outputs exactly zero and a physically smaller network computes the same
+function (see `ticketlab.export.compact`).
+
+Groups are derived from the module structure, not traced through a graph library: chains of Linear/Conv layers
+(with optional BatchNorm) as in the MLPs, Conv-2/4/6 and VGG, and ResNets' basic blocks, where only the block's
+inner channels (conv1's outputs, bn1, conv2's inputs) are pruned. The channels of the residual stream are shared
+by the stem, every block's conv2 and shortcut of a stage and the next stage's inputs; keeping them whole is the
+choice of Li et al. (2017), "Pruning Filters for Efficient ConvNets", for CIFAR ResNets, and removes nothing that
+a residual addition would need.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ticketlab.errors import ConfigError
+
+_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+CHANNEL_SCORES = ("l1", "bn_scale")
+
+
+@dataclass(frozen=True)
+class ChannelGroup:
+    """The channels of one layer's output: `producer` writes them (axis 0), `norm` (optional) normalizes them,
+    `consumer` reads them (axis 1, `repeat` consecutive input features per channel)."""
+
+    producer: str  # module name, e.g. "features.0"
+    size: int  # channels in the dense network
+    norm: str | None
+    consumer: str
+    repeat: int
+
+    @property
+    def name(self) -> str:
+        """The group's key in plans and layer_rates: the producer's weight name."""
+        return f"{self.producer}.weight" if self.producer else "weight"
+
+
+def _param(module_name: str, name: str) -> str:
+    return f"{module_name}.{name}" if module_name else name
+
+
+def channel_groups(model: nn.Module) -> list[ChannelGroup]:
+    """The prunable channel groups of `model`, in module order; ConfigError for structures we cannot prune."""
+    from ticketlab.models.resnet import BasicBlock, ResNet
+
+    if isinstance(model, ResNet):
+        groups = []
+        for name, module in model.named_modules():
+            if isinstance(module, BasicBlock):
+                groups.append(ChannelGroup(_param(name, "conv1"), module.conv1.out_channels, _param(name, "bn1"),
+                                           _param(name, "conv2"), 1))
+        return groups
+    from ticketlab.models.conv import ConvNet
+    from ticketlab.models.mlp import MLP
+    from ticketlab.models.vgg import VGG
+
+    if not isinstance(model, (MLP, ConvNet, VGG, nn.Sequential)):
+        raise ConfigError(f"prune.unit 'channel' supports the built-in MLPs, conv, VGG and ResNet models and "
+                          f"nn.Sequential chains, not {type(model).__name__}")
+    layers = [(name, module) for name, module in model.named_modules() if isinstance(module, _LAYER_TYPES)]
+    norms = [(name, module) for name, module in model.named_modules() if isinstance(module, _NORM_TYPES)]
+    order = {name: index for index, (name, _) in enumerate(model.named_modules())}
+    groups = []
+    for (name, layer), (next_name, next_layer) in zip(layers[:-1], layers[1:]):
+        channels = layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
+        fan_in = next_layer.in_features if isinstance(next_layer, nn.Linear) else next_layer.in_channels
+        if fan_in % channels or (not isinstance(next_layer, nn.Linear) and fan_in != channels):
+            raise ConfigError(f"prune.unit 'channel': {next_name} reads {fan_in} features, not a multiple of the "
+                              f"{channels} channels of {name}")
+        between = [norm_name for norm_name, norm in norms if order[name] < order[norm_name] < order[next_name]]
+        groups.append(ChannelGroup(name, channels, between[0] if between else None, next_name, fan_in // channels))
+    return groups
+
+
+def group_tensors(model: nn.Module, group: ChannelGroup) -> list[str]:
+    """Parameter names masked along axis 0 with the group's channels: producer weight and bias, norm scale/shift."""
+    modules = dict(model.named_modules())
+    names = [_param(group.producer, "weight")]
+    if modules[group.producer].bias is not None:
+        names.append(_param(group.producer, "bias"))
+    if group.norm is not None and modules[group.norm].affine:
+        names += [_param(group.norm, "weight"), _param(group.norm, "bias")]
+    return names
+
+
+def alive_channels(masks: dict[str, torch.Tensor], group: ChannelGroup) -> torch.Tensor:
+    """Bool [size]: channels with any unpruned weight in the producer's rows."""
+    weight_mask = masks[_param(group.producer, "weight")]
+    return weight_mask.reshape(weight_mask.shape[0], -1).sum(dim=1) > 0
+
+
+def channel_scores(
+    score: str, model: nn.Module, state: dict[str, torch.Tensor], groups: list[ChannelGroup]
+) -> dict[str, torch.Tensor]:
+    """Per-group [size] scores (higher = keep) from a state dict: 'l1' is the L1 norm of each channel's producer
+    weights (Li et al. 2017); 'bn_scale' the |scale| of the BatchNorm after it (network slimming, Liu et al.
+    2017; we score by the scales but do not add their L1 penalty to the training loss)."""
+    scores = {}
+    for group in groups:
+        if score == "l1":
+            weight = state[_param(group.producer, "weight")].detach().float()
+            scores[group.name] = weight.reshape(weight.shape[0], -1).abs().sum(dim=1)
+        elif score == "bn_scale":
+            if group.norm is None:
+                raise ConfigError(f"prune.channel_score 'bn_scale' needs a BatchNorm after {group.producer}; "
+                                  "this model has none there (use 'l1')")
+            scores[group.name] = state[_param(group.norm, "weight")].detach().float().abs()
+        else:
+            raise ConfigError(f"unknown prune.channel_score {score!r}; allowed: {', '.join(CHANNEL_SCORES)}")
+    return scores
+
+
+def random_channel_scores(groups: list[ChannelGroup], seed: int) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return {group.name: torch.rand(group.size, generator=generator) for group in groups}
+
+
+def keep_channels(
+    scores: dict[str, torch.Tensor], keep: dict[str, int] | int, eligible: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
+    """Bool [size] per group: the highest-scoring eligible channels, `keep` per group (dict) or in total (int).
+
+    Globally at least one channel of every group survives (an empty layer would disconnect the network). Ties go
+    as in `masks.keep_top`: the lowest scores are removed first, by position.
+    """
+    flat = {}
+    for name, score in scores.items():
+        value = score.detach().to(torch.float64).clone()
+        if eligible is not None:
+            value[~eligible[name]] = -math.inf
+        flat[name] = value
+    if isinstance(keep, dict):
+        return {name: _top(value, keep[name]) for name, value in flat.items()}
+    # global: every group's best channel is kept first, then the best of the rest
+    forced = {name: _top(value, 1) for name, value in flat.items()}
+    rest = torch.cat([torch.where(forced[name], torch.full_like(value, -math.inf), value)
+                      for name, value in flat.items()])
+    chosen = _top(rest, max(0, keep - len(flat)))
+    result, offset = {}, 0
+    for name, value in flat.items():
+        result[name] = forced[name] | chosen[offset:offset + value.numel()]
+        offset += value.numel()
+    return result
+
+
+def _top(values: torch.Tensor, keep: int) -> torch.Tensor:
+    if not 0 <= keep <= values.numel():
+        raise ConfigError(f"cannot keep {keep} of {values.numel()} channels")
+    kept = torch.ones(values.numel(), dtype=torch.bool)
+    if values.numel() - keep:
+        kept[torch.topk(values, values.numel() - keep, largest=False).indices] = False
+    return kept
+
+
+def channel_masks(
+    model: nn.Module, groups: list[ChannelGroup], kept: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Weight-shaped 0/1 masks for the prunable `weights` plus the biases and BatchNorm scale/shift of the groups,
+    zero on every entry of a removed channel (producer rows, norm entries, consumer input columns)."""
+    parameters = dict(model.named_parameters())
+    masks = {name: torch.ones_like(weight, dtype=torch.float32) for name, weight in weights.items()}
+    for group in groups:
+        removed = ~kept[group.name]
+        for name in group_tensors(model, group):
+            mask = masks.setdefault(name, torch.ones_like(parameters[name], dtype=torch.float32))
+            mask[removed] = 0.0
+        consumer = _param(group.consumer, "weight")
+        columns = removed.repeat_interleave(group.repeat)
+        masks[consumer][:, columns] = 0.0
+    return masks
+
+
+def channel_keep_plan(groups: list[ChannelGroup], rates: dict[str, float], scope: str, rate: float,
+                      levels: int, target_percent: float | None) -> list:
+    """Channels kept per level: per-group dicts (layerwise, each group losing round(rate * remaining) a round) or
+    totals (global); index 0 is dense. Stops after `levels` rounds, at the target percent of channels, or when a
+    round would remove nothing."""
+    counts = {group.name: group.size for group in groups}
+    total = sum(counts.values())
+    if not total:
+        raise ConfigError("prune.unit 'channel': the model has no prunable channel groups")
+    plan: list = [dict(counts) if scope == "layerwise" else total]
+    max_levels = levels if target_percent is None else 10_000
+
+    def size(entry) -> int:
+        return sum(entry.values()) if isinstance(entry, dict) else entry
+
+    while len(plan) - 1 < max_levels:
+        if target_percent is not None and 100.0 * size(plan[-1]) / total <= target_percent:
+            break
+        if scope == "layerwise":
+            plan.append({name: count - round(rates.get(name, rate) * count) for name, count in plan[-1].items()})
+        else:
+            plan.append(max(len(counts), plan[-1] - round(rate * plan[-1])))
+        if size(plan[-1]) == size(plan[-2]):
+            plan.pop()
+            break
+    return plan

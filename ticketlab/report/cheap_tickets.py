@@ -1,0 +1,134 @@
+"""Figures for cheaper tickets: pruning at initialization against IMP and random pruning, and the early-bird
+mask-distance curve with its detection points. Agg canvas, PNG + SVG, written atomically; no torch."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ticketlab.report.figures import _KNOWN_STYLES, _setup_x_axis, _tick_positions
+from ticketlab.report.results import atomic_write_bytes, summary_metric, variant_label, with_dense_level
+
+AT_INIT_METHODS = ("snip", "grasp", "synflow", "magnitude_at_init")
+REFERENCES = ("iterative_reset", "random_pruning")
+
+
+def has_at_init_variants(summary: Sequence[Mapping[str, Any]]) -> bool:
+    return any(str(entry["variant"]).startswith(AT_INIT_METHODS) for entry in summary)
+
+
+def _save(fig: Figure, path_stem: str | Path) -> list[Path]:
+    stem = Path(path_stem)
+    paths = [stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".svg")]
+    for path, options in zip(paths, ({"dpi": 150}, {"metadata": {"Date": None}})):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=path.suffix[1:], **options)
+        atomic_write_bytes(path, buffer.getvalue())
+    return paths
+
+
+def _curve(ax, entries: list, variant: str, column: str, scale: float) -> bool:
+    points = sorted((e for e in entries if e["variant"] == variant and math.isfinite(float(e[f"{column}_mean"]))),
+                    key=lambda e: -float(e["weights_remaining_percent"]))
+    if not points:
+        return False
+    colour, marker, linestyle = _KNOWN_STYLES.get(variant, ("black", "o", "-"))
+    x = np.array([float(e["weights_remaining_percent"]) for e in points])
+    mean = np.array([float(e[f"{column}_mean"]) for e in points]) * scale
+    low = np.array([float(e[f"{column}_min"]) for e in points]) * scale
+    high = np.array([float(e[f"{column}_max"]) for e in points]) * scale
+    ax.errorbar(x, mean, yerr=np.vstack([mean - low, high - mean]), color=colour, marker=marker,
+                linestyle=linestyle, linewidth=2.2 if variant == "iterative_reset" else 1.4, markersize=5, capsize=3,
+                elinewidth=1, label=variant_label(variant), zorder=3 if variant == "iterative_reset" else 2)
+    return True
+
+
+def draw_at_init_figure(summary: Sequence[Mapping[str, Any]], path_stem: str | Path, title: str = "",
+                        column: str = "early_stop_test_metric") -> list[Path]:
+    """Accuracy (the run's metric, `column`) against weights remaining: one panel with every at-init method, IMP
+    and random pruning, then one panel per method with its shuffled and reinitialized controls. Error bars
+    span min..max over trials. Returns the PNG and SVG paths."""
+    filled = with_dense_level(summary)
+    metric = summary_metric(filled)
+    scale = 100.0 if metric.percent else 1.0
+    variants = {str(e["variant"]) for e in filled}
+    methods = [method for method in AT_INIT_METHODS if method in variants]
+    panels = [("Pruning at init vs IMP and random", list(REFERENCES) + methods)]
+    panels += [(f"{variant_label(method)}: sanity controls",
+                ["iterative_reset", "random_pruning", method, f"{method}_shuffled", f"{method}_reinit"])
+               for method in methods if f"{method}_shuffled" in variants or f"{method}_reinit" in variants]
+    columns = min(3, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    fig = Figure(figsize=(5.2 * columns, 4.4 * rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False)).ravel()
+    xs = [float(e["weights_remaining_percent"]) for e in filled if float(e["weights_remaining_percent"]) > 0]
+    ticks = _tick_positions(filled)
+    for ax, (heading, names) in zip(axes, panels):
+        for variant in names:
+            if variant in variants:
+                _curve(ax, filled, variant, column, scale)
+        _setup_x_axis(ax, ticks, min(xs), max(xs))
+        ax.set_ylabel(f"{'Early-stop' if column.startswith('early') else 'Final'} {metric.axis_label()}")
+        ax.set_title(heading, fontsize=10)
+        ax.legend(fontsize=7, loc="lower left")
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    trials = sorted({int(e["n"]) for e in filled})
+    fig.suptitle(f"{title + ': ' if title else ''}mean of {trials[-1] if trials else 0} trials, "
+                 "error bars min-max", fontsize=11)
+    return _save(fig, path_stem)
+
+
+def read_early_bird(run_dir: str | Path) -> tuple[list[dict], list[dict]]:
+    """(early_bird.csv rows, early_bird_distances.csv rows) of a run; empty lists when it has no search."""
+    run = Path(run_dir)
+    tables = []
+    for name in ("early_bird.csv", "early_bird_distances.csv"):
+        path = run / name
+        tables.append(list(csv.DictReader(path.open())) if path.is_file() else [])
+    return tables[0], tables[1]
+
+
+def draw_early_bird_figure(summary_rows: Sequence[Mapping[str, str]], distance_rows: Sequence[Mapping[str, str]],
+                           path_stem: str | Path, threshold: float | None = None, title: str = "") -> list[Path]:
+    """Mask distance (max normalized Hamming distance from the newest mask to the others in the window) against
+    the training step, one panel per trial, one colour per level (weights solid, channels dashed); the detection
+    step of each level is a vertical dotted line."""
+    trials = sorted({int(row["trial"]) for row in distance_rows})
+    levels = sorted({int(row["level"]) for row in distance_rows})
+    colours = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink"]
+    fig = Figure(figsize=(max(7.5, 5.6 * len(trials)), 4.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = np.atleast_1d(fig.subplots(1, max(1, len(trials)), squeeze=False)).ravel()
+    percent = {(int(r["trial"]), int(r["level"])): float(r["weights_remaining_percent"]) for r in summary_rows}
+    for ax, trial in zip(axes, trials):
+        for index, level in enumerate(levels):
+            colour = colours[index % len(colours)]
+            points = [row for row in distance_rows if int(row["trial"]) == trial and int(row["level"]) == level]
+            for key, style in (("weights_distance", "-"), ("channels_distance", "--")):
+                pairs = [(int(row["step"]), float(row[key])) for row in points if row.get(key) not in (None, "")]
+                if pairs:
+                    steps, values = zip(*pairs)
+                    label = f"{percent.get((trial, level), float('nan')):.1f}% ({key.split('_')[0]})"
+                    ax.plot(steps, values, style, color=colour, marker=".", label=label)
+            for row in summary_rows:
+                if int(row["trial"]) == trial and int(row["level"]) == level and row["detected"] == "True":
+                    ax.axvline(int(row["detection_step"]), color=colour, linestyle=":", linewidth=1.5)
+        if threshold is not None:
+            ax.axhline(threshold, color="gray", linewidth=1, label=f"threshold {threshold:g}")
+        ax.set_xlabel("Dense training step")
+        ax.set_ylabel("Mask distance (normalized Hamming)")
+        ax.set_title(f"trial {trial}: detection = dotted lines", fontsize=10)
+        ax.grid(True, alpha=0.35)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{title + ': ' if title else ''}early-bird mask distance during dense training", fontsize=11)
+    return _save(fig, path_stem)

@@ -1,0 +1,229 @@
+"""Training a translator with exact masks, label smoothing, early-stopping bookkeeping and exact resume.
+
+The contract is `ticketlab.training.loop.train_model`'s. A step is one token-count batch (`batches`); the loss
+is label-smoothed cross-entropy per target token (`train.label_smoothing`). Validation loss is measured every
+`train.eval_every`; the weights at its minimum are kept (in memory and in the checkpoint), and test BLEU is
+decoded only where a reported number needs it: for those weights (early_stop_test_metric) and for the final
+ones (final_test_metric), with beam width `train.beam_size`. Resume: a checkpoint holds the weights, the
+optimizer state, the step, the early-stop record and the best weights; batch order and dropout masks are pure
+functions of (data_seed, step), so a resumed run repeats the uninterrupted one bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ticketlab.config import TrainConfig, parse_step
+from ticketlab.errors import IntegrityError
+from ticketlab.models import set_noise_seed
+from ticketlab.seeds import derive_seed
+from ticketlab.store import append_jsonl, load_tensors, save_tensors, set_aside
+from ticketlab.tasks.translation.batches import batch_at, steps_per_epoch, token_batches, trim
+from ticketlab.tasks.translation.evaluate import split_bleu, split_loss
+from ticketlab.tasks.translation.tokenizer import PAD_ID
+from ticketlab.training.loop import (
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    TrainingInterrupted,
+    apply_masks,
+    masked_optimizer_step,
+    reset_metrics,
+)
+from ticketlab.training.optim import build_optimizer, learning_rate_at, load_optimizer_tensors, optimizer_tensors
+
+__all__ = ["TranslationTrainResult", "TrainingInterrupted", "train_translation_model"]
+
+
+@dataclass(frozen=True)
+class TranslationTrainResult:
+    """What one run reports. Losses are nats per target token; metrics are test BLEU (sacrebleu)."""
+
+    early_stop_iteration: int
+    early_stop_val_loss: float
+    early_stop_test_loss: float
+    early_stop_test_metric: float
+    final_iteration: int
+    final_val_loss: float
+    final_test_loss: float
+    final_test_metric: float
+    final_train_loss: float
+    beam_size: int
+    bleu_signature: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def train_translation_model(
+    model: nn.Module,
+    data,
+    config: TrainConfig,
+    *,
+    masks: dict[str, torch.Tensor],
+    data_seed: int,
+    start_step: int = 0,
+    total_steps: int | None = None,
+    optimizer_state: dict[str, torch.Tensor] | None = None,
+    job_dir: Path | None = None,
+    snapshot_steps: tuple[int, ...] = (),
+    on_snapshot: Callable[[int, nn.Module, torch.optim.Optimizer], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    checkpoint_interval_s: float = 30.0,
+    stop_after_step: int | None = None,
+    augment: Callable | None = None,
+) -> TranslationTrainResult:
+    """Train `model` in place on `data` (TranslationData) from `start_step` to `total_steps` (default:
+    config.steps); the keyword arguments mean what they mean for `ticketlab.training.loop.train_model`."""
+    per_epoch = steps_per_epoch(data, config)
+    total = parse_step(config.steps, per_epoch) if total_steps is None else total_steps
+    eval_every = parse_step(config.eval_every, per_epoch)
+    device = data.train.source.device
+    batches = token_batches(data.train.source, data.train.target, config.batch_size)
+    model.to(device)
+    model.train()
+    apply_masks(model, masks)
+    parameters = dict(model.named_parameters())
+    masked_pairs = [(parameters[name], mask.to(device)) for name, mask in masks.items()]
+    all_parameters = list(model.parameters())
+    optimizer = build_optimizer(all_parameters, config)
+    if optimizer_state:
+        load_optimizer_tensors(optimizer, optimizer_state)
+    has_dropout = set_noise_seed(model, None) and any(getattr(module, "p", 0.0) > 0 for module in model.modules())
+
+    step, record, steps_since_eval = start_step, EarlyStop(), 0
+    metrics_path = job_dir / METRICS_FILE if job_dir else None
+    checkpoint_path = job_dir / CHECKPOINT_FILE if job_dir else None
+    checkpoint = _read_checkpoint(checkpoint_path, device) if checkpoint_path is not None else None
+    if checkpoint is not None:
+        step = _load_checkpoint(checkpoint, model, optimizer, record)
+        reset_metrics(metrics_path, keep_through_step=step)
+        if on_progress:
+            on_progress(step - start_step)
+    elif metrics_path is not None:
+        reset_metrics(metrics_path, keep_through_step=None)
+    if step == start_step and start_step in snapshot_steps and on_snapshot:
+        on_snapshot(step, model, optimizer)
+
+    last_checkpoint_time, reported_step = time.monotonic(), step
+    running_loss = torch.zeros((), device=device)
+    while step < total:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate_at(step, config, total, per_epoch)
+        rows = batch_at(batches, step, data_seed).to(device)
+        source, target = trim(data.train.source[rows]), trim(data.train.target[rows])
+        if has_dropout:
+            set_noise_seed(model, derive_seed(data_seed, "dropout", step))
+        logits = model(source, target[:, :-1])
+        loss = F.cross_entropy(logits.flatten(0, 1), target[:, 1:].flatten(), ignore_index=PAD_ID,
+                               label_smoothing=config.label_smoothing)
+        optimizer.zero_grad(set_to_none=False)
+        loss.backward()
+        masked_optimizer_step(optimizer, masked_pairs, all_parameters, config.clip_grad_norm)
+        running_loss += loss.detach()
+        step += 1
+        steps_since_eval += 1
+        if step in snapshot_steps and on_snapshot:
+            on_snapshot(step, model, optimizer)
+        if step % eval_every == 0 or step == total:
+            row = record.observe(step, model, data, running_loss.item() / steps_since_eval)
+            running_loss.zero_()
+            steps_since_eval = 0
+            if metrics_path is not None:
+                append_jsonl(metrics_path, row)
+            if on_progress:
+                on_progress(step - reported_step)
+            reported_step = step
+            now = time.monotonic()
+            if checkpoint_path is not None and step < total and now - last_checkpoint_time >= checkpoint_interval_s:
+                _save_checkpoint(checkpoint_path, model, optimizer, step, record)
+                last_checkpoint_time = now
+        if stop_after_step is not None and step >= stop_after_step and step < total:
+            raise TrainingInterrupted(f"stopped after step {step}")
+
+    if record.last_row is None or record.last_row["step"] != step:  # no training happened (start == total)
+        record.observe(step, model, data, float("nan"))
+    final_test_loss = split_loss(model, data, "test")
+    final_bleu, signature, _ = split_bleu(model, data, "test", config.beam_size)
+    train_loss = record.last_row["train_loss"]  # label-smoothed, the mean over the last evaluation interval
+    final_state = {name: value.clone() for name, value in model.state_dict().items()}
+    model.load_state_dict(record.best_state)  # the early-stopping weights, for their test numbers
+    early_test_loss = split_loss(model, data, "test")
+    early_bleu = split_bleu(model, data, "test", config.beam_size)[0]
+    model.load_state_dict(final_state)
+    result = TranslationTrainResult(
+        early_stop_iteration=record.best_step,
+        early_stop_val_loss=record.best_val_loss,
+        early_stop_test_loss=early_test_loss,
+        early_stop_test_metric=early_bleu,
+        final_iteration=step,
+        final_val_loss=record.last_row["val_loss"],
+        final_test_loss=final_test_loss,
+        final_test_metric=final_bleu,
+        final_train_loss=train_loss,
+        beam_size=config.beam_size,
+        bleu_signature=signature,
+    )
+    if checkpoint_path is not None:
+        checkpoint_path.unlink(missing_ok=True)
+    return result
+
+
+class EarlyStop:
+    """The minimum validation loss, its step, and a copy of the weights there."""
+
+    def __init__(self) -> None:
+        self.best_step, self.best_val_loss = -1, float("inf")
+        self.best_state: dict[str, torch.Tensor] = {}
+        self.last_row: dict | None = None
+
+    def observe(self, step: int, model: nn.Module, data, train_loss: float) -> dict:
+        val_loss = split_loss(model, data, "val")
+        row = {"step": step, "train_loss": train_loss, "val_loss": val_loss}
+        if val_loss < self.best_val_loss or not self.best_state:
+            self.best_step, self.best_val_loss = step, val_loss
+            self.best_state = {name: value.detach().clone() for name, value in model.state_dict().items()}
+        self.last_row = row
+        return row
+
+
+def _save_checkpoint(path: Path, model: nn.Module, optimizer, step: int, record: EarlyStop) -> None:
+    tensors = {f"model.{name}": value for name, value in model.state_dict().items()}
+    tensors.update({f"optim.{name}": value for name, value in optimizer_tensors(optimizer).items()})
+    tensors.update({f"best.{name}": value for name, value in record.best_state.items()})
+    state = {"best_step": record.best_step, "best_val_loss": record.best_val_loss, "last_row": record.last_row}
+    save_tensors(path, tensors, metadata={"step": str(step), "early_stop": json.dumps(state)})
+
+
+def _read_checkpoint(path: Path, device):
+    """(tensors, metadata), or None when there is none or it is damaged (set aside; the job restarts)."""
+    if not path.exists():
+        return None
+    from safetensors import safe_open
+
+    try:
+        tensors = load_tensors(path, device=device)
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata()
+        json.loads(metadata["early_stop"]), int(metadata["step"])
+    except (IntegrityError, KeyError, ValueError, TypeError) as error:
+        set_aside(path, f"{error}; the job restarts from its start")
+        return None
+    return tensors, metadata
+
+
+def _load_checkpoint(checkpoint, model: nn.Module, optimizer, record: EarlyStop) -> int:
+    tensors, metadata = checkpoint
+    model.load_state_dict({name[6:]: value for name, value in tensors.items() if name.startswith("model.")})
+    load_optimizer_tensors(optimizer, {name[6:]: value for name, value in tensors.items() if name.startswith("optim.")})
+    state = json.loads(metadata["early_stop"])
+    record.best_step, record.best_val_loss, record.last_row = state["best_step"], state["best_val_loss"], state["last_row"]
+    record.best_state = {name[5:]: value for name, value in tensors.items() if name.startswith("best.")}
+    return int(metadata["step"])
