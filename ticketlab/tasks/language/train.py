@@ -24,8 +24,7 @@ from torch.nn import functional as F
 from ticketlab.config import TrainConfig, parse_step
 from ticketlab.models import set_noise_seed
 from ticketlab.seeds import derive_seed
-from ticketlab.errors import IntegrityError
-from ticketlab.store import append_jsonl, load_tensors, save_tensors, set_aside
+from ticketlab.store import append_jsonl, set_aside
 from ticketlab.tasks.language.evaluate import EVAL_STREAMS, check_vocabulary, evaluate, metric_name
 from ticketlab.training.loop import (
     CHECKPOINT_FILE,
@@ -33,7 +32,9 @@ from ticketlab.training.loop import (
     TrainingInterrupted,
     apply_masks,
     masked_optimizer_step,
+    read_checkpoint_parts,
     reset_metrics,
+    save_checkpoint_parts,
 )
 from ticketlab.training.optim import build_optimizer, learning_rate_at, load_optimizer_tensors, optimizer_tensors
 from ticketlab.tasks.language.streams import batchify, steps_per_epoch, training_segment
@@ -211,40 +212,31 @@ class LanguageEarlyStop:
 
 
 def _save_checkpoint(path: Path, model: nn.Module, optimizer, step: int, record: LanguageEarlyStop, hidden) -> None:
-    tensors = {f"model.{name}": value for name, value in model.state_dict().items()}
-    tensors.update({f"optim.{name}": value for name, value in optimizer_tensors(optimizer).items()})
-    for layer, (h, c) in enumerate(hidden or ()):
-        tensors[f"hidden.{layer}.h"], tensors[f"hidden.{layer}.c"] = h, c
+    states = {f"{layer}.{part}": value for layer, (h, c) in enumerate(hidden or ()) for part, value in (("h", h), ("c", c))}
     metadata = {"step": str(step), "early_stop": json.dumps(record.state()), "hidden_layers": str(len(hidden or ()))}
-    save_tensors(path, tensors, metadata=metadata)
+    save_checkpoint_parts(path, {"model": model.state_dict(), "optim": optimizer_tensors(optimizer), "hidden": states},
+                          metadata)
 
 
-def _read_checkpoint(path: Path, device) -> tuple[dict, dict] | None:
-    """(tensors, metadata) of the job's checkpoint; None when there is none or it is damaged (a damaged one is set
-    aside with a one-line warning and the job restarts from its start, as `train_model` does)."""
-    if not path.exists():
+def _read_checkpoint(path: Path, device):
+    """(tensors by group, metadata) of the job's checkpoint; None when there is none or it is damaged (set aside
+    with a one-line warning; the job restarts from its start, as `train_model` does)."""
+    checkpoint = read_checkpoint_parts(path, device, ("early_stop", "hidden_layers"))
+    if checkpoint is None:
         return None
-    from safetensors import safe_open
-
-    try:
-        tensors = load_tensors(path, device=device)  # verifies the content hash
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata()
-        layers = int(metadata["hidden_layers"])
-        json.loads(metadata["early_stop"]), int(metadata["step"])
-        if any(f"hidden.{layer}.{part}" not in tensors for layer in range(layers) for part in "hc"):
-            raise IntegrityError(f"checkpoint {path} lacks its hidden state")
-    except (IntegrityError, KeyError, ValueError, TypeError) as error:
-        set_aside(path, f"{error}; the job restarts from its start")
+    parts, metadata = checkpoint
+    layers = metadata["hidden_layers"]
+    if any(f"{layer}.{part}" not in parts.get("hidden", {}) for layer in range(layers) for part in "hc"):
+        set_aside(path, f"checkpoint {path} lacks its hidden state; the job restarts from its start")
         return None
-    return tensors, metadata
+    return checkpoint
 
 
-def _load_checkpoint(checkpoint: tuple[dict, dict], model: nn.Module, optimizer, record: LanguageEarlyStop):
-    tensors, metadata = checkpoint
-    model.load_state_dict({name[6:]: value for name, value in tensors.items() if name.startswith("model.")})
-    load_optimizer_tensors(optimizer, {name[6:]: value for name, value in tensors.items() if name.startswith("optim.")})
-    record.load(json.loads(metadata["early_stop"]))
-    layers = int(metadata["hidden_layers"])
-    hidden = [(tensors[f"hidden.{layer}.h"], tensors[f"hidden.{layer}.c"]) for layer in range(layers)] or None
-    return int(metadata["step"]), record, hidden
+def _load_checkpoint(checkpoint, model: nn.Module, optimizer, record: LanguageEarlyStop):
+    parts, metadata = checkpoint
+    model.load_state_dict(parts["model"])
+    load_optimizer_tensors(optimizer, parts.get("optim", {}))
+    record.load(metadata["early_stop"])
+    hidden_states = parts.get("hidden", {})
+    hidden = [(hidden_states[f"{layer}.h"], hidden_states[f"{layer}.c"]) for layer in range(metadata["hidden_layers"])]
+    return metadata["step"], record, hidden or None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ticketlab.config import DataConfig, ExperimentConfig, RLConfig
-from ticketlab.tasks.rl.envs import check_action_space, env_info, make_env
+from ticketlab.tasks.rl.envs import check_action_space, make_env
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,8 @@ import torch
 from torch import nn
 
 from ticketlab.config import TrainConfig, parse_step
-from ticketlab.errors import IntegrityError
 from ticketlab.seeds import derive_seed
-from ticketlab.store import append_jsonl, load_tensors, save_tensors, set_aside
+from ticketlab.store import append_jsonl
 from ticketlab.tasks.rl.rollout import EnvRunner, sample_actions
 from ticketlab.training.loop import (
     CHECKPOINT_FILE,
@@ -40,7 +39,9 @@ from ticketlab.training.loop import (
     TrainingInterrupted,
     apply_masks,
     masked_optimizer_step,
+    read_checkpoint_parts,
     reset_metrics,
+    save_checkpoint_parts,
 )
 from ticketlab.training.optim import build_optimizer, learning_rate_at, load_optimizer_tensors, optimizer_tensors
 
@@ -105,7 +106,7 @@ def train_agent(
     step, record = start_step, EvalRecord()
     metrics_path = job_dir / METRICS_FILE if job_dir else None
     checkpoint_path = job_dir / CHECKPOINT_FILE if job_dir else None
-    checkpoint = _read_checkpoint(checkpoint_path, device) if checkpoint_path is not None else None
+    checkpoint = read_checkpoint_parts(checkpoint_path, device, ("record", "envs")) if checkpoint_path else None
     runner = EnvRunner(data.name, rl.num_envs, data_seed, rl.episodic_life)
     try:
         env_state = None
@@ -275,31 +276,13 @@ class EvalRecord:
 
 
 def _save_checkpoint(path: Path, model: nn.Module, optimizer, step: int, record: EvalRecord, env_state: dict) -> None:
-    tensors = {f"model.{name}": value for name, value in model.state_dict().items()}
-    tensors.update({f"optim.{name}": value for name, value in optimizer_tensors(optimizer).items()})
-    metadata = {"step": str(step), "record": json.dumps(record.state()), "envs": json.dumps(env_state)}
-    save_tensors(path, tensors, metadata=metadata)
-
-
-def _read_checkpoint(path: Path, device):
-    if not path.exists():
-        return None
-    from safetensors import safe_open
-
-    try:
-        tensors = load_tensors(path, device=device)
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata()
-        json.loads(metadata["record"]), json.loads(metadata["envs"]), int(metadata["step"])
-    except (IntegrityError, KeyError, ValueError, TypeError) as error:
-        set_aside(path, f"{error}; the job restarts from its start")
-        return None
-    return tensors, metadata
+    save_checkpoint_parts(path, {"model": model.state_dict(), "optim": optimizer_tensors(optimizer)},
+                          {"step": str(step), "record": json.dumps(record.state()), "envs": json.dumps(env_state)})
 
 
 def _load_checkpoint(checkpoint, model: nn.Module, optimizer, record: EvalRecord):
-    tensors, metadata = checkpoint
-    model.load_state_dict({name[6:]: value for name, value in tensors.items() if name.startswith("model.")})
-    load_optimizer_tensors(optimizer, {name[6:]: value for name, value in tensors.items() if name.startswith("optim.")})
-    record.load(json.loads(metadata["record"]))
-    return int(metadata["step"]), json.loads(metadata["envs"])
+    parts, metadata = checkpoint
+    model.load_state_dict(parts["model"])
+    load_optimizer_tensors(optimizer, parts.get("optim", {}))
+    record.load(metadata["record"])
+    return metadata["step"], metadata["envs"]

@@ -22,10 +22,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from ticketlab.config import TrainConfig, parse_step
-from ticketlab.errors import IntegrityError
 from ticketlab.models import set_noise_seed
 from ticketlab.seeds import derive_seed
-from ticketlab.store import append_jsonl, load_tensors, save_tensors, set_aside
+from ticketlab.store import append_jsonl
 from ticketlab.tasks.translation.batches import batch_at, steps_per_epoch, token_batches, trim
 from ticketlab.tasks.translation.evaluate import split_bleu, split_loss
 from ticketlab.tasks.translation.tokenizer import PAD_ID
@@ -35,7 +34,9 @@ from ticketlab.training.loop import (
     TrainingInterrupted,
     apply_masks,
     masked_optimizer_step,
+    read_checkpoint_parts,
     reset_metrics,
+    save_checkpoint_parts,
 )
 from ticketlab.training.optim import build_optimizer, learning_rate_at, load_optimizer_tensors, optimizer_tensors
 
@@ -101,7 +102,7 @@ def train_translation_model(
     step, record, steps_since_eval = start_step, EarlyStop(), 0
     metrics_path = job_dir / METRICS_FILE if job_dir else None
     checkpoint_path = job_dir / CHECKPOINT_FILE if job_dir else None
-    checkpoint = _read_checkpoint(checkpoint_path, device) if checkpoint_path is not None else None
+    checkpoint = read_checkpoint_parts(checkpoint_path, device, ("early_stop",)) if checkpoint_path else None
     if checkpoint is not None:
         step = _load_checkpoint(checkpoint, model, optimizer, record)
         reset_metrics(metrics_path, keep_through_step=step)
@@ -195,35 +196,16 @@ class EarlyStop:
 
 
 def _save_checkpoint(path: Path, model: nn.Module, optimizer, step: int, record: EarlyStop) -> None:
-    tensors = {f"model.{name}": value for name, value in model.state_dict().items()}
-    tensors.update({f"optim.{name}": value for name, value in optimizer_tensors(optimizer).items()})
-    tensors.update({f"best.{name}": value for name, value in record.best_state.items()})
     state = {"best_step": record.best_step, "best_val_loss": record.best_val_loss, "last_row": record.last_row}
-    save_tensors(path, tensors, metadata={"step": str(step), "early_stop": json.dumps(state)})
-
-
-def _read_checkpoint(path: Path, device):
-    """(tensors, metadata), or None when there is none or it is damaged (set aside; the job restarts)."""
-    if not path.exists():
-        return None
-    from safetensors import safe_open
-
-    try:
-        tensors = load_tensors(path, device=device)
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata()
-        json.loads(metadata["early_stop"]), int(metadata["step"])
-    except (IntegrityError, KeyError, ValueError, TypeError) as error:
-        set_aside(path, f"{error}; the job restarts from its start")
-        return None
-    return tensors, metadata
+    save_checkpoint_parts(path, {"model": model.state_dict(), "optim": optimizer_tensors(optimizer),
+                                 "best": record.best_state}, {"step": str(step), "early_stop": json.dumps(state)})
 
 
 def _load_checkpoint(checkpoint, model: nn.Module, optimizer, record: EarlyStop) -> int:
-    tensors, metadata = checkpoint
-    model.load_state_dict({name[6:]: value for name, value in tensors.items() if name.startswith("model.")})
-    load_optimizer_tensors(optimizer, {name[6:]: value for name, value in tensors.items() if name.startswith("optim.")})
-    state = json.loads(metadata["early_stop"])
+    parts, metadata = checkpoint
+    model.load_state_dict(parts["model"])
+    load_optimizer_tensors(optimizer, parts.get("optim", {}))
+    state = metadata["early_stop"]
     record.best_step, record.best_val_loss, record.last_row = state["best_step"], state["best_val_loss"], state["last_row"]
-    record.best_state = {name[5:]: value for name, value in tensors.items() if name.startswith("best.")}
-    return int(metadata["step"])
+    record.best_state = parts["best"]
+    return metadata["step"]
