@@ -48,9 +48,9 @@ def test_tiny_run_reports_bleu_and_keeps_its_tokenizer(tiny_run, multi30k_dir, c
 def test_rerunning_trains_nothing(tiny_run, multi30k_dir, capsys):
     before = (tiny_run / "results.csv").read_text()
     stamps = {path: path.stat().st_mtime_ns for path in tiny_run.rglob("weights_final.safetensors")}
-    cache = json.loads((tiny_run / "config.json").read_text())  # the cache dir is not part of the config hash
+    # another cache directory (not part of the config hash) retrains the tokenizer there, identically
     assert main(find_args(multi30k_dir, tiny_run.parent, tiny_run.parent / "other-cache")) == 0
-    assert (tiny_run / "results.csv").read_text() == before and cache
+    assert (tiny_run / "results.csv").read_text() == before
     assert stamps == {path: path.stat().st_mtime_ns for path in tiny_run.rglob("weights_final.safetensors")}
 
 
