@@ -173,14 +173,19 @@ def _find(args: argparse.Namespace) -> int:
     if limit is not None:
         check_plan(config, limit)  # what is known before the data is loaded (steps in epochs: after)
     Path(args.root).mkdir(parents=True, exist_ok=True)  # an unwritable --root fails here, before any loading
-    workers = args.workers or max(1, min(os.cpu_count() or 1, config.trials))
+    from ticketlab.training.distributed import is_leader_process, launched_by_torchrun
+
+    torchrun = launched_by_torchrun()  # each job trains data-parallel on all processes, one job at a time
+    workers = args.workers or (1 if torchrun else max(1, min(os.cpu_count() or 1, config.trials)))
     from ticketlab.lottery.experiment import find_tickets
 
     result = find_tickets(
         config, root=args.root, workers=workers, population=args.population, device=args.device,
-        progress=not args.quiet, report=not args.no_report, checkpoint_interval_s=args.checkpoint_every,
+        progress=not args.quiet and is_leader_process(), report=not args.no_report, checkpoint_interval_s=args.checkpoint_every,
         plan_limit=limit,
     )
+    if not is_leader_process():  # torchrun: rank 0 prints
+        return 0
     from ticketlab.report import read_results, summarize_results
     from ticketlab.report.table import summary_text_table
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from ticketlab.config import ExperimentConfig, PlanLimit, check_against_data
 from ticketlab.data import DataSplits
-from ticketlab.errors import ConfigError, IntegrityError
+from ticketlab.errors import ConfigError, IntegrityError, TicketlabError
 from ticketlab.lottery.integrity import LOCK_FILE, repair_run, run_lock
 from ticketlab.lottery.planner import job_priority, notify_unstacked, run_graph, settle_run_settings, stacks_jobs
 from ticketlab.lottery.jobs import (
@@ -116,19 +116,59 @@ def find_tickets(
         fingerprint += _data_fingerprint(data)
     run_dir = run_directory(config, root, fingerprint)
     torch_device = resolve_device(device)
+    from ticketlab.training.distributed import from_environment
+
+    group = from_environment(torch_device)  # launched by torchrun: this rank's place in the process group
+    if group is None:
+        return _lead_experiment(config, fingerprint, run_dir, torch_device, model, data, workers, population,
+                                progress, report, checkpoint_interval_s, plan_limit, None)
+    from ticketlab.lottery import data_parallel
+
+    try:
+        data_parallel.check_ranks_agree(group, config, fingerprint, workers, population)
+        if not group.is_leader:
+            return _follow_experiment(config, run_dir, group, model, data)
+        try:
+            result = _lead_experiment(config, fingerprint, run_dir, group.device, model, data, 1, 1, progress,
+                                      report, checkpoint_interval_s, plan_limit, group)
+        except TicketlabError as error:
+            data_parallel.stop_followers(group, error)
+            raise
+        data_parallel.end_experiment(group, result.rows)
+        return result
+    finally:
+        group.close()
+
+
+def _lead_experiment(config, fingerprint, run_dir, torch_device, model, data, workers, population, progress, report,
+                     checkpoint_interval_s, plan_limit, group) -> ExperimentResult:
+    """Lock the run directory and run the experiment (alone, or as the leader of a torchrun `group`)."""
     created = not run_dir.exists()
     try:
         with run_lock(run_dir):
             return _run_experiment(config, fingerprint, run_dir, torch_device, model, data, workers, population,
-                                   progress, report, checkpoint_interval_s, plan_limit)
+                                   progress, report, checkpoint_interval_s, plan_limit, group)
     except ConfigError:
         if created and {path.name for path in run_dir.iterdir()} <= {LOCK_FILE}:  # refused before writing
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
 
 
+def _follow_experiment(config, run_dir, group, model, data) -> ExperimentResult:
+    """A torchrun follower: load the data and train each job the leader announces; the leader's result."""
+    from ticketlab.lottery.data_parallel import follow
+
+    task = load_task(config.task)
+    splits = (data if data is not None else load_task_data(task, config)).to(group.device)
+    ctx = ExperimentContext(config=config, run_dir=run_dir, data=splits,
+                            make_model=model_factory(config, splits, model, task), device=group.device, task=task,
+                            group=group)
+    rows = follow(ctx, group)
+    return ExperimentResult(run_dir, run_dir / "results.csv", rows, {})
+
+
 def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, workers, population, progress, report,
-                    checkpoint_interval_s, plan_limit) -> ExperimentResult:
+                    checkpoint_interval_s, plan_limit, group=None) -> ExperimentResult:
     """The body of `find_tickets`, run while it holds the run directory's lock."""
     task = load_task(config.task)
     splits = (data if data is not None else load_task_data(task, config)).to(torch_device)
@@ -145,6 +185,7 @@ def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, wor
         device=torch_device,
         checkpoint_interval_s=checkpoint_interval_s,
         task=task,
+        group=group,
     )
     ctx.keep_plan()  # settings the model cannot satisfy (prune.layer_rates naming no weight) refuse here
     _write_config(run_dir, config, fingerprint)

@@ -10,6 +10,7 @@ Level 0 of every variant is the shared dense job ``level_00/dense``.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +85,8 @@ class ExperimentContext:
     # weights and optimizer state at each such step into that run's level_00/dense directory
     shared_rewind_runs: tuple[tuple[int, Path], ...] = ()
     task: Task | None = None
+    # torchrun: this rank's `ticketlab.training.distributed.DataParallelGroup` (jobs train data-parallel), or None
+    group: Any = None
     _plan: list | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -434,9 +437,18 @@ def run_job(ctx: ExperimentContext, key: JobKey, on_progress: Callable[[int], No
     if key.variant == EARLY_BIRD_SEARCH:
         from ticketlab.lottery.early_bird import run_early_bird_search
 
+        if ctx.group is not None:
+            print(f"ticketlab: {key.label()} trains on rank 0 alone (the early-bird search has its own runner)",
+                  file=sys.stderr)
         return run_early_bird_search(ctx, key, on_progress=on_progress)
     started = time.time()
     start = prepare_job(ctx, key)
+    parallel = {}
+    if ctx.group is not None:
+        from ticketlab.lottery.data_parallel import announce_job
+
+        announce_job(ctx.group, start)
+        parallel = {"group": ctx.group}
     result = ctx.task.train(
         start.model.to(ctx.device),
         ctx.data,
@@ -452,7 +464,12 @@ def run_job(ctx: ExperimentContext, key: JobKey, on_progress: Callable[[int], No
         on_progress=on_progress,
         checkpoint_interval_s=ctx.checkpoint_interval_s,
         augment=start.augment,
+        **parallel,
     )
+    if ctx.group is not None:
+        from ticketlab.lottery.data_parallel import job_trained
+
+        job_trained(ctx.group)
     return finish_job(ctx, key, start, result, wall_time_s=time.time() - started)
 
 

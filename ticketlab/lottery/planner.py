@@ -178,9 +178,11 @@ def settle_run_settings(ctx: ExperimentContext, model: nn.Module, population: in
     path = ctx.run_dir / PLAN_FILE
     device_type = ctx.device.type
     stacked = stacks_jobs(ctx, model, population)
+    processes = ctx.group.world_size if ctx.group is not None else 1  # torchrun data parallelism
     if not path.exists():
         size = (population or choose_population_size(ctx)) if stacked else 1
-        write_json(path, {"population": size, "device": device_type})
+        write_json(path, {"population": size, "device": device_type} | ({"processes": processes} if processes > 1
+                                                                          else {}))
         return
     try:
         stored = read_json(path)
@@ -192,6 +194,11 @@ def settle_run_settings(ctx: ExperimentContext, model: nn.Module, population: in
     if stored_device != device_type:
         raise ConfigError(f"run directory {ctx.run_dir} was trained on {stored_device}, this run would train on "
                           f"{device_type}; use --device {stored_device}, or a new --root for a separate run")
+    stored_processes = int(stored.get("processes", 1))
+    if stored_processes != processes:
+        raise ConfigError(f"run directory {ctx.run_dir} was trained by {stored_processes} torchrun process(es), this "
+                          f"run has {processes}; use --nproc-per-node {stored_processes} (1: without torchrun), or a "
+                          "new --root for a separate run")
     if population is not None and (population if stacked else 1) != stored_size:
         raise ConfigError(f"run directory {ctx.run_dir} was trained with --population {stored_size}, this run asks "
                           f"for --population {population}; use --population {stored_size} (or leave it out), or a "

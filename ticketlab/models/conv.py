@@ -23,6 +23,9 @@ class SeededDropout(nn.Module):
         super().__init__()
         self.p, self.index = float(p), index
         self.noise_seed: int | None = None
+        # (rank, ranks) under data parallelism: draw the global batch's mask and keep this rank's rows, so the
+        # shards together drop exactly what one process dropping from the whole batch would
+        self.batch_shard: tuple[int, int] = (0, 1)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
@@ -30,7 +33,10 @@ class SeededDropout(nn.Module):
         if self.noise_seed is None:
             return nn.functional.dropout(inputs, self.p, training=True)
         generator = torch.Generator(device=inputs.device).manual_seed(derive_seed(self.noise_seed, self.index))
-        keep = torch.rand(inputs.shape, generator=generator, device=inputs.device) >= self.p
+        rank, ranks = self.batch_shard
+        rows = inputs.shape[0]
+        noise = torch.rand((rows * ranks, *inputs.shape[1:]), generator=generator, device=inputs.device)
+        keep = noise[rank * rows : (rank + 1) * rows] >= self.p
         return inputs * keep / (1.0 - self.p)
 
     def extra_repr(self) -> str:

@@ -30,6 +30,7 @@ from ticketlab.store import (
     set_aside,
     write_jsonl,
 )
+from ticketlab.training.distributed import DataParallelGroup
 from ticketlab.training.optim import (
     build_optimizer,
     learning_rate_at,
@@ -163,7 +164,8 @@ def train_model(
     checkpoint_interval_s: float = 30.0,
     stop_after_step: int | None = None,
     augment: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
-) -> TrainResult:
+    group: DataParallelGroup | None = None,
+) -> TrainResult | None:
     """Train `model` in place from `start_step` to `total_steps` (default: config.steps) under `masks`.
 
     With `job_dir`, metrics go to metrics.jsonl and a checkpoint is written at evaluation points at most every
@@ -171,6 +173,10 @@ def train_model(
     call `on_snapshot(step, model, optimizer)` when the model has taken exactly that many steps (used to
     save rewind points). `on_progress(n)` reports n more steps done. `augment(batch, seed)` transforms each
     training batch on its device; its seed is derived from (data_seed, step) so resumed runs repeat it.
+
+    With a data-parallel `group` (torchrun), every rank calls this with the same arguments except that only the
+    leader (rank 0) passes `job_dir` and the callbacks: each rank trains on its shard of every global batch under
+    DistributedDataParallel, the leader evaluates, logs and checkpoints, and followers return None.
     """
     per_epoch = iterations_per_epoch(len(data.x_train), config.batch_size)
     total = parse_step(config.steps, per_epoch) if total_steps is None else total_steps
@@ -199,17 +205,25 @@ def train_model(
         reset_metrics(metrics_path, keep_through_step=None)
     if step == start_step and start_step in snapshot_steps and on_snapshot:
         on_snapshot(step, model, optimizer)
+    forward = model
+    if group is not None:  # every rank continues from the leader's (possibly resumed) state
+        step = group.sync_state(model, optimizer, step)
+        forward = group.wrap(model)
+    leader = group is None or group.is_leader
 
     last_checkpoint_time, reported_step = time.monotonic(), step
     running_loss = torch.zeros((), device=device)
     while step < total:
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate_at(step, config, total, per_epoch)
+        for param_group in optimizer.param_groups:
+            param_group["lr"] = learning_rate_at(step, config, total, per_epoch)
         indices = batch_indices(step, len(data.x_train), config.batch_size, data_seed).to(device)
         inputs = data.x_train[indices]
-        if augment is not None:
+        if augment is not None:  # the whole global batch, so each shard gets the augmentation one process gives it
             inputs = augment(inputs, derive_seed(data_seed, "augment", step))
-        loss = F.cross_entropy(model(inputs), data.y_train[indices])
+        labels = data.y_train[indices]
+        if group is not None:
+            inputs, labels = group.shard(inputs), group.shard(labels)
+        loss = F.cross_entropy(forward(inputs), labels)
         optimizer.zero_grad(set_to_none=False)
         loss.backward()
         masked_optimizer_step(optimizer, masked_pairs, all_parameters, config.clip_grad_norm)
@@ -219,21 +233,28 @@ def train_model(
         if step in snapshot_steps and on_snapshot:
             on_snapshot(step, model, optimizer)
         if step % eval_every == 0 or step == total:
-            row = record.observe(step, model, data, running_loss.item() / steps_since_eval)
+            if group is not None:  # the global batch's loss; and a cheap check that the ranks still agree
+                running_loss = group.mean(running_loss)
+                group.check_identical(model, masks, step)
+            if leader:
+                row = record.observe(step, model, data, running_loss.item() / steps_since_eval)
+                if metrics_path is not None:
+                    append_jsonl(metrics_path, row)
+                if on_progress:
+                    on_progress(step - reported_step)
+                reported_step = step
+                now = time.monotonic()
+                due = now - last_checkpoint_time >= checkpoint_interval_s
+                if checkpoint_path is not None and step < total and due:
+                    _save_checkpoint(checkpoint_path, model, optimizer, step, record)
+                    last_checkpoint_time = now
             running_loss.zero_()
             steps_since_eval = 0
-            if metrics_path is not None:
-                append_jsonl(metrics_path, row)
-            if on_progress:
-                on_progress(step - reported_step)
-            reported_step = step
-            now = time.monotonic()
-            if checkpoint_path is not None and step < total and now - last_checkpoint_time >= checkpoint_interval_s:
-                _save_checkpoint(checkpoint_path, model, optimizer, step, record)
-                last_checkpoint_time = now
         if stop_after_step is not None and step >= stop_after_step and step < total:
             raise TrainingInterrupted(f"stopped after step {step}")
 
+    if not leader:
+        return None
     if record.last_row is None or record.last_row["step"] != step:  # no training happened (start == total)
         record.observe(step, model, data, float("nan"))
     final_val_loss = record.last_row["val_loss"]
