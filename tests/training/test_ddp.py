@@ -39,8 +39,8 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torc
 CONFIG = TrainConfig(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=32, steps="60it", eval_every="20it")
 TRAIN_TOLERANCE = 1e-5
 EXPERIMENT_TOLERANCE = 2e-5
-# one trial, the dense job and one pruned level; long enough (320 steps a job, a checkpoint every 20) to be killed
-FIND_ARGS = ["find", "--trials", "1", "--levels", "1", "--variants", "iterative_reset", "--steps", "320it",
+# one trial, the dense job and one pruned level; long enough (160 steps a job, a checkpoint every 20) to be killed
+FIND_ARGS = ["find", "--trials", "1", "--levels", "1", "--variants", "iterative_reset", "--steps", "160it",
              "--train.eval_every", "20it", "--train.optimizer", "adam", "--train.lr", "1e-3", "--data.train_size", "800",
              "--model.hidden", "32,16", "--checkpoint-every", "0", "--no-report", "--quiet"]
 
