@@ -91,8 +91,6 @@ def worker(workload: str, out: Path, quick: bool) -> None:
         timed = spec["steps"] - spec["warmup"]
         out.write_text(json.dumps({"iterations_per_s": timed / (marks[spec["steps"]] - marks[spec["warmup"]]),
                                    "data": source, "batch": config.batch_size, "steps": spec["steps"]}))
-    if group is not None:
-        group.close()
 
 
 def launch(workload: str, processes: int, threads: int, quick: bool) -> dict:

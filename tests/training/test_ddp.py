@@ -114,7 +114,6 @@ def _train_two_ranks(rank, port, data, job_dir, out_dir):
                          on_progress=resumed_from.append if rank == 0 else None, **leader_only)
     torch.save({"state": model.state_dict(), "result": result and result.to_dict(), "first_progress": resumed_from[:1],
                 "files": sorted(path.name for path in job_dir.iterdir())}, out_dir / f"rank{rank}.pt")
-    group.close()
 
 
 def test_two_ranks_train_like_one_process_and_resume_from_the_leaders_checkpoint(tiny_data, tmp_path, one_thread):
@@ -144,12 +143,16 @@ def test_a_batch_that_does_not_split_evenly_is_refused_by_name():
 # --- whole experiments through the command line -------------------------------------------------------------
 
 
-def _find_two_ranks(rank, port, root):
+def _find_two_ranks(rank, port, root, single_process_root):
     os.environ.update(_rank_environment(rank, 2, port), OMP_NUM_THREADS="1")
     torch.set_num_threads(1)
     status = main([*FIND_ARGS, "--root", str(root)])
     if status != 0:
         raise SystemExit(status)
+    # the single-process run directory refuses 2 processes: rank 0's one-line error ends every rank (status 2)
+    status = main([*FIND_ARGS, "--root", str(single_process_root)])
+    if status != 2:
+        raise SystemExit(f"rank {rank}: status {status} for a run directory trained by one process")
 
 
 def _run_dir(root: Path) -> Path:
@@ -174,7 +177,7 @@ def runs(tmp_path_factory):
         assert main([*FIND_ARGS, "--root", str(root / "single"), "--population", "1"]) == 0
     finally:
         torch.set_num_threads(threads)
-    _spawn(_find_two_ranks, root / "ranks")
+    _spawn(_find_two_ranks, root / "ranks", root / "single")
     return {"single": _run_dir(root / "single"), "ranks": _run_dir(root / "ranks")}
 
 

@@ -124,20 +124,17 @@ def find_tickets(
                                 progress, report, checkpoint_interval_s, plan_limit, None)
     from ticketlab.lottery import data_parallel
 
+    data_parallel.check_ranks_agree(group, config, fingerprint, workers, population)
+    if not group.is_leader:
+        return _follow_experiment(config, run_dir, group, model, data)
     try:
-        data_parallel.check_ranks_agree(group, config, fingerprint, workers, population)
-        if not group.is_leader:
-            return _follow_experiment(config, run_dir, group, model, data)
-        try:
-            result = _lead_experiment(config, fingerprint, run_dir, group.device, model, data, 1, 1, progress,
-                                      report, checkpoint_interval_s, plan_limit, group)
-        except TicketlabError as error:
-            data_parallel.stop_followers(group, error)
-            raise
-        data_parallel.end_experiment(group, result.rows)
-        return result
-    finally:
-        group.close()
+        result = _lead_experiment(config, fingerprint, run_dir, group.device, model, data, 1, 1, progress, report,
+                                  checkpoint_interval_s, plan_limit, group)
+    except TicketlabError as error:
+        data_parallel.stop_followers(group, error)
+        raise
+    data_parallel.end_experiment(group, result.rows)
+    return result
 
 
 def _lead_experiment(config, fingerprint, run_dir, torch_device, model, data, workers, population, progress, report,

@@ -196,9 +196,10 @@ def settle_run_settings(ctx: ExperimentContext, model: nn.Module, population: in
                           f"{device_type}; use --device {stored_device}, or a new --root for a separate run")
     stored_processes = int(stored.get("processes", 1))
     if stored_processes != processes:
-        raise ConfigError(f"run directory {ctx.run_dir} was trained by {stored_processes} torchrun process(es), this "
-                          f"run has {processes}; use --nproc-per-node {stored_processes} (1: without torchrun), or a "
-                          "new --root for a separate run")
+        trained = "one process" if stored_processes == 1 else f"{stored_processes} torchrun processes"
+        advice = "run it without torchrun" if stored_processes == 1 else f"launch {stored_processes} processes in all"
+        raise ConfigError(f"run directory {ctx.run_dir} was trained by {trained}, this run has {processes}; {advice}, "
+                          "or use a new --root for a separate run")
     if population is not None and (population if stacked else 1) != stored_size:
         raise ConfigError(f"run directory {ctx.run_dir} was trained with --population {stored_size}, this run asks "
                           f"for --population {population}; use --population {stored_size} (or leave it out), or a "

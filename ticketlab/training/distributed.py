@@ -20,6 +20,7 @@ running averages before every forward. Messages between ranks are JSON and raw t
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 from dataclasses import dataclass
@@ -53,7 +54,6 @@ class DataParallelGroup:
     rank: int
     world_size: int
     device: torch.device
-    owns_process_group: bool = False
     followers_waiting: bool = True  # leader's view: followers wait for a message (not inside a job's collectives)
 
     @property
@@ -158,10 +158,6 @@ class DataParallelGroup:
         if int(values[0]) != value or int(values[1]) != -value:
             raise ConfigError(f"the torchrun processes disagree on {what}; start every rank with the same command")
 
-    def close(self) -> None:
-        if self.owns_process_group and dist.is_initialized():
-            dist.destroy_process_group()
-
 
 def check_batch_size(batch_size: int, world_size: int) -> None:
     """ConfigError unless the global batch splits into equal shards (then shards' mean gradients average exactly)."""
@@ -181,7 +177,9 @@ def from_environment(device: torch.device) -> DataParallelGroup | None:
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    owns = not dist.is_initialized()
-    if owns:
+    if not dist.is_initialized():
+        # once per process, kept for later calls (a second init on the same rendezvous would wait forever) and
+        # destroyed at exit, as torch asks
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=WAIT_TIMEOUT)
-    return DataParallelGroup(rank=rank, world_size=world_size, device=device, owns_process_group=owns)
+        atexit.register(dist.destroy_process_group)
+    return DataParallelGroup(rank=rank, world_size=world_size, device=device)
