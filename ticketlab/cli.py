@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="jobs trained together as one stacked network (default: as many as fit in memory; "
                       "1: one at a time, the reference path)")
     find.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    add_executor_arguments(find)
     find.add_argument("--checkpoint-every", type=float, default=30.0, metavar="SECONDS",
                       help="write a resume checkpoint at most this often during training (default: 30)")
     find.add_argument("--no-report", action="store_true", help="skip drawing the figures at the end")
@@ -166,9 +167,36 @@ def _one_line_warnings():
     return show
 
 
+def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    """--executor, --ray-address, --ray-cpus-per-task: where the job graph's populations train."""
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="local (default): this process (and --workers processes); ray: Ray tasks on a cluster "
+                        "(needs pip install 'ticketlab[ray]' and --root on a filesystem every node sees)")
+    parser.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                        help="with --executor ray: the cluster to use, host:port or auto (the one this node is part "
+                        "of, e.g. under Slurm); default: start a local cluster for the run")
+    parser.add_argument("--ray-cpus-per-task", type=int, default=1, metavar="N",
+                        help="with --executor ray: CPUs (torch threads) each task asks for (default: 1)")
+
+
+def executor_options(args: argparse.Namespace) -> dict:
+    """The find_tickets keyword arguments of the executor flags; ConfigError for Ray flags without --executor
+    ray, a CPU count below 1, or a missing Ray (one line naming the install command)."""
+    if args.executor != "ray" and (args.ray_address is not None or args.ray_cpus_per_task != 1):
+        raise ConfigError("--ray-address and --ray-cpus-per-task need --executor ray")
+    if not 1 <= args.ray_cpus_per_task <= 1024:
+        raise ConfigError(f"--ray-cpus-per-task must be between 1 and 1024, got {args.ray_cpus_per_task}")
+    if args.executor == "ray":
+        from ticketlab.lottery.ray_executor import import_ray
+
+        import_ray()
+    return {"executor": args.executor, "ray_address": args.ray_address, "ray_cpus_per_task": args.ray_cpus_per_task}
+
+
 def _find(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     check_run_arguments(args, config)
+    executor = executor_options(args)
     limit = None if args.allow_large else PlanLimit()
     if limit is not None:
         check_plan(config, limit)  # what is known before the data is loaded (steps in epochs: after)
@@ -179,7 +207,7 @@ def _find(args: argparse.Namespace) -> int:
     result = find_tickets(
         config, root=args.root, workers=workers, population=args.population, device=args.device,
         progress=not args.quiet, report=not args.no_report, checkpoint_interval_s=args.checkpoint_every,
-        plan_limit=limit,
+        plan_limit=limit, **executor,
     )
     from ticketlab.report import read_results, summarize_results
     from ticketlab.report.table import summary_text_table

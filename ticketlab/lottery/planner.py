@@ -145,29 +145,40 @@ def run_graph(
     `population` None chooses the size from the memory budget; 1 trains one job at a time with `run_job` (the
     reference path). Models that cannot be stacked fall back to one at a time, with a one-line notice.
     """
-    model = ctx.make_model(0)
-    if stacks_jobs(ctx, model, population):
-        size = population or _planned_size(ctx)
-    else:
-        size = 1
-        notify_unstacked(ctx, model, population)
+    size = graph_population_size(ctx, population)
     for batch in population_plan(graph, size):
         batch = [key for key in batch if not is_done(ctx, key)]
         if not batch:
             continue
         if on_jobs_start:
             on_jobs_start(batch)
-        # jobs with their own runner (the early-bird search) never join a population
-        alone = [key for key in batch if key.variant in SOLO_VARIANTS]
-        for key in alone:
-            run_job(ctx, key, on_progress=on_progress)
-        stacked = [key for key in batch if key not in alone]
-        if stacked and size == 1:
-            run_job(ctx, stacked[0], on_progress=on_progress)
-        elif stacked:
-            run_jobs_population(ctx, stacked, on_progress=on_progress)
+        train_batch(ctx, batch, size, on_progress=on_progress)
         if on_jobs_done:
             on_jobs_done(batch)
+
+
+def graph_population_size(ctx: ExperimentContext, population: int | None) -> int:
+    """The population size `run_graph` plans with (1 for models it does not stack, with a one-line notice)."""
+    model = ctx.make_model(0)
+    if stacks_jobs(ctx, model, population):
+        return population or _planned_size(ctx)
+    notify_unstacked(ctx, model, population)
+    return 1
+
+
+def train_batch(ctx: ExperimentContext, batch: list[JobKey], size: int,
+                on_progress: Callable[[int], None] | None = None) -> None:
+    """Train one entry of the population plan (`population_plan(graph, size)`): its solo jobs one at a time, the
+    rest as one population (or the one job, for size 1). Done jobs are skipped, partial ones resume."""
+    # jobs with their own runner (the early-bird search) never join a population
+    alone = [key for key in batch if key.variant in SOLO_VARIANTS]
+    for key in alone:
+        run_job(ctx, key, on_progress=on_progress)
+    stacked = [key for key in batch if key not in alone]
+    if stacked and size == 1:
+        run_job(ctx, stacked[0], on_progress=on_progress)
+    elif stacked:
+        run_jobs_population(ctx, stacked, on_progress=on_progress)
 
 
 def settle_run_settings(ctx: ExperimentContext, model: nn.Module, population: int | None) -> None:
