@@ -26,6 +26,7 @@ from ticketlab.config_cli import (
 )
 from ticketlab.errors import ConfigError, TicketlabError, os_error_message
 from ticketlab.export.cli import add_export_commands, run_export_command
+from ticketlab.lottery.executor_cli import add_executor_arguments, executor_options
 from ticketlab.lottery.sweep_cli import add_sweep_command, run_sweep_command
 from ticketlab.lottery.transfer_cli import add_transfer_commands, run_transfer_command, run_transfer_matrix_command
 from ticketlab.lottery.verify_cli import add_verify_command, run_verify_command
@@ -165,32 +166,6 @@ def _one_line_warnings():
             print(f"ticketlab: warning: {text}", file=sys.stderr)
 
     return show
-
-
-def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
-    """--executor, --ray-address, --ray-cpus-per-task: where the job graph's populations train."""
-    parser.add_argument("--executor", choices=("local", "ray"), default="local",
-                        help="local (default): this process (and --workers processes); ray: Ray tasks on a cluster "
-                        "(needs pip install 'ticketlab[ray]' and --root on a filesystem every node sees)")
-    parser.add_argument("--ray-address", default=None, metavar="ADDRESS",
-                        help="with --executor ray: the cluster to use, host:port or auto (the one this node is part "
-                        "of, e.g. under Slurm); default: start a local cluster for the run")
-    parser.add_argument("--ray-cpus-per-task", type=int, default=1, metavar="N",
-                        help="with --executor ray: CPUs (torch threads) each task asks for (default: 1)")
-
-
-def executor_options(args: argparse.Namespace) -> dict:
-    """The find_tickets keyword arguments of the executor flags; ConfigError for Ray flags without --executor
-    ray, a CPU count below 1, or a missing Ray (one line naming the install command)."""
-    if args.executor != "ray" and (args.ray_address is not None or args.ray_cpus_per_task != 1):
-        raise ConfigError("--ray-address and --ray-cpus-per-task need --executor ray")
-    if not 1 <= args.ray_cpus_per_task <= 1024:
-        raise ConfigError(f"--ray-cpus-per-task must be between 1 and 1024, got {args.ray_cpus_per_task}")
-    if args.executor == "ray":
-        from ticketlab.lottery.ray_executor import import_ray
-
-        import_ray()
-    return {"executor": args.executor, "ray_address": args.ray_address, "ray_cpus_per_task": args.ray_cpus_per_task}
 
 
 def _find(args: argparse.Namespace) -> int:

@@ -66,21 +66,26 @@ def test_ray_gives_the_local_results(tmp_path, tiny_data, ray_session, one_threa
 
 
 def _kill_first_task(run_root, killed: list, stop: threading.Event) -> None:
-    """SIGKILL the Ray worker process running a ticketlab task, once that task has written a checkpoint."""
+    """SIGKILL the Ray worker process running a ticketlab task, once a level-1 job has written a checkpoint."""
     import psutil  # a dependency of Ray
 
     while not stop.is_set():
         if list(run_root.glob("*/trial_0/level_01/*/checkpoint.safetensors")):
-            for process in psutil.process_iter(["pid", "cmdline"]):
-                if any(TASK_NAME in part for part in process.info["cmdline"] or ()):
-                    os.kill(process.info["pid"], signal.SIGKILL)
-                    killed.append(process.info["pid"])
+            # this session's workers only: the local cluster's processes descend from this one
+            for process in psutil.Process().children(recursive=True):
+                try:
+                    running_ours = any(TASK_NAME in part for part in process.cmdline())
+                except psutil.Error:
+                    continue
+                if running_ours:  # the title Ray gives a worker while it runs the task
+                    os.kill(process.pid, signal.SIGKILL)
+                    killed.append(process.pid)
                     return
         time.sleep(0.005)
 
 
 def test_a_killed_worker_is_retried_and_nothing_is_lost(tmp_path, tiny_data, ray_session, one_thread):
-    config = _config(**{"train.steps": "400it", "train.eval_every": "10it", "trials": 1, "prune.levels": 1,
+    config = _config(**{"train.steps": "200it", "train.eval_every": "10it", "trials": 1, "prune.levels": 1,
                         "variants": ("iterative_reset", "random_pruning")})
     local = _run(tmp_path / "local", tiny_data, config=config, population=1)
     killed: list[int] = []
@@ -126,6 +131,11 @@ def test_bad_executor_flags_are_one_line(tmp_path, capsys, arguments, expected):
     assert err.count("\n") == 1 and expected in err
 
 
+def test_ray_flags_of_sweep_need_the_ray_executor(tmp_path, capsys):
+    assert main(["sweep", "--rewinds", "0it", "--root", str(tmp_path), "--ray-address", "auto"]) == 2
+    assert "--ray-address and --ray-cpus-per-task need --executor ray" in capsys.readouterr().err
+
+
 def test_unknown_executor_in_the_api(tmp_path):
     with pytest.raises(ConfigError, match="unknown executor 'dask'; allowed: local, ray"):
         find_tickets(_config(), root=tmp_path, executor="dask")
@@ -137,3 +147,23 @@ def test_a_worker_that_cannot_see_the_run_directory_says_so(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     check_shared_run_dir(tmp_path)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["config.json"]  # the probe is gone
+
+
+def test_rewind_sweep_on_ray_gives_the_local_summary(tmp_path, tiny_data, ray_session, one_thread):
+    from ticketlab.lottery.sweep import rewind_sweep
+
+    config = _config(trials=1, variants=("iterative_reset",))
+    options = {"data": tiny_data, "progress": False, "report": False, "population": 1}
+    local = rewind_sweep(config, ["0it", "20it"], root=tmp_path / "local", **options)
+    on_ray = rewind_sweep(config, ["0it", "20it"], root=tmp_path / "ray", executor="ray", **options)
+    assert on_ray.summary_csv.read_text() == local.summary_csv.read_text()
+
+
+def test_help_imports_neither_torch_nor_ray():
+    import subprocess
+
+    code = ("import sys; from ticketlab.cli import main; main(['find', '--help']); "
+            "assert 'torch' not in sys.modules and 'ray' not in sys.modules, sorted(sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "--executor {local,ray}" in done.stdout and "--ray-address ADDRESS" in done.stdout
