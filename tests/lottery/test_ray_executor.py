@@ -6,6 +6,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -65,21 +66,45 @@ def test_ray_gives_the_local_results(tmp_path, tiny_data, ray_session, one_threa
     assert {path: path.stat().st_mtime_ns for path in weights} == stamps
 
 
+def _descendants(pid: int) -> set[int]:
+    """Process ids below `pid` (Linux /proc)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _kill_first_task(run_root, killed: list, stop: threading.Event) -> None:
     """SIGKILL the Ray worker process running a ticketlab task, once a level-1 job has written a checkpoint."""
-    import psutil  # a dependency of Ray
-
     while not stop.is_set():
         if list(run_root.glob("*/trial_0/level_01/*/checkpoint.safetensors")):
-            # this session's workers only: the local cluster's processes descend from this one
-            for process in psutil.Process().children(recursive=True):
-                try:
-                    running_ours = any(TASK_NAME in part for part in process.cmdline())
-                except psutil.Error:
-                    continue
-                if running_ours:  # the title Ray gives a worker while it runs the task
-                    os.kill(process.pid, signal.SIGKILL)
-                    killed.append(process.pid)
+            # this session's workers only: the local cluster's processes descend from this one; Ray titles a
+            # worker with the task it runs
+            for pid in _descendants(os.getpid()):
+                if TASK_NAME in _cmdline(pid):
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
                     return
         time.sleep(0.005)
 
@@ -167,3 +192,43 @@ def test_help_imports_neither_torch_nor_ray():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "--executor {local,ray}" in done.stdout and "--ray-address ADDRESS" in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_killed_driver_leaves_no_task_running_and_resumes(tmp_path):
+    """SIGKILL `ticketlab find --executor ray` (with its own local cluster) mid-run: Ray's processes die with it,
+    and the same command finishes the run with the results of an uninterrupted one (slow: two cluster starts)."""
+    import subprocess
+
+    def find(root, *extra):
+        return subprocess.Popen([sys.executable, "-m", "ticketlab.cli", "find", *TINY_CLI, "--steps", "400it",
+                                 "--train.eval_every", "10it", "--root", str(root), *extra],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=os.environ | {"OMP_NUM_THREADS": "1"})  # one thread, as each Ray task
+
+    reference = find(tmp_path / "reference")
+    assert reference.wait(timeout=600) == 0, reference.stderr.read()
+    killed = find(tmp_path / "ray", "--executor", "ray", "--checkpoint-every", "0")
+    deadline = time.time() + 300
+    while time.time() < deadline and killed.poll() is None:
+        if list((tmp_path / "ray").glob("*/trial_0/level_01/*/checkpoint.safetensors")):
+            break
+        time.sleep(0.01)
+    assert killed.poll() is None, "the run finished before it could be killed"
+    descendants = _descendants(killed.pid)
+    killed.kill()
+    killed.wait()
+    essential = {pid for pid in descendants if any(name in _cmdline(pid) for name in (TASK_NAME, "raylet", "gcs_server"))}
+    deadline = time.time() + 30
+    while time.time() < deadline and any(_alive(pid) for pid in essential):
+        time.sleep(0.1)
+    assert not [_cmdline(pid) for pid in essential if _alive(pid)]  # no task trains on into the run directory
+    for pid in descendants:  # Ray's dashboard and runtime-env agents can outlive their raylet: stop ours
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    assert not list((tmp_path / "ray").glob("*/trial_0/level_01/random_pruning/result.json"))
+    resumed = find(tmp_path / "ray", "--executor", "ray")
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
+    reference_csv = next((tmp_path / "reference").glob("*/results.csv")).read_text()
+    assert next((tmp_path / "ray").glob("*/results.csv")).read_text() == reference_csv
