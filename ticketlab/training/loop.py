@@ -103,6 +103,69 @@ def _epoch_order(num_train: int, data_seed: int, epoch: int, _cache: dict = {}) 
     return _cache[key]
 
 
+def num_train_examples(data) -> int:
+    """Training examples of in-memory splits or of streamed data (an image folder's `num_train`)."""
+    return len(data.x_train) if isinstance(data, DataSplits) else data.num_train
+
+
+def data_device(data) -> torch.device:
+    return data.x_train.device if isinstance(data, DataSplits) else data.device
+
+
+def training_batches(data, start_step: int, total_steps: int, batch_size: int, data_seed: int):
+    """(inputs, labels) of each step from `start_step` to `total_steps`, in the order `batch_indices` draws.
+
+    In-memory splits are indexed; streamed data (an image folder) decodes the same indices in worker processes,
+    its random transforms seeded from (data_seed, step)."""
+    num_train = num_train_examples(data)
+    if isinstance(data, DataSplits):
+        device = data.x_train.device
+        for step in range(start_step, total_steps):
+            indices = batch_indices(step, num_train, batch_size, data_seed).to(device)
+            yield data.x_train[indices], data.y_train[indices]
+        return
+    steps = ((batch_indices(step, num_train, batch_size, data_seed), derive_seed(data_seed, "transform", step))
+             for step in range(start_step, total_steps))
+    yield from data.train_batches(steps)
+
+
+def evaluate_split(model: nn.Module, data, split: str) -> tuple[float, float]:
+    """Mean loss and accuracy of `model` on split "train", "val" or "test" of in-memory or streamed data."""
+    if isinstance(data, DataSplits):
+        inputs, labels = {"train": (data.x_train, data.y_train), "val": (data.x_val, data.y_val),
+                          "test": (data.x_test, data.y_test)}[split]
+        return evaluate(model, inputs, labels)
+    return evaluate_batches(model, data.evaluate_batches(split))
+
+
+def first_inputs(data, split: str, count: int) -> torch.Tensor:
+    """The first `count` inputs of `split` (evaluation transform for streamed data), on the data's device."""
+    if isinstance(data, DataSplits):
+        return {"train": data.x_train, "val": data.x_val, "test": data.x_test}[split][:count]
+    chunks, held = [], 0
+    for inputs, _ in data.evaluate_batches(split):
+        chunks.append(inputs[: count - held])
+        held += len(chunks[-1])
+        if held >= count:
+            break
+    return torch.cat(chunks)
+
+
+@torch.no_grad()
+def evaluate_batches(model: nn.Module, batches) -> tuple[float, float]:
+    """Mean cross-entropy loss and accuracy of `model` over an iterable of (inputs, labels), in eval mode."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct, count = 0.0, 0, 0
+    for inputs, labels in batches:
+        logits = model(inputs)
+        total_loss += F.cross_entropy(logits, labels, reduction="sum").double().item()
+        correct += int((logits.argmax(dim=1) == labels).sum())
+        count += len(labels)
+    model.train(was_training)
+    return total_loss / max(count, 1), correct / max(count, 1)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
     """Mean cross-entropy loss and accuracy (fraction) of `model` on a whole split, in eval mode."""
@@ -148,7 +211,7 @@ def masked_optimizer_step(
 
 def train_model(
     model: nn.Module,
-    data: DataSplits,
+    data,
     config: TrainConfig,
     *,
     masks: dict[str, torch.Tensor],
@@ -166,16 +229,19 @@ def train_model(
 ) -> TrainResult:
     """Train `model` in place from `start_step` to `total_steps` (default: config.steps) under `masks`.
 
+    `data` is in-memory `DataSplits`, or streamed data such as `ticketlab.data.image_folder.FolderData` (batches
+    decoded by worker processes; see `training_batches` and `evaluate_split`).
+
     With `job_dir`, metrics go to metrics.jsonl and a checkpoint is written at evaluation points at most every
     `checkpoint_interval_s` seconds; a later call with the same arguments resumes from it. `snapshot_steps`
     call `on_snapshot(step, model, optimizer)` when the model has taken exactly that many steps (used to
     save rewind points). `on_progress(n)` reports n more steps done. `augment(batch, seed)` transforms each
     training batch on its device; its seed is derived from (data_seed, step) so resumed runs repeat it.
     """
-    per_epoch = iterations_per_epoch(len(data.x_train), config.batch_size)
+    per_epoch = iterations_per_epoch(num_train_examples(data), config.batch_size)
     total = parse_step(config.steps, per_epoch) if total_steps is None else total_steps
     eval_every = parse_step(config.eval_every, per_epoch)
-    device = data.x_train.device
+    device = data_device(data)
     model.to(device)
     model.train()
     apply_masks(model, masks)
@@ -202,14 +268,14 @@ def train_model(
 
     last_checkpoint_time, reported_step = time.monotonic(), step
     running_loss = torch.zeros((), device=device)
+    batches = training_batches(data, step, total, config.batch_size, data_seed)
     while step < total:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(step, config, total, per_epoch)
-        indices = batch_indices(step, len(data.x_train), config.batch_size, data_seed).to(device)
-        inputs = data.x_train[indices]
+        inputs, labels = next(batches)
         if augment is not None:
             inputs = augment(inputs, derive_seed(data_seed, "augment", step))
-        loss = F.cross_entropy(model(inputs), data.y_train[indices])
+        loss = F.cross_entropy(model(inputs), labels)
         optimizer.zero_grad(set_to_none=False)
         loss.backward()
         masked_optimizer_step(optimizer, masked_pairs, all_parameters, config.clip_grad_norm)
@@ -237,10 +303,11 @@ def train_model(
     if record.last_row is None or record.last_row["step"] != step:  # no training happened (start == total)
         record.observe(step, model, data, float("nan"))
     final_val_loss = record.last_row["val_loss"]
+    batches.close()  # stops streamed data's decoding workers
     final_test_accuracy = record.last_row.get("test_accuracy")
     if final_test_accuracy is None:
-        _, final_test_accuracy = evaluate(model, data.x_test, data.y_test)
-    train_loss, train_accuracy = evaluate(model, data.x_train, data.y_train)
+        _, final_test_accuracy = evaluate_split(model, data, "test")
+    train_loss, train_accuracy = evaluate_split(model, data, "train")
     result = record.result(step, final_val_loss, final_test_accuracy, train_loss, train_accuracy)
     if checkpoint_path is not None:
         checkpoint_path.unlink(missing_ok=True)
@@ -255,11 +322,11 @@ class EarlyStopRecord:
         self.best_test_accuracy = 0.0
         self.last_row: dict | None = None
 
-    def observe(self, step: int, model: nn.Module, data: DataSplits, train_loss: float) -> dict:
-        val_loss, val_accuracy = evaluate(model, data.x_val, data.y_val)
+    def observe(self, step: int, model: nn.Module, data, train_loss: float) -> dict:
+        val_loss, val_accuracy = evaluate_split(model, data, "val")
         test_accuracy = None
         if self.improves(val_loss):
-            _, test_accuracy = evaluate(model, data.x_test, data.y_test)
+            _, test_accuracy = evaluate_split(model, data, "test")
         return self.record(step, train_loss, val_loss, val_accuracy, test_accuracy)
 
     def improves(self, val_loss: float) -> bool:
