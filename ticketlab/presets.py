@@ -297,7 +297,7 @@ PRESET_HELP = {
     "transformer_tiny": "Transformer 1+1 x 32 on 500 Multi30k pairs, 20 it, 2 rounds (tests and smoke runs)",
     "ppo_cartpole": "PPO (CleanRL defaults) on CartPole-v1, 150 iterations (77K steps), 14 rounds to 4.4%, 3 trials",
     "ppo_acrobot": "PPO (CleanRL defaults) on Acrobot-v1, 150 iterations, 14 rounds to 4.4%, 3 trials",
-    "ppo_lunarlander": "PPO on LunarLander-v3 (gymnasium[box2d]), 600 iterations, 14 rounds, 3 trials",
+    "ppo_lunarlander": "PPO on LunarLander-v3 (ticketlab[box2d]), 600 iterations, 14 rounds, 3 trials",
     "ppo_pong": "PPO (CleanRL ppo_atari) on Pong with the Nature CNN, 10M frames (GPU)",
     "ppo_pong_short": "PPO on Pong, 20 iterations, 2 rounds: end to end on a CPU (ale-py)",
     "ppo_tiny": "PPO on CartPole, 4 iterations of 4 x 16 steps, 2 rounds (tests and smoke runs)",
