@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from ticketlab.errors import TicketlabError
+from ticketlab.report.curves import draw_learning_curves
 from ticketlab.report.figures import draw_lottery_figure
 from ticketlab.report.results import atomic_write_bytes, read_results, summarize_results, summary_metric
 from ticketlab.report.table import summary_markdown
@@ -50,6 +51,11 @@ def write_report(run_dir: str | os.PathLike[str]) -> dict[str, Path]:
         f"_{NOTE.format(early_stop=summary_metric(summary).early_stop)}_\n"
     )
     paths = {"png": png_path, "svg": svg_path}
+    remaining = {int(entry["level"]): float(entry["weights_remaining_percent"]) for entry in summary}
+    curves = draw_learning_curves(run, out_dir / "learning_curves", remaining, title=name)
+    if curves:
+        paths["curves_png"] = curves[0]
+        markdown += "\n## Learning curves\n\n![validation metric against iteration](learning_curves.png)\n"
     markdown += _cheap_ticket_sections(run, out_dir, summary, name, paths)
     cost_table = out_dir / "cost.md"  # written by `ticketlab cost RUN_DIR` (ticketlab.export.run_cost)
     if cost_table.is_file():
