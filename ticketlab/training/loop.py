@@ -209,6 +209,70 @@ def masked_optimizer_step(
         parameter.mul_(mask)
 
 
+class StepBookkeeping:
+    """What every trainer does around its optimizer steps, written once (the classifier, language, translation and
+    agent trainers share it): metrics.jsonl started or cut back to a resumed checkpoint, rewind snapshots,
+    the mean training loss between evaluations, a metrics row every `eval_every` steps and at the end, progress,
+    checkpoints at evaluation points at most every `checkpoint_interval_s` seconds, and `stop_after_step` (tests'
+    simulated kill). The trainer keeps its own model step, evaluation (`observe`) and checkpoint format (`save`)."""
+
+    def __init__(self, *, start_step: int, total: int, eval_every: int, job_dir: Path | None,
+                 snapshot_steps: tuple[int, ...] = (), on_snapshot: Callable | None = None,
+                 on_progress: Callable[[int], None] | None = None, checkpoint_interval_s: float = 30.0,
+                 stop_after_step: int | None = None, device=None) -> None:
+        self.start_step, self.total, self.eval_every = start_step, total, eval_every
+        self.metrics_path = job_dir / METRICS_FILE if job_dir else None
+        self.checkpoint_path = job_dir / CHECKPOINT_FILE if job_dir else None
+        self.snapshot_steps, self.on_snapshot, self.on_progress = snapshot_steps, on_snapshot, on_progress
+        self.checkpoint_interval_s, self.stop_after_step = checkpoint_interval_s, stop_after_step
+        self.running_loss = torch.zeros((), device=device)
+        self.steps_since_eval, self.reported_step, self.last_checkpoint_time = 0, start_step, time.monotonic()
+
+    def begin(self, step: int, resumed: bool, model: nn.Module, optimizer) -> None:
+        """Call once the trainer has loaded its checkpoint (`resumed`, at `step`) or found none."""
+        if resumed:
+            reset_metrics(self.metrics_path, keep_through_step=step)
+            if self.on_progress:
+                self.on_progress(step - self.start_step)
+        elif self.metrics_path is not None:
+            reset_metrics(self.metrics_path, keep_through_step=None)
+        if step == self.start_step and self.start_step in self.snapshot_steps and self.on_snapshot:
+            self.on_snapshot(step, model, optimizer)
+        self.reported_step, self.last_checkpoint_time = step, time.monotonic()
+
+    def after_step(self, step: int, loss: torch.Tensor, model: nn.Module, optimizer,
+                   observe: Callable[[float], dict], save: Callable[[], None]) -> None:
+        """Call after the optimizer step that made the model's step count `step`, with that step's `loss`.
+
+        At evaluation points `observe(mean training loss since the last one)` returns the metrics row, and `save()`
+        writes the trainer's checkpoint when one is due."""
+        self.running_loss += loss.detach()
+        self.steps_since_eval += 1
+        if step in self.snapshot_steps and self.on_snapshot:
+            self.on_snapshot(step, model, optimizer)
+        if step % self.eval_every == 0 or step == self.total:
+            row = observe(self.running_loss.item() / self.steps_since_eval)
+            self.running_loss.zero_()
+            self.steps_since_eval = 0
+            if self.metrics_path is not None:
+                append_jsonl(self.metrics_path, row)
+            if self.on_progress:
+                self.on_progress(step - self.reported_step)
+            self.reported_step = step
+            now = time.monotonic()
+            if (self.checkpoint_path is not None and step < self.total
+                    and now - self.last_checkpoint_time >= self.checkpoint_interval_s):
+                save()
+                self.last_checkpoint_time = now
+        if self.stop_after_step is not None and self.stop_after_step <= step < self.total:
+            raise TrainingInterrupted(f"stopped after step {step}")
+
+    def finish(self) -> None:
+        """The job is done: its checkpoint is no longer needed."""
+        if self.checkpoint_path is not None:
+            self.checkpoint_path.unlink(missing_ok=True)
+
+
 def train_model(
     model: nn.Module,
     data,
@@ -252,22 +316,16 @@ def train_model(
     if optimizer_state:
         load_optimizer_tensors(optimizer, optimizer_state)
 
-    step, record, steps_since_eval = start_step, EarlyStopRecord(), 0
-    metrics_path = job_dir / METRICS_FILE if job_dir else None
-    checkpoint_path = job_dir / CHECKPOINT_FILE if job_dir else None
-    resume = read_checkpoint_or_set_aside(checkpoint_path, device) if checkpoint_path is not None else None
+    step, record = start_step, EarlyStopRecord()
+    books = StepBookkeeping(start_step=start_step, total=total, eval_every=eval_every, job_dir=job_dir,
+                            snapshot_steps=snapshot_steps, on_snapshot=on_snapshot, on_progress=on_progress,
+                            checkpoint_interval_s=checkpoint_interval_s, stop_after_step=stop_after_step,
+                            device=device)
+    resume = read_checkpoint_or_set_aside(books.checkpoint_path, device) if books.checkpoint_path else None
     if resume is not None:
         step, record = _load_checkpoint(resume, model, optimizer)
-        reset_metrics(metrics_path, keep_through_step=step)
-        if on_progress:
-            on_progress(step - start_step)
-    elif metrics_path is not None:
-        reset_metrics(metrics_path, keep_through_step=None)
-    if step == start_step and start_step in snapshot_steps and on_snapshot:
-        on_snapshot(step, model, optimizer)
+    books.begin(step, resume is not None, model, optimizer)
 
-    last_checkpoint_time, reported_step = time.monotonic(), step
-    running_loss = torch.zeros((), device=device)
     batches = training_batches(data, step, total, config.batch_size, data_seed)
     while step < total:
         for group in optimizer.param_groups:
@@ -279,38 +337,21 @@ def train_model(
         optimizer.zero_grad(set_to_none=False)
         loss.backward()
         masked_optimizer_step(optimizer, masked_pairs, all_parameters, config.clip_grad_norm)
-        running_loss += loss.detach()
         step += 1
-        steps_since_eval += 1
-        if step in snapshot_steps and on_snapshot:
-            on_snapshot(step, model, optimizer)
-        if step % eval_every == 0 or step == total:
-            row = record.observe(step, model, data, running_loss.item() / steps_since_eval)
-            running_loss.zero_()
-            steps_since_eval = 0
-            if metrics_path is not None:
-                append_jsonl(metrics_path, row)
-            if on_progress:
-                on_progress(step - reported_step)
-            reported_step = step
-            now = time.monotonic()
-            if checkpoint_path is not None and step < total and now - last_checkpoint_time >= checkpoint_interval_s:
-                _save_checkpoint(checkpoint_path, model, optimizer, step, record)
-                last_checkpoint_time = now
-        if stop_after_step is not None and step >= stop_after_step and step < total:
-            raise TrainingInterrupted(f"stopped after step {step}")
+        books.after_step(step, loss, model, optimizer,
+                         observe=lambda train_loss: record.observe(step, model, data, train_loss),
+                         save=lambda: _save_checkpoint(books.checkpoint_path, model, optimizer, step, record))
+    batches.close()  # stops streamed data's decoding workers
 
     if record.last_row is None or record.last_row["step"] != step:  # no training happened (start == total)
         record.observe(step, model, data, float("nan"))
     final_val_loss = record.last_row["val_loss"]
-    batches.close()  # stops streamed data's decoding workers
     final_test_accuracy = record.last_row.get("test_accuracy")
     if final_test_accuracy is None:
         _, final_test_accuracy = evaluate_split(model, data, "test")
     train_loss, train_accuracy = evaluate_split(model, data, "train")
     result = record.result(step, final_val_loss, final_test_accuracy, train_loss, train_accuracy)
-    if checkpoint_path is not None:
-        checkpoint_path.unlink(missing_ok=True)
+    books.finish()
     return result
 
 
