@@ -48,6 +48,8 @@ def main() -> None:
     parser.add_argument("--steps", default="1000it")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray cluster, and local --workers")
     parser.add_argument("--ray-address", default=None)
+    parser.add_argument("--ray-first", action="store_true", help="run each pairing's Ray path before the local one "
+                        "(on a shared machine, to see how much the order and the load move the wall times)")
     parser.add_argument("--root", default=None, help="where the run directories go (default: a temporary folder)")
     args = parser.parse_args()
     import ray
@@ -72,6 +74,8 @@ def main() -> None:
         (f"local --workers {args.cpus}", "one at a time", {"population": 1, "workers": args.cpus}),
         ("ray", "one at a time", {"population": 1, "executor": "ray"}),
     )
+    if args.ray_first:
+        runs = (runs[1], runs[0], runs[3], runs[2])
     results: dict[tuple, dict] = {}
     print("| path | jobs | wall time (s) |\n|---|---|---:|")
     for index, (label, kind, options) in enumerate(runs):
