@@ -117,9 +117,7 @@ def train_agent(
                 on_progress(step - start_step)
         elif metrics_path is not None:
             reset_metrics(metrics_path, keep_through_step=None)
-        if env_state is None:  # a fresh start, or a rewound one: environment episodes restart at 0
-            env_state = {"episodes": [0] * rl.num_envs, "actions": [[] for _ in range(rl.num_envs)]}
-        observations = runner.start(env_state)
+        observations = runner.start(env_state or fresh_env_state(rl.num_envs))
         if step == start_step and start_step in snapshot_steps and on_snapshot:
             on_snapshot(step, model, optimizer)
 
@@ -151,13 +149,26 @@ def train_agent(
     finally:
         runner.close()
 
+    result = agent_result(record, step, model, data, rl, evaluate)
+    if checkpoint_path is not None:
+        checkpoint_path.unlink(missing_ok=True)
+    return result
+
+
+def fresh_env_state(num_envs: int) -> dict:
+    """The environment state of a fresh or rewound start: every environment at the start of its episode 0."""
+    return {"episodes": [0] * num_envs, "actions": [[] for _ in range(num_envs)]}
+
+
+def agent_result(record: "EvalRecord", step: int, model: nn.Module, data, rl, evaluate) -> AgentTrainResult:
+    """The result of an agent that stopped training at `step` with evaluation record `record`."""
     if record.last_row is None or record.last_row["step"] != step:  # no training happened (start == total)
         record.observe(step, model, data, rl, step * rl.num_envs * rl.rollout_steps, evaluate)
     last = record.last_row
     final_test = last.get("test_return")
     if final_test is None:
         final_test = evaluate(model, data, "test", rl=rl)["return"]
-    result = AgentTrainResult(
+    return AgentTrainResult(
         early_stop_iteration=record.best_step,
         early_stop_val_loss=-record.best_val_return,
         early_stop_val_return=record.best_val_return,
@@ -168,9 +179,6 @@ def train_agent(
         final_train_return=last["train_return"],
         env_steps=step * rl.num_envs * rl.rollout_steps,
     )
-    if checkpoint_path is not None:
-        checkpoint_path.unlink(missing_ok=True)
-    return result
 
 
 def _iteration(model, optimizer, runner: EnvRunner, observations, masked_pairs, all_parameters, config, rl,

@@ -1,0 +1,468 @@
+"""Train K PPO agents of one MLP architecture together: their weights stacked along a leading dimension, their
+policies evaluated as one batched forward over K x E environments, their updates one batched backward.
+
+Each member keeps everything `ppo.train_agent` gives an agent alone: its initial weights and masks, its own E
+environments and their episode seeds (from its data seed), its own action-sampling generator and minibatch
+order, its own Adam state and step count, its own place in the learning-rate schedule (start and total
+iterations), its evaluation record, metrics.jsonl, rewind snapshots and checkpoint (the same file format, so a
+job killed in a population resumes alone or in a population, either way exactly).
+
+Layout: every parameter is one [K, *shape] leaf tensor; a Linear layer is `baddbmm(bias, x, weight^T)` over
+[K, N, in] inputs, the policy and value losses are computed per member ([K]) and their sum is differentiated
+(member k's loss reaches only its own slice, each with weight exactly 1). Gradient clipping is per member (the
+global norm over the member's own slices, computed with the kernels `clip_grad_norm_` uses), and the update is
+torch's fused functional Adam over the per-member views, one call per learning rate, each member with its own
+step count: the update arithmetic is the reference's, element for element.
+
+Why baddbmm and not torch.func.vmap: both reach the same batched matmuls, and vmap(grad(functional_call))
+added 20-40% Python overhead per minibatch for these 64-64 networks (one thread, benchmarks/
+rl_population_speed.py --compare-vmap). The environments are each member's own `EnvRunner` (a SyncVectorEnv of
+E with autoreset disabled): one vector env of K x E would need per-member seeds and replay logs anyway, and
+stepping the members' runners one after another costs the same Python per environment step.
+
+Exactness against `train_agent` (the reference), one thread on CPU: see tests/tasks/rl/test_population.py for
+what is bitwise and the tolerance of the rest.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.optim.adam import adam as adam_update
+
+from ticketlab.config import RLConfig, TrainConfig, parse_step
+from ticketlab.seeds import derive_seed
+from ticketlab.store import append_jsonl
+from ticketlab.tasks.rl.model import MLPActorCritic
+from ticketlab.tasks.rl.ppo import (
+    AgentTrainResult,
+    EvalRecord,
+    TrainingInterrupted,
+    _save_checkpoint,
+    agent_result,
+    fresh_env_state,
+)
+from ticketlab.tasks.rl.rollout import EnvRunner
+from ticketlab.training.loop import CHECKPOINT_FILE, METRICS_FILE, read_checkpoint_parts, reset_metrics
+from ticketlab.training.optim import build_optimizer, learning_rate_at, load_optimizer_tensors
+from ticketlab.training.population import PopulationMember
+
+__all__ = ["stackable_agent", "train_agent_population"]
+
+
+def stackable_agent(model: nn.Module, device, population: int | None) -> bool:
+    """Whether jobs of `model` train as stacked populations: ticketlab's MLP actor-critic (separate or shared
+    trunk), never with population 1. The Nature CNN trains one agent at a time."""
+    return type(model) is MLPActorCritic and population != 1
+
+
+def population_size(model: nn.Module, data, config) -> int:
+    """The automatic population size: 32 agents. Memory is no bound for 64-64 MLPs (a member's rollout and
+    weights are well under 1 MB); the environment steps are, and 32 already amortizes the per-step overhead."""
+    return 32
+
+
+@dataclass
+class _Agent:
+    member: PopulationMember
+    index: int  # position in the input list
+    total: int
+    step: int = 0
+    record: EvalRecord = field(default_factory=EvalRecord)
+    runner: EnvRunner | None = None
+    observations: np.ndarray | None = None
+    optimizer_steps: int = 0
+    reported_step: int = 0
+    last_checkpoint_time: float = 0.0
+
+    @property
+    def metrics_path(self):
+        return self.member.job_dir / METRICS_FILE if self.member.job_dir else None
+
+    @property
+    def checkpoint_path(self):
+        return self.member.job_dir / CHECKPOINT_FILE if self.member.job_dir else None
+
+
+class _StackedLinear(torch.autograd.Function):
+    """x [K, N, in] -> x W_k^T + b_k, whose weight gradient is grad^T x (as nn.Linear's addmm backward computes
+    it for a weight stored [out, in]), not bmm's default (x^T grad)^T, which sums in another order."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad_x = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
+        return grad_x, torch.bmm(grad.transpose(1, 2), x), grad.sum(1)
+
+
+class _Stack:
+    """Stacked weights, masks and Adam state of the agents in `agents` (rows in that order)."""
+
+    def __init__(self, template: MLPActorCritic, agents: list[_Agent], config: TrainConfig, device) -> None:
+        self.config, self.device = config, device
+        names = {id(parameter): name for name, parameter in template.named_parameters()}
+        self.names = list(names.values())  # model.parameters() order: the optimizer's indices
+
+        def layers(modules):
+            return [(names[id(m.weight)], names[id(m.bias)]) for m in modules if isinstance(m, nn.Linear)]
+
+        self.policy_layers = layers(template.policy_trunk)
+        self.value_layers = None if template.shared_trunk else layers(template.value_trunk)
+        self.policy_head, self.value_head = layers([template.policy_head])[0], layers([template.value_head])[0]
+        probe = build_optimizer([nn.Parameter(torch.zeros(1))], config)
+        self.hyper = dict(probe.param_groups[0])
+        if config.optimizer not in ("adam", "adamw"):
+            raise ValueError("stacked PPO populations train with Adam or AdamW (PPO's optimizer)")
+        self.build(agents)
+
+    def build(self, agents: list[_Agent]) -> None:
+        self.agents = agents
+        states = [dict(agent.member.model.named_parameters()) for agent in agents]
+        self.params = {name: torch.stack([s[name].detach() for s in states]).to(self.device).requires_grad_()
+                       for name in self.names}
+        ones = {name: None for name in self.names}
+        self.masks = dict(ones)
+        for name in self.names:
+            if any(name in agent.member.masks for agent in agents):
+                self.masks[name] = torch.stack([
+                    agent.member.masks[name].to(self.device, self.params[name].dtype) if name in agent.member.masks
+                    else torch.ones_like(self.params[name][0]) for agent in agents])
+        self.exp_avg = {name: torch.zeros_like(p.detach()) for name, p in self.params.items()}
+        self.exp_avg_sq = {name: torch.zeros_like(p.detach()) for name, p in self.params.items()}
+        for row, agent in enumerate(agents):
+            self.load_optimizer_row(row, agent.member.optimizer_state, agent)
+
+    def keep(self, rows: list[int]) -> None:
+        """Drop every agent whose row is not in `rows`."""
+        select = torch.tensor(rows, dtype=torch.long, device=self.device)
+        self.agents = [self.agents[row] for row in rows]
+        self.params = {name: p.detach().index_select(0, select).requires_grad_() for name, p in self.params.items()}
+        self.masks = {name: None if m is None else m.index_select(0, select) for name, m in self.masks.items()}
+        self.exp_avg = {name: s.index_select(0, select) for name, s in self.exp_avg.items()}
+        self.exp_avg_sq = {name: s.index_select(0, select) for name, s in self.exp_avg_sq.items()}
+
+    def load_optimizer_row(self, row: int, flat: dict[str, torch.Tensor] | None, agent: _Agent) -> None:
+        """Row `row` of the Adam state from `optimizer_tensors` format ({} or None: a fresh optimizer)."""
+        agent.optimizer_steps = 0
+        for index, name in enumerate(self.names):
+            for state, key in ((self.exp_avg, "exp_avg"), (self.exp_avg_sq, "exp_avg_sq")):
+                value = (flat or {}).get(f"{index}.{key}")
+                state[name][row].copy_(value) if value is not None else state[name][row].zero_()
+        if flat and "0.step" in flat:
+            agent.optimizer_steps = int(flat["0.step"].item())
+
+    def optimizer_row(self, row: int) -> dict[str, torch.Tensor]:
+        """Row `row`'s Adam state as `optimizer_tensors` of a torch Adam gives it."""
+        flat: dict[str, torch.Tensor] = {}
+        steps = self.agents[row].optimizer_steps
+        if steps == 0:
+            return flat
+        for index, name in enumerate(self.names):
+            flat[f"{index}.step"] = torch.tensor(float(steps))
+            flat[f"{index}.exp_avg"] = self.exp_avg[name][row].detach().clone().cpu()
+            flat[f"{index}.exp_avg_sq"] = self.exp_avg_sq[name][row].detach().clone().cpu()
+        return flat
+
+    def write_back(self, row: int) -> nn.Module:
+        """The agent's own model, holding row `row`'s weights."""
+        model = self.agents[row].member.model
+        parameters = dict(model.named_parameters())
+        with torch.no_grad():
+            for name in self.names:
+                parameters[name].copy_(self.params[name][row])
+        return model
+
+    def model_and_optimizer(self, row: int) -> tuple[nn.Module, torch.optim.Optimizer]:
+        model = self.write_back(row)
+        optimizer = build_optimizer(list(model.parameters()), self.config)
+        flat = self.optimizer_row(row)
+        if flat:
+            load_optimizer_tensors(optimizer, flat)
+        return model, optimizer
+
+    def restore(self, row: int, parts: dict) -> None:
+        with torch.no_grad():
+            for name in self.names:
+                self.params[name][row].copy_(parts["model"][name])
+        self.load_optimizer_row(row, parts.get("optim", {}), self.agents[row])
+
+    # --- the batched network ---
+
+    @staticmethod
+    def _linear(params, layer, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = params[layer[0]], params[layer[1]]
+        if weight.shape[1] == 1:
+            # nn.Linear with one output runs a matrix-vector product (addmv), which sums in another order than
+            # a batched matmul would: per member, so the value head rounds as the agent's own does
+            return torch.stack([torch.addmv(bias[row], x[row], weight[row, 0]) for row in range(len(x))]).unsqueeze(2)
+        return _StackedLinear.apply(x, weight, bias)
+
+    def forward(self, observations: torch.Tensor, params=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits [K, N, actions], values [K, N]) of observations [K, N, features]."""
+        params = self.params if params is None else params
+        features = observations
+        for layer in self.policy_layers:
+            features = torch.tanh(self._linear(params, layer, features))
+        if self.value_layers is None:
+            value_features = features
+        else:
+            value_features = observations
+            for layer in self.value_layers:
+                value_features = torch.tanh(self._linear(params, layer, value_features))
+        logits = self._linear(params, self.policy_head, features)
+        return logits, self._linear(params, self.value_head, value_features).squeeze(-1)
+
+    def detached(self) -> dict[str, torch.Tensor]:
+        return {name: p.detach() for name, p in self.params.items()}
+
+    # --- the masked, clipped, per-member Adam step ---
+
+    @torch.no_grad()
+    def step(self, learning_rates: list[float]) -> None:
+        """Mask the gradients, clip each member's global norm, Adam-step each member at its own learning rate and
+        step count, zero the pruned weights again: `masked_optimizer_step` for every member."""
+        grads = {name: p.grad for name, p in self.params.items()}
+        for name, mask in self.masks.items():
+            if mask is not None:
+                grads[name].mul_(mask)
+        count = len(self.agents)
+        views = [[grads[name][row] for name in self.names] for row in range(count)]
+        if self.config.clip_grad_norm is not None:
+            # clip_grad_norm_(foreach=True) per member: per-tensor norms, then the norm of those norms
+            norms = torch._foreach_norm([view for member in views for view in member], 2)
+            totals = [torch.linalg.vector_norm(torch.stack(norms[row * len(self.names):(row + 1) * len(self.names)]),
+                                               2) for row in range(count)]
+            coefficients = torch.clamp(self.config.clip_grad_norm / (torch.stack(totals) + 1e-6), max=1.0)
+            for name, grad in grads.items():
+                grad.mul_(coefficients.view(-1, *([1] * (grad.dim() - 1))))
+        hyper = self.hyper
+        by_rate: dict[float, list[int]] = {}
+        for row, rate in enumerate(learning_rates):
+            by_rate.setdefault(rate, []).append(row)
+        for rate, rows in by_rate.items():
+            params = [self.params[name].detach()[row] for row in rows for name in self.names]
+            steps = [torch.tensor(float(self.agents[row].optimizer_steps)) for row in rows for _ in self.names]
+            adam_update(
+                params, [views[row][i] for row in rows for i in range(len(self.names))],
+                [self.exp_avg[name][row] for row in rows for name in self.names],
+                [self.exp_avg_sq[name][row] for row in rows for name in self.names], [], steps,
+                foreach=hyper["foreach"], fused=hyper["fused"],
+                decoupled_weight_decay=hyper.get("decoupled_weight_decay", self.config.optimizer == "adamw"),
+                amsgrad=hyper["amsgrad"], beta1=hyper["betas"][0], beta2=hyper["betas"][1], lr=rate,
+                weight_decay=hyper["weight_decay"], eps=hyper["eps"], maximize=hyper["maximize"],
+            )
+        for agent in self.agents:
+            agent.optimizer_steps += 1
+        for name, mask in self.masks.items():
+            if mask is not None:
+                self.params[name].detach().mul_(mask)
+        for p in self.params.values():
+            p.grad = None
+
+
+def _iteration(stack: _Stack, rl: RLConfig, device) -> list[list[float]]:
+    """One rollout of every agent and one PPO update of every agent, each at its own iteration (agent.step);
+    returns each agent's finished training-episode returns."""
+    agents, steps, envs = stack.agents, rl.rollout_steps, rl.num_envs
+    count = len(agents)
+    first = agents[0].observations
+    shape = first.shape[1:]
+    obs_buffer = torch.zeros((steps, count, envs, *shape), dtype=torch.as_tensor(first).dtype, device=device)
+    actions = torch.zeros((steps, count, envs), dtype=torch.int64, device=device)
+    log_probs = torch.zeros((steps, count, envs), device=device)
+    rewards = torch.zeros((steps, count, envs), device=device)
+    dones = torch.zeros((steps, count, envs), device=device)
+    values = torch.zeros((steps, count, envs), device=device)
+    generators = [torch.Generator().manual_seed(derive_seed(agent.member.data_seed, "actions", agent.step))
+                  for agent in agents]
+    finished: list[list[float]] = [[] for _ in agents]
+    params = stack.detached()
+    with torch.no_grad():
+        for t in range(steps):
+            batch = torch.as_tensor(np.stack([agent.observations for agent in agents]), device=device)
+            obs_buffer[t] = batch
+            logits, value = stack.forward(batch, params)
+            uniform = torch.stack([torch.rand(logits.shape[1:], generator=g) for g in generators]).clamp_(1e-20, 1.0)
+            action = (logits.cpu() - torch.log(-torch.log(uniform))).argmax(-1)
+            actions[t], values[t] = action.to(device), value
+            log_probs[t] = torch.log_softmax(logits, -1).gather(2, actions[t].unsqueeze(2)).squeeze(2)
+            chosen = action.numpy()
+            for row, agent in enumerate(agents):
+                reward, terminated, truncated, agent.observations, done_returns = agent.runner.step(chosen[row])
+                rewards[t, row] = torch.as_tensor(reward, dtype=torch.float32)
+                dones[t, row] = torch.as_tensor(terminated | truncated, dtype=torch.float32)
+                finished[row] += done_returns
+        last = torch.as_tensor(np.stack([agent.observations for agent in agents]), device=device)
+        next_value = stack.forward(last, params)[1]
+        advantages = torch.zeros_like(rewards)
+        running = torch.zeros((count, envs), device=device)
+        for t in reversed(range(steps)):
+            following = next_value if t == steps - 1 else values[t + 1]
+            not_done = 1.0 - dones[t]
+            delta = rewards[t] + rl.gamma * following * not_done - values[t]
+            running = delta + rl.gamma * rl.gae_lambda * not_done * running
+            advantages[t] = running
+        returns = advantages + values
+
+    def flat(tensor):  # [steps, K, E, ...] -> [K, steps * E, ...], each member's rows in the reference's order
+        return tensor.transpose(0, 1).reshape(count, steps * envs, *tensor.shape[3:])
+
+    flats = [flat(t) for t in (obs_buffer, actions, log_probs, advantages, returns, values)]
+    batch_size = steps * envs
+    minibatch = batch_size // rl.minibatches
+    member_rows = torch.arange(count, device=device).unsqueeze(1)
+    learning_rates = [learning_rate_at(agent.step, stack.config, agent.total, 1) for agent in agents]
+    for epoch in range(rl.update_epochs):
+        order = torch.stack([
+            torch.randperm(batch_size, generator=torch.Generator().manual_seed(
+                derive_seed(agent.member.data_seed, "minibatches", agent.step, epoch)))
+            for agent in agents]).to(device)
+        for start in range(0, minibatch * rl.minibatches, minibatch):
+            rows = order[:, start: start + minibatch]
+            obs, act, old_log_prob, adv, ret, old_value = (tensor[member_rows, rows] for tensor in flats)
+            logits, value = stack.forward(obs)
+            log_prob_all = torch.log_softmax(logits, -1)
+            new_log_prob = log_prob_all.gather(2, act.unsqueeze(2)).squeeze(2)
+            entropy = -(log_prob_all.exp() * log_prob_all).sum(-1).mean(1)
+            ratio = (new_log_prob - old_log_prob).exp()
+            if rl.normalize_advantages:
+                adv = (adv - adv.mean(1, keepdim=True)) / (adv.std(1, keepdim=True) + 1e-8)
+            policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - rl.clip_coef, 1 + rl.clip_coef)).mean(1)
+            if rl.clip_value_loss:
+                clipped = old_value + (value - old_value).clamp(-rl.clip_coef, rl.clip_coef)
+                value_loss = 0.5 * torch.max((value - ret) ** 2, (clipped - ret) ** 2).mean(1)
+            else:
+                value_loss = 0.5 * ((value - ret) ** 2).mean(1)
+            loss = policy_loss - rl.entropy_coef * entropy + rl.value_coef * value_loss
+            loss.sum().backward()
+            stack.step(learning_rates)
+    return finished
+
+
+def train_agent_population(
+    members: Sequence[PopulationMember],
+    data,
+    config: TrainConfig,
+    *,
+    rl: RLConfig | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    checkpoint_interval_s: float = 30.0,
+    stop_after_step: int | None = None,
+) -> list[AgentTrainResult]:
+    """Train every member as `train_agent` would train it alone, all agents stepped together; results in input
+    order. Members end holding their trained weights; each writes its own metrics.jsonl, rewind snapshots and
+    checkpoint (train_agent's format). `stop_after_step`: once any member reaches that iteration, every member
+    still training checkpoints and TrainingInterrupted is raised (a kill, in tests). `on_progress(n)`: n more
+    member-iterations done."""
+    from ticketlab.tasks.rl.evaluate import evaluate
+
+    if not members:
+        return []
+    rl = rl or data.rl
+    device = torch.device(data.device)
+    default_total = parse_step(config.steps, 1)
+    eval_every = parse_step(config.eval_every, 1)
+    template = members[0].model
+    if not all(type(member.model) is MLPActorCritic for member in members):
+        raise ValueError("only MLPActorCritic agents train in a population; use train_agent")
+    agents = [_Agent(member, index, default_total if member.total_steps is None else member.total_steps,
+                     step=member.start_step, reported_step=member.start_step, last_checkpoint_time=time.monotonic())
+              for index, member in enumerate(members)]
+    for agent in agents:
+        agent.member.model.to(device).train()
+        with torch.no_grad():
+            parameters = dict(agent.member.model.named_parameters())
+            for name, mask in agent.member.masks.items():
+                parameters[name].mul_(mask.to(device))
+    stack = _Stack(template, agents, config, device)
+    results: list[AgentTrainResult | None] = [None] * len(members)
+
+    def finish(row: int) -> None:
+        agent = stack.agents[row]
+        model = stack.write_back(row)
+        results[agent.index] = agent_result(agent.record, agent.step, model, data, rl, evaluate)
+        if agent.checkpoint_path is not None:
+            agent.checkpoint_path.unlink(missing_ok=True)
+
+    def checkpoint(row: int) -> None:
+        agent = stack.agents[row]
+        model, optimizer = stack.model_and_optimizer(row)
+        _save_checkpoint(agent.checkpoint_path, model, optimizer, agent.step, agent.record, agent.runner.state())
+
+    try:
+        for row, agent in enumerate(agents):
+            parts = read_checkpoint_parts(agent.checkpoint_path, device, ("record", "envs")) \
+                if agent.checkpoint_path else None
+            env_state = None
+            if parts is not None:
+                tensors, metadata = parts
+                stack.restore(row, tensors)
+                agent.record.load(metadata["record"])
+                agent.step = agent.reported_step = metadata["step"]
+                env_state = metadata["envs"]
+                reset_metrics(agent.metrics_path, keep_through_step=agent.step)
+                if on_progress:
+                    on_progress(agent.step - agent.member.start_step)
+            elif agent.metrics_path is not None:
+                reset_metrics(agent.metrics_path, keep_through_step=None)
+            agent.runner = EnvRunner(data.name, rl.num_envs, agent.member.data_seed, rl.episodic_life)
+            agent.observations = agent.runner.start(env_state or fresh_env_state(rl.num_envs))
+            member = agent.member
+            if agent.step == member.start_step and member.start_step in member.snapshot_steps and member.on_snapshot:
+                member.on_snapshot(agent.step, *stack.model_and_optimizer(row))
+
+        def leave_finished() -> None:
+            training = [row for row, agent in enumerate(stack.agents) if agent.step < agent.total]
+            for row in range(len(stack.agents)):
+                if row not in training:
+                    finish(row)
+                    stack.agents[row].runner.close()
+            if len(training) < len(stack.agents):
+                stack.keep(training)
+
+        leave_finished()
+        while stack.agents:
+            finished = _iteration(stack, rl, device)
+            stopping = False
+            for row, agent in enumerate(stack.agents):
+                agent.record.train_returns += finished[row]
+                agent.step += 1
+                member = agent.member
+                if agent.step in member.snapshot_steps and member.on_snapshot:
+                    member.on_snapshot(agent.step, *stack.model_and_optimizer(row))
+                if agent.step % eval_every == 0 or agent.step == agent.total:
+                    model = stack.write_back(row)
+                    env_steps = agent.step * rl.num_envs * rl.rollout_steps
+                    row_metrics = agent.record.observe(agent.step, model, data, rl, env_steps, evaluate)
+                    if agent.metrics_path is not None:
+                        append_jsonl(agent.metrics_path, row_metrics)
+                    if on_progress:
+                        on_progress(agent.step - agent.reported_step)
+                    agent.reported_step = agent.step
+                    now = time.monotonic()
+                    if (agent.checkpoint_path is not None and agent.step < agent.total
+                            and now - agent.last_checkpoint_time >= checkpoint_interval_s):
+                        checkpoint(row)
+                        agent.last_checkpoint_time = now
+                stopping = stopping or (stop_after_step is not None and agent.step >= stop_after_step)
+            if stopping and any(agent.step < agent.total for agent in stack.agents):
+                for row, agent in enumerate(stack.agents):
+                    if agent.checkpoint_path is not None and agent.step < agent.total:
+                        checkpoint(row)
+                raise TrainingInterrupted(f"stopped after step {stop_after_step}")
+            leave_finished()
+    finally:
+        for agent in agents:
+            if agent.runner is not None:
+                agent.runner.close()
+    return results
