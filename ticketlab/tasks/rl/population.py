@@ -139,8 +139,19 @@ class _Stack:
                     else torch.ones_like(self.params[name][0]) for agent in agents])
         self.exp_avg = {name: torch.zeros_like(p.detach()) for name, p in self.params.items()}
         self.exp_avg_sq = {name: torch.zeros_like(p.detach()) for name, p in self.params.items()}
+        self.steps = [[torch.zeros(()) for _ in self.names] for _ in agents]  # Adam's step counts, per tensor
+        self._views()
         for row, agent in enumerate(agents):
             self.load_optimizer_row(row, agent.member.optimizer_state, agent)
+
+    def _views(self) -> None:
+        """Per-member views of the stacks, in the order the fused Adam takes them (member by member)."""
+        def rows(stacks):
+            per_name = [stacks[name].detach().unbind(0) for name in self.names]
+            return [[views[row] for views in per_name] for row in range(len(self.agents))]
+
+        self.param_rows, self.exp_avg_rows, self.exp_avg_sq_rows = (
+            rows(self.params), rows(self.exp_avg), rows(self.exp_avg_sq))
 
     def keep(self, rows: list[int]) -> None:
         """Drop every agent whose row is not in `rows`."""
@@ -150,6 +161,8 @@ class _Stack:
         self.masks = {name: None if m is None else m.index_select(0, select) for name, m in self.masks.items()}
         self.exp_avg = {name: s.index_select(0, select) for name, s in self.exp_avg.items()}
         self.exp_avg_sq = {name: s.index_select(0, select) for name, s in self.exp_avg_sq.items()}
+        self.steps = [self.steps[row] for row in rows]
+        self._views()
 
     def load_optimizer_row(self, row: int, flat: dict[str, torch.Tensor] | None, agent: _Agent) -> None:
         """Row `row` of the Adam state from `optimizer_tensors` format ({} or None: a fresh optimizer)."""
@@ -160,6 +173,8 @@ class _Stack:
                 state[name][row].copy_(value) if value is not None else state[name][row].zero_()
         if flat and "0.step" in flat:
             agent.optimizer_steps = int(flat["0.step"].item())
+        for step in self.steps[row]:
+            step.fill_(float(agent.optimizer_steps))
 
     def optimizer_row(self, row: int) -> dict[str, torch.Tensor]:
         """Row `row`'s Adam state as `optimizer_tensors` of a torch Adam gives it."""
@@ -204,23 +219,36 @@ class _Stack:
         if weight.shape[1] == 1:
             # nn.Linear with one output runs a matrix-vector product (addmv), which sums in another order than
             # a batched matmul would: per member, so the value head rounds as the agent's own does
-            return torch.stack([torch.addmv(bias[row], x[row], weight[row, 0]) for row in range(len(x))]).unsqueeze(2)
+            # (unbind, whose backward stacks the members' gradients once, not select, whose backward fills a zero
+            # stack per member)
+            return torch.stack([torch.addmv(b, v, w) for b, v, w in
+                                zip(bias.unbind(0), x.unbind(0), weight[:, 0].unbind(0))]).unsqueeze(2)
         return _StackedLinear.apply(x, weight, bias)
 
     def forward(self, observations: torch.Tensor, params=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits [K, N, actions], values [K, N]) of observations [K, N, features]."""
+        """(logits [K, N, actions], values [K, N]) of observations [K, N, features]; `params` (detached stacks):
+        without autograd."""
+        linear = self._linear if params is None else self._plain_linear
         params = self.params if params is None else params
         features = observations
         for layer in self.policy_layers:
-            features = torch.tanh(self._linear(params, layer, features))
+            features = torch.tanh(linear(params, layer, features))
         if self.value_layers is None:
             value_features = features
         else:
             value_features = observations
             for layer in self.value_layers:
-                value_features = torch.tanh(self._linear(params, layer, value_features))
-        logits = self._linear(params, self.policy_head, features)
-        return logits, self._linear(params, self.value_head, value_features).squeeze(-1)
+                value_features = torch.tanh(linear(params, layer, value_features))
+        logits = linear(params, self.policy_head, features)
+        return logits, linear(params, self.value_head, value_features).squeeze(-1)
+
+    @staticmethod
+    def _plain_linear(params, layer, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = params[layer[0]], params[layer[1]]
+        if weight.shape[1] == 1:
+            return torch.stack([torch.addmv(b, v, w) for b, v, w in
+                                zip(bias.unbind(0), x.unbind(0), weight[:, 0].unbind(0))]).unsqueeze(2)
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
 
     def detached(self) -> dict[str, torch.Tensor]:
         return {name: p.detach() for name, p in self.params.items()}
@@ -236,26 +264,27 @@ class _Stack:
             if mask is not None:
                 grads[name].mul_(mask)
         count = len(self.agents)
-        views = [[grads[name][row] for name in self.names] for row in range(count)]
         if self.config.clip_grad_norm is not None:
-            # clip_grad_norm_(foreach=True) per member: per-tensor norms, then the norm of those norms
-            norms = torch._foreach_norm([view for member in views for view in member], 2)
-            totals = [torch.linalg.vector_norm(torch.stack(norms[row * len(self.names):(row + 1) * len(self.names)]),
-                                               2) for row in range(count)]
-            coefficients = torch.clamp(self.config.clip_grad_norm / (torch.stack(totals) + 1e-6), max=1.0)
-            for name, grad in grads.items():
+            # clip_grad_norm_(foreach=True) per member: the norm of each tensor, then the norm of those norms (a
+            # norm over a stack's rows rounds as the norm of each row alone: tested against train_agent)
+            norms = torch.stack([torch.linalg.vector_norm(grads[name].reshape(count, -1), 2, dim=1)
+                                 for name in self.names], dim=1)
+            totals = torch.linalg.vector_norm(norms, 2, dim=1)
+            coefficients = torch.clamp(self.config.clip_grad_norm / (totals + 1e-6), max=1.0)
+            for grad in grads.values():
                 grad.mul_(coefficients.view(-1, *([1] * (grad.dim() - 1))))
+        grad_rows = [grads[name].unbind(0) for name in self.names]
         hyper = self.hyper
         by_rate: dict[float, list[int]] = {}
         for row, rate in enumerate(learning_rates):
             by_rate.setdefault(rate, []).append(row)
         for rate, rows in by_rate.items():
-            params = [self.params[name].detach()[row] for row in rows for name in self.names]
-            steps = [torch.tensor(float(self.agents[row].optimizer_steps)) for row in rows for _ in self.names]
             adam_update(
-                params, [views[row][i] for row in rows for i in range(len(self.names))],
-                [self.exp_avg[name][row] for row in rows for name in self.names],
-                [self.exp_avg_sq[name][row] for row in rows for name in self.names], [], steps,
+                [view for row in rows for view in self.param_rows[row]],
+                [views[row] for row in rows for views in grad_rows],
+                [view for row in rows for view in self.exp_avg_rows[row]],
+                [view for row in rows for view in self.exp_avg_sq_rows[row]], [],
+                [step for row in rows for step in self.steps[row]],
                 foreach=hyper["foreach"], fused=hyper["fused"],
                 decoupled_weight_decay=hyper.get("decoupled_weight_decay", self.config.optimizer == "adamw"),
                 amsgrad=hyper["amsgrad"], beta1=hyper["betas"][0], beta2=hyper["betas"][1], lr=rate,
@@ -276,32 +305,44 @@ def _iteration(stack: _Stack, rl: RLConfig, device) -> list[list[float]]:
     agents, steps, envs = stack.agents, rl.rollout_steps, rl.num_envs
     count = len(agents)
     first = agents[0].observations
-    shape = first.shape[1:]
-    obs_buffer = torch.zeros((steps, count, envs, *shape), dtype=torch.as_tensor(first).dtype, device=device)
-    actions = torch.zeros((steps, count, envs), dtype=torch.int64, device=device)
+    # the rollout is collected in numpy and moved to torch once: per-step, per-member tensor writes cost more
+    # than the network's forward
+    obs_buffer = np.zeros((steps, count, envs, *first.shape[1:]), dtype=first.dtype)
+    rewards_np = np.zeros((steps, count, envs), dtype=np.float32)
+    dones_np = np.zeros((steps, count, envs), dtype=np.float32)
+    actions = torch.zeros((steps, count, envs), dtype=torch.int64)
     log_probs = torch.zeros((steps, count, envs), device=device)
-    rewards = torch.zeros((steps, count, envs), device=device)
-    dones = torch.zeros((steps, count, envs), device=device)
     values = torch.zeros((steps, count, envs), device=device)
     generators = [torch.Generator().manual_seed(derive_seed(agent.member.data_seed, "actions", agent.step))
                   for agent in agents]
     finished: list[list[float]] = [[] for _ in agents]
     params = stack.detached()
+    runners = [agent.runner for agent in agents]
     with torch.no_grad():
+        for row, agent in enumerate(agents):
+            obs_buffer[0, row] = agent.observations
         for t in range(steps):
-            batch = torch.as_tensor(np.stack([agent.observations for agent in agents]), device=device)
-            obs_buffer[t] = batch
+            batch = torch.from_numpy(obs_buffer[t]).to(device)
             logits, value = stack.forward(batch, params)
             uniform = torch.stack([torch.rand(logits.shape[1:], generator=g) for g in generators]).clamp_(1e-20, 1.0)
             action = (logits.cpu() - torch.log(-torch.log(uniform))).argmax(-1)
-            actions[t], values[t] = action.to(device), value
-            log_probs[t] = torch.log_softmax(logits, -1).gather(2, actions[t].unsqueeze(2)).squeeze(2)
+            actions[t], values[t] = action, value
+            log_probs[t] = torch.log_softmax(logits, -1).gather(2, action.to(device).unsqueeze(2)).squeeze(2)
             chosen = action.numpy()
-            for row, agent in enumerate(agents):
-                reward, terminated, truncated, agent.observations, done_returns = agent.runner.step(chosen[row])
-                rewards[t, row] = torch.as_tensor(reward, dtype=torch.float32)
-                dones[t, row] = torch.as_tensor(terminated | truncated, dtype=torch.float32)
-                finished[row] += done_returns
+            following = obs_buffer[t + 1] if t + 1 < steps else None
+            for row, runner in enumerate(runners):
+                reward, terminated, truncated, observations, done_returns = runner.step(chosen[row])
+                rewards_np[t, row] = reward
+                dones_np[t, row] = terminated | truncated
+                if following is not None:
+                    following[row] = observations
+                if done_returns:
+                    finished[row] += done_returns
+        for agent, runner in zip(agents, runners):
+            agent.observations = runner.observations
+        obs_buffer = torch.from_numpy(obs_buffer).to(device)
+        actions = actions.to(device)
+        rewards, dones = torch.from_numpy(rewards_np).to(device), torch.from_numpy(dones_np).to(device)
         last = torch.as_tensor(np.stack([agent.observations for agent in agents]), device=device)
         next_value = stack.forward(last, params)[1]
         advantages = torch.zeros_like(rewards)
