@@ -41,6 +41,7 @@ from ticketlab.tasks.rl.ppo import train_agent
 from ticketlab.training.population import PopulationMember
 
 TASK = load_task("rl")
+clock = time.process_time  # --clock wall: wall time; CPU time of this one-threaded process is robust to other load
 STEPS_PER_ITERATION = 4 * 128
 
 
@@ -167,19 +168,19 @@ def _members(config, data, count: int) -> list[PopulationMember]:
 
 def _evaluation_seconds(models, data) -> float:
     """What the trainers' end-of-training evaluation costs: validation and test episodes of every model."""
-    started = time.perf_counter()
+    started = clock()
     for model in models:
         TASK.evaluate(model, data, "val"), TASK.evaluate(model, data, "test")
-    return time.perf_counter() - started
+    return clock() - started
 
 
 def stacked_seconds(count: int, iterations: int) -> float:
     config = _config(iterations)
     data = load_task_data(TASK, config)
     members = _members(config, data, count)
-    started = time.perf_counter()
+    started = clock()
     train_agent_population(members, data, config.train, rl=data.rl)
-    elapsed = time.perf_counter() - started
+    elapsed = clock() - started
     return elapsed - _evaluation_seconds([member.model for member in members], data)
 
 
@@ -187,18 +188,18 @@ def alone_seconds(count: int, iterations: int) -> float:
     config = _config(iterations)
     data = load_task_data(TASK, config)
     members = _members(config, data, count)
-    started = time.perf_counter()
+    started = clock()
     for member in members:
         train_agent(member.model, data, config.train, rl=data.rl, masks=member.masks, data_seed=member.data_seed)
-    elapsed = time.perf_counter() - started
+    elapsed = clock() - started
     return elapsed - _evaluation_seconds([member.model for member in members], data)
 
 
 def plain_seconds(count: int, iterations: int) -> float:
-    started = time.perf_counter()
+    started = clock()
     for index in range(count):
         plain_ppo(100 + index, iterations)
-    return time.perf_counter() - started
+    return clock() - started
 
 
 def atari_frames_per_second(iterations: int) -> tuple[float, str]:
@@ -208,12 +209,12 @@ def atari_frames_per_second(iterations: int) -> tuple[float, str]:
     data = load_task_data(TASK, config)
     model = TASK.initialize(TASK.build_model(config, data), config, 0)
     masks = {name: torch.ones_like(w) for name, w in prunable_weights(model).items()}
-    started = time.perf_counter()
+    started = clock()
     rl = config.rl
     # the end-of-training evaluation plays whole Pong games: time the iterations through on_progress instead
     marks = []
     train_agent(model, data, config.train, rl=rl, masks=masks, data_seed=0,
-                on_snapshot=lambda step, m, o: marks.append(time.perf_counter()),
+                on_snapshot=lambda step, m, o: marks.append(clock()),
                 snapshot_steps=tuple(range(1, iterations + 1)))
     seconds = marks[-1] - started
     frames = iterations * rl.num_envs * rl.rollout_steps * 4  # frame skip 4
@@ -223,6 +224,9 @@ def atari_frames_per_second(iterations: int) -> tuple[float, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="cpu (default): this process's CPU time, robust to other processes' load with one "
+                        "thread; wall: elapsed time")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--iterations", type=int, default=4, help="PPO iterations per agent")
     parser.add_argument("--baseline-agents", type=int, default=2,
@@ -232,8 +236,10 @@ def main() -> None:
     parser.add_argument("--atari-iterations", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    global clock
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {args.threads} thread(s), "
-          f"CartPole-v1, {args.iterations} iterations x {STEPS_PER_ITERATION} steps per agent")
+          f"CartPole-v1, {args.iterations} iterations x {STEPS_PER_ITERATION} steps per agent, {args.clock} clock")
     if args.profile:
         config = _config(args.iterations)
         data = load_task_data(TASK, config)

@@ -96,8 +96,9 @@ def test_a_member_equals_the_agent_trained_alone():
     assert all(torch.all(w[specs[1]["masks"][name] == 0] == 0) for name, w in pruned.items())
 
 
-def test_a_shared_trunk_member_equals_the_agent_alone():
-    config, data = _setup(**{"rl.shared_trunk": True, "train.steps": "2it"})
+@pytest.mark.parametrize("changes", [{"rl.shared_trunk": True}, {"rl.deterministic_eval": False}])
+def test_a_shared_trunk_or_sampled_evaluation_member_equals_the_agent_alone(changes):
+    config, data = _setup(**changes, **{"train.steps": "2it", "train.eval_every": "1it"})
     specs = [dict(model=_agent(config, data, seed), masks=_masks(_agent(config, data, seed), 0.5, seed),
                   data_seed=seed) for seed in (0, 1)]
     members, results = _population(config, data, specs)

@@ -47,7 +47,9 @@ from ticketlab.tasks.rl.ppo import (
     agent_result,
     fresh_env_state,
 )
-from ticketlab.tasks.rl.rollout import EnvRunner
+from ticketlab.tasks.rl.envs import make_env
+from ticketlab.tasks.rl.evaluate import EVAL_SEED_BASE, evaluation_seeds
+from ticketlab.tasks.rl.rollout import EnvRunner, sample_actions
 from ticketlab.training.loop import CHECKPOINT_FILE, METRICS_FILE, read_checkpoint_parts, reset_metrics
 from ticketlab.training.optim import build_optimizer, learning_rate_at, load_optimizer_tensors
 from ticketlab.training.population import PopulationMember
@@ -242,6 +244,13 @@ class _Stack:
         logits = linear(params, self.policy_head, features)
         return logits, linear(params, self.value_head, value_features).squeeze(-1)
 
+    def policy_logits(self, observations: torch.Tensor, params) -> torch.Tensor:
+        """Logits [K, N, actions] of observations [K, N, features] (detached `params`)."""
+        features = observations
+        for layer in self.policy_layers:
+            features = torch.tanh(self._plain_linear(params, layer, features))
+        return self._plain_linear(params, self.policy_head, features)
+
     @staticmethod
     def _plain_linear(params, layer, x: torch.Tensor) -> torch.Tensor:
         weight, bias = params[layer[0]], params[layer[1]]
@@ -299,6 +308,101 @@ class _Stack:
             p.grad = None
 
 
+class _PopulationEnvs:
+    """The members' EnvRunners stepped as one flat list of K x E environments: one Python pass and one set of
+    numpy arrays per step instead of K (the runners keep each member's episode numbers and replay logs, so
+    `runner.state()` checkpoints a member exactly as train_agent's runner would)."""
+
+    def __init__(self, runners: list[EnvRunner]) -> None:
+        self.runners = runners
+        self.per_member = runners[0].num_envs
+        self.envs = [env for runner in runners for env in runner.sub_envs]
+        self.returns = np.concatenate([runner.returns for runner in runners])
+
+    def write_back(self) -> None:
+        """Hand the returns of the episodes under way back to the runners."""
+        for row, runner in enumerate(self.runners):
+            runner.returns[:] = self.returns[row * self.per_member:(row + 1) * self.per_member]
+
+    def step(self, actions: np.ndarray):
+        """actions [K, E] -> (rewards [K, E], done [K, E], next observations [K, E, ...], finished returns per
+        member)."""
+        count, per_member = len(self.runners), self.per_member
+        flat = actions.reshape(-1).tolist()
+        outcomes = [env.step(action) for env, action in zip(self.envs, flat)]
+        for row, runner in enumerate(self.runners):
+            for log, action in zip(runner.actions, flat[row * per_member:(row + 1) * per_member]):
+                log.append(action)
+        observations = np.stack([outcome[0] for outcome in outcomes])
+        rewards = np.array([outcome[1] for outcome in outcomes], dtype=np.float64)
+        done = np.array([outcome[2] or outcome[3] for outcome in outcomes], dtype=np.bool_)
+        self.returns += rewards
+        finished: list[list[float]] = [[] for _ in range(count)]
+        if done.any():
+            for index in np.flatnonzero(done).tolist():
+                row, env = divmod(index, per_member)
+                runner = self.runners[row]
+                finished[row].append(float(self.returns[index]))
+                runner.episodes[env] += 1
+                runner.actions[env] = []
+                observations[index] = runner.sub_envs[env].reset(seed=runner._seed(env))[0]
+                self.returns[index] = 0.0
+        observations = observations.reshape(count, per_member, *observations.shape[1:])
+        for row, runner in enumerate(self.runners):
+            runner.observations = observations[row]
+        return rewards.reshape(count, per_member), done.reshape(count, per_member), observations, finished
+
+
+class _Evaluator:
+    """The evaluation episodes of several members played together: one batched policy forward per step over all
+    their episodes. Each member plays what `evaluate.evaluate` plays for it alone: the same fixed seeds, the
+    greedy action (or samples from the same generator, in the same order), so the same returns. The
+    environments are made once and reseeded by every evaluation's resets."""
+
+    def __init__(self, name: str, rl: RLConfig) -> None:
+        self.name, self.rl, self.envs = name, rl, []
+
+    def mean_returns(self, stack: _Stack, rows: list[int], split: str) -> list[float]:
+        """The mean evaluation return of the members in `rows` on the episodes of `split`."""
+        if not rows:
+            return []
+        seeds = evaluation_seeds(split, self.rl.eval_episodes)
+        episodes, count = len(seeds), len(rows)
+        while len(self.envs) < count * episodes:
+            self.envs.append(make_env(self.name, training=False))
+        envs = self.envs[:count * episodes]
+        observations = np.stack([env.reset(seed=seeds[index % episodes] % (2**31))[0]
+                                 for index, env in enumerate(envs)])
+        returns, active = np.zeros(count * episodes), np.ones(count * episodes, dtype=np.bool_)
+        select = torch.tensor(rows, dtype=torch.long, device=stack.device)
+        params = {name: value.detach().index_select(0, select) for name, value in stack.params.items()}
+        generators = [torch.Generator().manual_seed(derive_seed(EVAL_SEED_BASE, split, "actions")) for _ in rows]
+        while active.any():
+            batch = torch.as_tensor(observations.reshape(count, episodes, *observations.shape[1:]),
+                                    device=stack.device)
+            with torch.no_grad():
+                logits = stack.policy_logits(batch, params).cpu()
+            if self.rl.deterministic_eval:
+                actions = logits.argmax(-1).reshape(-1)
+            else:  # as evaluate_episodes: one draw per step for the member's episodes still running, in order
+                actions = torch.zeros(count * episodes, dtype=torch.int64)
+                for row, generator in enumerate(generators):
+                    running = torch.from_numpy(np.flatnonzero(active[row * episodes:(row + 1) * episodes]))
+                    actions[row * episodes + running] = sample_actions(logits[row, running], generator)
+            chosen = actions.tolist()
+            for index in np.flatnonzero(active).tolist():
+                observation, reward, terminated, truncated, _ = envs[index].step(chosen[index])
+                observations[index] = observation
+                returns[index] += float(reward)
+                if terminated or truncated:
+                    active[index] = False
+        return [float(np.mean(returns[row * episodes:(row + 1) * episodes].tolist())) for row in range(count)]
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
 def _iteration(stack: _Stack, rl: RLConfig, device) -> list[list[float]]:
     """One rollout of every agent and one PPO update of every agent, each at its own iteration (agent.step);
     returns each agent's finished training-episode returns."""
@@ -317,7 +421,7 @@ def _iteration(stack: _Stack, rl: RLConfig, device) -> list[list[float]]:
                   for agent in agents]
     finished: list[list[float]] = [[] for _ in agents]
     params = stack.detached()
-    runners = [agent.runner for agent in agents]
+    population_envs = _PopulationEnvs([agent.runner for agent in agents])
     with torch.no_grad():
         for row, agent in enumerate(agents):
             obs_buffer[0, row] = agent.observations
@@ -328,18 +432,15 @@ def _iteration(stack: _Stack, rl: RLConfig, device) -> list[list[float]]:
             action = (logits.cpu() - torch.log(-torch.log(uniform))).argmax(-1)
             actions[t], values[t] = action, value
             log_probs[t] = torch.log_softmax(logits, -1).gather(2, action.to(device).unsqueeze(2)).squeeze(2)
-            chosen = action.numpy()
-            following = obs_buffer[t + 1] if t + 1 < steps else None
-            for row, runner in enumerate(runners):
-                reward, terminated, truncated, observations, done_returns = runner.step(chosen[row])
-                rewards_np[t, row] = reward
-                dones_np[t, row] = terminated | truncated
-                if following is not None:
-                    following[row] = observations
-                if done_returns:
-                    finished[row] += done_returns
-        for agent, runner in zip(agents, runners):
-            agent.observations = runner.observations
+            rewards_np[t], dones_np[t], observations, done_returns = population_envs.step(action.numpy())
+            if t + 1 < steps:
+                obs_buffer[t + 1] = observations
+            for row, returns in enumerate(done_returns):
+                if returns:
+                    finished[row] += returns
+        population_envs.write_back()
+        for agent in agents:
+            agent.observations = agent.runner.observations
         obs_buffer = torch.from_numpy(obs_buffer).to(device)
         actions = actions.to(device)
         rewards, dones = torch.from_numpy(rewards_np).to(device), torch.from_numpy(dones_np).to(device)
@@ -405,8 +506,6 @@ def train_agent_population(
     checkpoint (train_agent's format). `stop_after_step`: once any member reaches that iteration, every member
     still training checkpoints and TrainingInterrupted is raised (a kill, in tests). `on_progress(n)`: n more
     member-iterations done."""
-    from ticketlab.tasks.rl.evaluate import evaluate
-
     if not members:
         return []
     rl = rl or data.rl
@@ -428,12 +527,37 @@ def train_agent_population(
     stack = _Stack(template, agents, config, device)
     results: list[AgentTrainResult | None] = [None] * len(members)
 
-    def finish(row: int) -> None:
-        agent = stack.agents[row]
-        model = stack.write_back(row)
-        results[agent.index] = agent_result(agent.record, agent.step, model, data, rl, evaluate)
-        if agent.checkpoint_path is not None:
-            agent.checkpoint_path.unlink(missing_ok=True)
+    evaluator = _Evaluator(data.name, rl)
+
+    def observe(rows: list[int]) -> list[dict]:
+        """EvalRecord.observe for the members in `rows`, their validation (and, where it improves, test)
+        episodes played together."""
+        if not rows:
+            return []
+        val = evaluator.mean_returns(stack, rows, "val")
+        improving = [row for row, value in zip(rows, val) if value > stack.agents[row].record.best_val_return]
+        test = dict(zip(improving, evaluator.mean_returns(stack, improving, "test")))
+        observed = []
+        for row, value in zip(rows, val):
+            agent = stack.agents[row]
+            returns = {"val": value, "test": test.get(row)}
+            observed.append(agent.record.observe(agent.step, None, data, rl, agent.step * rl.num_envs * rl.rollout_steps,
+                                                 lambda model, data, split, rl=None: {"return": returns[split]}))
+        return observed
+
+    def finish(rows: list[int]) -> None:
+        """agent_result for the members in `rows`, their evaluations played together."""
+        observe([row for row in rows if stack.agents[row].record.last_row is None
+                 or stack.agents[row].record.last_row["step"] != stack.agents[row].step])
+        untested = [row for row in rows if stack.agents[row].record.last_row.get("test_return") is None]
+        test = dict(zip(untested, evaluator.mean_returns(stack, untested, "test")))
+        for row in rows:
+            agent = stack.agents[row]
+            model = stack.write_back(row)
+            results[agent.index] = agent_result(agent.record, agent.step, model, data, rl,
+                                                lambda model, data, split, rl=None, row=row: {"return": test[row]})
+            if agent.checkpoint_path is not None:
+                agent.checkpoint_path.unlink(missing_ok=True)
 
     def checkpoint(row: int) -> None:
         agent = stack.agents[row]
@@ -464,17 +588,17 @@ def train_agent_population(
 
         def leave_finished() -> None:
             training = [row for row, agent in enumerate(stack.agents) if agent.step < agent.total]
-            for row in range(len(stack.agents)):
-                if row not in training:
-                    finish(row)
-                    stack.agents[row].runner.close()
+            done = [row for row in range(len(stack.agents)) if row not in training]
+            finish(done)
+            for row in done:
+                stack.agents[row].runner.close()
             if len(training) < len(stack.agents):
                 stack.keep(training)
 
         leave_finished()
         while stack.agents:
             finished = _iteration(stack, rl, device)
-            stopping = False
+            stopping, due = False, []
             for row, agent in enumerate(stack.agents):
                 agent.record.train_returns += finished[row]
                 agent.step += 1
@@ -482,20 +606,20 @@ def train_agent_population(
                 if agent.step in member.snapshot_steps and member.on_snapshot:
                     member.on_snapshot(agent.step, *stack.model_and_optimizer(row))
                 if agent.step % eval_every == 0 or agent.step == agent.total:
-                    model = stack.write_back(row)
-                    env_steps = agent.step * rl.num_envs * rl.rollout_steps
-                    row_metrics = agent.record.observe(agent.step, model, data, rl, env_steps, evaluate)
-                    if agent.metrics_path is not None:
-                        append_jsonl(agent.metrics_path, row_metrics)
-                    if on_progress:
-                        on_progress(agent.step - agent.reported_step)
-                    agent.reported_step = agent.step
-                    now = time.monotonic()
-                    if (agent.checkpoint_path is not None and agent.step < agent.total
-                            and now - agent.last_checkpoint_time >= checkpoint_interval_s):
-                        checkpoint(row)
-                        agent.last_checkpoint_time = now
+                    due.append(row)
                 stopping = stopping or (stop_after_step is not None and agent.step >= stop_after_step)
+            for row, row_metrics in zip(due, observe(due)):
+                agent = stack.agents[row]
+                if agent.metrics_path is not None:
+                    append_jsonl(agent.metrics_path, row_metrics)
+                if on_progress:
+                    on_progress(agent.step - agent.reported_step)
+                agent.reported_step = agent.step
+                now = time.monotonic()
+                if (agent.checkpoint_path is not None and agent.step < agent.total
+                        and now - agent.last_checkpoint_time >= checkpoint_interval_s):
+                    checkpoint(row)
+                    agent.last_checkpoint_time = now
             if stopping and any(agent.step < agent.total for agent in stack.agents):
                 for row, agent in enumerate(stack.agents):
                     if agent.checkpoint_path is not None and agent.step < agent.total:
@@ -503,6 +627,7 @@ def train_agent_population(
                 raise TrainingInterrupted(f"stopped after step {stop_after_step}")
             leave_finished()
     finally:
+        evaluator.close()
         for agent in agents:
             if agent.runner is not None:
                 agent.runner.close()
