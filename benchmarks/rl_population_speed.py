@@ -193,6 +193,54 @@ def plain_seconds(count: int, iterations: int) -> float:
     return clock() - started
 
 
+def compare_vmap(count: int = 32, minibatch: int = 128, repeats: int = 20) -> dict[str, float]:
+    """Milliseconds per PPO minibatch forward+backward of `count` stacked agents: the stacked baddbmm path
+    (population.py) against torch.func.vmap(grad(functional_call)) of the agent's own forward."""
+    from torch.func import functional_call, grad, vmap
+
+    from ticketlab.tasks.rl.population import _Agent, _Stack
+
+    config = _config(1)
+    data = load_task_data(TASK, config)
+    members = _members(config, data, count)
+    agents = [_Agent(member, index, 1) for index, member in enumerate(members)]
+    stack = _Stack(members[0].model, agents, config.train, "cpu")
+    generator = torch.Generator().manual_seed(0)
+    obs = torch.randn((count, minibatch, 4), generator=generator)
+    act = torch.randint(0, 2, (count, minibatch), generator=generator)
+    adv, ret = torch.randn((count, minibatch), generator=generator), torch.randn((count, minibatch), generator=generator)
+
+    def loss(logits, value, act, adv, ret):
+        log_prob_all = torch.log_softmax(logits, -1)
+        new_log_prob = log_prob_all.gather(-1, act.unsqueeze(-1)).squeeze(-1)
+        entropy = -(log_prob_all.exp() * log_prob_all).sum(-1).mean(-1)
+        adv = (adv - adv.mean(-1, keepdim=True)) / (adv.std(-1, keepdim=True) + 1e-8)
+        ratio = new_log_prob.exp()
+        policy = torch.max(-adv * ratio, -adv * ratio.clamp(0.8, 1.2)).mean(-1)
+        return policy - 0.01 * entropy + 0.5 * (0.5 * ((value - ret) ** 2).mean(-1))
+
+    def stacked():
+        loss(*stack.forward(obs), act, adv, ret).sum().backward()
+        for parameter in stack.params.values():
+            parameter.grad = None
+
+    base = copy.deepcopy(members[0].model).to("meta")
+    member_grad = vmap(grad(lambda params, o, a, d, r: loss(*functional_call(base, params, (o,)), a, d, r)))
+    params = {name: value.detach() for name, value in stack.params.items()}
+
+    def vmapped():
+        member_grad(params, obs, act, adv, ret)
+
+    timings = {}
+    for name, run in (("stacked baddbmm", stacked), ("vmap(grad(functional_call))", vmapped)):
+        run()
+        started = clock()
+        for _ in range(repeats):
+            run()
+        timings[name] = (clock() - started) / repeats * 1e3
+    return timings
+
+
 def atari_frames_per_second(iterations: int) -> tuple[float, str]:
     config = ticketlab.preset("ppo_pong_short").replace(**{
         "train.steps": f"{iterations}it", "train.eval_every": f"{iterations}it", "prune.rewind": "0it",
@@ -227,6 +275,8 @@ def main() -> None:
                         "ever slows a measurement down)")
     parser.add_argument("--profile", type=int, default=None, metavar="K")
     parser.add_argument("--atari", action="store_true")
+    parser.add_argument("--compare-vmap", action="store_true",
+                        help="also time a minibatch forward+backward of 32 agents: stacked baddbmm vs torch.func.vmap")
     parser.add_argument("--atari-iterations", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -259,7 +309,11 @@ def main() -> None:
         print(f"{count:>3} {rate:>16,.0f} {rate / plain_rate:>8.2f}x {rate / alone_rate:>14.2f}x")
     print("reproduce: OMP_NUM_THREADS=1 nice -n 10 python benchmarks/rl_population_speed.py "
           f"--threads {args.threads} --iterations {args.iterations} --repeats {args.repeats}"
-          + (" --atari" if args.atari else ""))
+          + (" --atari" if args.atari else "") + (" --compare-vmap" if args.compare_vmap else ""))
+    if args.compare_vmap:
+        timings = compare_vmap()
+        print("PPO minibatch fwd+bwd, 32 agents x 128 samples: " + ", ".join(
+            f"{name} {ms:.2f} ms" for name, ms in timings.items()))
     if args.atari:
         try:
             rate, what = atari_frames_per_second(args.atari_iterations)
