@@ -208,7 +208,8 @@ def compare_vmap(count: int = 32, minibatch: int = 128, repeats: int = 20) -> di
     generator = torch.Generator().manual_seed(0)
     obs = torch.randn((count, minibatch, 4), generator=generator)
     act = torch.randint(0, 2, (count, minibatch), generator=generator)
-    adv, ret = torch.randn((count, minibatch), generator=generator), torch.randn((count, minibatch), generator=generator)
+    adv = torch.randn((count, minibatch), generator=generator)
+    ret = torch.randn((count, minibatch), generator=generator)
 
     def loss(logits, value, act, adv, ret):
         log_prob_all = torch.log_softmax(logits, -1)

@@ -27,12 +27,12 @@ and its wrappers, ~6-16 us a step), the rest in the batched forward/backward (ta
 per-member value head and the fused Adam.
 
 Exactness against `train_agent` (the reference): with one thread on CPU a member is bitwise the agent trained
-alone (weights, AgentTrainResult, metrics.jsonl, checkpoints; tests/tasks/rl/test_population.py), because each
-kernel rounds as the reference's: baddbmm as nn.Linear's addmm for these shapes, the one-output value head as
-addmv per member (a batched matmul sums its 64 products in another order), the weight gradient as grad^T x
-(addmm's backward; bmm's default (x^T grad)^T does not round the same), norms over a stack's rows as norms of
-each row, and the fused Adam kernel per member view. With several threads or another BLAS, batched and single
-products may round differently (~1e-8 an update), which PPO amplifies once a sampled action flips: expect
+alone (weights, AgentTrainResult, metrics.jsonl, checkpoints; tests/tasks/rl/test_agent_population.py),
+because each kernel rounds as the reference's: baddbmm as nn.Linear's addmm for these shapes, the one-output
+value head as addmv per member (a batched matmul sums its 64 products in another order), the weight gradient as
+grad^T x (addmm's backward; bmm's default (x^T grad)^T does not round the same), norms over a stack's rows as
+norms of each row, and the fused Adam kernel per member view. With several threads or another BLAS, batched and
+single products may round differently (~1e-8 an update), which PPO amplifies once a sampled action flips: expect
 agreement within noise, not bit for bit.
 """
 
@@ -48,6 +48,7 @@ from torch import nn
 from torch.optim.adam import adam as adam_update
 
 from ticketlab.config import RLConfig, TrainConfig, parse_step
+from ticketlab.errors import ConfigError
 from ticketlab.seeds import derive_seed
 from ticketlab.store import append_jsonl
 from ticketlab.tasks.rl.model import MLPActorCritic
@@ -136,7 +137,8 @@ class _Stack:
         probe = build_optimizer([nn.Parameter(torch.zeros(1))], config)
         self.hyper = dict(probe.param_groups[0])
         if config.optimizer not in ("adam", "adamw"):
-            raise ValueError("stacked PPO populations train with Adam or AdamW (PPO's optimizer)")
+            raise ConfigError(f"train.optimizer {config.optimizer!r}: stacked PPO populations train with adam or "
+                              "adamw; use --population 1 to train one agent at a time")
         self.build(agents)
 
     def build(self, agents: list[_Agent]) -> None:
@@ -553,7 +555,8 @@ def train_agent_population(
         for row, value in zip(rows, val):
             agent = stack.agents[row]
             returns = {"val": value, "test": test.get(row)}
-            observed.append(agent.record.observe(agent.step, None, data, rl, agent.step * rl.num_envs * rl.rollout_steps,
+            env_steps = agent.step * rl.num_envs * rl.rollout_steps
+            observed.append(agent.record.observe(agent.step, None, data, rl, env_steps,
                                                  lambda model, data, split, rl=None: {"return": returns[split]}))
         return observed
 

@@ -146,7 +146,7 @@ def test_the_planner_stacks_agents_and_writes_the_files_of_the_plain_path(tmp_pa
                            if path.suffix == ".safetensors" or path.name == "metrics.jsonl")
     for path in files:  # the same tensors and metadata (safetensors' header may list metadata in any order)
         if path.suffix == ".safetensors":
-            (a, a_meta), (b, b_meta) = load_tensors_and_metadata(stacked / path), load_tensors_and_metadata(alone / path)
+            (a, a_meta), (b, b_meta) = (load_tensors_and_metadata(root / path) for root in (stacked, alone))
             assert a_meta == b_meta and a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), path
         else:
             assert (stacked / path).read_text() == (alone / path).read_text(), path
@@ -157,3 +157,10 @@ def test_the_planner_stacks_agents_and_writes_the_files_of_the_plain_path(tmp_pa
     assert main(args + ["--root", str(tmp_path / "stacked"), "--population", "2"]) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "--population 3" in error
+
+
+def test_an_optimizer_populations_cannot_stack_is_one_line(tmp_path, capsys):
+    code = main(["find", "--preset", "ppo_tiny", "--train.optimizer", "sgd", "--population", "2", "--root",
+                 str(tmp_path), "--quiet", "--no-report"])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(error) == 1 and "train.optimizer 'sgd'" in error[0] and "--population 1" in error[0]
