@@ -111,9 +111,10 @@ def stacks_jobs(ctx: ExperimentContext, model: nn.Module, population: int | None
     """Whether `run_graph` trains this model's jobs as populations: the task decides (classification: never with
     `population` 1, only for models that can be stacked, with the automatic size only where stacking pays off)."""
     # the classification engine steps every member together and does not clip per member: its clipped runs train
-    # one job at a time; a task's own population trainer clips per member
+    # one job at a time (a task's own population trainer clips per member); nor do streamed datasets (image
+    # folders), whose batches are decoded per job
     clips = ctx.config.train.clip_grad_norm is None or ctx.task.train_population is not None
-    return clips and ctx.task.stackable(model, ctx.device, population)
+    return clips and not getattr(ctx.data, "streamed", False) and ctx.task.stackable(model, ctx.device, population)
 
 
 def notify_unstacked(ctx: ExperimentContext, model: nn.Module, population: int | None) -> None:
@@ -124,6 +125,9 @@ def notify_unstacked(ctx: ExperimentContext, model: nn.Module, population: int |
     if (ctx.config.train.clip_grad_norm is not None and ctx.task.train_population is None
             and ctx.task.stackable(model, ctx.device, population)):
         print("ticketlab: train.clip_grad_norm clips each job's gradients: training its jobs one at a time",
+              file=sys.stderr)
+    elif getattr(ctx.data, "streamed", False):
+        print(f"ticketlab: {ctx.config.data.name} is read from disk per job: training its jobs one at a time",
               file=sys.stderr)
     elif ctx.task.stackable(model, ctx.device, 2):  # it could stack, but not by default on this device
         print(f"ticketlab: {name} trains one job at a time on {ctx.device.type} (stacked "
