@@ -219,8 +219,9 @@ class StepBookkeeping:
     def __init__(self, *, start_step: int, total: int, eval_every: int, job_dir: Path | None,
                  snapshot_steps: tuple[int, ...] = (), on_snapshot: Callable | None = None,
                  on_progress: Callable[[int], None] | None = None, checkpoint_interval_s: float = 30.0,
-                 stop_after_step: int | None = None, device=None) -> None:
+                 stop_after_step: int | None = None, device=None, checkpoint_on_stop: bool = False) -> None:
         self.start_step, self.total, self.eval_every = start_step, total, eval_every
+        self.checkpoint_on_stop = checkpoint_on_stop  # `stop_after_step` saves first (a kill just after a checkpoint)
         self.metrics_path = job_dir / METRICS_FILE if job_dir else None
         self.checkpoint_path = job_dir / CHECKPOINT_FILE if job_dir else None
         self.snapshot_steps, self.on_snapshot, self.on_progress = snapshot_steps, on_snapshot, on_progress
@@ -240,13 +241,15 @@ class StepBookkeeping:
             self.on_snapshot(step, model, optimizer)
         self.reported_step, self.last_checkpoint_time = step, time.monotonic()
 
-    def after_step(self, step: int, loss: torch.Tensor, model: nn.Module, optimizer,
+    def after_step(self, step: int, loss: torch.Tensor | None, model: nn.Module, optimizer,
                    observe: Callable[[float], dict], save: Callable[[], None]) -> None:
-        """Call after the optimizer step that made the model's step count `step`, with that step's `loss`.
+        """Call after the optimizer step that made the model's step count `step`, with that step's `loss` (None
+        for trainers that log something else, such as episode returns).
 
         At evaluation points `observe(mean training loss since the last one)` returns the metrics row, and `save()`
         writes the trainer's checkpoint when one is due."""
-        self.running_loss += loss.detach()
+        if loss is not None:
+            self.running_loss += loss.detach()
         self.steps_since_eval += 1
         if step in self.snapshot_steps and self.on_snapshot:
             self.on_snapshot(step, model, optimizer)
@@ -265,6 +268,8 @@ class StepBookkeeping:
                 save()
                 self.last_checkpoint_time = now
         if self.stop_after_step is not None and self.stop_after_step <= step < self.total:
+            if self.checkpoint_on_stop and self.checkpoint_path is not None:
+                save()
             raise TrainingInterrupted(f"stopped after step {step}")
 
     def finish(self) -> None:
