@@ -26,6 +26,7 @@ from ticketlab.config_cli import (
 )
 from ticketlab.errors import ConfigError, TicketlabError, os_error_message
 from ticketlab.export.cli import add_export_commands, run_export_command
+from ticketlab.lottery.executor_cli import add_executor_arguments, executor_options
 from ticketlab.lottery.sweep_cli import add_sweep_command, run_sweep_command
 from ticketlab.lottery.transfer_cli import add_transfer_commands, run_transfer_command, run_transfer_matrix_command
 from ticketlab.lottery.verify_cli import add_verify_command, run_verify_command
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="jobs trained together as one stacked network (default: as many as fit in memory; "
                       "1: one at a time, the reference path)")
     find.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    add_executor_arguments(find)
     find.add_argument("--checkpoint-every", type=float, default=30.0, metavar="SECONDS",
                       help="write a resume checkpoint at most this often during training (default: 30)")
     find.add_argument("--no-report", action="store_true", help="skip drawing the figures at the end")
@@ -169,6 +171,7 @@ def _one_line_warnings():
 def _find(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     check_run_arguments(args, config)
+    executor = executor_options(args)
     limit = None if args.allow_large else PlanLimit()
     if limit is not None:
         check_plan(config, limit)  # what is known before the data is loaded (steps in epochs: after)
@@ -181,8 +184,8 @@ def _find(args: argparse.Namespace) -> int:
 
     result = find_tickets(
         config, root=args.root, workers=workers, population=args.population, device=args.device,
-        progress=not args.quiet and is_leader_process(), report=not args.no_report, checkpoint_interval_s=args.checkpoint_every,
-        plan_limit=limit,
+        progress=not args.quiet and is_leader_process(), report=not args.no_report,
+        checkpoint_interval_s=args.checkpoint_every, plan_limit=limit, **executor,
     )
     if not is_leader_process():  # torchrun: rank 0 prints
         return 0

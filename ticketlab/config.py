@@ -56,6 +56,7 @@ EARLY_BIRD_CRITERIA = ("weights", "channels")
 MAX_WIDTH = 1_000_000  # hidden units, channels or embedding size: far beyond any network that fits in memory
 MAX_DEPTH = 10_000
 MAX_LR = 100.0  # larger learning rates only diverge (an LSTM with plain SGD uses 20)
+IMAGENET_RESNET_NAMES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")  # torchvision layout
 CONV_DEPTHS = {"conv": "even (two convs per pooling block)", "vgg": "one of 11, 13, 16, 19",
                "resnet": "6n+2 with n >= 1 (20, 32, 44, 56, 110)"}
 VGG_DEPTHS = (11, 13, 16, 19)
@@ -149,6 +150,8 @@ class ModelConfig:
         _check_bool("model.tie_weights", self.tie_weights)
         _check_int("model.heads", self.heads, 1, MAX_WIDTH, unset_ok=True)
         _check_int("model.ffn_dim", self.ffn_dim, 1, MAX_WIDTH, unset_ok=True)
+        if self.name in IMAGENET_RESNET_NAMES and self.depth is not None:
+            raise ConfigError(f"model.depth does not apply to {self.name} (its depth is in the name); leave it unset")
         family = next((family for family in CONV_DEPTHS if self.name.startswith(family)), None)
         if self.depth is not None and family is not None and not _conv_depth_ok(family, self.depth):
             raise ConfigError(f"model.depth {self.depth} of {self.name} must be {CONV_DEPTHS[family]}")
@@ -177,6 +180,8 @@ class DataConfig:
     target: str | None = None  # translation: target language code (None: the corpus's default, en for multi30k)
     vocab_size: int | None = None  # translation: joint BPE vocabulary size, special tokens included (None: 8000)
     eval_size: int | None = None  # translation: use only the first N validation and test pairs (None: all)
+    # image folders (imagenet, image_folder): JPEG-decoding processes per job (None: the cores, at most 8)
+    loader_workers: int | None = _unhashed(None)
 
     def validate(self) -> None:
         _check_choice("data.name", self.name, _names("datasets"), allow_custom=True)
@@ -190,6 +195,7 @@ class DataConfig:
         _check_int("data.sequence_length", self.sequence_length, 1)
         _check_int("data.vocab_size", self.vocab_size, 5, 1 << 24, unset_ok=True)
         _check_int("data.eval_size", self.eval_size, 1, unset_ok=True)
+        _check_int("data.loader_workers", self.loader_workers, 0, 64, unset_ok=True)
         for label, value in (("data.source", self.source), ("data.target", self.target)):
             if value is not None and not (isinstance(value, str) and re.fullmatch(r"[a-z]{2,3}(_[A-Za-z]{2,4})?", value)):
                 raise ConfigError(f"{label} {value!r} must be a language code such as de or en")

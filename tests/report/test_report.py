@@ -226,7 +226,7 @@ def test_write_report(run_dir: Path) -> None:
     assert "<svg" in svg and "Weights remaining (%)" in svg
     md = paths["markdown"].read_text()
     assert md.startswith("# ")
-    assert "min" in md and "max" in md and "minimum validation loss" in md
+    assert "min" in md and "max" in md and "minimum validation loss" in md  # accuracy: picked by validation loss
     # Expected mean numbers (in percent, 2 decimals) straight from the generator.
     for variant in VARIANTS:
         for level in (1, LEVELS - 1):

@@ -35,6 +35,7 @@ from ticketlab.analysis.connectivity import (
     PathEvaluation,
     evaluate_path,
     evaluate_path_with,
+    has_batchnorm,
     interpolation_alphas,
 )
 from ticketlab.analysis.masks import write_csv
@@ -49,7 +50,7 @@ from ticketlab.seeds import derive_seed
 from ticketlab.store import load_tensors, read_json, save_tensors, write_json
 from ticketlab.tasks import load_task
 from ticketlab.tasks.base import load_task_data
-from ticketlab.training.loop import TrainingInterrupted, train_model
+from ticketlab.training.loop import TrainingInterrupted, first_inputs, train_model
 from ticketlab.training.optim import optimizer_tensors
 
 STABILITY_DIR = Path("analysis") / "stability"
@@ -501,9 +502,14 @@ def _path(ctx, settings, template, pair_dir, state_a, state_b) -> PathEvaluation
     if cache.exists():
         return PathEvaluation.from_dict(read_json(cache))
     data = ctx.data
-    if ctx.task.name != "classification":
+    if ctx.task.name != "classification" or not isinstance(data, DataSplits):
+        # other tasks, and image folders (streamed: each split is evaluated through the task)
+        batchnorm_inputs = None
+        if has_batchnorm(template):
+            batchnorm_inputs = first_inputs(data, "train", settings.batchnorm_examples)
         path = evaluate_path_with(template, state_a, state_b, _task_loss_and_error(ctx), ("train", "test"),
-                                  points=settings.points, device=ctx.device)
+                                  points=settings.points, device=ctx.device, batchnorm_inputs=batchnorm_inputs,
+                                  batchnorm_batch_size=settings.batchnorm_batch_size)
         write_json(cache, path.to_dict())
         return path
     splits = {

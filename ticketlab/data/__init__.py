@@ -12,13 +12,16 @@ from ticketlab.errors import ConfigError
 def load_dataset(config: DataConfig) -> DataSplits:
     """Load (generate, find or download) the dataset named in `config` and split off validation data.
 
-    Then keep only `config.classes` (relabelled 0..k-1, see `ticketlab.data.subsets`) and resize / re-channel
+    `imagenet` / `image_folder` return `ticketlab.data.image_folder.FolderData` instead: files decoded batch by
+    batch (see that module). Otherwise: keep only `config.classes` (relabelled 0..k-1, see `ticketlab.data.subsets`) and resize / re-channel
     images to `config.image_size` / `config.channels`.
 
     MNIST and Fashion-MNIST pixels are scaled to [0, 1] as in the lottery-ticket paper's code; CIFAR-10/100 and
     SVHN ([N, 3, 32, 32]) are normalized per channel with the mean and std of the training split (validation
     held out). Augmentation (`config.augment`) is applied per batch by the training loop, not here.
     """
+    if config.name in FOLDER_DATASETS:
+        return _load_folder(config)
     splits = _load_whole(config)
     if config.classes is not None:
         from ticketlab.config import parse_classes
@@ -30,6 +33,25 @@ def load_dataset(config: DataConfig) -> DataSplits:
 
         splits = reshape_images(splits, config.image_size, config.channels)
     return splits
+
+
+FOLDER_DATASETS = ("imagenet", "image_folder")  # streamed from disk, not held in memory
+
+
+def _load_folder(config: DataConfig):
+    """An ImageFolder-layout directory (ImageNet's usual layout) as `FolderData`, decoded batch by batch."""
+    from ticketlab.data.image_folder import load_image_folder
+
+    if config.channels not in (None, 3):
+        raise ConfigError(f"data.channels {config.channels} is not supported for {config.name}: images are RGB")
+    classes = None
+    if config.classes is not None:
+        from ticketlab.config import parse_classes
+
+        classes = parse_classes(config.classes)
+    return load_image_folder(config.data_dir, validation_size=config.validation_size, train_size=config.train_size,
+                             image_size=config.image_size, augment=config.augment, classes=classes,
+                             loader_workers=config.loader_workers, name=config.name)
 
 
 def _load_whole(config: DataConfig) -> DataSplits:

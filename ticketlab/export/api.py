@@ -27,6 +27,7 @@ from ticketlab.export.cost import model_cost
 from ticketlab.export.prune_convention import load_prune_convention, prune_convention_tensors
 from ticketlab.export.sparse import dense_state_from_sparse, sparse_model, sparse_tensors
 from ticketlab.store import load_tensors, load_tensors_and_metadata, read_json, save_tensors
+from ticketlab.training.loop import first_inputs
 
 FORMATS = ("prune", "dense", "compact", "sparse", "onnx-dense", "onnx-compact")
 TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}  # on logits; exports differ from the masked model only in summation order
@@ -89,7 +90,7 @@ def load_ticket(run_dir: str | Path, level: int, trial: int = 0, variant: str = 
     network.load_state_dict(load_tensors(job_dir / "weights_final.safetensors"))
     network.eval()
     masks = {name: value.float() for name, value in load_tensors(job_dir / "mask.safetensors").items()}
-    examples = data.x_test[:CHECK_EXAMPLES].cpu()
+    examples = first_inputs(data, "test", CHECK_EXAMPLES).cpu()
     return Ticket(network, masks, config, tuple(data.input_shape), int(data.num_classes), examples, key.label())
 
 

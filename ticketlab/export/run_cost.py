@@ -14,6 +14,7 @@ from ticketlab.errors import ConfigError
 from ticketlab.export.api import run_model_factory
 from ticketlab.export.cost import model_cost
 from ticketlab.store import atomic_write_bytes, load_tensors, read_json
+from ticketlab.training.loop import first_inputs
 
 TOTAL_COLUMNS = ("variant", "trial", "level", "weights_remaining_percent", "parameters", "nonzero_parameters",
                  "dense_flops", "effective_flops", "remaining_flops_percent")
@@ -32,7 +33,7 @@ def run_cost(run_dir: str | Path, *, model: nn.Module | None = None, data=None) 
         raise ConfigError(f"{str(run_dir)!r} is not a run directory (no config.json)")
     config = config_from_dict(read_json(run_dir / "config.json")["config"])
     config, data, make_model = run_model_factory(run_dir, config, model, data)
-    example = data.x_test[:1].cpu()
+    example = first_inputs(data, "test", 1).cpu()
     network = make_model(0)
     totals, layers = [], []
     for result_path in sorted(run_dir.glob("trial_*/level_*/*/result.json")):

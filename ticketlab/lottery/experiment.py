@@ -90,6 +90,9 @@ def find_tickets(
     report: bool = True,
     checkpoint_interval_s: float = 30.0,
     plan_limit: PlanLimit | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
+    ray_cpus_per_task: int = 1,
 ) -> ExperimentResult:
     """Run (or resume) a lottery-ticket experiment and write results.csv and the report.
 
@@ -105,7 +108,17 @@ def find_tickets(
 
     One process at a time trains a run directory (RunLockedError for a second one), always with the population
     size and device type of its first run (ConfigError for another).
+
+    `executor` "ray" trains the populations of the same plan as Ray tasks (`ticketlab.lottery.ray_executor`) of
+    `ray_cpus_per_task` CPUs each (and a GPU on CUDA), on the cluster at `ray_address` ("auto": the one this node
+    belongs to), a local one started for the run when None, or the session this process already initialized;
+    `root` must then be on a filesystem every Ray node sees. `workers` does not apply to it.
     """
+    from ticketlab.lottery.ray_executor import check_executor
+
+    check_executor(executor)
+    if ray_cpus_per_task < 1:
+        raise ConfigError(f"ray_cpus_per_task must be at least 1, got {ray_cpus_per_task}")
     config = config.validate()
     fingerprint = ""
     if model is not None:
@@ -118,18 +131,22 @@ def find_tickets(
     torch_device = resolve_device(device)
     from ticketlab.training.distributed import from_environment
 
+    executor_settings = (executor, ray_address, ray_cpus_per_task)
     group = from_environment(torch_device)  # launched by torchrun: this rank's place in the process group
     if group is None:
         return _lead_experiment(config, fingerprint, run_dir, torch_device, model, data, workers, population,
-                                progress, report, checkpoint_interval_s, plan_limit, None)
+                                progress, report, checkpoint_interval_s, plan_limit, executor_settings, None)
     from ticketlab.lottery import data_parallel
 
+    if executor != "local":
+        raise ConfigError(f"--executor {executor} does not run under torchrun (each job already trains on all its "
+                          "processes); use one or the other")
     data_parallel.check_ranks_agree(group, config, fingerprint, workers, population)
     if not group.is_leader:
         return _follow_experiment(config, run_dir, group, model, data)
     try:
         result = _lead_experiment(config, fingerprint, run_dir, group.device, model, data, 1, 1, progress, report,
-                                  checkpoint_interval_s, plan_limit, group)
+                                  checkpoint_interval_s, plan_limit, executor_settings, group)
     except TicketlabError as error:
         data_parallel.stop_followers(group, error)
         raise
@@ -138,13 +155,13 @@ def find_tickets(
 
 
 def _lead_experiment(config, fingerprint, run_dir, torch_device, model, data, workers, population, progress, report,
-                     checkpoint_interval_s, plan_limit, group) -> ExperimentResult:
+                     checkpoint_interval_s, plan_limit, executor_settings, group) -> ExperimentResult:
     """Lock the run directory and run the experiment (alone, or as the leader of a torchrun `group`)."""
     created = not run_dir.exists()
     try:
         with run_lock(run_dir):
             return _run_experiment(config, fingerprint, run_dir, torch_device, model, data, workers, population,
-                                   progress, report, checkpoint_interval_s, plan_limit, group)
+                                   progress, report, checkpoint_interval_s, plan_limit, executor_settings, group)
     except ConfigError:
         if created and {path.name for path in run_dir.iterdir()} <= {LOCK_FILE}:  # refused before writing
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -165,7 +182,8 @@ def _follow_experiment(config, run_dir, group, model, data) -> ExperimentResult:
 
 
 def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, workers, population, progress, report,
-                    checkpoint_interval_s, plan_limit, group=None) -> ExperimentResult:
+                    checkpoint_interval_s, plan_limit, executor_settings=("local", None, 1),
+                    group=None) -> ExperimentResult:
     """The body of `find_tickets`, run while it holds the run directory's lock."""
     task = load_task(config.task)
     splits = (data if data is not None else load_task_data(task, config)).to(torch_device)
@@ -191,7 +209,7 @@ def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, wor
     graph = job_graph(ctx)
     settle_run_settings(ctx, ctx.make_model(0), population)
     repair_run(ctx, graph)
-    if workers > 1 and (model is not None or data is not None):
+    if workers > 1 and (model is not None or data is not None) and executor_settings[0] == "local":
         print("ticketlab: custom model/data run in this process (workers=1)", file=sys.stderr)
         workers = 1
     bar = _progress_bar(ctx, graph, progress)
@@ -204,7 +222,14 @@ def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, wor
 
     try:
         template = ctx.make_model(0)
-        if workers > 1 and not stacks_jobs(ctx, template, population) and sum(
+        executor, ray_address, ray_cpus_per_task = executor_settings
+        if executor == "ray":
+            from ticketlab.lottery.ray_executor import ray_cluster, run_graph_ray
+
+            with ray_cluster(ray_address):
+                run_graph_ray(ctx, graph, population=population, model=model, data=data,
+                              cpus_per_task=ray_cpus_per_task, on_progress=bar.update, on_jobs_done=jobs_done)
+        elif workers > 1 and not stacks_jobs(ctx, template, population) and sum(
                 not is_done(ctx, key) for key in graph) > 1:
             notify_unstacked(ctx, template, population)
             _run_parallel(ctx, graph, workers, bar)

@@ -98,6 +98,8 @@ def memory_budget_bytes(device: torch.device) -> int:
 def choose_population_size(ctx: ExperimentContext, budget_bytes: int | None = None) -> int:
     """How many jobs fit in one population under the memory budget (1 when the model cannot be stacked)."""
     model = ctx.make_model(0)
+    if ctx.task.population_size is not None:
+        return max(1, int(ctx.task.population_size(model, ctx.data, ctx.config)))
     if not can_vectorize(model):
         return 1
     budget = memory_budget_bytes(ctx.device) if budget_bytes is None else budget_bytes
@@ -108,8 +110,11 @@ def choose_population_size(ctx: ExperimentContext, budget_bytes: int | None = No
 def stacks_jobs(ctx: ExperimentContext, model: nn.Module, population: int | None) -> bool:
     """Whether `run_graph` trains this model's jobs as populations: the task decides (classification: never with
     `population` 1, only for models that can be stacked, with the automatic size only where stacking pays off)."""
-    # populations step every member together and do not clip per member: clipped runs train one job at a time
-    return ctx.config.train.clip_grad_norm is None and ctx.task.stackable(model, ctx.device, population)
+    # the classification engine steps every member together and does not clip per member: its clipped runs train
+    # one job at a time (a task's own population trainer clips per member); nor do streamed datasets (image
+    # folders), whose batches are decoded per job
+    clips = ctx.config.train.clip_grad_norm is None or ctx.task.train_population is not None
+    return clips and not getattr(ctx.data, "streamed", False) and ctx.task.stackable(model, ctx.device, population)
 
 
 def notify_unstacked(ctx: ExperimentContext, model: nn.Module, population: int | None) -> None:
@@ -117,8 +122,12 @@ def notify_unstacked(ctx: ExperimentContext, model: nn.Module, population: int |
     if population == 1:
         return
     name = type(model).__name__
-    if ctx.config.train.clip_grad_norm is not None and ctx.task.stackable(model, ctx.device, population):
+    if (ctx.config.train.clip_grad_norm is not None and ctx.task.train_population is None
+            and ctx.task.stackable(model, ctx.device, population)):
         print("ticketlab: train.clip_grad_norm clips each job's gradients: training its jobs one at a time",
+              file=sys.stderr)
+    elif getattr(ctx.data, "streamed", False):
+        print(f"ticketlab: {ctx.config.data.name} is read from disk per job: training its jobs one at a time",
               file=sys.stderr)
     elif ctx.task.stackable(model, ctx.device, 2):  # it could stack, but not by default on this device
         print(f"ticketlab: {name} trains one job at a time on {ctx.device.type} (stacked "
@@ -126,6 +135,9 @@ def notify_unstacked(ctx: ExperimentContext, model: nn.Module, population: int |
     elif ctx.task.name == "classification":
         print(f"ticketlab: {name} cannot be stacked (not a Flatten/Linear/ReLU stack or a "
               "built-in conv net without dropout); training its jobs one at a time", file=sys.stderr)
+    elif ctx.task.train_population is not None:
+        print(f"ticketlab: the {ctx.task.name} task cannot stack {name}; training its jobs one at a time",
+              file=sys.stderr)
     else:
         print(f"ticketlab: the {ctx.task.name} task trains its jobs one at a time (populations stack "
               "classification networks only)", file=sys.stderr)
@@ -145,29 +157,40 @@ def run_graph(
     `population` None chooses the size from the memory budget; 1 trains one job at a time with `run_job` (the
     reference path). Models that cannot be stacked fall back to one at a time, with a one-line notice.
     """
-    model = ctx.make_model(0)
-    if stacks_jobs(ctx, model, population):
-        size = population or _planned_size(ctx)
-    else:
-        size = 1
-        notify_unstacked(ctx, model, population)
+    size = graph_population_size(ctx, population)
     for batch in population_plan(graph, size):
         batch = [key for key in batch if not is_done(ctx, key)]
         if not batch:
             continue
         if on_jobs_start:
             on_jobs_start(batch)
-        # jobs with their own runner (the early-bird search) never join a population
-        alone = [key for key in batch if key.variant in SOLO_VARIANTS]
-        for key in alone:
-            run_job(ctx, key, on_progress=on_progress)
-        stacked = [key for key in batch if key not in alone]
-        if stacked and size == 1:
-            run_job(ctx, stacked[0], on_progress=on_progress)
-        elif stacked:
-            run_jobs_population(ctx, stacked, on_progress=on_progress)
+        train_batch(ctx, batch, size, on_progress=on_progress)
         if on_jobs_done:
             on_jobs_done(batch)
+
+
+def graph_population_size(ctx: ExperimentContext, population: int | None) -> int:
+    """The population size `run_graph` plans with (1 for models it does not stack, with a one-line notice)."""
+    model = ctx.make_model(0)
+    if stacks_jobs(ctx, model, population):
+        return population or _planned_size(ctx)
+    notify_unstacked(ctx, model, population)
+    return 1
+
+
+def train_batch(ctx: ExperimentContext, batch: list[JobKey], size: int,
+                on_progress: Callable[[int], None] | None = None) -> None:
+    """Train one entry of the population plan (`population_plan(graph, size)`): its solo jobs one at a time, the
+    rest as one population (or the one job, for size 1). Done jobs are skipped, partial ones resume."""
+    # jobs with their own runner (the early-bird search) never join a population
+    alone = [key for key in batch if key.variant in SOLO_VARIANTS]
+    for key in alone:
+        run_job(ctx, key, on_progress=on_progress)
+    stacked = [key for key in batch if key not in alone]
+    if stacked and size == 1:
+        run_job(ctx, stacked[0], on_progress=on_progress)
+    elif stacked:
+        run_jobs_population(ctx, stacked, on_progress=on_progress)
 
 
 def settle_run_settings(ctx: ExperimentContext, model: nn.Module, population: int | None) -> None:
@@ -245,8 +268,12 @@ def run_jobs_population(
     ]
     # Stackable models have no dropout, so the per-step hook only augments the batch and is the same for every job.
     augment = starts[0].augment if starts else None
-    results = train_population(members, ctx.data, ctx.config.train, on_progress=on_progress,
-                               checkpoint_interval_s=ctx.checkpoint_interval_s, augment=augment)
+    if ctx.task.train_population is not None:  # the task's own trainer (RL: stacked PPO)
+        results = ctx.task.train_population(members, ctx.data, ctx.config.train, on_progress=on_progress,
+                                            checkpoint_interval_s=ctx.checkpoint_interval_s)
+    else:
+        results = train_population(members, ctx.data, ctx.config.train, on_progress=on_progress,
+                                   checkpoint_interval_s=ctx.checkpoint_interval_s, augment=augment)
     wall_time_s = time.time() - started  # of the whole population, which trained `population_size` jobs
     for key, start, result in zip(pending, starts, results):
         records[key] = finish_job(ctx, key, start, result, wall_time_s=wall_time_s, population_size=len(pending))

@@ -12,6 +12,7 @@ from ticketlab.config_cli import (
     check_run_arguments,
     resolve_config,
 )
+from ticketlab.lottery.executor_cli import add_executor_arguments, executor_options
 from ticketlab.presets import PRESET_HELP
 
 
@@ -31,6 +32,7 @@ def add_sweep_command(subparsers) -> argparse.ArgumentParser:
     add_run_arguments(sweep)
     sweep.add_argument("--workers", type=int, default=1, help="parallel single-threaded training processes")
     sweep.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    add_executor_arguments(sweep)
     sweep.add_argument("--no-report", action="store_true", help="skip each experiment's own report figures")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_arguments(sweep, rewind=False)
@@ -50,6 +52,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"--rewinds lists {repeated[0]!r} more than once")
     config = resolve_config(args)
     check_run_arguments(args, config)
+    executor = executor_options(args)
     if "iterative_reset" not in config.variants:
         raise ConfigError("a rewind sweep needs the variant 'iterative_reset' in --variants")
     limit = None if args.allow_large else PlanLimit()
@@ -61,11 +64,22 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     Path(args.root).mkdir(parents=True, exist_ok=True)
     from ticketlab.lottery.sweep import rewind_sweep
 
-    result = rewind_sweep(config, rewinds, root=args.root, device=args.device, workers=args.workers,
-                          progress=not args.quiet, report=not args.no_report, plan_limit=limit)
+    with _cluster(executor):  # one Ray cluster for every rewind's experiment
+        result = rewind_sweep(config, rewinds, root=args.root, device=args.device, workers=args.workers,
+                              progress=not args.quiet, report=not args.no_report, plan_limit=limit, **executor)
     for text, experiment in result.experiments.items():
         print(f"rewind {text}: {experiment.run_dir}")
     print(f"summary: {result.summary_csv}")
     for path in result.figure_files:
         print(f"figure: {path}")
     return 0
+
+
+def _cluster(executor: dict):
+    import contextlib
+
+    if executor["executor"] != "ray":
+        return contextlib.nullcontext()
+    from ticketlab.lottery.ray_executor import ray_cluster
+
+    return ray_cluster(executor["ray_address"])

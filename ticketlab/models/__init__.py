@@ -9,6 +9,7 @@ from torch import nn
 
 from ticketlab.errors import ConfigError
 from ticketlab.models.conv import ConvNet, SeededDropout, set_noise_seed
+from ticketlab.models.imagenet_resnet import IMAGENET_RESNETS, ImageNetResNet, load_torchvision_weights
 from ticketlab.models.mlp import MLP, mlp_input_size
 from ticketlab.models.resnet import ResNet
 from ticketlab.models.vgg import VGG
@@ -20,6 +21,8 @@ CONV_MODELS = {
     "vgg11": ("vgg", 11, 64), "vgg13": ("vgg", 13, 64), "vgg16": ("vgg", 16, 64), "vgg19": ("vgg", 19, 64),
     "resnet20": ("resnet", 20, 16), "resnet32": ("resnet", 32, 16), "resnet56": ("resnet", 56, 16),
 }
+# ImageNet ResNets in torchvision's layout (name -> depth); model.width scales them (64 published)
+IMAGENET_MODELS = {f"resnet{depth}": depth for depth in IMAGENET_RESNETS}
 
 
 def build_model(
@@ -53,7 +56,13 @@ def build_model(
         if family == "vgg":
             return VGG(input_shape, num_classes, depth=depth, width=width)
         return ResNet(input_shape, num_classes, depth=depth, width=width)
-    allowed = ["mlp", *MODEL_HIDDEN_WIDTHS, *CONV_MODELS]
+    if name in IMAGENET_MODELS:
+        if depth is not None:
+            raise ConfigError(f"model.depth does not apply to {name} (its depth is in the name); leave it unset")
+        if len(input_shape) != 3:
+            raise ConfigError(f"{name} needs [C, H, W] images, got inputs of shape {tuple(input_shape)}")
+        return ImageNetResNet(IMAGENET_MODELS[name], num_classes, width=width or 64, in_channels=input_shape[0])
+    allowed = ["mlp", *MODEL_HIDDEN_WIDTHS, *CONV_MODELS, *IMAGENET_MODELS]
     raise ConfigError(f"unknown model.name {name!r}; allowed: {', '.join(allowed)}")
 
 
@@ -93,4 +102,5 @@ def _seeded_global_rng(seed: int):
         yield
 
 
-__all__ = ["CONV_MODELS", "SeededDropout", "build_model", "initialize", "set_noise_seed"]
+__all__ = ["CONV_MODELS", "IMAGENET_MODELS", "ImageNetResNet", "SeededDropout", "build_model", "initialize",
+           "load_torchvision_weights", "set_noise_seed"]

@@ -190,7 +190,7 @@ def build_lottery_figure(summary: Sequence[Mapping[str, Any]], title: str | None
     if metric.log_scale:
         ax_acc.set_yscale("log")
     ax_acc.set_title(f"{metric.label[0].upper()}{metric.label[1:]} at early stopping")
-    ax_iter.set_title("Early-stopping iteration (min. validation loss)")
+    ax_iter.set_title(f"Early-stopping iteration ({metric.early_stop.replace('minimum', 'min.')})")
 
     heading = title or "Lottery ticket experiment"
     fig.suptitle(

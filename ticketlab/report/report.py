@@ -6,16 +6,17 @@ import os
 from pathlib import Path
 
 from ticketlab.errors import TicketlabError
+from ticketlab.report.curves import draw_learning_curves
 from ticketlab.report.figures import draw_lottery_figure
-from ticketlab.report.results import atomic_write_bytes, read_results, summarize_results
+from ticketlab.report.results import atomic_write_bytes, read_results, summarize_results, summary_metric
 from ticketlab.report.table import summary_markdown
 
 RESULTS_FILE = "results.csv"
 REPORT_DIR = "report"
 
 NOTE = (
-    "Accuracies are measured at the early-stopping iteration, i.e. the iteration of "
-    "minimum validation loss, and given as mean ± std over trials (population std). "
+    "Test metrics are measured at the early-stopping iteration, i.e. the iteration of "
+    "{early_stop}, and given as mean ± std over trials (population std). "
     "Error bars in the figure span the minimum and maximum over trials. "
     "Level 0 is the dense network; variants without their own level-0 run show the "
     "dense network's numbers."
@@ -47,9 +48,14 @@ def write_report(run_dir: str | os.PathLike[str]) -> dict[str, Path]:
         f"# Lottery ticket report: {name}\n\n"
         f"![lottery ticket figure](lottery.png)\n\n"
         f"{summary_markdown(summary)}\n"
-        f"_{NOTE}_\n"
+        f"_{NOTE.format(early_stop=summary_metric(summary).early_stop)}_\n"
     )
     paths = {"png": png_path, "svg": svg_path}
+    remaining = {int(entry["level"]): float(entry["weights_remaining_percent"]) for entry in summary}
+    curves = draw_learning_curves(run, out_dir / "learning_curves", remaining, title=name)
+    if curves:
+        paths["curves_png"] = curves[0]
+        markdown += "\n## Learning curves\n\n![validation metric against iteration](learning_curves.png)\n"
     markdown += _cheap_ticket_sections(run, out_dir, summary, name, paths)
     cost_table = out_dir / "cost.md"  # written by `ticketlab cost RUN_DIR` (ticketlab.export.run_cost)
     if cost_table.is_file():

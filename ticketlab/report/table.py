@@ -130,7 +130,7 @@ def summary_markdown(summary: Sequence[Mapping[str, Any]]) -> str:
              lambda entry: _acc(entry, "final_test_metric", decimals=3, scale=scale)),
         ])
     return (
-        "### Early stopping (minimum validation loss)\n\n"
+        f"### Early stopping ({metric.early_stop})\n\n"
         + early
         + "\n\n### End of training\n\n"
         + final

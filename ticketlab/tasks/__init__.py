@@ -28,9 +28,9 @@ class TaskInfo:
 TASKS: dict[str, TaskInfo] = {
     "classification": TaskInfo(
         module="ticketlab.tasks.classification",
-        datasets=("mnist1d", "fashion_mnist", "mnist", "cifar10", "cifar100", "svhn"),
+        datasets=("mnist1d", "fashion_mnist", "mnist", "cifar10", "cifar100", "svhn", "imagenet", "image_folder"),
         models=("mlp", "lenet300_100", "conv2", "conv4", "conv6", "vgg11", "vgg13", "vgg16", "vgg19",
-                "resnet20", "resnet32", "resnet56"),
+                "resnet20", "resnet32", "resnet56", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"),
     ),
     "language": TaskInfo(
         module="ticketlab.tasks.language",

@@ -48,6 +48,12 @@ class Task:
     - `steps_per_epoch(data, train_config)` -> optimizer steps in one pass over the training split.
     - `prunable(model)` -> name -> weight tensor the lottery layer prunes (by module type).
     - `stackable(model, device, population)` -> whether jobs of this model train as stacked populations.
+    - `train_population(members, data, train_config, *, on_progress, checkpoint_interval_s)` (optional) -> the
+      members' training results, in order: the task's own population trainer (members are
+      `ticketlab.training.population.PopulationMember`s; it clips gradients per member). None: the
+      classification engine (`ticketlab.training.population.train_population`), which does not clip.
+    - `population_size(model, data, config)` (optional) -> the automatic population size; None: from the memory
+      budget of the classification engine.
     - `per_step_hook(config, model)` -> the loop's `augment(batch, seed)` hook or None.
     - `load_experiment_data(config)` (optional) -> the data when it needs more than `config.data`; the engine calls
       `load_task_data(task, config)`.
@@ -74,6 +80,8 @@ class Task:
     load_experiment_data: Callable[[ExperimentConfig], Any] | None = None
     score_losses: Callable[..., Any] | None = None
     ones_input: Callable[[Any], Any] | None = None
+    train_population: Callable[..., Any] | None = None
+    population_size: Callable[[nn.Module, Any, ExperimentConfig], int] | None = None
 
 
 def load_task_data(task: Task, config: ExperimentConfig):

@@ -13,12 +13,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from ticketlab.config import DataConfig, ExperimentConfig, TrainConfig
-from ticketlab.data import DataSplits, load_dataset
+from ticketlab.data import FOLDER_DATASETS, DataSplits, load_dataset
 from ticketlab.models import build_model, initialize, set_noise_seed
 from ticketlab.seeds import derive_seed
 from ticketlab.tasks.base import Task
 from ticketlab.tasks.metrics import METRICS, Metric
-from ticketlab.training.loop import batch_indices, evaluate, iterations_per_epoch, train_model
+from ticketlab.training.loop import (
+    evaluate_split,
+    iterations_per_epoch,
+    data_device,
+    num_train_examples,
+    train_model,
+    training_batches,
+)
 from ticketlab.training.population import can_vectorize, prefers_population
 
 
@@ -37,19 +44,40 @@ def _initialize(model: nn.Module, config: ExperimentConfig, seed: int) -> nn.Mod
     return initialize(model, config.model.init, seed)
 
 
-def _evaluate(model: nn.Module, data: DataSplits, split: str) -> dict[str, float]:
-    inputs, labels = {"train": (data.x_train, data.y_train), "val": (data.x_val, data.y_val),
-                      "test": (data.x_test, data.y_test)}[split]
-    loss, accuracy = evaluate(model, inputs, labels)
+def _evaluate(model: nn.Module, data, split: str) -> dict[str, float]:
+    loss, accuracy = evaluate_split(model, data, split)
     return {"loss": loss, "accuracy": accuracy}
+
+
+def _bind_run(data, run_dir):
+    """Image folders: record the dataset's file listing in RUN_DIR/image_folder.json at the first start, and
+    refuse (ConfigError) to continue the run on a folder whose files differ."""
+    if not getattr(data, "streamed", False):
+        return data
+    from pathlib import Path
+
+    from ticketlab.errors import ConfigError
+    from ticketlab.store import read_json, write_json
+
+    path = Path(run_dir) / "image_folder.json"
+    listing = {"root": str(data.root), "fingerprint": data.fingerprint(), "classes": len(data.classes),
+               "train": data.num_train, "val": len(data.val[0]), "test": len(data.test[0])}
+    if not path.exists():
+        write_json(path, listing)
+    elif read_json(path).get("fingerprint") != listing["fingerprint"]:
+        stored = read_json(path)
+        raise ConfigError(f"--data-dir {data.root} holds other files than the image folder this run was trained on "
+                          f"({stored.get('root')}: {stored.get('train')} train / {stored.get('test')} test images); "
+                          "use that folder, or a new --root")
+    return data
 
 
 def _metric(config: ExperimentConfig) -> Metric:
     return METRICS["accuracy"]
 
 
-def _steps_per_epoch(data: DataSplits, config: TrainConfig) -> int:
-    return iterations_per_epoch(len(data.x_train), config.batch_size)
+def _steps_per_epoch(data, config: TrainConfig) -> int:
+    return iterations_per_epoch(num_train_examples(data), config.batch_size)
 
 
 def _stackable(model: nn.Module, device: torch.device, population: int | None) -> bool:
@@ -64,14 +92,16 @@ def per_step_randomness(config: ExperimentConfig, model: nn.Module) -> Callable[
     None when the config has neither (the loop then does no per-step work).
     """
     has_dropout = set_noise_seed(model, None)
-    if not (config.data.augment or has_dropout):
+    # image folders augment each image as they decode it (random-resized crop and flip), not the batch
+    pad_crop = config.data.augment and config.data.name not in FOLDER_DATASETS
+    if not (pad_crop or has_dropout):
         return None
     from ticketlab.data.augment import pad_crop_flip
 
     def hook(batch: torch.Tensor, seed: int) -> torch.Tensor:
         if has_dropout:
             set_noise_seed(model, derive_seed(seed, "dropout"))
-        return pad_crop_flip(batch, seed) if config.data.augment else batch
+        return pad_crop_flip(batch, seed) if pad_crop else batch
 
     return hook
 
@@ -80,15 +110,14 @@ def score_losses(model: nn.Module, data: DataSplits, config: TrainConfig, seed: 
     """Cross-entropy of `model` on `batches` training batches of `config.batch_size`, drawn in the order the
     training loop would draw them from data seed `seed` (dropout seeded per batch, no augmentation)."""
     has_dropout = set_noise_seed(model, None)
-    for index in range(batches):
+    for index, (inputs, labels) in enumerate(training_batches(data, 0, batches, config.batch_size, seed)):
         if has_dropout:
             set_noise_seed(model, derive_seed(seed, "score_dropout", index))
-        indices = batch_indices(index, len(data.x_train), config.batch_size, seed).to(data.x_train.device)
-        yield F.cross_entropy(model(data.x_train[indices]), data.y_train[indices])
+        yield F.cross_entropy(model(inputs), labels)
 
 
-def ones_input(data: DataSplits) -> torch.Tensor:
-    return torch.ones((1, *data.input_shape), device=data.x_train.device)
+def ones_input(data) -> torch.Tensor:
+    return torch.ones((1, *data.input_shape), device=data_device(data))
 
 
 TASK = Task(
@@ -102,6 +131,7 @@ TASK = Task(
     steps_per_epoch=_steps_per_epoch,
     stackable=_stackable,
     per_step_hook=per_step_randomness,
+    bind_run=_bind_run,
     score_losses=score_losses,
     ones_input=ones_input,
 )

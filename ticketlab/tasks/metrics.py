@@ -14,6 +14,7 @@ class Metric:
     label: str  # what it is, for axis titles and tables, e.g. "test accuracy"
     log_scale: bool = False  # draw on a log axis (perplexity)
     percent: bool = False  # a fraction in [0, 1] shown as percent
+    early_stop: str = "minimum validation loss"  # what picks the early-stopping point, for titles and tables
 
     def axis_label(self) -> str:
         """Axis label with units and direction, e.g. 'test accuracy (%), higher is better'."""
@@ -27,7 +28,8 @@ METRICS: dict[str, Metric] = {
     "perplexity": Metric("perplexity", higher_is_better=False, label="test perplexity", log_scale=True),
     "bits_per_char": Metric("bits_per_char", higher_is_better=False, label="test bits per character"),
     "bleu": Metric("bleu", higher_is_better=True, label="test BLEU"),
-    "return": Metric("return", higher_is_better=True, label="mean episodic return"),
+    "return": Metric("return", higher_is_better=True, label="mean episodic return",
+                     early_stop="highest validation-episode return"),
 }
 
 

@@ -93,11 +93,11 @@ class DataParallelGroup:
                 load_optimizer_tensors(optimizer, optimizer_state)
         return int(header["step"])
 
-    def mean(self, value: torch.Tensor) -> torch.Tensor:
-        """The mean over ranks of a tensor (each rank's running training loss -> the global batch's)."""
-        reduced = value.detach().to(self.device, torch.float64).clone()
+    def mean(self, value: float) -> float:
+        """The mean over ranks of a number (each rank's mean training loss -> the global batch's)."""
+        reduced = torch.tensor([value], dtype=torch.float64, device=self.device)
         dist.all_reduce(reduced)
-        return (reduced / self.world_size).to(value.dtype)
+        return float(reduced) / self.world_size
 
     @torch.no_grad()
     def check_identical(self, model: nn.Module, masks: dict[str, torch.Tensor], step: int) -> None:

@@ -104,6 +104,69 @@ def _epoch_order(num_train: int, data_seed: int, epoch: int, _cache: dict = {}) 
     return _cache[key]
 
 
+def num_train_examples(data) -> int:
+    """Training examples of in-memory splits or of streamed data (an image folder's `num_train`)."""
+    return len(data.x_train) if isinstance(data, DataSplits) else data.num_train
+
+
+def data_device(data) -> torch.device:
+    return data.x_train.device if isinstance(data, DataSplits) else data.device
+
+
+def training_batches(data, start_step: int, total_steps: int, batch_size: int, data_seed: int):
+    """(inputs, labels) of each step from `start_step` to `total_steps`, in the order `batch_indices` draws.
+
+    In-memory splits are indexed; streamed data (an image folder) decodes the same indices in worker processes,
+    its random transforms seeded from (data_seed, step)."""
+    num_train = num_train_examples(data)
+    if isinstance(data, DataSplits):
+        device = data.x_train.device
+        for step in range(start_step, total_steps):
+            indices = batch_indices(step, num_train, batch_size, data_seed).to(device)
+            yield data.x_train[indices], data.y_train[indices]
+        return
+    steps = ((batch_indices(step, num_train, batch_size, data_seed), derive_seed(data_seed, "transform", step))
+             for step in range(start_step, total_steps))
+    yield from data.train_batches(steps)
+
+
+def evaluate_split(model: nn.Module, data, split: str) -> tuple[float, float]:
+    """Mean loss and accuracy of `model` on split "train", "val" or "test" of in-memory or streamed data."""
+    if isinstance(data, DataSplits):
+        inputs, labels = {"train": (data.x_train, data.y_train), "val": (data.x_val, data.y_val),
+                          "test": (data.x_test, data.y_test)}[split]
+        return evaluate(model, inputs, labels)
+    return evaluate_batches(model, data.evaluate_batches(split))
+
+
+def first_inputs(data, split: str, count: int) -> torch.Tensor:
+    """The first `count` inputs of `split` (evaluation transform for streamed data), on the data's device."""
+    if isinstance(data, DataSplits):
+        return {"train": data.x_train, "val": data.x_val, "test": data.x_test}[split][:count]
+    chunks, held = [], 0
+    for inputs, _ in data.evaluate_batches(split):
+        chunks.append(inputs[: count - held])
+        held += len(chunks[-1])
+        if held >= count:
+            break
+    return torch.cat(chunks)
+
+
+@torch.no_grad()
+def evaluate_batches(model: nn.Module, batches) -> tuple[float, float]:
+    """Mean cross-entropy loss and accuracy of `model` over an iterable of (inputs, labels), in eval mode."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct, count = 0.0, 0, 0
+    for inputs, labels in batches:
+        logits = model(inputs)
+        total_loss += F.cross_entropy(logits, labels, reduction="sum").double().item()
+        correct += int((logits.argmax(dim=1) == labels).sum())
+        count += len(labels)
+    model.train(was_training)
+    return total_loss / max(count, 1), correct / max(count, 1)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
     """Mean cross-entropy loss and accuracy (fraction) of `model` on a whole split, in eval mode."""
@@ -147,9 +210,78 @@ def masked_optimizer_step(
         parameter.mul_(mask)
 
 
+class StepBookkeeping:
+    """What every trainer does around its optimizer steps, written once (the classifier, language, translation and
+    agent trainers share it): metrics.jsonl started or cut back to a resumed checkpoint, rewind snapshots,
+    the mean training loss between evaluations, a metrics row every `eval_every` steps and at the end, progress,
+    checkpoints at evaluation points at most every `checkpoint_interval_s` seconds, and `stop_after_step` (tests'
+    simulated kill). The trainer keeps its own model step, evaluation (`observe`) and checkpoint format (`save`)."""
+
+    def __init__(self, *, start_step: int, total: int, eval_every: int, job_dir: Path | None,
+                 snapshot_steps: tuple[int, ...] = (), on_snapshot: Callable | None = None,
+                 on_progress: Callable[[int], None] | None = None, checkpoint_interval_s: float = 30.0,
+                 stop_after_step: int | None = None, device=None, checkpoint_on_stop: bool = False) -> None:
+        self.start_step, self.total, self.eval_every = start_step, total, eval_every
+        self.checkpoint_on_stop = checkpoint_on_stop  # `stop_after_step` saves first (a kill just after a checkpoint)
+        self.metrics_path = job_dir / METRICS_FILE if job_dir else None
+        self.checkpoint_path = job_dir / CHECKPOINT_FILE if job_dir else None
+        self.snapshot_steps, self.on_snapshot, self.on_progress = snapshot_steps, on_snapshot, on_progress
+        self.checkpoint_interval_s, self.stop_after_step = checkpoint_interval_s, stop_after_step
+        self.running_loss = torch.zeros((), device=device)
+        self.steps_since_eval, self.reported_step, self.last_checkpoint_time = 0, start_step, time.monotonic()
+
+    def begin(self, step: int, resumed: bool, model: nn.Module, optimizer) -> None:
+        """Call once the trainer has loaded its checkpoint (`resumed`, at `step`) or found none."""
+        if resumed:
+            reset_metrics(self.metrics_path, keep_through_step=step)
+            if self.on_progress:
+                self.on_progress(step - self.start_step)
+        elif self.metrics_path is not None:
+            reset_metrics(self.metrics_path, keep_through_step=None)
+        if step == self.start_step and self.start_step in self.snapshot_steps and self.on_snapshot:
+            self.on_snapshot(step, model, optimizer)
+        self.reported_step, self.last_checkpoint_time = step, time.monotonic()
+
+    def after_step(self, step: int, loss: torch.Tensor | None, model: nn.Module, optimizer,
+                   observe: Callable[[float], dict], save: Callable[[], None]) -> None:
+        """Call after the optimizer step that made the model's step count `step`, with that step's `loss` (None
+        for trainers that log something else, such as episode returns).
+
+        At evaluation points `observe(mean training loss since the last one)` returns the metrics row, and `save()`
+        writes the trainer's checkpoint when one is due."""
+        if loss is not None:
+            self.running_loss += loss.detach()
+        self.steps_since_eval += 1
+        if step in self.snapshot_steps and self.on_snapshot:
+            self.on_snapshot(step, model, optimizer)
+        if step % self.eval_every == 0 or step == self.total:
+            row = observe(self.running_loss.item() / self.steps_since_eval)
+            self.running_loss.zero_()
+            self.steps_since_eval = 0
+            if self.metrics_path is not None:
+                append_jsonl(self.metrics_path, row)
+            if self.on_progress:
+                self.on_progress(step - self.reported_step)
+            self.reported_step = step
+            now = time.monotonic()
+            if (self.checkpoint_path is not None and step < self.total
+                    and now - self.last_checkpoint_time >= self.checkpoint_interval_s):
+                save()
+                self.last_checkpoint_time = now
+        if self.stop_after_step is not None and self.stop_after_step <= step < self.total:
+            if self.checkpoint_on_stop and self.checkpoint_path is not None:
+                save()
+            raise TrainingInterrupted(f"stopped after step {step}")
+
+    def finish(self) -> None:
+        """The job is done: its checkpoint is no longer needed."""
+        if self.checkpoint_path is not None:
+            self.checkpoint_path.unlink(missing_ok=True)
+
+
 def train_model(
     model: nn.Module,
-    data: DataSplits,
+    data,
     config: TrainConfig,
     *,
     masks: dict[str, torch.Tensor],
@@ -168,6 +300,9 @@ def train_model(
 ) -> TrainResult | None:
     """Train `model` in place from `start_step` to `total_steps` (default: config.steps) under `masks`.
 
+    `data` is in-memory `DataSplits`, or streamed data such as `ticketlab.data.image_folder.FolderData` (batches
+    decoded by worker processes; see `training_batches` and `evaluate_split`).
+
     With `job_dir`, metrics go to metrics.jsonl and a checkpoint is written at evaluation points at most every
     `checkpoint_interval_s` seconds; a later call with the same arguments resumes from it. `snapshot_steps`
     call `on_snapshot(step, model, optimizer)` when the model has taken exactly that many steps (used to
@@ -178,10 +313,10 @@ def train_model(
     leader (rank 0) passes `job_dir` and the callbacks: each rank trains on its shard of every global batch under
     DistributedDataParallel, the leader evaluates, logs and checkpoints, and followers return None.
     """
-    per_epoch = iterations_per_epoch(len(data.x_train), config.batch_size)
+    per_epoch = iterations_per_epoch(num_train_examples(data), config.batch_size)
     total = parse_step(config.steps, per_epoch) if total_steps is None else total_steps
     eval_every = parse_step(config.eval_every, per_epoch)
-    device = data.x_train.device
+    device = data_device(data)
     model.to(device)
     model.train()
     apply_masks(model, masks)
@@ -192,79 +327,57 @@ def train_model(
     if optimizer_state:
         load_optimizer_tensors(optimizer, optimizer_state)
 
-    step, record, steps_since_eval = start_step, EarlyStopRecord(), 0
-    metrics_path = job_dir / METRICS_FILE if job_dir else None
-    checkpoint_path = job_dir / CHECKPOINT_FILE if job_dir else None
-    resume = read_checkpoint_or_set_aside(checkpoint_path, device) if checkpoint_path is not None else None
+    step, record = start_step, EarlyStopRecord()
+    books = StepBookkeeping(start_step=start_step, total=total, eval_every=eval_every, job_dir=job_dir,
+                            snapshot_steps=snapshot_steps, on_snapshot=on_snapshot, on_progress=on_progress,
+                            checkpoint_interval_s=checkpoint_interval_s, stop_after_step=stop_after_step,
+                            device=device)
+    resume = read_checkpoint_or_set_aside(books.checkpoint_path, device) if books.checkpoint_path else None
     if resume is not None:
         step, record = _load_checkpoint(resume, model, optimizer)
-        reset_metrics(metrics_path, keep_through_step=step)
-        if on_progress:
-            on_progress(step - start_step)
-    elif metrics_path is not None:
-        reset_metrics(metrics_path, keep_through_step=None)
-    if step == start_step and start_step in snapshot_steps and on_snapshot:
-        on_snapshot(step, model, optimizer)
+    books.begin(step, resume is not None, model, optimizer)
     forward = model
     if group is not None:  # every rank continues from the leader's (possibly resumed) state
         step = group.sync_state(model, optimizer, step)
         forward = group.wrap(model)
-    leader = group is None or group.is_leader
 
-    last_checkpoint_time, reported_step = time.monotonic(), step
-    running_loss = torch.zeros((), device=device)
+    def observe(train_loss: float) -> dict:
+        if group is not None:  # the global batch's loss, and a cheap check that the ranks still agree
+            train_loss = group.mean(train_loss)
+            group.check_identical(model, masks, step)
+            if not group.is_leader:
+                return {}
+        return record.observe(step, model, data, train_loss)
+
+    batches = training_batches(data, step, total, config.batch_size, data_seed)
     while step < total:
         for param_group in optimizer.param_groups:
             param_group["lr"] = learning_rate_at(step, config, total, per_epoch)
-        indices = batch_indices(step, len(data.x_train), config.batch_size, data_seed).to(device)
-        inputs = data.x_train[indices]
+        inputs, labels = next(batches)
         if augment is not None:  # the whole global batch, so each shard gets the augmentation one process gives it
             inputs = augment(inputs, derive_seed(data_seed, "augment", step))
-        labels = data.y_train[indices]
         if group is not None:
             inputs, labels = group.shard(inputs), group.shard(labels)
         loss = F.cross_entropy(forward(inputs), labels)
         optimizer.zero_grad(set_to_none=False)
         loss.backward()
         masked_optimizer_step(optimizer, masked_pairs, all_parameters, config.clip_grad_norm)
-        running_loss += loss.detach()
         step += 1
-        steps_since_eval += 1
-        if step in snapshot_steps and on_snapshot:
-            on_snapshot(step, model, optimizer)
-        if step % eval_every == 0 or step == total:
-            if group is not None:  # the global batch's loss; and a cheap check that the ranks still agree
-                running_loss = group.mean(running_loss)
-                group.check_identical(model, masks, step)
-            if leader:
-                row = record.observe(step, model, data, running_loss.item() / steps_since_eval)
-                if metrics_path is not None:
-                    append_jsonl(metrics_path, row)
-                if on_progress:
-                    on_progress(step - reported_step)
-                reported_step = step
-                now = time.monotonic()
-                due = now - last_checkpoint_time >= checkpoint_interval_s
-                if checkpoint_path is not None and step < total and due:
-                    _save_checkpoint(checkpoint_path, model, optimizer, step, record)
-                    last_checkpoint_time = now
-            running_loss.zero_()
-            steps_since_eval = 0
-        if stop_after_step is not None and step >= stop_after_step and step < total:
-            raise TrainingInterrupted(f"stopped after step {step}")
+        books.after_step(step, loss, model, optimizer, observe=observe,
+                         save=lambda: _save_checkpoint(books.checkpoint_path, model, optimizer, step, record))
+    batches.close()  # stops streamed data's decoding workers
 
-    if not leader:
+    if group is not None and not group.is_leader:
         return None
     if record.last_row is None or record.last_row["step"] != step:  # no training happened (start == total)
         record.observe(step, model, data, float("nan"))
     final_val_loss = record.last_row["val_loss"]
     final_test_accuracy = record.last_row.get("test_accuracy")
     if final_test_accuracy is None:
-        _, final_test_accuracy = evaluate(model, data.x_test, data.y_test)
-    train_loss, train_accuracy = evaluate(model, data.x_train, data.y_train)
+        _, final_test_accuracy = evaluate_split(model, data, "test")
+    train_loss, train_accuracy = evaluate_split(model, data, "train")
     result = record.result(step, final_val_loss, final_test_accuracy, train_loss, train_accuracy)
-    if checkpoint_path is not None:
-        checkpoint_path.unlink(missing_ok=True)
+    books.finish()
     return result
 
 
@@ -276,11 +389,11 @@ class EarlyStopRecord:
         self.best_test_accuracy = 0.0
         self.last_row: dict | None = None
 
-    def observe(self, step: int, model: nn.Module, data: DataSplits, train_loss: float) -> dict:
-        val_loss, val_accuracy = evaluate(model, data.x_val, data.y_val)
+    def observe(self, step: int, model: nn.Module, data, train_loss: float) -> dict:
+        val_loss, val_accuracy = evaluate_split(model, data, "val")
         test_accuracy = None
         if self.improves(val_loss):
-            _, test_accuracy = evaluate(model, data.x_test, data.y_test)
+            _, test_accuracy = evaluate_split(model, data, "test")
         return self.record(step, train_loss, val_loss, val_accuracy, test_accuracy)
 
     def improves(self, val_loss: float) -> bool:

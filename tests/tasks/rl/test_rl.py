@@ -144,5 +144,5 @@ def test_a_missing_extra_names_its_install_command(monkeypatch, tmp_path, capsys
     monkeypatch.setattr(gymnasium, "make", missing)
     code = main(["find", "--preset", "ppo_lunarlander", "--root", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and err == ["ticketlab: error: LunarLander-v3 needs gymnasium[box2d]: pip install "
-                                 "'gymnasium[box2d]'"], err
+    assert code == 2 and err == ["ticketlab: error: LunarLander-v3 needs ticketlab[box2d]: pip install "
+                                 "'ticketlab[box2d]'"], err

@@ -12,7 +12,6 @@ and at `start_step` when no checkpoint is resumed (e.g. a rewound run starting m
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,16 +23,14 @@ from torch.nn import functional as F
 from ticketlab.config import TrainConfig, parse_step
 from ticketlab.models import set_noise_seed
 from ticketlab.seeds import derive_seed
-from ticketlab.store import append_jsonl, set_aside
+from ticketlab.store import set_aside
 from ticketlab.tasks.language.evaluate import EVAL_STREAMS, check_vocabulary, evaluate, metric_name
 from ticketlab.training.loop import (
-    CHECKPOINT_FILE,
-    METRICS_FILE,
+    StepBookkeeping,
     TrainingInterrupted,
     apply_masks,
     masked_optimizer_step,
     read_checkpoint_parts,
-    reset_metrics,
     save_checkpoint_parts,
 )
 from ticketlab.training.optim import build_optimizer, learning_rate_at, load_optimizer_tensors, optimizer_tensors
@@ -103,22 +100,16 @@ def train_language_model(
     has_dropout = set_noise_seed(model, None) and any(
         getattr(module, "p", 0.0) > 0 for module in model.modules())
 
-    step, record, hidden, steps_since_eval = start_step, LanguageEarlyStop(metric_name(data.level)), None, 0
-    metrics_path = job_dir / METRICS_FILE if job_dir else None
-    checkpoint_path = job_dir / CHECKPOINT_FILE if job_dir else None
-    checkpoint = _read_checkpoint(checkpoint_path, device) if checkpoint_path is not None else None
+    step, record, hidden = start_step, LanguageEarlyStop(metric_name(data.level)), None
+    books = StepBookkeeping(start_step=start_step, total=total, eval_every=eval_every, job_dir=job_dir,
+                            snapshot_steps=snapshot_steps, on_snapshot=on_snapshot, on_progress=on_progress,
+                            checkpoint_interval_s=checkpoint_interval_s, stop_after_step=stop_after_step,
+                            device=device)
+    checkpoint = _read_checkpoint(books.checkpoint_path, device) if books.checkpoint_path else None
     if checkpoint is not None:
         step, record, hidden = _load_checkpoint(checkpoint, model, optimizer, record)
-        reset_metrics(metrics_path, keep_through_step=step)
-        if on_progress:
-            on_progress(step - start_step)
-    elif metrics_path is not None:
-        reset_metrics(metrics_path, keep_through_step=None)
-    if step == start_step and start_step in snapshot_steps and on_snapshot:
-        on_snapshot(step, model, optimizer)
+    books.begin(step, checkpoint is not None, model, optimizer)
 
-    last_checkpoint_time, reported_step = time.monotonic(), step
-    running_loss = torch.zeros((), device=device)
     while step < total:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(step, config, total, per_epoch)
@@ -135,26 +126,11 @@ def train_language_model(
         optimizer.zero_grad(set_to_none=False)
         loss.backward()
         masked_optimizer_step(optimizer, masked_pairs, all_parameters, config.clip_grad_norm)
-        running_loss += loss.detach()
         step += 1
-        steps_since_eval += 1
-        if step in snapshot_steps and on_snapshot:
-            on_snapshot(step, model, optimizer)
-        if step % eval_every == 0 or step == total:
-            row = record.observe(step, model, data, running_loss.item() / steps_since_eval)
-            running_loss.zero_()
-            steps_since_eval = 0
-            if metrics_path is not None:
-                append_jsonl(metrics_path, row)
-            if on_progress:
-                on_progress(step - reported_step)
-            reported_step = step
-            now = time.monotonic()
-            if checkpoint_path is not None and step < total and now - last_checkpoint_time >= checkpoint_interval_s:
-                _save_checkpoint(checkpoint_path, model, optimizer, step, record, hidden)
-                last_checkpoint_time = now
-        if stop_after_step is not None and step >= stop_after_step and step < total:
-            raise TrainingInterrupted(f"stopped after step {step}")
+        books.after_step(
+            step, loss, model, optimizer,
+            observe=lambda train_loss: record.observe(step, model, data, train_loss),
+            save=lambda: _save_checkpoint(books.checkpoint_path, model, optimizer, step, record, hidden))
 
     if record.last_row is None or record.last_row["step"] != step:  # no training happened (start == total)
         record.observe(step, model, data, float("nan"))
@@ -176,8 +152,7 @@ def train_language_model(
         final_test_metric=final_test[record.metric],
         final_train_loss=train_loss,
     )
-    if checkpoint_path is not None:
-        checkpoint_path.unlink(missing_ok=True)
+    books.finish()
     return result
 
 

@@ -32,7 +32,7 @@ ENVIRONMENTS = {
     "CartPole-v1": EnvInfo("CartPole-v1", "classic"),
     "Acrobot-v1": EnvInfo("Acrobot-v1", "classic"),
     "MountainCar-v0": EnvInfo("MountainCar-v0", "classic"),
-    "LunarLander-v3": EnvInfo("LunarLander-v3", "classic", extra="gymnasium[box2d]"),
+    "LunarLander-v3": EnvInfo("LunarLander-v3", "classic", extra="ticketlab[box2d]"),
     "Pong": EnvInfo("ALE/Pong-v5", "atari", extra="ale-py"),
     "Breakout": EnvInfo("ALE/Breakout-v5", "atari", extra="ale-py"),
 }

@@ -20,7 +20,6 @@ so the early-stopping point is the best validation return.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -31,16 +30,13 @@ from torch import nn
 
 from ticketlab.config import TrainConfig, parse_step
 from ticketlab.seeds import derive_seed
-from ticketlab.store import append_jsonl
 from ticketlab.tasks.rl.rollout import EnvRunner, sample_actions
 from ticketlab.training.loop import (
-    CHECKPOINT_FILE,
-    METRICS_FILE,
+    StepBookkeeping,
     TrainingInterrupted,
     apply_masks,
     masked_optimizer_step,
     read_checkpoint_parts,
-    reset_metrics,
     save_checkpoint_parts,
 )
 from ticketlab.training.optim import build_optimizer, learning_rate_at, load_optimizer_tensors, optimizer_tensors
@@ -104,26 +100,19 @@ def train_agent(
         load_optimizer_tensors(optimizer, optimizer_state)
 
     step, record = start_step, EvalRecord()
-    metrics_path = job_dir / METRICS_FILE if job_dir else None
-    checkpoint_path = job_dir / CHECKPOINT_FILE if job_dir else None
+    books = StepBookkeeping(start_step=start_step, total=total, eval_every=eval_every, job_dir=job_dir,
+                            snapshot_steps=snapshot_steps, on_snapshot=on_snapshot, on_progress=on_progress,
+                            checkpoint_interval_s=checkpoint_interval_s, stop_after_step=stop_after_step,
+                            device=device, checkpoint_on_stop=True)
+    checkpoint_path = books.checkpoint_path
     checkpoint = read_checkpoint_parts(checkpoint_path, device, ("record", "envs")) if checkpoint_path else None
     runner = EnvRunner(data.name, rl.num_envs, data_seed, rl.episodic_life)
     try:
         env_state = None
         if checkpoint is not None:
             step, env_state = _load_checkpoint(checkpoint, model, optimizer, record)
-            reset_metrics(metrics_path, keep_through_step=step)
-            if on_progress:
-                on_progress(step - start_step)
-        elif metrics_path is not None:
-            reset_metrics(metrics_path, keep_through_step=None)
-        if env_state is None:  # a fresh start, or a rewound one: environment episodes restart at 0
-            env_state = {"episodes": [0] * rl.num_envs, "actions": [[] for _ in range(rl.num_envs)]}
-        observations = runner.start(env_state)
-        if step == start_step and start_step in snapshot_steps and on_snapshot:
-            on_snapshot(step, model, optimizer)
-
-        last_checkpoint_time, reported_step = time.monotonic(), step
+        books.begin(step, checkpoint is not None, model, optimizer)
+        observations = runner.start(env_state or fresh_env_state(rl.num_envs))
         while step < total:
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate_at(step, config, total, 1)
@@ -131,33 +120,33 @@ def train_agent(
                                                 all_parameters, config, rl, data_seed, step, device)
             record.train_returns += finished
             step += 1
-            if step in snapshot_steps and on_snapshot:
-                on_snapshot(step, model, optimizer)
-            if step % eval_every == 0 or step == total:
-                row = record.observe(step, model, data, rl, step * rl.num_envs * rl.rollout_steps, evaluate)
-                if metrics_path is not None:
-                    append_jsonl(metrics_path, row)
-                if on_progress:
-                    on_progress(step - reported_step)
-                reported_step = step
-                now = time.monotonic()
-                if checkpoint_path is not None and step < total and now - last_checkpoint_time >= checkpoint_interval_s:
-                    _save_checkpoint(checkpoint_path, model, optimizer, step, record, runner.state())
-                    last_checkpoint_time = now
-            if stop_after_step is not None and step >= stop_after_step and step < total:
-                _save_checkpoint(checkpoint_path, model, optimizer, step, record, runner.state()) \
-                    if checkpoint_path is not None else None
-                raise TrainingInterrupted(f"stopped after step {step}")
+            books.after_step(
+                step, None, model, optimizer,
+                observe=lambda _: record.observe(step, model, data, rl, step * rl.num_envs * rl.rollout_steps,
+                                                 evaluate),
+                save=lambda: _save_checkpoint(checkpoint_path, model, optimizer, step, record, runner.state()))
     finally:
         runner.close()
 
+    result = agent_result(record, step, model, data, rl, evaluate)
+    books.finish()
+    return result
+
+
+def fresh_env_state(num_envs: int) -> dict:
+    """The environment state of a fresh or rewound start: every environment at the start of its episode 0."""
+    return {"episodes": [0] * num_envs, "actions": [[] for _ in range(num_envs)]}
+
+
+def agent_result(record: "EvalRecord", step: int, model: nn.Module, data, rl, evaluate) -> AgentTrainResult:
+    """The result of an agent that stopped training at `step` with evaluation record `record`."""
     if record.last_row is None or record.last_row["step"] != step:  # no training happened (start == total)
         record.observe(step, model, data, rl, step * rl.num_envs * rl.rollout_steps, evaluate)
     last = record.last_row
     final_test = last.get("test_return")
     if final_test is None:
         final_test = evaluate(model, data, "test", rl=rl)["return"]
-    result = AgentTrainResult(
+    return AgentTrainResult(
         early_stop_iteration=record.best_step,
         early_stop_val_loss=-record.best_val_return,
         early_stop_val_return=record.best_val_return,
@@ -168,9 +157,6 @@ def train_agent(
         final_train_return=last["train_return"],
         env_steps=step * rl.num_envs * rl.rollout_steps,
     )
-    if checkpoint_path is not None:
-        checkpoint_path.unlink(missing_ok=True)
-    return result
 
 
 def _iteration(model, optimizer, runner: EnvRunner, observations, masked_pairs, all_parameters, config, rl,

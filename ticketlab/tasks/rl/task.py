@@ -7,6 +7,7 @@ from ticketlab.tasks.metrics import METRICS
 from ticketlab.tasks.rl.data import load_env_data, load_experiment_env
 from ticketlab.tasks.rl.evaluate import evaluate
 from ticketlab.tasks.rl.model import build_agent, initialize_agent
+from ticketlab.tasks.rl.population import population_size, stackable_agent, train_agent_population
 from ticketlab.tasks.rl.ppo import train_agent
 
 
@@ -19,6 +20,9 @@ TASK = Task(
     evaluate=lambda model, data, split: evaluate(model, data, split, rl=data.rl),
     metric=lambda config: METRICS["return"],
     steps_per_epoch=lambda data, train_config: 1,  # an "epoch" is one PPO iteration
-    stackable=lambda model, device, population: False,
+    stackable=stackable_agent,
+    train_population=lambda members, data, train_config, **kwargs: train_agent_population(
+        members, data, train_config, rl=data.rl, **kwargs),
+    population_size=population_size,
     load_experiment_data=load_experiment_env,
 )

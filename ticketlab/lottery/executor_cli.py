@@ -1,0 +1,37 @@
+"""The executor flags of commands that train a job graph (`find`, `sweep`): --executor, --ray-address,
+--ray-cpus-per-task. Importing this module imports neither torch nor ray."""
+
+from __future__ import annotations
+
+import argparse
+
+from ticketlab.errors import ConfigError
+
+MAX_CPUS_PER_TASK = 1024
+
+
+def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add --executor, --ray-address and --ray-cpus-per-task to a command's parser."""
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="local (default): this process (and --workers processes); ray: Ray tasks on a cluster "
+                        "(needs pip install 'ticketlab[ray]' and --root on a filesystem every node sees)")
+    parser.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                        help="with --executor ray: the cluster to use, host:port or auto (the one this node is part "
+                        "of, e.g. under Slurm); default: start a local cluster for the run")
+    parser.add_argument("--ray-cpus-per-task", type=int, default=1, metavar="N",
+                        help="with --executor ray: CPUs (torch threads) each task asks for (default: 1)")
+
+
+def executor_options(args: argparse.Namespace) -> dict:
+    """The find_tickets keyword arguments of the executor flags; ConfigError for Ray flags without --executor
+    ray, a CPU count out of range, or a missing Ray (one line naming the install command)."""
+    if args.executor != "ray" and (args.ray_address is not None or args.ray_cpus_per_task != 1):
+        raise ConfigError("--ray-address and --ray-cpus-per-task need --executor ray")
+    if not 1 <= args.ray_cpus_per_task <= MAX_CPUS_PER_TASK:
+        raise ConfigError(f"--ray-cpus-per-task must be between 1 and {MAX_CPUS_PER_TASK}, "
+                          f"got {args.ray_cpus_per_task}")
+    if args.executor == "ray":
+        from ticketlab.lottery.ray_executor import import_ray
+
+        import_ray()
+    return {"executor": args.executor, "ray_address": args.ray_address, "ray_cpus_per_task": args.ray_cpus_per_task}
