@@ -134,10 +134,17 @@ def test_two_ranks_train_like_one_process_and_resume_from_the_leaders_checkpoint
     assert leader["files"] == ["metrics.jsonl"]  # checkpoint removed at the end; nothing else written
 
 
-def test_a_batch_that_does_not_split_evenly_is_refused_by_name():
+def test_a_batch_that_does_not_split_evenly_and_other_tasks_are_refused_by_name():
     check_batch_size(60, 2)
     with pytest.raises(ConfigError, match="train.batch_size 60 does not split across 7"):
         check_batch_size(60, 7)
+    import ticketlab
+    from ticketlab.lottery.data_parallel import check_ranks_agree
+    from ticketlab.training.distributed import DataParallelGroup
+
+    two_ranks = DataParallelGroup(rank=0, world_size=2, device=torch.device("cpu"))  # refused before any collective
+    with pytest.raises(ConfigError, match="task 'language' does not train data-parallel under torchrun"):
+        check_ranks_agree(two_ranks, ticketlab.preset("lstm_tiny"), "", workers=1, population=None)
 
 
 # --- whole experiments through the command line -------------------------------------------------------------

@@ -62,10 +62,10 @@ class DataParallelGroup:
 
     # --- the training loop's side -----------------------------------------------------------------------
 
-    def shard(self, global_indices: torch.Tensor) -> torch.Tensor:
+    def shard(self, global_batch: torch.Tensor) -> torch.Tensor:
         """This rank's contiguous slice of a step's global batch (sizes divide exactly, see `check_batch_size`)."""
-        size = len(global_indices) // self.world_size
-        return global_indices[self.rank * size : (self.rank + 1) * size]
+        size = len(global_batch) // self.world_size
+        return global_batch[self.rank * size : (self.rank + 1) * size]
 
     def wrap(self, model: nn.Module) -> nn.Module:
         """`model` (trained in place) inside DistributedDataParallel; BatchNorm becomes SyncBatchNorm on CUDA.
