@@ -119,14 +119,15 @@ def main() -> None:
         return
     print(f"# python benchmarks/ddp_speed.py --workloads {args.workloads}")
     print(f"# {os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.1f}")
-    print("| job | data | batch (per rank) | processes x threads | iterations/s | vs 1x2 | wall s (launch) |")
-    print("| --- | --- | --- | --- | ---: | ---: | ---: |")
+    print("| job | data | batch (per rank) | processes x threads | iterations/s | vs 1x1 | vs 1x2 | wall s (launch) |")
+    print("| --- | --- | --- | --- | ---: | ---: | ---: | ---: |")
     for workload in args.workloads.split(","):
         rows = {(p, t): launch(workload, p, t, args.quick) for p, t in CONFIGURATIONS}
-        base = rows[(1, 2)]["iterations_per_s"]
+        one_thread, two_threads = rows[(1, 1)]["iterations_per_s"], rows[(1, 2)]["iterations_per_s"]
         for (processes, threads), row in rows.items():
+            rate = row["iterations_per_s"]
             print(f"| {workload} ({row['steps']} it) | {row['data']} | {row['batch']} ({row['batch'] // processes}) | "
-                  f"{processes} x {threads} | {row['iterations_per_s']:.1f} | {row['iterations_per_s'] / base:.2f}x | "
+                  f"{processes} x {threads} | {rate:.1f} | {rate / one_thread:.2f}x | {rate / two_threads:.2f}x | "
                   f"{row['wall_s']:.1f} |", flush=True)
     print(f"# load average at end {os.getloadavg()[0]:.1f}")
 

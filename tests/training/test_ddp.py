@@ -10,6 +10,7 @@ Between two 2-rank runs (interrupted or not) the numbers are bitwise equal.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -41,8 +42,8 @@ TRAIN_TOLERANCE = 1e-5
 EXPERIMENT_TOLERANCE = 2e-5
 # one trial, the dense job and one pruned level; long enough (160 steps a job, a checkpoint every 20) to be killed
 FIND_ARGS = ["find", "--trials", "1", "--levels", "1", "--variants", "iterative_reset", "--steps", "160it",
-             "--train.eval_every", "20it", "--train.optimizer", "adam", "--train.lr", "1e-3", "--data.train_size", "800",
-             "--model.hidden", "32,16", "--checkpoint-every", "0", "--no-report", "--quiet"]
+             "--train.eval_every", "20it", "--train.optimizer", "adam", "--train.lr", "1e-3",
+             "--data.train_size", "800", "--model.hidden", "32,16", "--checkpoint-every", "0", "--no-report", "--quiet"]
 
 
 def _free_port() -> int:
@@ -53,8 +54,8 @@ def _free_port() -> int:
 
 def _rank_environment(rank: int, world_size: int, port: int) -> dict[str, str]:
     """What torchrun puts in each worker's environment."""
-    return {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_WORLD_SIZE": str(world_size),
-            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    return {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
+            "LOCAL_WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
 
 
 def _spawn(function, *args) -> None:
@@ -192,17 +193,16 @@ def test_an_experiment_on_two_ranks_matches_one_process(runs):
     single, ranks = runs["single"], runs["ranks"]
     assert single.name == ranks.name  # the same config, the same run directory name
     for job in JOBS:
-        assert (load_file(single / job / "mask.safetensors").keys() == load_file(ranks / job / "mask.safetensors").keys())
-        for name, mask in load_file(single / job / "mask.safetensors").items():
-            assert torch.equal(mask, load_file(ranks / job / "mask.safetensors")[name]), (job, name)
+        single_mask, rank_mask = (load_file(run / job / "mask.safetensors") for run in (single, ranks))
+        assert single_mask.keys() == rank_mask.keys()
+        for name, mask in single_mask.items():
+            assert torch.equal(mask, rank_mask[name]), (job, name)
         reference, trained = _final_weights(single, job), _final_weights(ranks, job)
         for name, value in reference.items():
             assert torch.allclose(trained[name], value, rtol=0, atol=EXPERIMENT_TOLERANCE), (job, name)
     single_rows = (single / "results.csv").read_text().splitlines()
     rank_rows = (ranks / "results.csv").read_text().splitlines()
     assert [row.split(",")[:5] for row in rank_rows] == [row.split(",")[:5] for row in single_rows]
-    import json
-
     assert json.loads((ranks / "population.json").read_text()) == {"population": 1, "device": "cpu", "processes": 2}
 
 
@@ -246,8 +246,8 @@ def test_killing_one_rank_mid_job_then_rerunning_resumes_to_the_same_weights(run
 
     # the rerun: the installed console script under torchrun, asking for workers it will not use
     executable = Path(sys.executable).with_name("ticketlab")
-    second = subprocess.run([*launch, "--no-python", str(executable), *FIND_ARGS, "--root", str(root), "--workers", "2"],
-                            env=environment, capture_output=True, text=True, timeout=300)
+    rerun = [*launch, "--no-python", str(executable), *FIND_ARGS, "--root", str(root), "--workers", "2"]
+    second = subprocess.run(rerun, env=environment, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "under torchrun each job trains data-parallel on all 2 processes" in second.stderr
     assert second.stdout.count("experiment:") == 1  # rank 0 alone prints
