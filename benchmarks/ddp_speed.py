@@ -13,7 +13,7 @@ either way), every configuration in a fresh `torchrun --standalone` launch. Trai
 rank 0 between the end of step `--warmup` and the end of the last step (the ranks move in lock step: every step
 ends with DDP's all-reduce); wall time is the whole launch (start-up, data loading, the final evaluation).
 
-Reproduce:  python benchmarks/ddp_speed.py            (about 3 minutes on 2 idle cores)
+Reproduce:  python benchmarks/ddp_speed.py            (5-10 minutes on 2 shared cores)
 """
 
 from __future__ import annotations
