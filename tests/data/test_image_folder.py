@@ -22,7 +22,7 @@ from ticketlab.data.image_folder import (
 )
 from ticketlab.errors import DataError
 from ticketlab.models import ImageNetResNet, initialize
-from ticketlab.training.loop import TrainingInterrupted, evaluate_split, train_model
+from ticketlab.training.loop import TrainingInterrupted, evaluate_split, train_model, training_batches
 
 CLASSES = ("cat", "dog", "emu")
 
@@ -88,14 +88,23 @@ def test_random_resized_box_stays_in_range():
 def test_batches_seeded_and_independent_of_workers(folder):
     serial = load_image_folder(folder, validation_size=5, image_size=32, loader_workers=0)
     parallel = load_image_folder(folder, validation_size=5, image_size=32, loader_workers=2)
-    steps = [(torch.tensor([3, 1, 4, 1]), 11), (torch.tensor([5, 9, 2, 6]), 12)]
+    steps = [(torch.tensor([3, 1, 4, 1]), 11, 0), (torch.tensor([5, 9, 2, 6]), 12, 0)]
     first = list(serial.train_batches(steps))
     second = list(parallel.train_batches(steps))
     for (inputs_a, labels_a), (inputs_b, labels_b) in zip(first, second):
         assert torch.equal(inputs_a, inputs_b) and torch.equal(labels_a, labels_b)
     assert not torch.equal(first[0][0][1], first[0][0][3])  # the same image, another seed: another crop
-    other = list(serial.train_batches([(torch.tensor([3, 1, 4, 1]), 99)]))
+    other = list(serial.train_batches([(torch.tensor([3, 1, 4, 1]), 99, 0)]))
     assert not torch.equal(other[0][0], first[0][0])
+
+
+def test_rank_shards_decode_slices_of_the_global_batch(folder):
+    data = load_image_folder(folder, validation_size=5, image_size=32, loader_workers=0)
+    whole = list(training_batches(data, 3, 5, 8, data_seed=4))
+    shards = [list(training_batches(data, 3, 5, 8, data_seed=4, shard=(rank, 2))) for rank in (0, 1)]
+    for step, (inputs, labels) in enumerate(whole):
+        assert torch.equal(torch.cat([shards[0][step][0], shards[1][step][0]]), inputs)
+        assert torch.equal(torch.cat([shards[0][step][1], shards[1][step][1]]), labels)
 
 
 def _tiny_resnet(seed=0):

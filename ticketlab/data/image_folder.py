@@ -199,13 +199,14 @@ class FolderData:
             pin_memory=self.device.type == "cuda", prefetch_factor=4 if self.loader_workers else None,
         )
 
-    def train_batches(self, steps: Iterable[tuple[torch.Tensor, int]]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(inputs, labels) on `device` for each (example indices, step seed) of `steps`, decoded ahead by the
-        workers. Example i of a step is transformed with the seed derived from (step seed, i) (the evaluation
-        transform when `augment` is false)."""
+    def train_batches(self, steps: Iterable[tuple[torch.Tensor, int, int]]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(inputs, labels) on `device` for each (example indices, step seed, offset) of `steps`, decoded ahead by
+        the workers. Example i of a step is transformed with the seed derived from (step seed, offset + i), i.e. its
+        place in the step's global batch, of which `indices` may be one rank's slice starting at `offset` (the
+        evaluation transform when `augment` is false)."""
         def items():
-            for indices, step_seed in steps:
-                yield [(int(index), derive_seed(step_seed, position) if self.augment else None)
+            for indices, step_seed, offset in steps:
+                yield [(int(index), derive_seed(step_seed, offset + position) if self.augment else None)
                        for position, index in enumerate(indices.tolist())]
 
         for inputs, labels in _one_line_errors(self._loader("train", items())):

@@ -113,11 +113,13 @@ def data_device(data) -> torch.device:
     return data.x_train.device if isinstance(data, DataSplits) else data.device
 
 
-def training_batches(data, start_step: int, total_steps: int, batch_size: int, data_seed: int):
+def training_batches(data, start_step: int, total_steps: int, batch_size: int, data_seed: int,
+                     shard: tuple[int, int] | None = None):
     """(inputs, labels) of each step from `start_step` to `total_steps`, in the order `batch_indices` draws.
 
-    In-memory splits are indexed; streamed data (an image folder) decodes the same indices in worker processes,
-    its random transforms seeded from (data_seed, step)."""
+    In-memory splits are indexed (whole global batches); streamed data (an image folder) decodes the same indices
+    in worker processes, its random transforms seeded from (data_seed, step) and each example's place in the
+    global batch, and with `shard` (rank, world size) decodes only that rank's contiguous slice."""
     num_train = num_train_examples(data)
     if isinstance(data, DataSplits):
         device = data.x_train.device
@@ -125,8 +127,10 @@ def training_batches(data, start_step: int, total_steps: int, batch_size: int, d
             indices = batch_indices(step, num_train, batch_size, data_seed).to(device)
             yield data.x_train[indices], data.y_train[indices]
         return
-    steps = ((batch_indices(step, num_train, batch_size, data_seed), derive_seed(data_seed, "transform", step))
-             for step in range(start_step, total_steps))
+    rank, world = shard or (0, 1)
+    size = batch_size // world
+    steps = ((batch_indices(step, num_train, batch_size, data_seed)[rank * size:(rank + 1) * size],
+              derive_seed(data_seed, "transform", step), rank * size) for step in range(start_step, total_steps))
     yield from data.train_batches(steps)
 
 
@@ -349,14 +353,16 @@ def train_model(
                 return {}
         return record.observe(step, model, data, train_loss)
 
-    batches = training_batches(data, step, total, config.batch_size, data_seed)
+    # streamed data decodes only this rank's shard; in-memory batches are indexed whole and sliced below
+    loader_shard = (group.rank, group.world_size) if group is not None and not isinstance(data, DataSplits) else None
+    batches = training_batches(data, step, total, config.batch_size, data_seed, shard=loader_shard)
     while step < total:
         for param_group in optimizer.param_groups:
             param_group["lr"] = learning_rate_at(step, config, total, per_epoch)
         inputs, labels = next(batches)
         if augment is not None:  # the whole global batch, so each shard gets the augmentation one process gives it
             inputs = augment(inputs, derive_seed(data_seed, "augment", step))
-        if group is not None:
+        if group is not None and loader_shard is None:
             inputs, labels = group.shard(inputs), group.shard(labels)
         loss = F.cross_entropy(forward(inputs), labels)
         optimizer.zero_grad(set_to_none=False)
