@@ -59,6 +59,7 @@ from ticketlab.tasks.rl.ppo import (
     _save_checkpoint,
     agent_result,
     fresh_env_state,
+    generalized_advantages,
 )
 from ticketlab.tasks.rl.envs import make_env
 from ticketlab.tasks.rl.evaluate import EVAL_SEED_BASE, evaluation_seeds
@@ -460,15 +461,7 @@ def _iteration(stack: _Stack, rl: RLConfig, device) -> list[list[float]]:
         rewards, dones = torch.from_numpy(rewards_np).to(device), torch.from_numpy(dones_np).to(device)
         last = torch.as_tensor(np.stack([agent.observations for agent in agents]), device=device)
         next_value = stack.forward(last, params)[1]
-        advantages = torch.zeros_like(rewards)
-        running = torch.zeros((count, envs), device=device)
-        for t in reversed(range(steps)):
-            following = next_value if t == steps - 1 else values[t + 1]
-            not_done = 1.0 - dones[t]
-            delta = rewards[t] + rl.gamma * following * not_done - values[t]
-            running = delta + rl.gamma * rl.gae_lambda * not_done * running
-            advantages[t] = running
-        returns = advantages + values
+        advantages, returns = generalized_advantages(rewards, values, dones, next_value, rl.gamma, rl.gae_lambda)
 
     def flat(tensor):  # [steps, K, E, ...] -> [K, steps * E, ...], each member's rows in the reference's order
         return tensor.transpose(0, 1).reshape(count, steps * envs, *tensor.shape[3:])

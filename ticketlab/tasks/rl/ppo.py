@@ -133,6 +133,22 @@ def train_agent(
     return result
 
 
+def generalized_advantages(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, next_value: torch.Tensor,
+                           gamma: float, gae_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE (Schulman et al. 2016) over [steps, ...] rollouts: (advantages, returns). An episode that ended (done,
+    also by truncation) is not bootstrapped past its end, as in CleanRL."""
+    steps = len(rewards)
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[0])
+    for t in reversed(range(steps)):
+        following = next_value if t == steps - 1 else values[t + 1]
+        not_done = 1.0 - dones[t]
+        delta = rewards[t] + gamma * following * not_done - values[t]
+        running = delta + gamma * gae_lambda * not_done * running
+        advantages[t] = running
+    return advantages, advantages + values
+
+
 def fresh_env_state(num_envs: int) -> dict:
     """The environment state of a fresh or rewound start: every environment at the start of its episode 0."""
     return {"episodes": [0] * num_envs, "actions": [[] for _ in range(num_envs)]}
@@ -189,16 +205,7 @@ def _iteration(model, optimizer, runner: EnvRunner, observations, masked_pairs, 
         last_observations = observations
     with torch.no_grad():
         next_value = model(torch.as_tensor(last_observations, device=device))[1]
-    # GAE; an episode that ended by truncation is not bootstrapped past its end (as CleanRL: done cuts the trace)
-    advantages = torch.zeros_like(rewards)
-    running = torch.zeros(envs, device=device)
-    for t in reversed(range(steps)):
-        following = next_value if t == steps - 1 else values[t + 1]
-        not_done = 1.0 - dones[t]
-        delta = rewards[t] + rl.gamma * following * not_done - values[t]
-        running = delta + rl.gamma * rl.gae_lambda * not_done * running
-        advantages[t] = running
-    returns = advantages + values
+    advantages, returns = generalized_advantages(rewards, values, dones, next_value, rl.gamma, rl.gae_lambda)
 
     flat = (obs_buffer.reshape(steps * envs, *shape), actions.reshape(-1), log_probs.reshape(-1),
             advantages.reshape(-1), returns.reshape(-1), values.reshape(-1))
