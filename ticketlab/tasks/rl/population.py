@@ -234,12 +234,7 @@ class _Stack:
     def _linear(params, layer, x: torch.Tensor) -> torch.Tensor:
         weight, bias = params[layer[0]], params[layer[1]]
         if weight.shape[1] == 1:
-            # nn.Linear with one output runs a matrix-vector product (addmv), which sums in another order than
-            # a batched matmul would: per member, so the value head rounds as the agent's own does
-            # (unbind, whose backward stacks the members' gradients once, not select, whose backward fills a zero
-            # stack per member)
-            return torch.stack([torch.addmv(b, v, w) for b, v, w in
-                                zip(bias.unbind(0), x.unbind(0), weight[:, 0].unbind(0))]).unsqueeze(2)
+            return _one_output_linear(weight, bias, x)
         return _StackedLinear.apply(x, weight, bias)
 
     def forward(self, observations: torch.Tensor, params=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -270,8 +265,7 @@ class _Stack:
     def _plain_linear(params, layer, x: torch.Tensor) -> torch.Tensor:
         weight, bias = params[layer[0]], params[layer[1]]
         if weight.shape[1] == 1:
-            return torch.stack([torch.addmv(b, v, w) for b, v, w in
-                                zip(bias.unbind(0), x.unbind(0), weight[:, 0].unbind(0))]).unsqueeze(2)
+            return _one_output_linear(weight, bias, x)
         return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
 
     def detached(self) -> dict[str, torch.Tensor]:
@@ -640,3 +634,12 @@ def train_agent_population(
             if agent.runner is not None:
                 agent.runner.close()
     return results
+
+
+def _one_output_linear(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Stacked one-output Linear layers (the value heads), [K, N, 1]. nn.Linear with one output runs a
+    matrix-vector product (addmv), which sums in another order than a batched matmul would: so per member, and
+    each value head rounds as the agent's own does (unbind, whose backward stacks the members' gradients once, not
+    select, whose backward fills a zero stack per member)."""
+    return torch.stack([torch.addmv(b, v, w) for b, v, w in
+                        zip(bias.unbind(0), x.unbind(0), weight[:, 0].unbind(0))]).unsqueeze(2)
