@@ -214,6 +214,22 @@ def masked_optimizer_step(
         parameter.mul_(mask)
 
 
+def prepare_masked_training(model: nn.Module, masks: dict[str, torch.Tensor], config: TrainConfig,
+                            optimizer_state: dict[str, torch.Tensor] | None, device) -> tuple:
+    """The start every trainer shares: `model` on `device` in training mode with its pruned weights zeroed, and
+    (optimizer from `config` holding `optimizer_state` if given, [(parameter, mask on device)], all parameters)."""
+    model.to(device)
+    model.train()
+    apply_masks(model, masks)
+    parameters = dict(model.named_parameters())
+    masked_pairs = [(parameters[name], mask.to(device)) for name, mask in masks.items()]
+    all_parameters = list(model.parameters())
+    optimizer = build_optimizer(all_parameters, config)
+    if optimizer_state:
+        load_optimizer_tensors(optimizer, optimizer_state)
+    return optimizer, masked_pairs, all_parameters
+
+
 class StepBookkeeping:
     """What every trainer does around its optimizer steps, written once (the classifier, language, translation and
     agent trainers share it): metrics.jsonl started or cut back to a resumed checkpoint, rewind snapshots,
@@ -321,15 +337,7 @@ def train_model(
     total = parse_step(config.steps, per_epoch) if total_steps is None else total_steps
     eval_every = parse_step(config.eval_every, per_epoch)
     device = data_device(data)
-    model.to(device)
-    model.train()
-    apply_masks(model, masks)
-    parameters = dict(model.named_parameters())
-    masked_pairs = [(parameters[name], mask.to(device)) for name, mask in masks.items()]
-    all_parameters = list(model.parameters())
-    optimizer = build_optimizer(all_parameters, config)
-    if optimizer_state:
-        load_optimizer_tensors(optimizer, optimizer_state)
+    optimizer, masked_pairs, all_parameters = prepare_masked_training(model, masks, config, optimizer_state, device)
 
     step, record = start_step, EarlyStopRecord()
     books = StepBookkeeping(start_step=start_step, total=total, eval_every=eval_every, job_dir=job_dir,

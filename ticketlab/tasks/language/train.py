@@ -28,12 +28,12 @@ from ticketlab.tasks.language.evaluate import EVAL_STREAMS, check_vocabulary, ev
 from ticketlab.training.loop import (
     StepBookkeeping,
     TrainingInterrupted,
-    apply_masks,
     masked_optimizer_step,
+    prepare_masked_training,
     read_checkpoint_parts,
     save_checkpoint_parts,
 )
-from ticketlab.training.optim import build_optimizer, learning_rate_at, load_optimizer_tensors, optimizer_tensors
+from ticketlab.training.optim import learning_rate_at, load_optimizer_tensors, optimizer_tensors
 from ticketlab.tasks.language.streams import batchify, steps_per_epoch, training_segment
 
 __all__ = ["LanguageTrainResult", "TrainingInterrupted", "train_language_model"]
@@ -88,15 +88,7 @@ def train_language_model(
     device = data.train.device
     check_vocabulary(model, data)
     stream = batchify(data.train, config.batch_size)
-    model.to(device)
-    model.train()
-    apply_masks(model, masks)
-    parameters = dict(model.named_parameters())
-    masked_pairs = [(parameters[name], mask.to(device)) for name, mask in masks.items()]
-    all_parameters = list(model.parameters())
-    optimizer = build_optimizer(all_parameters, config)
-    if optimizer_state:
-        load_optimizer_tensors(optimizer, optimizer_state)
+    optimizer, masked_pairs, all_parameters = prepare_masked_training(model, masks, config, optimizer_state, device)
     has_dropout = set_noise_seed(model, None) and any(
         getattr(module, "p", 0.0) > 0 for module in model.modules())
 

@@ -34,12 +34,12 @@ from ticketlab.tasks.rl.rollout import EnvRunner, sample_actions
 from ticketlab.training.loop import (
     StepBookkeeping,
     TrainingInterrupted,
-    apply_masks,
     masked_optimizer_step,
+    prepare_masked_training,
     read_checkpoint_parts,
     save_checkpoint_parts,
 )
-from ticketlab.training.optim import build_optimizer, learning_rate_at, load_optimizer_tensors, optimizer_tensors
+from ticketlab.training.optim import learning_rate_at, load_optimizer_tensors, optimizer_tensors
 
 __all__ = ["AgentTrainResult", "TrainingInterrupted", "train_agent"]
 
@@ -89,15 +89,7 @@ def train_agent(
     total = parse_step(config.steps, 1) if total_steps is None else total_steps
     eval_every = parse_step(config.eval_every, 1)
     device = torch.device(data.device)
-    model.to(device)
-    model.train()
-    apply_masks(model, masks)
-    parameters = dict(model.named_parameters())
-    masked_pairs = [(parameters[name], mask.to(device)) for name, mask in masks.items()]
-    all_parameters = list(model.parameters())
-    optimizer = build_optimizer(all_parameters, config)
-    if optimizer_state:
-        load_optimizer_tensors(optimizer, optimizer_state)
+    optimizer, masked_pairs, all_parameters = prepare_masked_training(model, masks, config, optimizer_state, device)
 
     step, record = start_step, EvalRecord()
     books = StepBookkeeping(start_step=start_step, total=total, eval_every=eval_every, job_dir=job_dir,
