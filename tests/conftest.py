@@ -1,16 +1,34 @@
+import contextlib
+
 import pytest
 import torch
 
 from ticketlab.data.splits import make_splits
 
 
+@contextlib.contextmanager
+def _torch_threads(count: int):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def one_thread():
     """Torch on one thread for the test (exactness checks: multi-threaded GEMMs round differently)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with _torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def one_thread_for_module():
+    """Torch on one thread for a whole module (or package, from its conftest): tiny networks only wait on each
+    other's threads on a busy 2-core machine."""
+    with _torch_threads(1):
+        yield
 
 
 @pytest.fixture

@@ -31,13 +31,7 @@ from ticketlab.training.loop import TrainingInterrupted, train_model
 OUTPUT = "layers.3.weight"  # mlp hidden (16,): layers.1 (784 -> 16), layers.3 (16 -> classes)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread_for_module():
-    """Torch on one thread: tiny networks only wait on each other's threads on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_for_module")
 
 
 def fake_fashion(directory, seed=0):

@@ -15,13 +15,7 @@ from ticketlab.store import load_tensors
 PER_BATCH, TEST = 8, 10
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread_for_module():
-    """Torch on one thread: tiny networks only wait on each other's threads on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_for_module")
 
 
 def tar_gz(members: dict[str, bytes]) -> bytes:

@@ -7,15 +7,9 @@ import pytest
 MULTI30K = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "multi30k"
 
 
-@pytest.fixture(scope="package", autouse=True)
-def one_thread():
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread(one_thread_for_module):
     """Tiny transformers only wait on each other's threads on a busy 2-core machine."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="package")
