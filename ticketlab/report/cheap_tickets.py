@@ -4,7 +4,6 @@ mask-distance curve with its detection points. Agg canvas, PNG + SVG, written at
 from __future__ import annotations
 
 import csv
-import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,8 +13,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ticketlab.report.figures import _KNOWN_STYLES, _setup_x_axis, _tick_positions
-from ticketlab.report.results import atomic_write_bytes, summary_metric, variant_label, with_dense_level
+from ticketlab.report.figures import _KNOWN_STYLES, _setup_x_axis, _tick_positions, save_figure
+from ticketlab.report.results import summary_metric, variant_label, with_dense_level
 
 AT_INIT_METHODS = ("snip", "grasp", "synflow", "magnitude_at_init")
 REFERENCES = ("iterative_reset", "random_pruning")
@@ -23,16 +22,6 @@ REFERENCES = ("iterative_reset", "random_pruning")
 
 def has_at_init_variants(summary: Sequence[Mapping[str, Any]]) -> bool:
     return any(str(entry["variant"]).startswith(AT_INIT_METHODS) for entry in summary)
-
-
-def _save(fig: Figure, path_stem: str | Path) -> list[Path]:
-    stem = Path(path_stem)
-    paths = [stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".svg")]
-    for path, options in zip(paths, ({"dpi": 150}, {"metadata": {"Date": None}})):
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format=path.suffix[1:], **options)
-        atomic_write_bytes(path, buffer.getvalue())
-    return paths
 
 
 def _curve(ax, entries: list, variant: str, column: str, scale: float) -> bool:
@@ -85,7 +74,7 @@ def draw_at_init_figure(summary: Sequence[Mapping[str, Any]], path_stem: str | P
     trials = sorted({int(e["n"]) for e in filled})
     fig.suptitle(f"{title + ': ' if title else ''}mean of {trials[-1] if trials else 0} trials, "
                  "error bars min-max", fontsize=11)
-    return _save(fig, path_stem)
+    return save_figure(fig, path_stem)
 
 
 def read_early_bird(run_dir: str | Path) -> tuple[list[dict], list[dict]]:
@@ -131,4 +120,4 @@ def draw_early_bird_figure(summary_rows: Sequence[Mapping[str, str]], distance_r
         ax.grid(True, alpha=0.35)
         ax.legend(fontsize=7)
     fig.suptitle(f"{title + ': ' if title else ''}early-bird mask distance during dense training", fontsize=11)
-    return _save(fig, path_stem)
+    return save_figure(fig, path_stem)

@@ -15,8 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ticketlab.report.cheap_tickets import _save
-from ticketlab.report.figures import _KNOWN_STYLES, format_percent
+from ticketlab.report.figures import _KNOWN_STYLES, format_percent, save_figure
 from ticketlab.report.results import ordered_variants, variant_label
 
 # column -> (axis label, scale); the first one the jobs log is drawn
@@ -102,7 +101,7 @@ def draw_learning_curves(run_dir: str | Path, path_stem: str | Path, remaining: 
                  + (", shaded min-max" if trial_count > 1 else ""), fontsize=11)
     fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=min(4, len(handles)),
                frameon=False)
-    return _save(fig, path_stem)
+    return save_figure(fig, path_stem)
 
 
 def _aligned(trials: dict[int, list[dict]], column: str) -> tuple[list[int], np.ndarray]:

@@ -224,14 +224,16 @@ def draw_lottery_figure(
 
     Returns ``[Path("{path_stem}.png"), Path("{path_stem}.svg")]``; files are written atomically.
     """
-    fig = build_lottery_figure(summary, title=title)
+    return save_figure(build_lottery_figure(summary, title=title), path_stem)
+
+
+def save_figure(fig: Figure, path_stem: str | os.PathLike[str]) -> list[Path]:
+    """Write `fig` as "{path_stem}.png" (dpi 150) and "{path_stem}.svg" (no date, so reruns give the same bytes),
+    each atomically; returns both paths. Every report figure is saved this way."""
     stem = Path(path_stem)
-    png_path = stem.with_name(stem.name + ".png")
-    svg_path = stem.with_name(stem.name + ".svg")
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=150)
-    svg = io.BytesIO()
-    fig.savefig(svg, format="svg", metadata={"Date": None})
-    atomic_write_bytes(png_path, png.getvalue())
-    atomic_write_bytes(svg_path, svg.getvalue())
-    return [png_path, svg_path]
+    paths = [stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".svg")]
+    for path, options in zip(paths, ({"dpi": 150}, {"metadata": {"Date": None}})):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=path.suffix[1:], **options)
+        atomic_write_bytes(path, buffer.getvalue())
+    return paths

@@ -4,7 +4,6 @@ network), and a source-by-target matrix as a heat map. Agg canvas, no pyplot; ne
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
-from ticketlab.report.figures import format_percent
-from ticketlab.report.results import atomic_write_bytes
+from ticketlab.report.figures import format_percent, save_figure
 
 _STYLES = {"target_found": ("tab:blue", "o", "-"), "random_ticket": ("tab:gray", "D", ":"),
            "dense": ("black", "", "--")}
@@ -97,12 +95,7 @@ def write_transfer_figure(rows: Sequence[Mapping[str, Any]], stem: Path, title: 
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8, loc="lower left")
     figure.tight_layout()
-    paths = []
-    for suffix in ("png", "svg"):
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format=suffix)
-        paths.append(atomic_write_bytes(Path(f"{stem}.{suffix}"), buffer.getvalue()))
-    return paths
+    return save_figure(figure, stem)
 
 
 def _order(variant: str, label: str) -> tuple[int, str]:
@@ -133,9 +126,4 @@ def write_matrix_figure(matrix: Mapping[str, Any], stem: Path, at_percent: float
     axes.set_title(f"test accuracy (%) at ~{format_percent(at_percent)}% weights remaining", fontsize=9)
     figure.colorbar(image, ax=axes)
     figure.tight_layout()
-    paths = []
-    for suffix in ("png", "svg"):
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format=suffix)
-        paths.append(atomic_write_bytes(Path(f"{stem}.{suffix}"), buffer.getvalue()))
-    return paths
+    return save_figure(figure, stem)
