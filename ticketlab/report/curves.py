@@ -7,7 +7,6 @@ accuracy of classifiers, else the validation loss.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from matplotlib.figure import Figure
 
 from ticketlab.report.figures import _KNOWN_STYLES, format_percent, save_figure
 from ticketlab.report.results import ordered_variants, variant_label
+from ticketlab.store import read_jsonl
 
 # column -> (axis label, scale); the first one the jobs log is drawn
 CURVE_COLUMNS = {
@@ -38,12 +38,7 @@ def read_curves(run_dir: Path) -> dict[tuple[int, str], dict[int, list[tuple[int
             level = int(path.parts[-3].split("_")[1])
         except (IndexError, ValueError):
             continue
-        rows = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                continue  # a line cut by a kill: the rows before it still count
+        rows = read_jsonl(path)  # a last line cut by a kill is left out
         if rows:
             curves.setdefault((level, path.parts[-2]), {})[trial] = rows
     return curves

@@ -64,8 +64,9 @@ def _bind_run(data, run_dir):
                "train": data.num_train, "val": len(data.val[0]), "test": len(data.test[0])}
     if not path.exists():
         write_json(path, listing)
-    elif read_json(path).get("fingerprint") != listing["fingerprint"]:
-        stored = read_json(path)
+        return data
+    stored = read_json(path)
+    if stored.get("fingerprint") != listing["fingerprint"]:
         raise ConfigError(f"--data-dir {data.root} holds other files than the image folder this run was trained on "
                           f"({stored.get('root')}: {stored.get('train')} train / {stored.get('test')} test images); "
                           "use that folder, or a new --root")
