@@ -17,10 +17,12 @@ Why hand-stacked tensors and a hand-written backward for MLPs (not autograd thro
   time, benchmarks/population_speed.py) a forward+backward took 19 ms this way, 23 ms with autograd through
   bmm and 22 ms with vmap(grad(functional_call)); the matmuls themselves run near the matmul peak.
 - The optimizer is torch's own functional Adam/AdamW/SGD (the fused kernels `build_optimizer` selects), so the
-  update arithmetic is the reference's. Each parameter is stored as a [K, n] segment whose rows are padded to
-  SEGMENT_ALIGN elements; members in lock step go to the kernel as one contiguous tensor per parameter (one call
-  per learning rate, usually one call in all), and the padding keeps every element on the kernel's vector path,
-  so a member's rounding never depends on the other members or on how they are grouped (tested).
+  update arithmetic is the reference's. Each parameter is one contiguous [K, *shape] tensor; the kernel gets
+  every member's row of every parameter as a tensor of its own (one call per learning rate, usually one call in
+  all), so it walks each row as it walks that parameter of the job trained alone: a member's rounding never
+  depends on the other members or on how they are grouped (tested). (Rows padded into one segment per
+  parameter, an earlier layout, made the weight-gradient matmuls write a strided output, 30-50% slower for
+  small layers.)
 
 Exactness against `train_model` (the reference): with one thread on CPU, a member's batched matmuls round
 exactly as the single-matrix ones do, and so does the fused optimizer on every element outside a vector
@@ -69,12 +71,10 @@ from ticketlab.training.loop import (
 )
 from ticketlab.training.optim import build_optimizer, learning_rate_at, load_optimizer_tensors
 
-# Each member's row of a stacked tensor is padded to a multiple of this many elements: the fused CPU optimizers
-# split work into 64-byte task units and vectorize within them, so a whole number of units per member keeps every
-# element on the vector path however members are grouped (16 float32 = 64 bytes; 64 also covers float16/bfloat16).
-SEGMENT_ALIGN = 64
-# Evaluation runs in chunks whose widest activation holds at most this many floats for the whole population.
-EVAL_CHUNK_FLOATS = 1 << 23
+# Evaluation runs in chunks whose widest activation holds at most this many floats for the whole population
+# (8 MiB: it stays in cache between layers; 32 MiB chunks ran at ~80% of the matmul peak, 8 MiB at ~90% for 16
+# LeNet-300-100 members).
+EVAL_CHUNK_FLOATS = 1 << 21
 
 
 @dataclass
@@ -287,8 +287,7 @@ class _Population:
         self.shapes = [tuple(shapes[name]) for name in self.names]
         self.buffer_names = [name for name in shapes if name not in set(self.names)]
         self.buffers = [torch.stack([state[name] for state in states]).to(device) for name in self.buffer_names]
-        self.param_segments = [_padded_stack([state[name] for state in states], device) for name in self.names]
-        self.params = _stacked_views(self.param_segments, self.shapes)
+        self.params = [torch.stack([state[name] for state in states]).to(device) for name in self.names]
         masks = []
         for index, name in enumerate(self.names):
             if any(name in p.member.masks for p in self.progress):
@@ -299,9 +298,7 @@ class _Population:
             else:
                 masks.append(None)
         self.masks = masks
-        self.state_segments = {key: [torch.zeros_like(segment) for segment in self.param_segments]
-                               for key in self.state_keys}
-        self.state = {key: _stacked_views(segments, self.shapes) for key, segments in self.state_segments.items()}
+        self.state = {key: [torch.zeros_like(param) for param in self.params] for key in self.state_keys}
         for row, progress in enumerate(self.progress):
             self._load_optimizer_row(row, progress, progress.member.optimizer_state)
         self._refresh_after_change()
@@ -317,9 +314,16 @@ class _Population:
         self.best_buffers = [torch.empty_like(buffer) for buffer in self.buffers] if self.keep_best else None
 
     def _refresh_after_change(self) -> None:
-        self.grad_segments = [torch.zeros_like(segment) for segment in self.param_segments]  # padding stays 0
-        self.grads = _stacked_views(self.grad_segments, self.shapes)
+        self.grads = [torch.zeros_like(param) for param in self.params]
         self.masked = [index for index, mask in enumerate(self.masks) if mask is not None and not bool(mask.all())]
+        # every member's row of every parameter, member by member: the optimizer's tensor lists
+        def rows(tensors):
+            return [tensor[row] for row in range(len(self.progress)) for tensor in tensors]
+
+        self.param_rows, self.grad_rows = rows(self.params), rows(self.grads)
+        self.state_rows = {key: rows(tensors) for key, tensors in self.state.items()}
+        self.step_values = torch.zeros(len(self.param_rows), dtype=torch.float32, device=self.device)
+        self.step_rows = list(self.step_values.unbind(0))
 
     def _load_optimizer_row(self, row: int, progress: _MemberProgress, flat: dict[str, torch.Tensor] | None) -> None:
         """Put one member's optimizer state (optimizer_tensors format) into row `row` of the stacks."""
@@ -343,12 +347,9 @@ class _Population:
         """Drop every member whose row is not in `rows` (finished members leave the population)."""
         select = torch.tensor(rows, dtype=torch.long, device=self.device)
         self.progress = [self.progress[row] for row in rows]
-        self.param_segments = [segment.index_select(0, select) for segment in self.param_segments]
-        self.params = _stacked_views(self.param_segments, self.shapes)
+        self.params = [param.index_select(0, select) for param in self.params]
         self.masks = [None if mask is None else mask.index_select(0, select) for mask in self.masks]
-        self.state_segments = {key: [segment.index_select(0, select) for segment in segments]
-                               for key, segments in self.state_segments.items()}
-        self.state = {key: _stacked_views(segments, self.shapes) for key, segments in self.state_segments.items()}
+        self.state = {key: [tensor.index_select(0, select) for tensor in tensors] for key, tensors in self.state.items()}
         self.buffers = [buffer.index_select(0, select) for buffer in self.buffers]
         self.running_loss = self.running_loss.index_select(0, select)
         self.orders = self.orders.index_select(0, select)
@@ -476,11 +477,12 @@ class _Population:
             for target, name in zip(self.grads, self.names):
                 target.copy_(grads[name])
             return losses
+        params, grads = self.params, self.grads
         activations = [inputs]
         hidden = inputs
         last = len(self.layers) - 1
         for layer, (weight_index, bias_index) in enumerate(self.layers):
-            hidden = self._linear(self.params, weight_index, bias_index, hidden)
+            hidden = self._linear(params, weight_index, bias_index, hidden)
             if layer < last:
                 hidden = hidden.relu_()
             activations.append(hidden)
@@ -492,11 +494,11 @@ class _Population:
         grad = torch._log_softmax_backward_data(upstream, log_probs, 2, log_probs.dtype)
         for layer in range(last, -1, -1):
             weight_index, bias_index = self.layers[layer]
-            torch.bmm(grad.transpose(1, 2), activations[layer], out=self.grads[weight_index])
+            torch.bmm(grad.transpose(1, 2), activations[layer], out=grads[weight_index])
             if bias_index is not None:
-                torch.sum(grad, dim=1, out=self.grads[bias_index])
+                torch.sum(grad, dim=1, out=grads[bias_index])
             if layer > 0:
-                grad = torch.bmm(grad, self.params[weight_index])
+                grad = torch.bmm(grad, params[weight_index])
                 grad = torch.ops.aten.threshold_backward(grad, activations[layer], 0)  # ReLU's own backward
         return losses
 
@@ -511,10 +513,18 @@ class _Population:
             return torch.bmm(hidden, weight)
         return torch.baddbmm(params[bias_index].unsqueeze(1), hidden, weight)
 
-    def optimizer_step(self) -> None:
-        """Mask the gradients, then step every member with its own step count and learning rate."""
-        for index in self.masked:
-            self.grads[index].mul_(self.masks[index])
+    def train_step(self, data: DataSplits, augment) -> None:
+        """One batched step of every member: its batch, forward and backward, masked gradients and optimizer
+        update; then every member's step counts advance."""
+        inputs, labels = self.batch(data, augment)
+        self.running_loss += self.loss_and_gradients(inputs, labels)
+        self.optimizer_step(self.optimizer_groups())
+        for progress in self.progress:
+            progress.optimizer_steps += 1
+            progress.has_momentum = "momentum_buffer" in self.state_keys
+
+    def optimizer_groups(self) -> dict[tuple[bool, float], list[tuple[int, int, int]]]:
+        """Runs (start, stop, optimizer step count) of adjacent members that step alike, by (momentum, lr)."""
         learning_rates: dict[tuple[int, int], float] = {}
         keys = []
         for progress in self.progress:
@@ -527,7 +537,7 @@ class _Population:
         # one tensor per parameter (their rows of the padded segment); one call per learning rate. Each member's
         # row is a whole number of SIMD task units, so every element takes the kernel's vector path wherever the
         # member sits: its rounding never depends on its neighbours (whose step counts differ after a kill
-        # between two members' checkpoint writes) or on how the members are grouped.
+        # between two members' checkpoint writes) or on how the members are grouped or chunked.
         groups: dict[tuple[bool, float], list[tuple[int, int, int]]] = {}
         start = 0
         for row in range(1, len(keys) + 1):
@@ -535,43 +545,49 @@ class _Population:
                 has_momentum, lr, optimizer_steps = keys[start]
                 groups.setdefault((has_momentum, lr), []).append((start, row, optimizer_steps))
                 start = row
+        return groups
+
+    def optimizer_step(self, groups: dict[tuple[bool, float], list[tuple[int, int, int]]]) -> None:
+        """Mask the gradients, then step every member with its own step count and learning rate (`groups`:
+        `optimizer_groups()`)."""
+        if self.masked:
+            torch._foreach_mul_([self.grads[index] for index in self.masked],
+                                [self.masks[index] for index in self.masked])
         for (has_momentum, lr), runs in groups.items():
             self._step_runs(runs, has_momentum, lr)
-        for progress in self.progress:
-            progress.optimizer_steps += 1
-            progress.has_momentum = "momentum_buffer" in self.state_keys
 
     def _step_runs(self, runs: list[tuple[int, int, int]], has_momentum: bool, lr: float) -> None:
-        """One fused optimizer call over the rows start:stop of every run (start, stop, optimizer step count)."""
+        """One fused optimizer call over the members start:stop of every run (start, stop, optimizer step count)."""
         hyper = self.hyper
+        width = len(self.params)
 
-        def rows_of(segments):
-            return [segment[start:stop].view(-1) for start, stop, _ in runs for segment in segments]
+        def rows_of(tensor_rows):
+            if len(runs) == 1:
+                return tensor_rows[runs[0][0] * width : runs[0][1] * width]
+            return [tensor for start, stop, _ in runs for tensor in tensor_rows[start * width : stop * width]]
 
-        params, grads = rows_of(self.param_segments), rows_of(self.grad_segments)
+        params, grads = rows_of(self.param_rows), rows_of(self.grad_rows)
         if self.kind in ("adam", "adamw"):
-            counts = [float(count) for _, _, count in runs for _ in self.param_segments]
-            steps = list(torch.tensor(counts, device=self.device).unbind(0))
+            for start, stop, count in runs:  # adam increments these to the step it takes
+                self.step_values[start * width : stop * width].fill_(float(count))
             adam_update(
-                params, grads, rows_of(self.state_segments["exp_avg"]), rows_of(self.state_segments["exp_avg_sq"]),
-                [], steps,
+                params, grads, rows_of(self.state_rows["exp_avg"]), rows_of(self.state_rows["exp_avg_sq"]),
+                [], rows_of(self.step_rows),
                 foreach=hyper["foreach"], fused=hyper["fused"],
                 decoupled_weight_decay=hyper.get("decoupled_weight_decay", self.kind == "adamw"),
                 amsgrad=hyper["amsgrad"], beta1=hyper["betas"][0], beta2=hyper["betas"][1], lr=lr,
                 weight_decay=hyper["weight_decay"], eps=hyper["eps"], maximize=hyper["maximize"],
             )
             return
-        segments = self.state_segments.get("momentum_buffer", ())
-        buffers = rows_of(segments) if has_momentum else [None] * (len(runs) * len(segments))
-        sgd_buffers = buffers if buffers else [None] * len(params)
+        targets = rows_of(self.state_rows["momentum_buffer"]) if "momentum_buffer" in self.state_rows else []
+        buffers = targets if has_momentum else [None] * len(params)
         sgd_update(
-            params, grads, sgd_buffers, foreach=hyper["foreach"], fused=hyper["fused"],
+            params, grads, buffers, foreach=hyper["foreach"], fused=hyper["fused"],
             weight_decay=hyper["weight_decay"], momentum=hyper["momentum"], lr=lr,
             dampening=hyper["dampening"], nesterov=hyper["nesterov"], maximize=hyper["maximize"],
         )
-        if buffers and not has_momentum:  # the first step created fresh buffers; keep them in the segments
-            for target, created in zip(rows_of(segments), sgd_buffers):
-                target.copy_(created)
+        if targets and not has_momentum:  # the first step created fresh buffers; keep them in the stacks
+            torch._foreach_copy_(targets, buffers)
 
     # --- evaluation ---
 
@@ -622,7 +638,7 @@ class _Population:
             hidden = torch.addmm(params[bias_index].reshape(-1), inputs, weight.t())
         hidden = hidden.view(len(inputs), count, width).transpose(0, 1)
         for weight_index, bias_index in self.layers[1:]:
-            hidden = self._linear(params, weight_index, bias_index, hidden.relu())
+            hidden = self._linear(params, weight_index, bias_index, hidden.relu_())
         return hidden
 
 
@@ -677,9 +693,7 @@ def train_population(
     _finish_members(population, data, results)
     iterations = 0
     while population.progress:
-        inputs, labels = population.batch(data, augment)
-        population.running_loss += population.loss_and_gradients(inputs, labels)
-        population.optimizer_step()
+        population.train_step(data, augment)
         due = []
         for row, progress in enumerate(population.progress):
             progress.step += 1
@@ -780,24 +794,3 @@ __all__ = [
     "prefers_population",
     "train_population",
 ]
-
-
-def _padded_stack(values: Sequence[torch.Tensor], device) -> torch.Tensor:
-    """[K, n padded to a multiple of SEGMENT_ALIGN] zeros holding the K flattened `values` in front of each row."""
-    numel = values[0].numel()
-    padded = -(-numel // SEGMENT_ALIGN) * SEGMENT_ALIGN
-    segment = torch.zeros((len(values), padded), dtype=values[0].dtype, device=device)
-    for row, value in enumerate(values):
-        segment[row, :numel].copy_(value.reshape(-1))
-    return segment
-
-
-def _stacked_views(segments: Sequence[torch.Tensor], shapes: Sequence[tuple[int, ...]]) -> list[torch.Tensor]:
-    """The [K, *shape] view of each padded segment (its padding left out)."""
-    views = []
-    for segment, shape in zip(segments, shapes):
-        numel = 1
-        for size in shape:
-            numel *= size
-        views.append(segment[:, :numel].view(len(segment), *shape))
-    return views
