@@ -81,10 +81,12 @@ def _find(root: Path, extra=()):
         ("1", "*/trial_0/level_01/*/checkpoint.safetensors"),  # mid-training of a level-1 job
         ("auto", "*/trial_0/level_00/dense/checkpoint.safetensors"),  # mid-training of the first population
         ("auto", "*/trial_0/level_01/*/checkpoint.safetensors"),  # mid-training of a later population
+        # populations split across 2 worker processes (ticketlab.lottery.processes), killed mid-population
+        ("auto-workers", "*/trial_1/level_01/*/checkpoint.safetensors"),
     ],
 )
 def test_resume_after_sigkill_gives_the_same_results(tmp_path, population, kill_when):
-    extra = ["--population", "1"] if population == "1" else []
+    extra = {"1": ["--population", "1"], "auto": [], "auto-workers": ["--workers", "2", "--trials", "2"]}[population]
     reference = _find(tmp_path / "reference", extra)
     out, err = reference.communicate(timeout=600)
     assert reference.returncode == 0, err

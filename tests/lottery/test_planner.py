@@ -7,7 +7,7 @@ import torch
 
 from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
 from ticketlab.data.splits import make_splits
-from ticketlab.lottery.experiment import model_factory
+from ticketlab.lottery.experiment import _NoBar, model_factory
 from ticketlab.lottery.jobs import DENSE, RESULT_FILE, ExperimentContext, JobKey, job_graph
 from ticketlab.lottery.planner import PLAN_FILE, choose_population_size, ready_jobs, run_graph
 from ticketlab.store import load_tensors, read_json, read_jsonl
@@ -174,7 +174,7 @@ def test_worker_schedule_advances_every_trials_ticket_chain_first(tmp_path, monk
     one trial's ticket and its own controls (which left the other trial's chain waiting)."""
     from concurrent.futures import Future
 
-    from ticketlab.lottery import experiment
+    from ticketlab.lottery import processes
 
     config = ExperimentConfig(model=ModelConfig(name="mlp", hidden=(8,)), prune=PruneConfig(levels=3), trials=2,
                               variants=("iterative_reset", "iterative_reinit", "random_pruning"))
@@ -183,8 +183,7 @@ def test_worker_schedule_advances_every_trials_ticket_chain_first(tmp_path, monk
     ctx = ExperimentContext(config=config, run_dir=tmp_path, data=data, make_model=model_factory(config, data, None))
     graph = job_graph(ctx)
     done, order = set(), []
-    monkeypatch.setattr(experiment, "is_done", lambda ctx, key: key in done)
-    monkeypatch.setattr(experiment, "write_results_csv", lambda ctx, graph: None)
+    monkeypatch.setattr(processes, "is_done", lambda ctx, key: key in done)
 
     class Pool:
         def submit(self, function, key):
@@ -198,7 +197,7 @@ def test_worker_schedule_advances_every_trials_ticket_chain_first(tmp_path, monk
         def get_nowait(self):
             raise __import__("queue").Empty
 
-    experiment._schedule(ctx, graph, Pool(), 2, Updates(), experiment._NoBar())
+    processes.schedule_jobs(ctx, graph, Pool(), 2, Updates(), _NoBar(), on_jobs_done=lambda keys: None)
     assert order[:4] == [JobKey(0, 0, DENSE), JobKey(1, 0, DENSE), JobKey(0, 1, "iterative_reset"),
                          JobKey(1, 1, "iterative_reset")]
     assert sorted(order) == sorted(graph)

@@ -6,12 +6,8 @@ import copy
 import csv
 import hashlib
 import io
-import multiprocessing
-import os
-import queue
 import shutil
 import sys
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,7 +19,14 @@ from ticketlab.config import ExperimentConfig, PlanLimit, check_against_data
 from ticketlab.data import DataSplits
 from ticketlab.errors import ConfigError, IntegrityError, TicketlabError
 from ticketlab.lottery.integrity import LOCK_FILE, repair_run, run_lock
-from ticketlab.lottery.planner import job_priority, notify_unstacked, run_graph, settle_run_settings, stacks_jobs
+from ticketlab.lottery.planner import (
+    graph_population_size,
+    notify_unstacked,
+    run_graph,
+    settle_run_settings,
+    stacks_jobs,
+)
+from ticketlab.lottery.processes import run_jobs_parallel, run_populations_parallel
 from ticketlab.lottery.jobs import (
     DENSE,
     ExperimentContext,
@@ -32,7 +35,6 @@ from ticketlab.lottery.jobs import (
     job_graph,
     job_steps,
     read_result,
-    run_job,
 )
 from ticketlab.tasks import load_task
 from ticketlab.tasks.base import Task, load_task_data
@@ -99,8 +101,9 @@ def find_tickets(
     `model` (any nn.Module; its Linear/Conv/Embedding weights are pruned) and `data` (see
     `ticketlab.data.make_splits`) replace the config's built-in model and dataset. Jobs that are ready
     together train as one stacked population (`population`: None sizes it from the memory budget, 1 trains one
-    job at a time, the reference path). Models that cannot be stacked use `workers` > 1 single-threaded
-    processes for independent jobs (built-in model and data only). Re-running a finished experiment trains
+    job at a time, the reference path). With `workers` > 1 on the CPU (built-in model and data only), each
+    population is split across that many processes of cpu_count // workers threads (`ticketlab.lottery.processes`),
+    and models that cannot be stacked train independent jobs one per process. Re-running a finished experiment trains
     nothing; damaged files are recomputed (`ticketlab.lottery.integrity`). Settings the data cannot satisfy (a
     batch larger than the training set, steps in epochs past the end) and, with `plan_limit`, too large an
     experiment are refused (ConfigError) before anything but the lock is written; a run directory made only for
@@ -232,7 +235,11 @@ def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, wor
         elif workers > 1 and not stacks_jobs(ctx, template, population) and sum(
                 not is_done(ctx, key) for key in graph) > 1:
             notify_unstacked(ctx, template, population)
-            _run_parallel(ctx, graph, workers, bar)
+            run_jobs_parallel(ctx, graph, workers, bar, jobs_done)
+        elif (workers > 1 and ctx.device.type == "cpu" and group is None and stacks_jobs(ctx, template, population)
+              and graph_population_size(ctx, population) > 1):
+            run_populations_parallel(ctx, graph, workers, graph_population_size(ctx, population), bar, jobs_start,
+                                     jobs_done)
         else:
             run_graph(ctx, graph, population=population, on_progress=bar.update, on_jobs_start=jobs_start,
                       on_jobs_done=jobs_done)
@@ -364,99 +371,3 @@ def _progress_bar(ctx: ExperimentContext, graph: dict, enabled: bool):
     total = sum(job_steps(ctx, key) for key in graph)
     done = sum(job_steps(ctx, key) for key in graph if is_done(ctx, key))
     return tqdm(total=total, initial=done, unit="it", unit_scale=True, dynamic_ncols=True, file=sys.stderr)
-
-
-# Worker processes: each loads the dataset once and runs whole jobs single-threaded.
-_WORKER: dict = {}
-
-
-def _worker_init(config_dict: dict, run_dir: str, device: str, checkpoint_interval_s: float, threads: int, updates,
-                 parent_pid: int):
-    import signal
-
-    from ticketlab.config import config_from_dict
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled once, by the main process
-    _die_with_parent(parent_pid)
-    torch.set_num_threads(threads)
-    config = config_from_dict(config_dict)
-    task = load_task(config.task)
-    splits = task.bind_run(load_task_data(task, config), Path(run_dir)).to(device)
-    _WORKER["ctx"] = ExperimentContext(
-        config=config, run_dir=Path(run_dir), data=splits, make_model=model_factory(config, splits, None, task),
-        device=torch.device(device), checkpoint_interval_s=checkpoint_interval_s,
-    )
-    _WORKER["updates"] = updates
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Have the kernel SIGKILL this worker when the `find` process that started it dies (Linux), so a killed run
-    leaves no orphan training on and writing into the run directory; a killed job resumes from its checkpoint."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        pr_set_pdeathsig = 1
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL))
-        except (OSError, AttributeError):  # no prctl in this libc: nothing to ask for
-            pass
-    if os.getppid() != parent_pid:  # the parent died before the request took effect
-        os._exit(1)
-
-
-def _worker_run(key: JobKey) -> JobKey:
-    run_job(_WORKER["ctx"], key, on_progress=_WORKER["updates"].put)
-    return key
-
-
-def _run_parallel(ctx: ExperimentContext, graph: dict, workers: int, bar) -> None:
-    context = multiprocessing.get_context("spawn")
-    updates = context.Queue()
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=context,
-        initializer=_worker_init,
-        initargs=(ctx.config.to_dict(), str(ctx.run_dir), str(ctx.device), ctx.checkpoint_interval_s, threads, updates,
-                  os.getpid()),
-    ) as pool:
-        try:
-            _schedule(ctx, graph, pool, workers, updates, bar)
-        except KeyboardInterrupt:
-            # workers ignore SIGINT; stop them now (a killed job resumes from its checkpoint next time)
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.terminate()
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-
-
-def _schedule(ctx: ExperimentContext, graph: dict, pool, workers: int, updates, bar) -> None:
-    """Submit jobs whose inputs exist, at most `workers` at a time, until every job is done."""
-    pending = {key: deps for key, deps in graph.items() if not is_done(ctx, key)}
-    running: dict = {}
-    while pending or running:
-        ready = [key for key, deps in pending.items() if all(is_done(ctx, dep) for dep in deps)]
-        for key in sorted(ready, key=job_priority):  # every trial's ticket chain first: no trial waits on another
-            if len(running) >= workers:
-                break
-            running[pool.submit(_worker_run, key)] = key
-            del pending[key]
-        if not running:
-            raise RuntimeError(f"no runnable job; waiting on {sorted(pending)[:3]}")
-        finished, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
-        _drain(updates, bar)
-        for future in finished:
-            future.result()  # re-raise a worker's error here
-            key = running.pop(future)
-            bar.set_description(f"done {key.label()}")
-            write_results_csv(ctx, graph)
-    _drain(updates, bar)
-
-
-def _drain(updates, bar) -> None:
-    while True:
-        try:
-            bar.update(updates.get_nowait())
-        except queue.Empty:
-            return
