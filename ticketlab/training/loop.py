@@ -30,6 +30,7 @@ from ticketlab.store import (
     set_aside,
     write_jsonl,
 )
+from ticketlab.training.allocator import keep_freed_memory
 from ticketlab.training.distributed import DataParallelGroup
 from ticketlab.training.optim import (
     build_optimizer,
@@ -217,7 +218,9 @@ def masked_optimizer_step(
 def prepare_masked_training(model: nn.Module, masks: dict[str, torch.Tensor], config: TrainConfig,
                             optimizer_state: dict[str, torch.Tensor] | None, device) -> tuple:
     """The start every trainer shares: `model` on `device` in training mode with its pruned weights zeroed, and
-    (optimizer from `config` holding `optimizer_state` if given, [(parameter, mask on device)], all parameters)."""
+    (optimizer from `config` holding `optimizer_state` if given, [(parameter, mask on device)], all parameters).
+    Freed memory stays in the process from here on (`allocator.keep_freed_memory`)."""
+    keep_freed_memory()
     model.to(device)
     model.train()
     apply_masks(model, masks)

@@ -55,6 +55,7 @@ from ticketlab.data.splits import DataSplits
 from ticketlab.models.mlp import MLP
 from ticketlab.seeds import derive_seed
 from ticketlab.store import append_jsonl
+from ticketlab.training.allocator import keep_freed_memory
 from ticketlab.training.loop import (
     CHECKPOINT_FILE,
     EVAL_BATCH,
@@ -673,6 +674,7 @@ def train_population(
     """
     if not members:
         return []
+    keep_freed_memory()
     population = _Population(members, data, config, keep_best=not test_at_every_minimum)
     eval_every = parse_step(config.eval_every, population.per_epoch)
     for row, progress in enumerate(population.progress):
