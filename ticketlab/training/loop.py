@@ -126,7 +126,7 @@ def training_batches(data, start_step: int, total_steps: int, batch_size: int, d
         device = data.x_train.device
         for step in range(start_step, total_steps):
             indices = batch_indices(step, num_train, batch_size, data_seed).to(device)
-            yield data.x_train[indices], data.y_train[indices]
+            yield data.x_train.index_select(0, indices), data.y_train.index_select(0, indices)
         return
     rank, world = shard or (0, 1)
     size = batch_size // world
@@ -206,13 +206,14 @@ def masked_optimizer_step(
 ) -> None:
     """One exact-mask update: zero the pruned gradients, clip the global gradient norm of `parameters` to
     `clip_grad_norm` (if set), step, and zero the pruned weights again (so no optimizer state moves them)."""
-    for parameter, mask in masked_pairs:
-        parameter.grad.mul_(mask)
+    if masked_pairs:
+        masks = [mask for _, mask in masked_pairs]
+        torch._foreach_mul_([parameter.grad for parameter, _ in masked_pairs], masks)
     if clip_grad_norm is not None:
         nn.utils.clip_grad_norm_(parameters, clip_grad_norm, foreach=True)
     optimizer.step()
-    for parameter, mask in masked_pairs:
-        parameter.mul_(mask)
+    if masked_pairs:
+        torch._foreach_mul_([parameter for parameter, _ in masked_pairs], masks)
 
 
 def prepare_masked_training(model: nn.Module, masks: dict[str, torch.Tensor], config: TrainConfig,
@@ -376,7 +377,7 @@ def train_model(
         if group is not None and loader_shard is None:
             inputs, labels = group.shard(inputs), group.shard(labels)
         loss = F.cross_entropy(forward(inputs), labels)
-        optimizer.zero_grad(set_to_none=False)
+        optimizer.zero_grad()  # to None: backward writes fresh gradients instead of adding them to zeros
         loss.backward()
         masked_optimizer_step(optimizer, masked_pairs, all_parameters, config.clip_grad_norm)
         step += 1
