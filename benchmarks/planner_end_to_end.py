@@ -2,8 +2,15 @@
 
 LeNet-300-100, iterative reset + iterative reinit + random pruning, evaluation every 100 iterations. The issue's
 full size is 5 trials x 15 levels x 4,000 iterations; `--trials/--levels/--steps` scale it down. Both paths
-run in fresh run directories; the plain path uses `--workers` single-threaded processes (its best setting).
-Prints both wall times, the speed-up and the largest per-row differences between the two results.csv files.
+run in fresh run directories with `--workers` single-threaded processes (their best setting: the plain path
+trains one job per process, the population path splits every population across them; `--population-workers 1`
+trains the populations in this process with all threads instead).
+
+Prints both wall times, the speed-up, the largest per-row differences between the two results.csv files, and
+each path's achieved FLOP/s against the fp32 matmul peak measured in the same run. The FLOPs counted are the
+protocol's: 6 x weights x batch per training step, and 2 x weights per example evaluated (the validation set at
+every evaluation point, the test set once at the reported minimum and once more for the final weights when they
+differ, the training set at the end). The FLOP bound is those FLOPs at the peak: no run can be faster.
 """
 
 from __future__ import annotations
@@ -16,7 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 import ticketlab
+import ticketlab.data
+import ticketlab.store
+from ticketlab.lottery.experiment import model_factory
+from flops import evaluation_flops, matmul_peak, training_flops, weight_count
 
 
 def _rows(path: Path) -> dict[tuple, dict]:
@@ -24,26 +37,68 @@ def _rows(path: Path) -> dict[tuple, dict]:
         return {(row["variant"], row["trial"], row["level"]): row for row in csv.DictReader(handle)}
 
 
+def protocol_flops(run_dir: Path, config, split_sizes: tuple[int, int, int], weights: int) -> float:
+    """Training and evaluation FLOPs of every job in `run_dir`, counted from its result.json and metrics.jsonl."""
+    train_size, val_size, test_size = split_sizes
+    total = 0.0
+    for result_path in run_dir.glob("trial_*/level_*/*/result.json"):
+        result = ticketlab.store.read_json(result_path)
+        steps = result["final_iteration"] - result["start_step"]
+        evaluations = sum(1 for _ in open(result_path.parent / "metrics.jsonl"))
+        tests = 1 if result["early_stop_iteration"] == result["final_iteration"] else 2
+        total += training_flops(weights, steps * config.train.batch_size)
+        total += evaluation_flops(weights, evaluations * val_size + tests * test_size + train_size)
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--levels", type=int, default=15)
     parser.add_argument("--steps", default="4000it")
-    parser.add_argument("--workers", type=int, default=2, help="processes for the --population 1 path")
+    parser.add_argument("--workers", type=int, default=2, help="single-threaded processes for both paths")
+    parser.add_argument("--population-workers", type=int, default=None,
+                        help="processes for the population path (default: --workers; 1: in this process)")
+    parser.add_argument("--skip-plain", action="store_true", help="time the population path only (no comparison)")
     args = parser.parse_args()
+    population_workers = args.workers if args.population_workers is None else args.population_workers
     config = ticketlab.preset("lenet_fashion_mnist_short").replace(
         trials=args.trials,
         variants=["iterative_reset", "iterative_reinit", "random_pruning"],
         **{"train.steps": args.steps, "prune.levels": args.levels},
     )
+    threads = torch.get_num_threads()
+    peak_before = matmul_peak(threads)
+    print(f"fp32 matmul peak ({threads} threads): {peak_before / 1e9:.1f} GFLOP/s", flush=True)
     root = Path(tempfile.mkdtemp(prefix="ticketlab-planner-"))
-    timings, csvs = {}, {}
-    for label, options in (("population", {"population": None}), ("plain", {"population": 1, "workers": args.workers})):
+    timings, csvs, run_dirs = {}, {}, {}
+    paths = [("population", {"population": None, "workers": population_workers})]
+    if not args.skip_plain:
+        paths.append(("plain", {"population": 1, "workers": args.workers}))
+    for label, options in paths:
         started = time.time()
         result = ticketlab.find_tickets(config, root=root / label, report=False, **options)
         timings[label] = time.time() - started
         csvs[label] = _rows(result.results_csv)
+        run_dirs[label] = result.run_dir
         print(f"{label:10s} wall time {timings[label]:8.1f} s", flush=True)
+    peak = max(peak_before, matmul_peak(threads))
+    print(f"fp32 matmul peak at the end: {peak / 1e9:.1f} GFLOP/s (the higher of the two counts)")
+    splits = ticketlab.data.load_dataset(config.data)
+    sizes = (len(splits.x_train), len(splits.x_val), len(splits.x_test))
+    weights = weight_count(model_factory(config, splits, None)(0))
+    flops = protocol_flops(run_dirs["population"], config, sizes, weights)
+    bound = flops / peak
+    print(f"protocol FLOPs: {flops / 1e12:.1f} TFLOP ({weights:,} weights; train/val/test {sizes}); FLOP bound at "
+          f"the peak: {bound:.0f} s = {bound / 60:.1f} min")
+    for label, seconds in timings.items():
+        print(f"{label:10s} {seconds / 60:6.1f} min, {flops / seconds / 1e9:6.1f} GFLOP/s = "
+              f"{100 * bound / seconds:5.1f}% of the FLOP bound")
+    reproduce = "reproduce: python benchmarks/planner_end_to_end.py " + " ".join(sys.argv[1:])
+    if args.skip_plain:
+        print(reproduce)
+        shutil.rmtree(root, ignore_errors=True)
+        return
     accuracy_gap = max(
         abs(float(csvs["population"][key]["early_stop_test_accuracy"]) - float(row["early_stop_test_accuracy"]))
         for key, row in csvs["plain"].items()
@@ -60,7 +115,7 @@ def main() -> None:
     print(f"rows: {len(csvs['plain'])}, identical rows: {identical}, same early-stop iteration: {same_iteration}")
     print(f"largest |early-stop test accuracy difference|: {100 * accuracy_gap:.2f} points; "
           f"final test accuracy: {100 * final_gap:.2f} points")
-    print("reproduce: python benchmarks/planner_end_to_end.py " + " ".join(sys.argv[1:]))
+    print(reproduce)
     shutil.rmtree(root, ignore_errors=True)
 
 
