@@ -101,7 +101,8 @@ def main() -> None:
             evaluations = steps // EVAL_EVERY + (steps % EVAL_EVERY > 0)
             eval_flops = evaluation_flops(weights, evaluations * SIZES[1] + 2 * SIZES[2] + SIZES[0])
             flops = training_flops(weights, steps * batch) + eval_flops
-            print(f"{threads:>7} {label:>15} {peak / 1e9:>10.1f} {min(steps, 300) / plain:>11.0f} {steps / wall:>17.0f} "
+            print(f"{threads:>7} {label:>15} {peak / 1e9:>10.1f} {min(steps, 300) / plain:>11.0f} "
+                  f"{steps / wall:>17.0f} "
                   f"{flops / wall / 1e9:>8.1f} {100 * flops / wall / peak:>6.0f}% {100 * eval_flops / flops:>10.1f}%")
     print("(eval share: of the FLOPs counted; train_model it/s is over its whole wall time, evaluation included)")
     print(f"load average at end {os.getloadavg()[0]:.1f}")

@@ -6,7 +6,10 @@ Everything is measured in one run, with the same thread count:
   DataLoader pipeline (TensorDataset + default collate), each training K jobs one after another,
 - `train_population` with K members (Adam, 50%-masks, own data orders, evaluation every `--eval-every` steps),
   reporting model-iterations/s of training alone (evaluation time subtracted) and achieved FLOP/s counted as
-  6 x weights x samples per model-iteration,
+  6 x weights x samples per model-iteration; and, over the whole wall time, FLOP/s with the periodic validation
+  passes counted too (2 x weights per example),
+- the goal's K as two populations of K/2 in two single-threaded processes side by side (what `--workers 2`
+  makes of a population in the planner), their combined rate against the same peak,
 - evaluation's share of wall time in `train_model` (the reference, one job at a time) and in the population,
 - peak memory of a K=32 population (in a fresh process), and a short fwd+bwd comparison of the hand-stacked
   backward with autograd through bmm and with torch.func.vmap(grad(functional_call)).
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import platform
 import subprocess
@@ -30,6 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import ticketlab
+from flops import evaluation_flops, matmul_peak
 from ticketlab.config import TrainConfig
 from ticketlab.data.splits import DataSplits
 from ticketlab.models import initialize
@@ -74,19 +79,6 @@ def weight_count(spec: dict) -> int:
 
 def make_model(spec: dict, seed: int) -> nn.Module:
     return initialize(MLP(spec["features"], spec["hidden"], 10), "glorot_normal", seed)
-
-
-def matmul_peak() -> float:
-    """Best fp32 FLOP/s of square matmuls at the current thread count."""
-    best = 0.0
-    for size in (1024, 2048):
-        a, b = torch.randn(size, size), torch.randn(size, size)
-        a @ b
-        for _ in range(3):
-            start = clock()
-            a @ b
-            best = max(best, 2 * size**3 / (clock() - start))
-    return best
 
 
 def plain_loop_rate(spec: dict, data: DataSplits, jobs: int, steps: int) -> float:
@@ -200,6 +192,20 @@ def reference_eval_share(spec: dict, data: DataSplits, steps: int, eval_every: i
                 eval_per_member=timer.periodic / max(steps // eval_every, 1))
 
 
+def split_processes_run(name: str, count: int, iterations: int, threads: int) -> dict:
+    """`count` members as two populations of count/2, each in a process of threads/2 threads, started together;
+    combined training rate (the sum) and rate over the whole wall time (the slower process's)."""
+    start_at = time.time() + 8.0  # both import torch and warm up first
+    command = [sys.executable, __file__, "--threads", str(max(1, threads // 2)), "--half-run", name,
+               str(count // 2), str(iterations), str(start_at)]
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    runs = [json.loads(process.communicate()[0].strip().splitlines()[-1]) for process in processes]
+    wall = max(run["wall"] for run in runs)
+    member_iterations = 2 * (count // 2) * iterations
+    return dict(rate=sum(run["rate"] for run in runs), rate_with_eval=member_iterations / wall,
+                eval_share=sum(run["eval"] for run in runs) / sum(run["wall"] for run in runs))
+
+
 def peak_memory_probe(name: str, count: int, iterations: int, eval_every: int) -> None:
     """(Run in a fresh process.) Print the RSS before training and the peak RSS of the process, in bytes."""
     spec = WORKLOADS[name]
@@ -279,6 +285,8 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every measured length")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--memory-probe", nargs=2, metavar=("WORKLOAD", "K"), help=argparse.SUPPRESS)
+    parser.add_argument("--half-run", nargs=4, metavar=("WORKLOAD", "K", "ITERATIONS", "START_AT"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     global clock
@@ -286,14 +294,25 @@ def main() -> None:
     if args.memory_probe:
         peak_memory_probe(args.memory_probe[0], int(args.memory_probe[1]), 20, 10)
         return
+    if args.half_run:
+        name, count, iterations, start_at = args.half_run
+        spec = WORKLOADS[name]
+        data = synthetic_data(spec)
+        population_run(spec, data, 1, 2, spec["eval_every"])  # warm up, then start with the other process
+        time.sleep(max(0.0, float(start_at) - time.time()))
+        run = population_run(spec, data, int(count), int(iterations), spec["eval_every"])
+        print(json.dumps(run))
+        return
 
     print(f"command: python benchmarks/population_speed.py --threads {args.threads} --clock {args.clock} "
           f"--scale {args.scale} --workloads {args.workloads}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
           f"load average at start {os.getloadavg()[0]:.1f}")
-    peak = matmul_peak()
+    peak = matmul_peak(clock=clock)
     print(f"fp32 matmul peak ({args.threads} threads): {peak / 1e9:.1f} GFLOP/s")
+    print("GFLOP/s and % peak: training alone (6 x weights x examples over training time); '+eval': the periodic "
+          "validation passes counted too (2 x weights per example), over the whole wall time")
 
     for name in args.workloads.split(","):
         spec = WORKLOADS[name]
@@ -307,19 +326,31 @@ def main() -> None:
               f"jobs x {baseline_steps} steps one after another")
         plain = plain_loop_rate(spec, data, BASELINE_JOBS, baseline_steps)
         loader = dataloader_rate(spec, data, BASELINE_JOBS, baseline_steps)
+        eval_flops_per_model_iteration = evaluation_flops(weight_count(spec), spec["sizes"][1]) / eval_every
         print(f"{'K':>3} {'plain it/s':>11} {'loader it/s':>12} {'population it/s':>16} {'x plain':>8} "
-              f"{'x loader':>9} {'GFLOP/s':>8} {'% peak':>7} {'eval share':>11}")
+              f"{'x loader':>9} {'GFLOP/s':>8} {'% peak':>7} {'+eval GF/s':>11} {'% peak':>7} {'eval share':>11}")
         rows = {}
+
+        def print_row(label, run):
+            achieved = run["rate"] * flops_per_model_iteration
+            whole = run["rate_with_eval"] * (flops_per_model_iteration + eval_flops_per_model_iteration)
+            print(f"{label:>3} {plain:>11.0f} {loader:>12.0f} {run['rate']:>16.0f} {run['rate'] / plain:>8.2f} "
+                  f"{run['rate'] / loader:>9.2f} {achieved / 1e9:>8.1f} {100 * achieved / peak:>6.0f}% "
+                  f"{whole / 1e9:>11.1f} {100 * whole / peak:>6.0f}% {100 * run['eval_share']:>10.1f}%")
+
         for count in POPULATION_SIZES:
             run = population_run(spec, data, count, iterations, eval_every)
-            achieved = run["rate"] * flops_per_model_iteration
             rows[count] = (plain, run)
-            print(f"{count:>3} {plain:>11.0f} {loader:>12.0f} {run['rate']:>16.0f} {run['rate'] / plain:>8.2f} "
-                  f"{run['rate'] / loader:>9.2f} {achieved / 1e9:>8.1f} {100 * achieved / peak:>6.0f}% "
-                  f"{100 * run['eval_share']:>10.1f}%")
-        plain, run = rows[spec["goal_k"]]
-        print(f"goal at K={spec['goal_k']}: >= {spec['goal']}x the plain loop -> {run['rate'] / plain:.2f}x "
-              f"(with periodic evaluation counted: {run['rate_with_eval'] / plain:.2f}x)")
+            print_row(count, run)
+        goal_k = spec["goal_k"]
+        split = split_processes_run(name, goal_k, iterations, args.threads)
+        print_row(f"{goal_k // 2}+{goal_k // 2}", split)
+        print(f"({goal_k // 2}+{goal_k // 2}: K={goal_k} as two populations of {goal_k // 2} in two 1-thread "
+              "processes side by side, their combined rates; what --workers 2 makes of a population)")
+        plain, run = rows[goal_k]
+        print(f"goal at K={goal_k}: >= {spec['goal']}x the plain loop -> {run['rate'] / plain:.2f}x "
+              f"(with periodic evaluation counted: {run['rate_with_eval'] / plain:.2f}x; as two processes "
+              f"{split['rate'] / plain:.2f}x and {split['rate_with_eval'] / plain:.2f}x)")
         reference = reference_eval_share(spec, data, iterations, eval_every)
         after = rows[32][1]
         print(f"evaluation share of wall time, eval every {eval_every} steps (end-of-job evaluation left out): "

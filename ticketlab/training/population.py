@@ -350,7 +350,8 @@ class _Population:
         self.progress = [self.progress[row] for row in rows]
         self.params = [param.index_select(0, select) for param in self.params]
         self.masks = [None if mask is None else mask.index_select(0, select) for mask in self.masks]
-        self.state = {key: [tensor.index_select(0, select) for tensor in tensors] for key, tensors in self.state.items()}
+        self.state = {key: [tensor.index_select(0, select) for tensor in tensors]
+                      for key, tensors in self.state.items()}
         self.buffers = [buffer.index_select(0, select) for buffer in self.buffers]
         self.running_loss = self.running_loss.index_select(0, select)
         self.orders = self.orders.index_select(0, select)
@@ -568,6 +569,21 @@ class _Population:
             return [tensor for start, stop, _ in runs for tensor in tensor_rows[start * width : stop * width]]
 
         params, grads = rows_of(self.param_rows), rows_of(self.grad_rows)
+        decoupled = hyper.get("decoupled_weight_decay", self.kind == "adamw")
+        if self.kind in ("adam", "adamw") and hyper["fused"] and not hyper["amsgrad"]:
+            # the fused kernel itself, as torch.optim.adam's fused path calls it after adding 1 to every step
+            # count: here the counts are set to the step taken (one fill per run instead of one add per tensor,
+            # which cost ~0.5 ms a step for 32 small members)
+            for start, stop, count in runs:
+                self.step_values[start * width : stop * width].fill_(float(count + 1))
+            fused_step = torch._fused_adamw_ if decoupled else torch._fused_adam_
+            fused_step(
+                params, grads, rows_of(self.state_rows["exp_avg"]), rows_of(self.state_rows["exp_avg_sq"]), [],
+                rows_of(self.step_rows), amsgrad=False, lr=lr, beta1=hyper["betas"][0], beta2=hyper["betas"][1],
+                weight_decay=hyper["weight_decay"], eps=hyper["eps"], maximize=hyper["maximize"],
+                grad_scale=None, found_inf=None,
+            )
+            return
         if self.kind in ("adam", "adamw"):
             for start, stop, count in runs:  # adam increments these to the step it takes
                 self.step_values[start * width : stop * width].fill_(float(count))
@@ -575,9 +591,8 @@ class _Population:
                 params, grads, rows_of(self.state_rows["exp_avg"]), rows_of(self.state_rows["exp_avg_sq"]),
                 [], rows_of(self.step_rows),
                 foreach=hyper["foreach"], fused=hyper["fused"],
-                decoupled_weight_decay=hyper.get("decoupled_weight_decay", self.kind == "adamw"),
-                amsgrad=hyper["amsgrad"], beta1=hyper["betas"][0], beta2=hyper["betas"][1], lr=lr,
-                weight_decay=hyper["weight_decay"], eps=hyper["eps"], maximize=hyper["maximize"],
+                decoupled_weight_decay=decoupled, amsgrad=hyper["amsgrad"], beta1=hyper["betas"][0],
+                beta2=hyper["betas"][1], lr=lr, weight_decay=hyper["weight_decay"], eps=hyper["eps"], maximize=hyper["maximize"],
             )
             return
         targets = rows_of(self.state_rows["momentum_buffer"]) if "momentum_buffer" in self.state_rows else []
