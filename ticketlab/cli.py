@@ -73,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_run_arguments(find)
     find.add_argument("--workers", type=int, default=None,
-                      help="parallel single-threaded training processes for models that cannot be stacked "
-                      "(default: CPU cores, at most trials)")
+                      help="training processes of CPU cores / N threads each: on the CPU every population is split "
+                      "across them, and models that cannot be stacked train one job per process (default: CPU "
+                      "cores, at most trials)")
     find.add_argument("--population", type=int, default=None,
                       help="jobs trained together as one stacked network (default: as many as fit in memory; "
                       "1: one at a time, the reference path)")

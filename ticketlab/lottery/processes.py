@@ -98,23 +98,34 @@ def schedule_jobs(ctx: ExperimentContext, graph: dict, pool, workers: int, updat
 def run_populations_parallel(ctx: ExperimentContext, graph: dict, workers: int, size: int, bar,
                              on_jobs_start: Callable[[list[JobKey]], None],
                              on_jobs_done: Callable[[list[JobKey]], None]) -> None:
-    """Train the population plan of `size` entry by entry, each entry split into `workers` populations trained
-    side by side in the worker processes (`population_parts`)."""
+    """Train the population plan of `size` with every entry split into `workers` populations
+    (`population_parts`), trained in the worker processes: each free worker takes the first part, in plan order,
+    whose inputs are all done, so a worker that finishes early starts on the next entry instead of waiting for
+    the rest of its own."""
     updates = multiprocessing.get_context("spawn").Queue()
+    pending = []
+    for entry in population_plan(graph, size):
+        for part in population_parts(entry, workers):
+            part = [key for key in part if not is_done(ctx, key)]
+            if part:
+                pending.append(part)
     with worker_pool(ctx, workers, updates) as pool:
-        for entry in population_plan(graph, size):
-            parts = [[key for key in part if not is_done(ctx, key)] for part in population_parts(entry, workers)]
-            parts = [part for part in parts if part]
-            if not parts:
-                continue
-            on_jobs_start([key for part in parts for key in part])
-            running = {pool.submit(_worker_train_batch, part, size): part for part in parts}
-            while running:
-                finished, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
-                drain(updates, bar)
-                for future in finished:
-                    future.result()  # re-raise a worker's error here
-                    on_jobs_done(running.pop(future))
+        running: dict = {}
+        while pending or running:
+            for part in [part for part in pending
+                         if all(is_done(ctx, dep) for key in part for dep in graph[key])]:
+                if len(running) >= workers:
+                    break
+                on_jobs_start(part)
+                running[pool.submit(_worker_train_batch, part, size)] = part
+                pending.remove(part)
+            if not running:
+                raise RuntimeError(f"no runnable population; waiting on {pending[0][:3]}")
+            finished, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+            drain(updates, bar)
+            for future in finished:
+                future.result()  # re-raise a worker's error here
+                on_jobs_done(running.pop(future))
         drain(updates, bar)
 
 

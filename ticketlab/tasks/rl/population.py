@@ -64,6 +64,7 @@ from ticketlab.tasks.rl.ppo import (
 from ticketlab.tasks.rl.envs import make_env
 from ticketlab.tasks.rl.evaluate import EVAL_SEED_BASE, evaluation_seeds
 from ticketlab.tasks.rl.rollout import EnvRunner, sample_actions
+from ticketlab.training.allocator import keep_freed_memory
 from ticketlab.training.loop import CHECKPOINT_FILE, METRICS_FILE, read_checkpoint_parts, reset_metrics
 from ticketlab.training.optim import build_optimizer, learning_rate_at, load_optimizer_tensors
 from ticketlab.training.population import PopulationMember
@@ -509,6 +510,7 @@ def train_agent_population(
     member-iterations done."""
     if not members:
         return []
+    keep_freed_memory()
     rl = rl or data.rl
     device = torch.device(data.device)
     default_total = parse_step(config.steps, 1)
