@@ -1,6 +1,6 @@
 """FLOP accounting shared by the speed benchmarks: the machine's fp32 matmul peak, measured in the same run, and
 the FLOPs of training and evaluating a network counted the usual way (forward 2 x weights x examples, a training
-step 6 x weights x examples). Achieved FLOP/s = counted FLOPs / wall time; as a share of the measured peak it says
+step 6 x weights x examples; for conv nets each weight once per output position, as `ticketlab cost` counts). Achieved FLOP/s = counted FLOPs / wall time; as a share of the measured peak it says
 how far a run is from the speed of the hardware.
 
 The 6x convention counts work an implementation may skip (the first layer's input gradient), so a training
@@ -13,6 +13,8 @@ import time
 
 import torch
 from torch import nn
+
+from ticketlab.export.cost import model_cost
 
 
 def matmul_peak(threads: int | None = None, clock=time.perf_counter) -> float:
@@ -34,16 +36,17 @@ def matmul_peak(threads: int | None = None, clock=time.perf_counter) -> float:
     return best
 
 
-def weight_count(model: nn.Module) -> int:
-    """Multiply-accumulates per example of the model's Linear layers (their weight entries)."""
-    return sum(module.weight.numel() for module in model.modules() if isinstance(module, nn.Linear))
+def forward_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Dense FLOPs of one example's forward pass (2 per multiply-accumulate of every Linear/Conv weight, as
+    `ticketlab cost` counts them): 2 x weights for an MLP."""
+    return model_cost(model, torch.zeros((1, *input_shape))).dense_flops
 
 
-def training_flops(weights: int, examples: int) -> float:
-    """FLOPs of training steps over `examples` examples in all: 6 x weights x examples."""
-    return 6.0 * weights * examples
+def training_flops(forward_per_example: float, examples: int) -> float:
+    """FLOPs of training steps over `examples` examples in all: 3 x the forward's (6 x weights for an MLP)."""
+    return 3.0 * forward_per_example * examples
 
 
-def evaluation_flops(weights: int, examples: int) -> float:
-    """FLOPs of forward passes over `examples` examples: 2 x weights x examples."""
-    return 2.0 * weights * examples
+def evaluation_flops(forward_per_example: float, examples: int) -> float:
+    """FLOPs of forward passes over `examples` examples (2 x weights each for an MLP)."""
+    return float(forward_per_example) * examples

@@ -29,7 +29,7 @@ import ticketlab
 import ticketlab.data
 import ticketlab.store
 from ticketlab.lottery.experiment import model_factory
-from flops import evaluation_flops, matmul_peak, training_flops, weight_count
+from flops import evaluation_flops, forward_flops, matmul_peak, training_flops
 
 
 def _rows(path: Path) -> dict[tuple, dict]:
@@ -37,7 +37,7 @@ def _rows(path: Path) -> dict[tuple, dict]:
         return {(row["variant"], row["trial"], row["level"]): row for row in csv.DictReader(handle)}
 
 
-def protocol_flops(run_dir: Path, config, split_sizes: tuple[int, int, int], weights: int) -> float:
+def protocol_flops(run_dir: Path, config, split_sizes: tuple[int, int, int], forward: int) -> float:
     """Training and evaluation FLOPs of every job in `run_dir`, counted from its result.json and metrics.jsonl."""
     train_size, val_size, test_size = split_sizes
     total = 0.0
@@ -46,8 +46,8 @@ def protocol_flops(run_dir: Path, config, split_sizes: tuple[int, int, int], wei
         steps = result["final_iteration"] - result["start_step"]
         evaluations = sum(1 for _ in open(result_path.parent / "metrics.jsonl"))
         tests = 1 if result["early_stop_iteration"] == result["final_iteration"] else 2
-        total += training_flops(weights, steps * config.train.batch_size)
-        total += evaluation_flops(weights, evaluations * val_size + tests * test_size + train_size)
+        total += training_flops(forward, steps * config.train.batch_size)
+        total += evaluation_flops(forward, evaluations * val_size + tests * test_size + train_size)
     return total
 
 
@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--population-workers", type=int, default=None,
                         help="processes for the population path (default: --workers; 1: in this process)")
     parser.add_argument("--skip-plain", action="store_true", help="time the population path only (no comparison)")
+    parser.add_argument("--keep", action="store_true", help="keep the run directories (their path is printed)")
     args = parser.parse_args()
     population_workers = args.workers if args.population_workers is None else args.population_workers
     config = ticketlab.preset("lenet_fashion_mnist_short").replace(
@@ -86,18 +87,21 @@ def main() -> None:
     print(f"fp32 matmul peak at the end: {peak / 1e9:.1f} GFLOP/s (the higher of the two counts)")
     splits = ticketlab.data.load_dataset(config.data)
     sizes = (len(splits.x_train), len(splits.x_val), len(splits.x_test))
-    weights = weight_count(model_factory(config, splits, None)(0))
-    flops = protocol_flops(run_dirs["population"], config, sizes, weights)
+    forward = forward_flops(model_factory(config, splits, None)(0), splits.input_shape)
+    flops = protocol_flops(run_dirs["population"], config, sizes, forward)
     bound = flops / peak
-    print(f"protocol FLOPs: {flops / 1e12:.1f} TFLOP ({weights:,} weights; train/val/test {sizes}); FLOP bound at "
+    print(f"protocol FLOPs: {flops / 1e12:.1f} TFLOP ({forward / 2:,.0f} weights; train/val/test {sizes}); FLOP bound at "
           f"the peak: {bound:.0f} s = {bound / 60:.1f} min")
     for label, seconds in timings.items():
         print(f"{label:10s} {seconds / 60:6.1f} min, {flops / seconds / 1e9:6.1f} GFLOP/s = "
               f"{100 * bound / seconds:5.1f}% of the FLOP bound")
     reproduce = "reproduce: python benchmarks/planner_end_to_end.py " + " ".join(sys.argv[1:])
+    if args.keep:
+        print(f"run directories kept under {root}")
     if args.skip_plain:
         print(reproduce)
-        shutil.rmtree(root, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
         return
     accuracy_gap = max(
         abs(float(csvs["population"][key]["early_stop_test_accuracy"]) - float(row["early_stop_test_accuracy"]))
@@ -116,7 +120,8 @@ def main() -> None:
     print(f"largest |early-stop test accuracy difference|: {100 * accuracy_gap:.2f} points; "
           f"final test accuracy: {100 * final_gap:.2f} points")
     print(reproduce)
-    shutil.rmtree(root, ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -326,7 +326,7 @@ def main() -> None:
               f"jobs x {baseline_steps} steps one after another")
         plain = plain_loop_rate(spec, data, BASELINE_JOBS, baseline_steps)
         loader = dataloader_rate(spec, data, BASELINE_JOBS, baseline_steps)
-        eval_flops_per_model_iteration = evaluation_flops(weight_count(spec), spec["sizes"][1]) / eval_every
+        eval_flops_per_model_iteration = evaluation_flops(2 * weight_count(spec), spec["sizes"][1]) / eval_every
         print(f"{'K':>3} {'plain it/s':>11} {'loader it/s':>12} {'population it/s':>16} {'x plain':>8} "
               f"{'x loader':>9} {'GFLOP/s':>8} {'% peak':>7} {'+eval GF/s':>11} {'% peak':>7} {'eval share':>11}")
         rows = {}

@@ -13,7 +13,8 @@ def test_population_parts_are_consecutive_even_and_cover_the_entry():
     entry = [JobKey(trial, 1, variant) for variant in ("iterative_reset", "random_pruning") for trial in range(5)]
     parts = population_parts(entry, 2)
     assert [len(part) for part in parts] == [5, 5] and sum(parts, []) == entry
-    assert [len(part) for part in population_parts(entry, 3)] == [3, 4, 3]
+    assert [len(part) for part in population_parts(entry, 3)] == [3, 3, 4]  # smaller first: the chains
+    assert [len(part) for part in population_parts(entry[:7], 2)] == [3, 4]
     assert population_parts(entry[:1], 4) == [entry[:1]]  # never an empty part
     assert population_parts(entry, 1) == [entry]
     assert population_parts(entry, 2) == parts  # the same entry always splits the same way (resume)

@@ -33,10 +33,12 @@ _WORKER: dict = {}  # in a worker process: its experiment context and the progre
 
 def population_parts(entry: list[JobKey], workers: int) -> list[list[JobKey]]:
     """An entry of the population plan split into at most `workers` populations, consecutive in plan order and
-    as even as possible. It depends only on the entry and `workers`, so a resumed run (with the same number of
-    workers) re-forms the same populations."""
+    as even as possible, the smaller ones first: the first part holds the dependency chains (plan order puts
+    them first), so it finishes first and the next entry can start while the rest of this one trains. It
+    depends only on the entry and `workers`, so a resumed run (with the same number of workers) re-forms the
+    same populations."""
     parts = max(1, min(workers, len(entry)))
-    bounds = [round(index * len(entry) / parts) for index in range(parts + 1)]
+    bounds = [index * len(entry) // parts for index in range(parts + 1)]
     return [entry[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
 
 
