@@ -31,11 +31,11 @@ from ticketlab.training.loop import iterations_per_epoch, train_model
 
 MNIST_SIZES, CIFAR_SIZES = (55000, 5000, 10000), (5000, 1000, 1000)
 SETTINGS = {
-    "lenet, adam b60": dict(model="lenet300_100", shape=(1, 28, 28), sizes=MNIST_SIZES, epochs=2.0,
+    "lenet-adam-b60": dict(model="lenet300_100", shape=(1, 28, 28), sizes=MNIST_SIZES, epochs=2.0,
                             train=dict(optimizer="adam", lr=1.2e-3, batch_size=60)),
-    "lenet, sgd b128": dict(model="lenet300_100", shape=(1, 28, 28), sizes=MNIST_SIZES, epochs=2.0,
+    "lenet-sgd-b128": dict(model="lenet300_100", shape=(1, 28, 28), sizes=MNIST_SIZES, epochs=2.0,
                             train=dict(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=128)),
-    "conv2, adam b60": dict(model="conv2", shape=(3, 32, 32), sizes=CIFAR_SIZES, steps=300,
+    "conv2-adam-b60": dict(model="conv2", shape=(3, 32, 32), sizes=CIFAR_SIZES, steps=300,
                             train=dict(optimizer="adam", lr=2e-4, batch_size=60)),
 }
 EVAL_EVERY = 100
