@@ -285,7 +285,6 @@ class _Population:
         shapes = {name: value.shape for name, value in states[0].items()}
         if any({name: value.shape for name, value in state.items()} != shapes for state in states):
             raise ValueError("population members must share one architecture (the same parameter names and shapes)")
-        self.shapes = [tuple(shapes[name]) for name in self.names]
         self.buffer_names = [name for name in shapes if name not in set(self.names)]
         self.buffers = [torch.stack([state[name] for state in states]).to(device) for name in self.buffer_names]
         self.params = [torch.stack([state[name] for state in states]).to(device) for name in self.names]
