@@ -76,25 +76,15 @@ def run_jobs_parallel(ctx: ExperimentContext, graph: dict, workers: int, bar,
 def schedule_jobs(ctx: ExperimentContext, graph: dict, pool, workers: int, updates, bar,
                   on_jobs_done: Callable[[list[JobKey]], None]) -> None:
     """Submit jobs whose inputs exist, at most `workers` at a time, until every job is done."""
-    pending = {key: deps for key, deps in graph.items() if not is_done(ctx, key)}
-    running: dict = {}
-    while pending or running:
-        ready = [key for key, deps in pending.items() if all(is_done(ctx, dep) for dep in deps)]
-        for key in sorted(ready, key=job_priority):  # every trial's ticket chain first: no trial waits on another
-            if len(running) >= workers:
-                break
-            running[pool.submit(_worker_run, key)] = key
-            del pending[key]
-        if not running:
-            raise RuntimeError(f"no runnable job; waiting on {sorted(pending)[:3]}")
-        finished, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
-        drain(updates, bar)
-        for future in finished:
-            future.result()  # re-raise a worker's error here
-            key = running.pop(future)
-            bar.set_description(f"done {key.label()}")
-            on_jobs_done([key])
-    drain(updates, bar)
+    # every trial's ticket chain first: no trial waits on another
+    jobs = sorted((key for key in graph if not is_done(ctx, key)), key=job_priority)
+
+    def done(part: list[JobKey]) -> None:
+        bar.set_description(f"done {part[0].label()}")
+        on_jobs_done(part)
+
+    _run_when_ready(ctx, graph, [[key] for key in jobs], workers, updates, bar,
+                    submit=lambda part: pool.submit(_worker_run, part[0]), on_start=lambda part: None, on_done=done)
 
 
 def run_populations_parallel(ctx: ExperimentContext, graph: dict, workers: int, size: int, bar,
@@ -105,30 +95,38 @@ def run_populations_parallel(ctx: ExperimentContext, graph: dict, workers: int, 
     whose inputs are all done, so a worker that finishes early starts on the next entry instead of waiting for
     the rest of its own."""
     updates = multiprocessing.get_context("spawn").Queue()
-    pending = []
+    parts = []
     for entry in population_plan(graph, size):
         for part in population_parts(entry, workers):
             part = [key for key in part if not is_done(ctx, key)]
             if part:
-                pending.append(part)
+                parts.append(part)
     with worker_pool(ctx, workers, updates) as pool:
-        running: dict = {}
-        while pending or running:
-            for part in [part for part in pending
-                         if all(is_done(ctx, dep) for key in part for dep in graph[key])]:
-                if len(running) >= workers:
-                    break
-                on_jobs_start(part)
-                running[pool.submit(_worker_train_batch, part, size)] = part
-                pending.remove(part)
-            if not running:
-                raise RuntimeError(f"no runnable population; waiting on {pending[0][:3]}")
-            finished, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
-            drain(updates, bar)
-            for future in finished:
-                future.result()  # re-raise a worker's error here
-                on_jobs_done(running.pop(future))
+        _run_when_ready(ctx, graph, parts, workers, updates, bar,
+                        submit=lambda part: pool.submit(_worker_train_batch, part, size), on_start=on_jobs_start,
+                        on_done=on_jobs_done)
+
+
+def _run_when_ready(ctx: ExperimentContext, graph: dict, parts: list[list[JobKey]], workers: int, updates, bar, *,
+                    submit, on_start, on_done) -> None:
+    """Submit each part (a list of jobs) once all its jobs' inputs are done, the first ready ones first, at most
+    `workers` at a time, until every part is done; progress from the workers goes onto `bar`."""
+    pending, running = list(parts), {}
+    while pending or running:
+        for part in [part for part in pending if all(is_done(ctx, dep) for key in part for dep in graph[key])]:
+            if len(running) >= workers:
+                break
+            on_start(part)
+            running[submit(part)] = part
+            pending.remove(part)
+        if not running:
+            raise RuntimeError(f"no runnable job; waiting on {pending[0][:3]}")
+        finished, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
         drain(updates, bar)
+        for future in finished:
+            future.result()  # re-raise a worker's error here
+            on_done(running.pop(future))
+    drain(updates, bar)
 
 
 def drain(updates, bar) -> None:
