@@ -534,11 +534,11 @@ class _Population:
                 learning_rates[schedule_key] = learning_rate_at(progress.step, self.config, progress.total,
                                                                 self.per_epoch)
             keys.append((progress.has_momentum, learning_rates[schedule_key], progress.optimizer_steps))
-        # Adjacent members with the same step count, momentum state and learning rate go to the fused kernel as
-        # one tensor per parameter (their rows of the padded segment); one call per learning rate. Each member's
-        # row is a whole number of SIMD task units, so every element takes the kernel's vector path wherever the
-        # member sits: its rounding never depends on its neighbours (whose step counts differ after a kill
-        # between two members' checkpoint writes) or on how the members are grouped or chunked.
+        # Adjacent members with the same momentum state and learning rate go to the fused kernel in one call (one
+        # call per learning rate), each member's row of each parameter a tensor of its own with its own step
+        # count: the kernel walks a row as it walks that parameter of the job alone, so a member's rounding never
+        # depends on its neighbours (whose step counts differ after a kill between two members' checkpoint
+        # writes) or on how the members are grouped.
         groups: dict[tuple[bool, float], list[tuple[int, int, int]]] = {}
         start = 0
         for row in range(1, len(keys) + 1):
@@ -591,7 +591,8 @@ class _Population:
                 [], rows_of(self.step_rows),
                 foreach=hyper["foreach"], fused=hyper["fused"],
                 decoupled_weight_decay=decoupled, amsgrad=hyper["amsgrad"], beta1=hyper["betas"][0],
-                beta2=hyper["betas"][1], lr=lr, weight_decay=hyper["weight_decay"], eps=hyper["eps"], maximize=hyper["maximize"],
+                beta2=hyper["betas"][1], lr=lr, weight_decay=hyper["weight_decay"], eps=hyper["eps"],
+                maximize=hyper["maximize"],
             )
             return
         targets = rows_of(self.state_rows["momentum_buffer"]) if "momentum_buffer" in self.state_rows else []
