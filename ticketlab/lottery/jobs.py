@@ -27,7 +27,7 @@ from ticketlab.pruning import (
     full_masks,
     keep_top,
     next_keep_counts,
-    output_layer_name,
+    output_weight_names,
     random_scores,
     remaining_counts,
     remaining_percent,
@@ -168,11 +168,23 @@ def _plan_total(entry) -> int:
 
 
 def layer_rates(config: ExperimentConfig, model: nn.Module, prunable: Callable = prunable_weights) -> dict[str, float]:
-    """The per-round pruning fraction of each prunable weight (output layer and overrides applied)."""
+    """The per-round pruning fraction of each prunable weight: `prune.rate`, `prune.output_rate` for the output
+    weights, then the `prune.layer_rates` overrides.
+
+    The output weights are those the model names (`ticketlab.pruning.output_weight_names`), matched by identity:
+    both heads of an actor-critic; for a language model or Transformer with tied weights, the one matrix that is
+    both the embedding and the output projection (listed under the embedding's name) gets the output rate, since
+    pruning it prunes the output layer.
+    """
     names = list(prunable(model))
     rates = {name: config.prune.rate for name in names}
     if config.prune.output_rate is not None:
-        rates[names[-1] if names else output_layer_name(model)] = config.prune.output_rate
+        if not names:
+            from ticketlab.errors import ConfigError
+
+            raise ConfigError(f"model {type(model).__name__} has no prunable Linear/Conv/Embedding/RNN weights")
+        for name in output_weight_names(model, prunable):
+            rates[name] = config.prune.output_rate
     for name, rate in config.prune.layer_rates:
         if name not in rates:
             from ticketlab.errors import ConfigError

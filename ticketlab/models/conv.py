@@ -84,6 +84,10 @@ class ConvNet(nn.Module):
         classifier.append(nn.Linear(fan_in, num_classes))
         self.classifier = nn.Sequential(*classifier)
 
+    def output_weights(self) -> tuple[nn.Parameter, ...]:
+        """The output layer's weight (`prune.output_rate` applies to it)."""
+        return (self.classifier[-1].weight,)
+
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         if inputs.ndim == 3:
             inputs = inputs.unsqueeze(1)

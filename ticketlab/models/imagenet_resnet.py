@@ -96,6 +96,10 @@ class ImageNetResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(channels, num_classes)
 
+    def output_weights(self) -> tuple[nn.Parameter, ...]:
+        """The output layer's weight (`prune.output_rate` applies to it)."""
+        return (self.fc.weight,)
+
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         hidden = self.maxpool(self.relu(self.bn1(self.conv1(inputs))))
         hidden = self.layer4(self.layer3(self.layer2(self.layer1(hidden))))

@@ -20,6 +20,10 @@ class MLP(nn.Module):
         blocks.append(nn.Linear(widths[-1], num_classes))
         self.layers = nn.Sequential(*blocks)
 
+    def output_weights(self) -> tuple[nn.Parameter, ...]:
+        """The output layer's weight (`prune.output_rate` applies to it)."""
+        return (self.layers[-1].weight,)
+
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.layers(inputs)
 

@@ -56,6 +56,10 @@ class ResNet(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.fc = nn.Linear(channels, num_classes)
 
+    def output_weights(self) -> tuple[nn.Parameter, ...]:
+        """The output layer's weight (`prune.output_rate` applies to it)."""
+        return (self.fc.weight,)
+
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         if inputs.ndim == 3:
             inputs = inputs.unsqueeze(1)

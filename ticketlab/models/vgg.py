@@ -42,6 +42,10 @@ class VGG(nn.Module):
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.fc = nn.Linear(channels, num_classes)
 
+    def output_weights(self) -> tuple[nn.Parameter, ...]:
+        """The output layer's weight (`prune.output_rate` applies to it)."""
+        return (self.fc.weight,)
+
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         if inputs.ndim == 3:
             inputs = inputs.unsqueeze(1)

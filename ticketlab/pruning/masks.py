@@ -43,12 +43,49 @@ def prunable_weights(model: nn.Module) -> dict[str, nn.Parameter]:
     return weights
 
 
+def output_weight_names(model: nn.Module, prunable=prunable_weights) -> tuple[str, ...]:
+    """The prunable weights that compute the model's outputs (the layers `prune.output_rate` prunes), under the
+    names `prunable(model)` lists them by.
+
+    The model names them: `model.output_weights()` returns its output Parameters (a classifier's last layer, both
+    heads of an actor-critic, a language model's decoder). Matching is by identity, not by name, so a Parameter
+    shared by an input and the output layer (a decoder tied to its embedding) is an output weight, listed under
+    the name `prunable` gives it (the embedding's). A model without `output_weights()` (a custom module): the weight
+    of its last Linear/Conv/Embedding/RNN module in registration order, a shared module or Parameter counted at
+    every place it is registered, so a tied decoder registered last is still found. Output weights that
+    `prunable` leaves out are skipped (the result may then be empty).
+    """
+    weights = prunable(model)
+    declared = getattr(model, "output_weights", None)
+    outputs = list(declared()) if callable(declared) else _last_registered_weight(model)
+    name_of = {id(weight): name for name, weight in weights.items()}
+    names: list[str] = []
+    for parameter in outputs:
+        name = name_of.get(id(parameter))
+        if name is not None and name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def _last_registered_weight(model: nn.Module) -> list[nn.Parameter]:
+    last: list[nn.Parameter] = []
+    for module in model.modules(remove_duplicate=False):
+        if isinstance(module, PRUNABLE_MODULE_TYPES) and module.weight is not None:
+            last = [module.weight]
+        elif isinstance(module, RECURRENT_MODULE_TYPES):
+            matrices = [parameter for name, parameter in module.named_parameters(recurse=False)
+                        if name.startswith(RECURRENT_WEIGHT_PREFIXES)]
+            last = matrices[-1:] or last
+    return last
+
+
 def output_layer_name(model: nn.Module) -> str:
-    """The last prunable weight in module order: the classifier, which the paper prunes at a lower rate."""
-    names = list(prunable_weights(model))
+    """The first of the model's output weights (`output_weight_names`): a classifier's last layer, which the paper
+    prunes at a lower rate and transfer re-initializes."""
+    names = output_weight_names(model)
     if not names:
-        raise ConfigError(f"model {type(model).__name__} has no prunable Linear/Conv/Embedding/RNN weights")
-    return names[-1]
+        raise ConfigError(f"model {type(model).__name__} has no prunable Linear/Conv/Embedding/RNN output weight")
+    return names[0]
 
 
 def full_masks(weights: dict[str, torch.Tensor]) -> Masks:

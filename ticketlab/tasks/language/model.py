@@ -47,6 +47,11 @@ class LSTMLanguageModel(nn.Module):
             self.decoder.weight = self.encoder.weight
         self.tie_weights = tie_weights
 
+    def output_weights(self) -> tuple[nn.Parameter, ...]:
+        """The decoder's weight (`prune.output_rate` applies to it). With `tie_weights` it is the embedding's Parameter:
+        the one matrix is both the input and the output layer, and gets the output rate."""
+        return (self.decoder.weight,)
+
     def forward(self, tokens: torch.Tensor, hidden: Hidden | None = None) -> tuple[torch.Tensor, Hidden]:
         """Logits [time, batch, vocab] and the final state of each layer (carry it into the next segment)."""
         outputs = self.input_dropout(self.encoder(tokens))

@@ -38,6 +38,10 @@ class MLPActorCritic(nn.Module):
         self.shared_trunk = shared_trunk
         self.policy_head, self.value_head = nn.Linear(width, actions), nn.Linear(width, 1)
 
+    def output_weights(self) -> tuple[nn.Parameter, ...]:
+        """Both heads' weights, policy then value: each is an output layer (`prune.output_rate` applies to both)."""
+        return (self.policy_head.weight, self.value_head.weight)
+
     def forward(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.policy_trunk(observations)
         value_features = features if self.shared_trunk else self.value_trunk(observations)
@@ -51,6 +55,10 @@ class NatureCNNActorCritic(nn.Module):
             nn.Conv2d(frames, 32, 8, stride=4), nn.ReLU(), nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
             nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten(), nn.Linear(64 * 7 * 7, 512), nn.ReLU())
         self.policy_head, self.value_head = nn.Linear(512, actions), nn.Linear(512, 1)
+
+    def output_weights(self) -> tuple[nn.Parameter, ...]:
+        """Both heads' weights, policy then value: each is an output layer (`prune.output_rate` applies to both)."""
+        return (self.policy_head.weight, self.value_head.weight)
 
     def forward(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.trunk(observations.float() / 255.0)

@@ -96,6 +96,11 @@ class TransformerTranslator(nn.Module):
         self.encoder_norm, self.decoder_norm = nn.LayerNorm(width), nn.LayerNorm(width)
         self.output = None if tie_weights else nn.Linear(width, vocab_size, bias=False)
 
+    def output_weights(self) -> tuple[nn.Parameter, ...]:
+        """The output projection's weight (`prune.output_rate` applies to it). With `tie_weights` it is the one shared
+        embedding matrix (source, target and output), which then gets the output rate."""
+        return (self.target_embed.weight if self.output is None else self.output.weight,)
+
     def _embed(self, embedding: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
         return self.embed_dropout(embedding(ids) * math.sqrt(self.width) + positions(ids.shape[1], self.width, ids.device))
 
