@@ -124,7 +124,9 @@ def keep_plan(config: ExperimentConfig, model: nn.Module, prunable: Callable = p
     """Per-level survivor counts from the prune config, stopping at `levels` or the target percent.
 
     `prunable(model)` selects the pruned tensors (the task's choice; by default Linear/Conv/Embedding/RNN weights).
+    ConfigError for settings the model cannot satisfy, so they are refused before anything trains.
     """
+    check_model_settings(config, model)
     if config.prune.unit == "channel":
         return _channel_keep_plan(config, model)
     weights = prunable(model)
@@ -147,6 +149,24 @@ def keep_plan(config: ExperimentConfig, model: nn.Module, prunable: Callable = p
             plan.pop()
             break
     return plan
+
+
+def check_model_settings(config: ExperimentConfig, model: nn.Module) -> None:
+    """ConfigError for prune settings that need what `model` lacks: BatchNorm for `prune.channel_score bn_scale`
+    (every channel group) and for the early-bird variants' `prune.early_bird_criterion channels`."""
+    from ticketlab.errors import ConfigError
+    from ticketlab.pruning.early_bird import batchnorm_scales
+
+    prune = config.prune
+    if prune.unit == "channel" and prune.channel_score == "bn_scale":
+        bare = [group.producer for group in channel_groups(model) if group.norm is None]
+        if bare:
+            raise ConfigError(f"prune.channel_score 'bn_scale' needs a BatchNorm after every pruned layer; "
+                              f"{type(model).__name__} has none after {bare[0]}: use 'l1'")
+    early_bird = any(variant in EARLY_BIRD_VARIANTS for variant in config.variants)
+    if early_bird and prune.early_bird_criterion == "channels" and not batchnorm_scales(model):
+        raise ConfigError(f"prune.early_bird_criterion 'channels' needs BatchNorm layers, which "
+                          f"{type(model).__name__} does not have; use 'weights'")
 
 
 def _channel_keep_plan(config: ExperimentConfig, model: nn.Module) -> list:

@@ -118,6 +118,8 @@ def test_tiny_run_through_the_entry_point(tmp_path, capsys):
     (["--data.name", "Pendulum-v9"], ["data.name 'Pendulum-v9'", "CartPole-v1"]),
     (["--rl.num_envs", "0"], ["rl.num_envs 0"]),
     (["--rl.rollout_steps", "-3"], ["rl.rollout_steps -3"]),
+    (["--model.name", "nature_cnn"], ["model.name 'nature_cnn' needs image observations", "CartPole-v1",
+                                      "shape [4]", "use model.name mlp"]),  # before training (was: conv2d error)
 ])
 def test_bad_settings_are_one_line(extra, fragments, tmp_path, capsys):
     code = main(["find", "--preset", "ppo_tiny", "--root", str(tmp_path), *extra])

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ticketlab.config import ExperimentConfig
+from ticketlab.errors import ConfigError
 
 
 class MLPActorCritic(nn.Module):
@@ -66,7 +67,13 @@ class NatureCNNActorCritic(nn.Module):
 
 
 def build_agent(config: ExperimentConfig, data) -> nn.Module:
+    """The actor-critic of `config.model` for the environment `data`; ConfigError (before any training) for a CNN
+    on observations that are not stacked 84x84 frames."""
     if config.model.name == "nature_cnn":
+        if len(data.observation_shape) != 3 or tuple(data.observation_shape[1:]) != (84, 84):
+            raise ConfigError(f"model.name 'nature_cnn' needs image observations (stacked 84x84 frames, an Atari "
+                              f"environment); {data.name} gives observations of shape "
+                              f"{list(data.observation_shape)}: use model.name mlp")
         return NatureCNNActorCritic(data.observation_shape[0], data.actions)
     return MLPActorCritic(math.prod(data.observation_shape), data.actions, tuple(config.model.hidden),
                           shared_trunk=config.rl.shared_trunk)
