@@ -148,3 +148,50 @@ def test_a_missing_extra_names_its_install_command(monkeypatch, tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err == ["ticketlab: error: LunarLander-v3 needs ticketlab[box2d]: pip install "
                                  "'ticketlab[box2d]'"], err
+
+
+def test_every_mean_return_is_stored_with_its_episode_returns(tmp_path, capsys):
+    """metrics.jsonl rows and result.json hold the evaluation episodes' returns behind each mean return (the
+    population path, through `main`, and the one-agent path), and they are the returns `evaluate` plays."""
+    from ticketlab.tasks.rl.evaluate import episode_returns, evaluation_seeds
+
+    assert main(["find", "--preset", "ppo_tiny", "--root", str(tmp_path / "runs"), "--quiet", "--no-report",
+                 "--variants", "iterative_reset", "--levels", "1"]) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    config, data, _ = _setup()
+    episodes = config.rl.eval_episodes
+    results = list(run_dir.rglob("result.json"))
+    assert len(results) == 2
+    for result_path in results:
+        result = json.loads(result_path.read_text())
+        rows = [json.loads(line) for line in (result_path.parent / "metrics.jsonl").read_text().splitlines()]
+        for row in rows:
+            assert len(row["val_returns"]) == episodes
+            assert row["val_return"] == pytest.approx(float(np.mean(row["val_returns"])), abs=1e-12)
+            assert "train_returns" in row
+            if "test_return" in row:
+                assert len(row["test_returns"]) == episodes
+                assert row["test_return"] == pytest.approx(float(np.mean(row["test_returns"])), abs=1e-12)
+        best = next(row for row in rows if row["step"] == result["early_stop_iteration"])
+        assert result["early_stop_val_returns"] == best["val_returns"]
+        assert result["early_stop_test_returns"] == best["test_returns"]
+        assert result["early_stop_test_metric"] == pytest.approx(np.mean(result["early_stop_test_returns"]), abs=1e-12)
+        assert result["final_val_returns"] == rows[-1]["val_returns"]
+        assert -result["final_val_loss"] == pytest.approx(np.mean(result["final_val_returns"]), abs=1e-12)
+        assert result["final_test_metric"] == pytest.approx(np.mean(result["final_test_returns"]), abs=1e-12)
+        # replayed here from the stored final weights: the same episodes, the same returns
+        model = TASK.build_model(config, data)
+        model.load_state_dict(load_tensors(result_path.parent / "weights_final.safetensors"))
+        assert episode_returns(model, data, "test", config.rl) == result["final_test_returns"]
+    assert len(evaluation_seeds("val", episodes)) == episodes
+
+    # the one-agent trainer stores the same things
+    config, data, model = _setup(**{"train.steps": "3it", "train.eval_every": "2it"})
+    result = TASK.train(model, data, config.train, masks=full_masks(prunable_weights(model)), data_seed=2,
+                        job_dir=tmp_path / "alone")
+    rows = [json.loads(line) for line in (tmp_path / "alone" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [2, 3]
+    for row in rows:
+        assert row["val_return"] == pytest.approx(float(np.mean(row["val_returns"])), abs=1e-12)
+    assert result.final_test_metric == pytest.approx(np.mean(result.final_test_returns), abs=1e-12)
+    assert result.early_stop_test_metric == pytest.approx(np.mean(result.early_stop_test_returns), abs=1e-12)

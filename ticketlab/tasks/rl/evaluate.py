@@ -20,8 +20,9 @@ def evaluation_seeds(split: str, episodes: int) -> list[int]:
     return [derive_seed(EVAL_SEED_BASE, split, episode) % (2**31) for episode in range(episodes)]
 
 
-def evaluate(model: nn.Module, data, split: str, rl: RLConfig | None = None) -> dict[str, float]:
-    """{'return': mean return, 'loss': its negative} over the evaluation episodes of `split`, in eval mode."""
+def episode_returns(model: nn.Module, data, split: str, rl: RLConfig | None = None) -> list[float]:
+    """The undiscounted return of each evaluation episode of `split`, in the order of `evaluation_seeds(split,
+    rl.eval_episodes)`, played in eval mode (greedy actions under `rl.deterministic_eval`)."""
     rl = rl or RLConfig()
     was_training = model.training
     model.eval()
@@ -31,5 +32,15 @@ def evaluate(model: nn.Module, data, split: str, rl: RLConfig | None = None) -> 
                                     sample_seed=derive_seed(EVAL_SEED_BASE, split, "actions"), device=data.device)
     finally:
         model.train(was_training)
-    mean = float(np.mean(returns))
+    return [float(value) for value in returns]
+
+
+def mean_return(returns: list[float]) -> float:
+    """The mean evaluation return of episode returns (what metrics.jsonl and result.json record beside them)."""
+    return float(np.mean(returns))
+
+
+def evaluate(model: nn.Module, data, split: str, rl: RLConfig | None = None) -> dict[str, float]:
+    """{'return': mean return, 'loss': its negative} over the evaluation episodes of `split`, in eval mode."""
+    mean = mean_return(episode_returns(model, data, split, rl))
     return {"loss": -mean, "return": mean}

@@ -62,7 +62,7 @@ from ticketlab.tasks.rl.ppo import (
     generalized_advantages,
 )
 from ticketlab.tasks.rl.envs import make_env
-from ticketlab.tasks.rl.evaluate import EVAL_SEED_BASE, evaluation_seeds
+from ticketlab.tasks.rl.evaluate import EVAL_SEED_BASE, evaluation_seeds, mean_return
 from ticketlab.tasks.rl.rollout import EnvRunner, sample_actions
 from ticketlab.training.allocator import keep_freed_memory
 from ticketlab.training.loop import CHECKPOINT_FILE, METRICS_FILE, read_checkpoint_parts, reset_metrics
@@ -372,8 +372,8 @@ class _Evaluator:
     def __init__(self, name: str, rl: RLConfig) -> None:
         self.name, self.rl, self.envs = name, rl, []
 
-    def mean_returns(self, stack: _Stack, rows: list[int], split: str) -> list[float]:
-        """The mean evaluation return of the members in `rows` on the episodes of `split`."""
+    def episode_returns(self, stack: _Stack, rows: list[int], split: str) -> list[list[float]]:
+        """The evaluation episode returns of each member in `rows` on the episodes of `split` (seed order)."""
         if not rows:
             return []
         seeds = evaluation_seeds(split, self.rl.eval_episodes)
@@ -406,7 +406,7 @@ class _Evaluator:
                 returns[index] += float(reward)
                 if terminated or truncated:
                     active[index] = False
-        return [float(np.mean(returns[row * episodes:(row + 1) * episodes].tolist())) for row in range(count)]
+        return [[float(value) for value in returns[row * episodes:(row + 1) * episodes]] for row in range(count)]
 
     def close(self) -> None:
         for env in self.envs:
@@ -537,16 +537,17 @@ def train_agent_population(
         episodes played together."""
         if not rows:
             return []
-        val = evaluator.mean_returns(stack, rows, "val")
-        improving = [row for row, value in zip(rows, val) if value > stack.agents[row].record.best_val_return]
-        test = dict(zip(improving, evaluator.mean_returns(stack, improving, "test")))
+        val = evaluator.episode_returns(stack, rows, "val")
+        improving = [row for row, returns in zip(rows, val)
+                     if mean_return(returns) > stack.agents[row].record.best_val_return]
+        test = dict(zip(improving, evaluator.episode_returns(stack, improving, "test")))
         observed = []
-        for row, value in zip(rows, val):
+        for row, returns in zip(rows, val):
             agent = stack.agents[row]
-            returns = {"val": value, "test": test.get(row)}
+            played = {"val": returns, "test": test.get(row)}
             env_steps = agent.step * rl.num_envs * rl.rollout_steps
             observed.append(agent.record.observe(agent.step, None, data, rl, env_steps,
-                                                 lambda model, data, split, rl=None: {"return": returns[split]}))
+                                                 lambda model, data, split, rl, played=played: played[split]))
         return observed
 
     def finish(rows: list[int]) -> None:
@@ -554,12 +555,12 @@ def train_agent_population(
         observe([row for row in rows if stack.agents[row].record.last_row is None
                  or stack.agents[row].record.last_row["step"] != stack.agents[row].step])
         untested = [row for row in rows if stack.agents[row].record.last_row.get("test_return") is None]
-        test = dict(zip(untested, evaluator.mean_returns(stack, untested, "test")))
+        test = dict(zip(untested, evaluator.episode_returns(stack, untested, "test")))
         for row in rows:
             agent = stack.agents[row]
             model = stack.write_back(row)
             results[agent.index] = agent_result(agent.record, agent.step, model, data, rl,
-                                                lambda model, data, split, rl=None, row=row: {"return": test[row]})
+                                                lambda model, data, split, rl, row=row: test[row])
             if agent.checkpoint_path is not None:
                 agent.checkpoint_path.unlink(missing_ok=True)
 

@@ -14,7 +14,10 @@ evaluation record, and each environment's episode number and actions since its r
 
 Evaluation every `train.eval_every`: the mean return of `rl.eval_episodes` whole episodes on validation seeds
 and, where the validation return is the best so far, on test seeds; "loss" is the negative validation return,
-so the early-stopping point is the best validation return.
+so the early-stopping point is the best validation return. Every mean is stored with the episode returns it
+averages (in the order of `evaluate.evaluation_seeds`): each metrics.jsonl row holds `val_returns` (and
+`test_returns` where it has `test_return`; `train_returns`, the training episodes finished since the last row),
+and the result the `early_stop_*_returns` and `final_*_returns` behind its means.
 """
 
 from __future__ import annotations
@@ -57,6 +60,11 @@ class AgentTrainResult:
     final_test_metric: float
     final_train_return: float  # mean return of the training episodes finished in the last evaluation interval
     env_steps: int
+    # the evaluation episodes' returns behind each mean above (None: a row from a checkpoint written before them)
+    early_stop_val_returns: list[float] | None = None
+    early_stop_test_returns: list[float] | None = None
+    final_val_returns: list[float] | None = None
+    final_test_returns: list[float] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,7 +91,7 @@ def train_agent(
 ) -> AgentTrainResult:
     """Train the actor-critic `model` in place with PPO (settings `rl`, an RLConfig) from `start_step` to
     `total_steps` iterations; the keyword arguments mean what they mean for `ticketlab.training.loop.train_model`."""
-    from ticketlab.tasks.rl.evaluate import evaluate
+    from ticketlab.tasks.rl.evaluate import episode_returns
 
     rl = rl or data.rl
     total = parse_step(config.steps, 1) if total_steps is None else total_steps
@@ -115,12 +123,12 @@ def train_agent(
             books.after_step(
                 step, None, model, optimizer,
                 observe=lambda _: record.observe(step, model, data, rl, step * rl.num_envs * rl.rollout_steps,
-                                                 evaluate),
+                                                 episode_returns),
                 save=lambda: _save_checkpoint(checkpoint_path, model, optimizer, step, record, runner.state()))
     finally:
         runner.close()
 
-    result = agent_result(record, step, model, data, rl, evaluate)
+    result = agent_result(record, step, model, data, rl, episode_returns)
     books.finish()
     return result
 
@@ -146,14 +154,18 @@ def fresh_env_state(num_envs: int) -> dict:
     return {"episodes": [0] * num_envs, "actions": [[] for _ in range(num_envs)]}
 
 
-def agent_result(record: "EvalRecord", step: int, model: nn.Module, data, rl, evaluate) -> AgentTrainResult:
-    """The result of an agent that stopped training at `step` with evaluation record `record`."""
+def agent_result(record: "EvalRecord", step: int, model: nn.Module, data, rl, play) -> AgentTrainResult:
+    """The result of an agent that stopped training at `step` with evaluation record `record`; `play(model, data,
+    split, rl)` gives a split's evaluation episode returns (see `EvalRecord.observe`)."""
+    from ticketlab.tasks.rl.evaluate import mean_return
+
     if record.last_row is None or record.last_row["step"] != step:  # no training happened (start == total)
-        record.observe(step, model, data, rl, step * rl.num_envs * rl.rollout_steps, evaluate)
+        record.observe(step, model, data, rl, step * rl.num_envs * rl.rollout_steps, play)
     last = record.last_row
-    final_test = last.get("test_return")
+    final_test, final_test_returns = last.get("test_return"), last.get("test_returns")
     if final_test is None:
-        final_test = evaluate(model, data, "test", rl=rl)["return"]
+        final_test_returns = play(model, data, "test", rl)
+        final_test = mean_return(final_test_returns)
     return AgentTrainResult(
         early_stop_iteration=record.best_step,
         early_stop_val_loss=-record.best_val_return,
@@ -164,6 +176,10 @@ def agent_result(record: "EvalRecord", step: int, model: nn.Module, data, rl, ev
         final_test_metric=final_test,
         final_train_return=last["train_return"],
         env_steps=step * rl.num_envs * rl.rollout_steps,
+        early_stop_val_returns=record.best_val_returns,
+        early_stop_test_returns=record.best_test_returns,
+        final_val_returns=last.get("val_returns"),
+        final_test_returns=final_test_returns,
     )
 
 
@@ -230,34 +246,48 @@ def _iteration(model, optimizer, runner: EnvRunner, observations, masked_pairs, 
 
 
 class EvalRecord:
-    """The best validation return, its step and the test return there; the training returns since the last row."""
+    """The best validation return, its step and the test return there (with their episode returns); the training
+    returns since the last row."""
 
     def __init__(self) -> None:
         self.best_step, self.best_val_return, self.best_test_return = -1, -float("inf"), float("nan")
+        self.best_val_returns: list[float] | None = None
+        self.best_test_returns: list[float] | None = None
         self.last_row: dict | None = None
         self.train_returns: list[float] = []
 
-    def observe(self, step, model, data, rl, env_steps: int, evaluate) -> dict:
-        val = evaluate(model, data, "val", rl=rl)["return"]
+    def observe(self, step, model, data, rl, env_steps: int, play) -> dict:
+        """The metrics row of an evaluation at `step`: `play(model, data, split, rl)` gives the episode returns of
+        'val' (and of 'test' where validation improves); the row holds each mean and the returns behind it."""
+        from ticketlab.tasks.rl.evaluate import mean_return
+
+        val_returns = list(play(model, data, "val", rl))
+        val = mean_return(val_returns)
         train_return = float(np.mean(self.train_returns)) if self.train_returns else float("nan")
-        row = {"step": step, "env_steps": env_steps, "train_return": train_return, "val_return": val}
+        row = {"step": step, "env_steps": env_steps, "train_return": train_return,
+               "train_returns": list(self.train_returns), "val_return": val, "val_returns": val_returns}
         self.train_returns = []
         if val > self.best_val_return:
-            test = evaluate(model, data, "test", rl=rl)["return"]
+            test_returns = list(play(model, data, "test", rl))
+            test = mean_return(test_returns)
             self.best_step, self.best_val_return, self.best_test_return = step, val, test
-            row["test_return"] = test
+            self.best_val_returns, self.best_test_returns = val_returns, test_returns
+            row["test_return"], row["test_returns"] = test, test_returns
         self.last_row = row
         return row
 
     def state(self) -> dict:
         return {"best_step": self.best_step, "best_val_return": self.best_val_return,
                 "best_test_return": self.best_test_return, "last_row": self.last_row,
-                "train_returns": self.train_returns}
+                "train_returns": self.train_returns, "best_val_returns": self.best_val_returns,
+                "best_test_returns": self.best_test_returns}
 
     def load(self, state: dict) -> None:
         self.best_step, self.best_val_return = state["best_step"], state["best_val_return"]
         self.best_test_return, self.last_row = state["best_test_return"], state["last_row"]
         self.train_returns = list(state["train_returns"])
+        self.best_val_returns = state.get("best_val_returns")  # absent in checkpoints written before they were kept
+        self.best_test_returns = state.get("best_test_returns")
 
 
 def _save_checkpoint(path: Path, model: nn.Module, optimizer, step: int, record: EvalRecord, env_state: dict) -> None:
