@@ -25,7 +25,18 @@ def check_task_supports(task, variants) -> None:
 
 def at_init_mask(ctx, method: str, model: nn.Module, keep: dict[str, int] | int, seed: int) -> dict[str, torch.Tensor]:
     """The mask `method` ('snip', 'grasp', 'synflow', 'magnitude_at_init') gives `model` (its starting weights)
-    for `keep` survivors: per layer (dict) or in total (int). `seed` draws the scoring batches."""
+    for `keep` survivors: per layer (dict) or in total (int). `seed` draws the scoring batches.
+
+    Which batches score SNIP and GraSP, so a mask can be recomputed: the lottery jobs pass
+    `seed = derive_seed(config.seed, trial, "score_batches")` (the same for every level and method of a trial, not
+    the training order's seed), and the task yields `prune.score_batches` losses on the batches its training loop
+    would draw at steps 0, 1, ... from data seed `seed` (`Task.score_losses`): classification, batch k is the
+    training examples `batch_indices(k, N, train.batch_size, seed)` (epoch e = k // (N // batch_size) is the
+    permutation `torch.randperm(N, generator=manual_seed(derive_seed(seed, "epoch", e)))`), no augmentation,
+    dropout seeded by `derive_seed(seed, "score_dropout", k)`; language, segment k of the training stream
+    (`streams.training_segment(stream, k, ...)`) from a zero hidden state. Each loss is the batch's mean
+    cross-entropy of the model in training mode; g sums their gradients over k = 0, 1, ...; GraSP plays the same
+    batches again for Hg. `keep_top` then keeps the highest scores."""
     task, prune = ctx.task, ctx.config.prune
     model = model.to(ctx.device)
     if method == "magnitude_at_init":

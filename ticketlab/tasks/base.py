@@ -61,6 +61,8 @@ class Task:
       first start and reuses), called once the run directory is locked; the default returns `data`.
     - `score_losses(model, data, train_config, seed, batches)` -> an iterable of `batches` scalar training losses of
       `model` on seeded training batches, for the scores that need the loss (SNIP, GraSP); None: the task has none.
+      Batch k is the batch the task's training loop draws at step k from data seed `seed` (documented per task, so
+      a user can recompute a mask; see `ticketlab.lottery.at_init.at_init_mask` for the seed the jobs pass).
     - `ones_input(data)` -> an all-ones input batch of one example (SynFlow's data-free input); None: none.
     """
 
