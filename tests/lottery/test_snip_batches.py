@@ -47,7 +47,8 @@ def test_a_snip_mask_recomputed_from_the_documented_batches_is_the_stored_mask(t
     gradient = [torch.zeros_like(weight) for weight in weights]
     for k in range(SCORE_BATCHES):
         epoch, position = divmod(k, count // BATCH)
-        order = torch.randperm(count, generator=torch.Generator().manual_seed(_derive_seed(scoring_seed, "epoch", epoch)))
+        generator = torch.Generator().manual_seed(_derive_seed(scoring_seed, "epoch", epoch))
+        order = torch.randperm(count, generator=generator)
         rows = order[position * BATCH:(position + 1) * BATCH]
         loss = F.cross_entropy(model(inputs[rows]), labels[rows])
         for total, part in zip(gradient, torch.autograd.grad(loss, weights)):

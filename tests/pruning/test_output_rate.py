@@ -130,7 +130,8 @@ def test_a_tied_language_model_run_prunes_the_tied_matrix_at_the_output_rate(tmp
         (data / f"ptb.{split}.txt").write_text(text)
     argv = ["find", "--preset", "lstm_ptb_small", "--data-dir", str(data), "--root", str(tmp_path / "runs"),
             "--quiet", "--no-report", "--trials", "1", "--levels", "1", "--steps", "2it", "--rewind", "0it",
-            "--train.milestones", "1it", "--train.eval_every", "1it", "--model.hidden", "8,8", "--model.tie_weights", "true",
+            "--train.milestones", "1it", "--train.eval_every", "1it", "--model.hidden", "8,8",
+            "--model.tie_weights", "true",
             "--data.sequence_length", "5", "--train.batch_size", "2", "--workers", "1",
             "--prune.rate", "0.2", "--prune.output_rate", "0.1", "--variants", "iterative_reset"]
     assert cli.main(argv) == 0, capsys.readouterr().err
