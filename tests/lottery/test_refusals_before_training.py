@@ -51,3 +51,20 @@ def test_a_batchnorm_model_is_accepted_by_the_same_checks():
                               prune=PruneConfig(unit="channel", channel_score="bn_scale", output_rate=None),
                               variants=("iterative_reset",))
     check_model_settings(config, build_model("vgg11", (3, 32, 32), 10, width=2))
+
+
+def test_the_installed_entry_point_refuses_in_one_line_before_training(tmp_path):
+    import subprocess
+    import sys
+
+    pytest.importorskip("gymnasium")  # the RL preset: no MNIST-1D to generate in the child process
+    root = tmp_path / "runs"
+    completed = subprocess.run(
+        [sys.executable, "-m", "ticketlab", "find", "--preset", "ppo_tiny", "--variants", "iterative_reset,early_bird",
+         "--prune.early_bird_criterion", "channels", "--root", str(root)],
+        capture_output=True, text=True, timeout=300)
+    err = completed.stderr.strip().splitlines()
+    assert completed.returncode == 2 and len(err) == 1, completed.stderr
+    assert err[0].startswith("ticketlab: error: prune.early_bird_criterion 'channels' needs BatchNorm"), err
+    assert "MLPActorCritic" in err[0]
+    assert not root.exists() or not [path for path in root.rglob("*") if path.is_file() and path.name != ".lock"]

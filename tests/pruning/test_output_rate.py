@@ -4,6 +4,9 @@ fraction in a level's mask, counted with numpy against `round(rate * count)` com
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -119,9 +122,10 @@ def test_a_layer_rates_override_still_wins_over_the_output_rate():
     assert rates["encoder.weight"] == 0.3 and rates["lstm.1.weight_hh_l0"] == RATE
 
 
-def test_a_tied_language_model_run_prunes_the_tied_matrix_at_the_output_rate(tmp_path, capsys, one_thread):
-    """End to end through `main`: the level-1 IMP mask of a tied LSTM removes 10% of the embedding/decoder matrix
-    and 20% of every recurrent matrix (the issue: the last recurrent matrix lost 10%)."""
+@pytest.mark.parametrize("entry", ["main", "executable"])
+def test_a_tied_language_model_run_prunes_the_tied_matrix_at_the_output_rate(entry, tmp_path, capsys, one_thread):
+    """End to end through `main` and `python -m ticketlab`: the level-1 IMP mask of a tied LSTM removes 10% of the
+    embedding/decoder matrix and 20% of every recurrent matrix (the issue: the last recurrent matrix lost 10%)."""
     data = tmp_path / "data"
     data.mkdir()
     texts = {"train": " the cat sat on the mat \n the dog sat \n a cat and a dog \n" * 8,
@@ -134,7 +138,12 @@ def test_a_tied_language_model_run_prunes_the_tied_matrix_at_the_output_rate(tmp
             "--model.tie_weights", "true",
             "--data.sequence_length", "5", "--train.batch_size", "2", "--workers", "1",
             "--prune.rate", "0.2", "--prune.output_rate", "0.1", "--variants", "iterative_reset"]
-    assert cli.main(argv) == 0, capsys.readouterr().err
+    if entry == "main":
+        assert cli.main(argv) == 0, capsys.readouterr().err
+    else:
+        completed = subprocess.run([sys.executable, "-m", "ticketlab", *argv], capture_output=True, text=True,
+                                   timeout=300, env=os.environ | {"OMP_NUM_THREADS": "1"})
+        assert completed.returncode == 0, completed.stderr
     (run_dir,) = (tmp_path / "runs").iterdir()
     mask = load_tensors(run_dir / "trial_0" / "level_01" / "iterative_reset" / "mask.safetensors")
     removed = {name: (int(value.numel() - value.sum()), value.numel()) for name, value in mask.items()}

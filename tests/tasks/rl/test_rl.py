@@ -130,6 +130,19 @@ def test_bad_settings_are_one_line(extra, fragments, tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_cnn_policy_on_vector_observations_is_refused_by_the_installed_entry_point(tmp_path):
+    import subprocess
+    import sys
+
+    completed = subprocess.run([sys.executable, "-m", "ticketlab", "find", "--preset", "ppo_tiny", "--model.name",
+                                "nature_cnn", "--root", str(tmp_path / "runs"), "--quiet"],
+                               capture_output=True, text=True, timeout=300)
+    err = completed.stderr.strip().splitlines()
+    assert completed.returncode == 2 and len(err) == 1, completed.stderr
+    assert err[0].startswith("ticketlab: error: model.name 'nature_cnn' needs image observations"), err
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.safetensors"))
+
+
 def test_a_continuous_action_space_is_refused():
     import gymnasium
 
