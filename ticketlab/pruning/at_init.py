@@ -11,8 +11,8 @@ its loss), turned into masks by `masks.keep_top` like every other strategy.
 
 Losses come from a callable `losses(model)` yielding scalar losses on seeded batches: the task supplies it (see
 `ticketlab.tasks.base.Task.score_losses`; which batches, with which seeds and in which order, the lottery jobs
-score on: `ticketlab.lottery.at_init.at_init_mask`), so these functions know nothing of data or training. Each scores a copy
-of the model: the caller's weights, BatchNorm statistics and gradients are left as they were.
+score on: `ticketlab.lottery.at_init.at_init_mask`), so these functions know nothing of data or training. Each
+scores a copy of the model: the caller's weights, BatchNorm statistics and gradients are left as they were.
 """
 
 from __future__ import annotations
