@@ -206,9 +206,9 @@ def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, wor
         group=group,
     )
     ctx.keep_plan()  # settings the model cannot satisfy (prune.layer_rates naming no weight) refuse here
-    _write_config(run_dir, config, fingerprint)
-    if data is None:
+    if data is None:  # before config.json is rewritten: a run refused for its data keeps its record as it was
         ctx.data = task.bind_run(ctx.data, run_dir)  # e.g. the tokenizer this run directory keeps
+    _write_config(run_dir, config, fingerprint)
     graph = job_graph(ctx)
     settle_run_settings(ctx, ctx.make_model(0), population)
     repair_run(ctx, graph)
