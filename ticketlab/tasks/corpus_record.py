@@ -32,7 +32,8 @@ def bind_corpus(run_dir: str | Path, listing: dict) -> dict:
             raise ValueError("no fingerprint")
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise IntegrityError(f"{path} is damaged ({' '.join(str(error).split())[:80]}); it records which corpus "
-                             "the run was trained on: restore it, or delete the run directory to start over") from None
+                             "the run was trained on: restore it, or delete it to record the corpus given now "
+                             "(unchecked)") from None
     if stored["fingerprint"] != listing["fingerprint"]:
         raise ConfigError(f"the corpus at {listing['origin']} ({listing['summary']}) is not the one this run was "
                           f"trained on ({stored.get('origin')}: {stored.get('summary')}, recorded in {path}); use "
