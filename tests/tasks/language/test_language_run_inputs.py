@@ -111,9 +111,14 @@ def test_train_size_beyond_the_corpus_is_refused_with_its_size(text_file, tmp_pa
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no run directory left
 
 
-def test_data_classes_are_refused(text_file, tmp_path, capsys):
-    assert cli.main(_find(text_file, tmp_path / "runs", "--data.classes", "0-4")) == 2
-    assert "data.classes '0-4' applies to classification only" in _one_error_line(capsys)
+@pytest.mark.parametrize("flag, value, message", [
+    ("--data.classes", "0-4", "data.classes '0-4' applies to classification only, not to a language model"),
+    ("--data.vocab_size", "100", "data.vocab_size 100 applies to translation only"),
+    ("--data.augment", "true", "data.augment True applies to image data only"),
+])
+def test_settings_a_language_model_does_not_read_are_refused(text_file, tmp_path, capsys, flag, value, message):
+    assert cli.main(_find(text_file, tmp_path / "runs", flag, value)) == 2
+    assert message in _one_error_line(capsys)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 

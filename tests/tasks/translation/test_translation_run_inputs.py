@@ -113,7 +113,8 @@ def test_a_lost_tokenizer_is_restored_from_the_same_corpus(run_copy, finished_ru
 
 @pytest.mark.parametrize("extra, fragments", [
     (["--data.train_size", "49"], ["data.train_size 49 is larger than the 48 training pairs", "use at most 48"]),
-    (["--data.classes", "0-3"], ["data.classes '0-3' applies to classification only"]),
+    (["--data.classes", "0-3"], ["data.classes '0-3' applies to classification only, not to translation"]),
+    (["--data.image_size", "32"], ["data.image_size 32 applies to image data only"]),
 ])
 def test_settings_the_corpus_cannot_honour_are_refused(corpus, tmp_path, capsys, extra, fragments):
     assert main(_find(corpus, tmp_path / "runs", tmp_path / "cache", *extra)) == 2

@@ -25,6 +25,7 @@ from ticketlab.config import DataConfig
 from ticketlab.data.download import cached_or_download
 from ticketlab.data.mnist import resolve_cache_root
 from ticketlab.errors import ConfigError, DataError
+from ticketlab.tasks.data_settings import refuse_foreign_settings
 
 EOS, UNK = "<eos>", "<unk>"
 CHAR_SPLIT = (0.90, 0.05)  # train and validation fractions of Tiny Shakespeare; the test split is the rest
@@ -106,12 +107,10 @@ def load_language_data(config: DataConfig, *, base_urls: tuple[str, ...] | None 
     """The corpus `config.name` as TokenSplits on the CPU. `base_urls`/`checksums` override the published ones
     (tests serve small files). `config.train_size` keeps only the first N training tokens; a size beyond the
     corpus's is refused (ConfigError naming its token count), as are settings that mean nothing to a language
-    model (`data.classes`)."""
+    model (`data.classes`, the image and translation settings)."""
     if config.sequence_length < 1:
         raise ConfigError(f"data.sequence_length {config.sequence_length} must be >= 1")
-    if config.classes is not None:
-        raise ConfigError(f"data.classes {config.classes!r} applies to classification only: a language model "
-                          f"predicts every token of its vocabulary; leave data.classes unset for {config.name}")
+    refuse_foreign_settings(config, "", f"a language model ({config.name})")  # data.classes, data.vocab_size, ...
     if config.name in WORD_CORPORA:
         texts = _word_corpus_texts(WORD_CORPORA[config.name], config, base_urls, checksums)
         splits = word_splits(texts)

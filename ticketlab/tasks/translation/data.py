@@ -24,6 +24,7 @@ from ticketlab.data.download import cached_or_download
 from ticketlab.data.mnist import resolve_cache_root
 from ticketlab.errors import ConfigError, DataError, IntegrityError
 from ticketlab.store import atomic_write_bytes
+from ticketlab.tasks.data_settings import refuse_foreign_settings
 from ticketlab.tasks.translation.tokenizer import BOS_ID, EOS_ID, PAD_ID, encode, load_tokenizer, train_tokenizer
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -109,10 +110,8 @@ def load_translation_data(config: DataConfig) -> TranslationData:
     """The corpus of `config` (multi30k or parallel), tokenized with a BPE model trained on its training split.
 
     `data.train_size` keeps the first N training pairs (more than the corpus holds is refused: ConfigError naming
-    its size); `data.classes` means nothing to a translation model and is refused."""
-    if config.classes is not None:
-        raise ConfigError(f"data.classes {config.classes!r} applies to classification only, not to translation "
-                          f"({config.name}); leave data.classes unset")
+    its size); `data.classes` and the image settings mean nothing to a translation model and are refused."""
+    refuse_foreign_settings(config, "translation", f"translation ({config.name})")  # data.classes, image settings
     source, target = language_pair(config)
     texts = {split: _read_pair(config, split, source, target) for split in ("train", "val", "test")}
     train_source, train_target = texts["train"]
