@@ -181,6 +181,54 @@ def test_load_config_reads_a_run_directorys_record(tmp_path):
         load_config(tmp_path)
 
 
+@pytest.mark.parametrize("section, values, message", [
+    ("model", {"tie_weights": "yes"}, "model.tie_weights value 'yes' must be true or false (not text in quotes)"),
+    ("model", {"tie_weights": "true"}, "model.tie_weights value 'true' must be true or false"),
+    ("model", {"tie_weights": 1}, "model.tie_weights value 1 must be true or false"),
+    ("data", {"augment": None}, "data.augment value None must be true or false"),
+    ("train", {"batch_size": "64"}, "train.batch_size value '64' must be an integer (not text in quotes)"),
+    ("train", {"batch_size": True}, "train.batch_size value True must be an integer"),
+    ("train", {"lr": "0.01"}, "train.lr value '0.01' must be a number"),
+    ("train", {"lr": False}, "train.lr value False must be a number"),
+    ("data", {"train_size": "100"}, "data.train_size value '100' must be an integer"),
+    ("model", {"embedding_dim": 8.0}, "model.embedding_dim value 8.0 must be an integer"),
+    ("train", {"optimizer": 3}, "train.optimizer value 3 must be text"),
+    ("train", {"steps": 500}, "train.steps value 500 must be text"),
+    ("model", {"hidden": "64,32"}, "model.hidden value '64,32' must be a list"),
+    ("model", {"hidden": ["64", 32]}, "model.hidden value '64' must be an integer"),
+    ("prune", {"layer_rates": [["layers.0.weight", "0.3"]]}, "prune.layer_rates value '0.3' must be a number"),
+])
+def test_config_files_refuse_values_of_another_json_type(tmp_path, capsys, section, values, message):
+    """A config file holds typed values: text where a boolean or number belongs is a mistake, never converted (the
+    command line, whose values are all text, converts them)."""
+    from ticketlab import cli
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"task": "language", "data": {"name": "ptb"}, "model": {"name": "lstm"}}
+                               | {section: ({"name": "lstm"} if section == "model" else {}) | values}))
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert message in str(error.value)
+    with pytest.raises(ConfigError, match="must be"):
+        config_from_dict({section: values})
+    assert cli.main(["config", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"ticketlab: error: config file {str(path)!r}: ") and message in err[0]
+
+
+def test_config_files_keep_typed_values_and_the_command_line_converts_text(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text('task = "language"\n[data]\nname = "ptb"\ntrain_size = "none"\n[model]\nname = "lstm"\n'
+                    'tie_weights = true\nembedding_dim = 200\n[train]\nlr = 20\nclip_grad_norm = 0.25\n')
+    config = load_config(toml)
+    assert config.model.tie_weights is True and config.train.lr == 20.0 and config.data.train_size is None
+    (tmp_path / "bad.toml").write_text(toml.read_text().replace("tie_weights = true", 'tie_weights = "yes"'))
+    with pytest.raises(ConfigError, match="model.tie_weights value 'yes' must be true or false"):
+        load_config(tmp_path / "bad.toml")
+    changed = config.replace(**{"model.tie_weights": "no", "train.batch_size": "8", "train.lr": "1.5"})
+    assert (changed.model.tie_weights, changed.train.batch_size, changed.train.lr) == (False, 8, 1.5)
+
+
 def test_make_splits_refuses_sizes_beyond_the_data():
     import torch
 

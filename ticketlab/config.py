@@ -439,12 +439,14 @@ class ExperimentConfig:
         merged = self.to_dict()
         for dotted, value in changes.items():
             _set_dotted(merged, dotted, value)
-        return config_from_dict(merged)
+        return _build(ExperimentConfig, merged, prefix="", strict=False).validate()  # changes may be CLI text
 
 
 def config_from_dict(values: dict[str, Any]) -> ExperimentConfig:
-    """Build and validate an ExperimentConfig from plain data; unknown keys are errors."""
-    return _build(ExperimentConfig, values, prefix="").validate()
+    """Build and validate an ExperimentConfig from plain data (parsed JSON or TOML); unknown keys are errors, and so
+    is a value of the wrong JSON type (the text "yes" for a boolean, "64" for an integer): only the command line's
+    text values are converted (`replace`)."""
+    return _build(ExperimentConfig, values, prefix="", strict=True).validate()
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
@@ -702,7 +704,7 @@ def _type_text(annotation: Any) -> str:
     return str(annotation).replace("typing.", "")
 
 
-def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
+def _build(cls: type, values: dict[str, Any], prefix: str, strict: bool) -> Any:
     if not isinstance(values, dict):
         raise ConfigError(f"config section {prefix.rstrip('.') or 'top level'!r} must be a table/object")
     hints = typing.get_type_hints(cls)
@@ -716,21 +718,27 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
     for name, raw in values.items():
         hint = hints[name]
         if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, raw, prefix=f"{prefix}{name}.")
+            kwargs[name] = _build(hint, raw, prefix=f"{prefix}{name}.", strict=strict)
         else:
-            kwargs[name] = _coerce(raw, hint, prefix + name)
+            kwargs[name] = _coerce(raw, hint, prefix + name, strict)
     return cls(**kwargs)
 
 
-def _coerce(raw: Any, hint: Any, label: str) -> Any:
-    """Convert JSON/TOML/CLI text values to the annotated type, with a one-line error on failure."""
+def _coerce(raw: Any, hint: Any, label: str, strict: bool = False) -> Any:
+    """Convert JSON/TOML/CLI text values to the annotated type, with a one-line error on failure.
+
+    `strict` (values parsed from JSON or TOML): the value must already have the field's JSON type, since text there
+    is a mistake rather than the command line's only form; "none"/"null" still unset an optional field (TOML has no
+    null)."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and type(None) in args:
         if raw is None or (isinstance(raw, str) and raw.lower() in ("none", "null", "")):
             return None
         inner = [arg for arg in args if arg is not type(None)][0]
-        return _coerce(raw, inner, label)
+        return _coerce(raw, inner, label, strict)
+    if strict:
+        _check_json_type(raw, hint, label)
     if origin is tuple:
         if isinstance(raw, str):
             text = raw.strip()
@@ -746,10 +754,10 @@ def _coerce(raw: Any, hint: Any, label: str) -> Any:
         if not isinstance(raw, (list, tuple)):
             raise ConfigError(f"{label} value {raw!r} must be a list")
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(item, args[0], label) for item in raw)
+            return tuple(_coerce(item, args[0], label, strict) for item in raw)
         if len(raw) != len(args):
             raise ConfigError(f"{label} value {raw!r} must have {len(args)} items")
-        return tuple(_coerce(item, arg, label) for item, arg in zip(raw, args))
+        return tuple(_coerce(item, arg, label, strict) for item, arg in zip(raw, args))
     if hint is bool:
         if isinstance(raw, bool):
             return raw
@@ -772,3 +780,22 @@ def _coerce(raw: Any, hint: Any, label: str) -> Any:
             raise ConfigError(f"{label} value {raw!r} must be text")
         return str(raw)
     return raw
+
+
+def _check_json_type(raw: Any, hint: Any, label: str) -> None:
+    """ConfigError unless a parsed JSON/TOML value has the JSON type of `hint` (an integer is a number too)."""
+    if typing.get_origin(hint) is tuple:
+        ok, kind = isinstance(raw, (list, tuple)), "a list"
+    elif hint is bool:
+        ok, kind = isinstance(raw, bool), "true or false"
+    elif hint is int:
+        ok, kind = isinstance(raw, int) and not isinstance(raw, bool), "an integer"
+    elif hint is float:
+        ok, kind = isinstance(raw, (int, float)) and not isinstance(raw, bool), "a number"
+    elif hint is str:
+        ok, kind = isinstance(raw, str), "text"
+    else:
+        return
+    if not ok:
+        quoted = " (not text in quotes)" if isinstance(raw, str) else ""
+        raise ConfigError(f"{label} value {raw!r} must be {kind}{quoted}")

@@ -30,6 +30,7 @@ VALUE_FORMS = {  # how a value is written on the command line, where the type al
 }
 MAX_WORKERS = 256
 MAX_POPULATION = 100_000
+FILE_DATASETS = ("tiny_shakespeare",)  # datasets that are one file: --data-dir may name the file itself
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, *, rewind: bool = True, levels: bool = True) -> None:
@@ -125,7 +126,11 @@ def check_run_arguments(args: argparse.Namespace, config: ExperimentConfig) -> N
     if interval is not None and not (math.isfinite(interval) and interval >= 0):
         raise ConfigError(f"--checkpoint-every {interval} must be a finite number of seconds >= 0")
     data_dir = config.data.data_dir
-    if data_dir is not None and ("\0" in data_dir or not Path(data_dir).is_dir()):
+    if data_dir is not None and config.data.name in FILE_DATASETS:  # one text file: the file, or a folder with it
+        if "\0" in data_dir or not (Path(data_dir).is_dir() or Path(data_dir).is_file()):
+            raise ConfigError(f"data.data_dir {data_dir!r} is neither the {config.data.name} text file nor a "
+                              "directory holding it")
+    elif data_dir is not None and ("\0" in data_dir or not Path(data_dir).is_dir()):
         raise ConfigError(f"data.data_dir {data_dir!r} is not a directory")
 
 

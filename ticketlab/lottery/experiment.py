@@ -206,9 +206,9 @@ def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, wor
         group=group,
     )
     ctx.keep_plan()  # settings the model cannot satisfy (prune.layer_rates naming no weight) refuse here
-    _write_config(run_dir, config, fingerprint)
-    if data is None:
+    if data is None:  # before config.json is rewritten: a run refused for its data keeps its record as it was
         ctx.data = task.bind_run(ctx.data, run_dir)  # e.g. the tokenizer this run directory keeps
+    _write_config(run_dir, config, fingerprint)
     graph = job_graph(ctx)
     settle_run_settings(ctx, ctx.make_model(0), population)
     repair_run(ctx, graph)
@@ -329,7 +329,25 @@ def _write_config(run_dir: Path, config: ExperimentConfig, fingerprint: str) -> 
                                  "delete the file and run the same command again to have it rewritten") from None
         if existing.get("hash") != config.hash():
             raise ConfigError(f"run directory {run_dir} holds a different config (hash {existing.get('hash')})")
+        _check_stored_config(path, existing)
     write_json(path, record)
+
+
+def _check_stored_config(path: Path, existing: dict) -> None:
+    """IntegrityError unless a run's config.json still holds the config its hash names: an edited one (another
+    task, another rate) would otherwise be overwritten with the command's config and the run continued."""
+    from ticketlab.config import config_from_dict
+
+    try:
+        stored_hash = config_from_dict(existing.get("config")).hash()
+    except TicketlabError as error:
+        reason = f"its config is not valid: {error}"
+    else:
+        if stored_hash == existing["hash"]:
+            return
+        reason = f"its config hashes to {stored_hash}, not its recorded hash {existing['hash']}"
+    raise IntegrityError(f"{path} was changed ({reason}); the run's jobs were trained with the config its hash "
+                         "names: restore the file, or delete it and run the same command again to have it rewritten")
 
 
 def resolve_device(device: str) -> torch.device:

@@ -13,6 +13,7 @@ downloaded once with their published checksum. Nothing is downloaded at import.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import zipfile
 from dataclasses import dataclass, replace
@@ -24,6 +25,7 @@ from ticketlab.config import DataConfig
 from ticketlab.data.download import cached_or_download
 from ticketlab.data.mnist import resolve_cache_root
 from ticketlab.errors import ConfigError, DataError
+from ticketlab.tasks.data_settings import refuse_foreign_settings
 
 EOS, UNK = "<eos>", "<unk>"
 CHAR_SPLIT = (0.90, 0.05)  # train and validation fractions of Tiny Shakespeare; the test split is the rest
@@ -40,10 +42,20 @@ class TokenSplits:
     vocab: tuple[str, ...]
     level: str  # "word" or "char"
     sequence_length: int = 35  # tokens per truncated-BPTT training segment (data.sequence_length)
+    origin: str = ""  # where the corpus was read from (a file or directory), for messages
 
     @property
     def vocab_size(self) -> int:
         return len(self.vocab)
+
+    def fingerprint(self) -> str:
+        """sha256 of the vocabulary and every split's token ids: another corpus (or a changed one) changes it."""
+        digest = hashlib.sha256(f"{self.level}\0{len(self.vocab)}\0".encode())
+        digest.update("\0".join(self.vocab).encode())
+        for split in (self.train, self.val, self.test):
+            digest.update(f"\0{len(split)}\0".encode())
+            digest.update(split.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
 
     def to(self, device: str | torch.device) -> "TokenSplits":
         return replace(self, train=self.train.to(device), val=self.val.to(device), test=self.test.to(device))
@@ -93,19 +105,29 @@ SHAKESPEARE_URLS = ("https://raw.githubusercontent.com/karpathy/char-rnn/master/
 def load_language_data(config: DataConfig, *, base_urls: tuple[str, ...] | None = None,
                        checksums: dict[str, str] | None = None) -> TokenSplits:
     """The corpus `config.name` as TokenSplits on the CPU. `base_urls`/`checksums` override the published ones
-    (tests serve small files). `config.train_size` keeps only the first N training tokens."""
+    (tests serve small files). `config.train_size` keeps only the first N training tokens; a size beyond the
+    corpus's is refused (ConfigError naming its token count), as are settings that mean nothing to a language
+    model (`data.classes`, the image and translation settings)."""
     if config.sequence_length < 1:
         raise ConfigError(f"data.sequence_length {config.sequence_length} must be >= 1")
+    refuse_foreign_settings(config, "", f"a language model ({config.name})")  # data.classes, data.vocab_size, ...
     if config.name in WORD_CORPORA:
         texts = _word_corpus_texts(WORD_CORPORA[config.name], config, base_urls, checksums)
         splits = word_splits(texts)
+        origin = config.data_dir or str(resolve_cache_root(config.cache_dir) / config.name)
     elif config.name == "tiny_shakespeare":
         path = _shakespeare_path(config, base_urls, checksums)
         splits = char_splits(_decode(path.read_bytes(), str(path)), str(path))
+        origin = str(path)
     else:
         raise ConfigError(f"unknown language data.name {config.name!r}; allowed: wikitext2, ptb, tiny_shakespeare")
-    train = splits.train if config.train_size is None else splits.train[: config.train_size]
-    return replace(splits, train=train, sequence_length=config.sequence_length)
+    train = splits.train
+    if config.train_size is not None:
+        if config.train_size > len(train):
+            raise ConfigError(f"data.train_size {config.train_size} is larger than the {len(train)} training "
+                              f"tokens of {config.name} ({origin}); use at most {len(train)}")
+        train = train[: config.train_size]
+    return replace(splits, train=train, sequence_length=config.sequence_length, origin=str(origin))
 
 
 def word_splits(texts: dict[str, tuple[str, str]]) -> TokenSplits:

@@ -41,6 +41,20 @@ def score_losses(model, data, config, seed: int, batches: int):
         yield F.cross_entropy(logits.flatten(0, 1), targets.flatten())
 
 
+def bind_corpus_to_run(data, run_dir):
+    """The data, once RUN_DIR/corpus.json records its fingerprint (first start) or matches it (ConfigError for
+    another corpus: a resumed run never trains on a corpus, or a vocabulary, its models were not built for)."""
+    from ticketlab.tasks.corpus_record import bind_corpus
+
+    unit = "words" if data.level == "word" else "characters"
+    bind_corpus(run_dir, {
+        "fingerprint": data.fingerprint(), "origin": data.origin,
+        "summary": f"{len(data.train):,} training tokens, {data.vocab_size:,} {unit} in the vocabulary",
+        "train_tokens": len(data.train), "val_tokens": len(data.val), "test_tokens": len(data.test),
+        "vocab_size": data.vocab_size})
+    return data
+
+
 TASK = Task(
     name="language",
     load_data=load_language_data,
@@ -53,4 +67,5 @@ TASK = Task(
     stackable=lambda model, device, population: False,  # one job at a time (no stacked LSTM populations)
     per_step_hook=lambda config, model: None,  # the trainer seeds its own dropout from (data_seed, step)
     score_losses=score_losses,  # SNIP, GraSP; no data-free input (SynFlow's all-ones input is not a token sequence)
+    bind_run=bind_corpus_to_run,
 )

@@ -24,6 +24,7 @@ from ticketlab.data.download import cached_or_download
 from ticketlab.data.mnist import resolve_cache_root
 from ticketlab.errors import ConfigError, DataError, IntegrityError
 from ticketlab.store import atomic_write_bytes
+from ticketlab.tasks.data_settings import refuse_foreign_settings
 from ticketlab.tasks.translation.tokenizer import BOS_ID, EOS_ID, PAD_ID, encode, load_tokenizer, train_tokenizer
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -71,6 +72,17 @@ class TranslationData:
     vocab_size: int
     source_language: str
     target_language: str
+    origin: str = ""  # the directory the corpus was read from, for messages
+
+    def fingerprint(self) -> str:
+        """sha256 of the language pair and every split's sentences: another corpus (or a changed one) changes it."""
+        digest = hashlib.sha256(f"{self.source_language}\0{self.target_language}\0".encode())
+        for name in ("train", "val", "test"):
+            split = self.split(name)
+            digest.update(f"{name}\0{len(split)}\0".encode())
+            for line in (*split.source_text, *split.references):
+                digest.update(line.encode("utf-8") + b"\n")
+        return digest.hexdigest()
 
     def to(self, device) -> "TranslationData":
         return replace(self, train=self.train.to(device), val=self.val.to(device), test=self.test.to(device))
@@ -95,18 +107,26 @@ def language_pair(config: DataConfig) -> tuple[str, str]:
 
 
 def load_translation_data(config: DataConfig) -> TranslationData:
-    """The corpus of `config` (multi30k or parallel), tokenized with a BPE model trained on its training split."""
+    """The corpus of `config` (multi30k or parallel), tokenized with a BPE model trained on its training split.
+
+    `data.train_size` keeps the first N training pairs (more than the corpus holds is refused: ConfigError naming
+    its size); `data.classes` and the image settings mean nothing to a translation model and are refused."""
+    refuse_foreign_settings(config, "translation", f"translation ({config.name})")  # data.classes, image settings
     source, target = language_pair(config)
     texts = {split: _read_pair(config, split, source, target) for split in ("train", "val", "test")}
     train_source, train_target = texts["train"]
     if config.train_size is not None:
+        if config.train_size > len(train_source):
+            raise ConfigError(f"data.train_size {config.train_size} is larger than the {len(train_source)} training "
+                              f"pairs of {config.name}; use at most {len(train_source)}")
         train_source, train_target = train_source[: config.train_size], train_target[: config.train_size]
         texts["train"] = (train_source, train_target)
     if config.eval_size is not None:
         texts.update({split: tuple(lines[: config.eval_size] for lines in texts[split]) for split in ("val", "test")})
     vocab_size = config.vocab_size or DEFAULT_VOCAB_SIZE
     tokenizer_json = _cached_tokenizer(config, train_source + train_target, vocab_size)
-    return encode_corpus(texts, tokenizer_json, source, target)
+    origin = config.data_dir or str(resolve_cache_root(config.cache_dir) / "multi30k")
+    return replace(encode_corpus(texts, tokenizer_json, source, target), origin=str(origin))
 
 
 def encode_corpus(texts: dict, tokenizer_json: str, source: str, target: str) -> TranslationData:
@@ -123,21 +143,46 @@ def encode_corpus(texts: dict, tokenizer_json: str, source: str, target: str) ->
 
 def bind_run(data: TranslationData, run_dir: Path) -> TranslationData:
     """The data encoded with the run directory's tokenizer.json: written there on a run's first start, read (and
-    checked) on every later one, so a resumed run and its decoding use the tokenizer its models learned."""
+    checked) on every later one, so a resumed run and its decoding use the tokenizer its models learned.
+
+    RUN_DIR/corpus.json records the corpus's fingerprint and the tokenizer's sha256 on the first start: another
+    corpus (ConfigError) or an edited or missing tokenizer.json (IntegrityError) is refused, never half-used."""
+    from ticketlab.tasks.corpus_record import CORPUS_FILE, bind_corpus
+
     path = Path(run_dir) / TOKENIZER_FILE
-    if not path.exists():
+    stored = _stored_tokenizer(path)
+    tokenizer_sha256 = hashlib.sha256((data.tokenizer_json if stored is None else stored).encode("utf-8")).hexdigest()
+    record = bind_corpus(run_dir, {
+        "fingerprint": data.fingerprint(), "origin": data.origin,
+        "summary": f"{len(data.train):,} training pairs {data.source_language}-{data.target_language}",
+        "pairs": {name: len(data.split(name)) for name in ("train", "val", "test")},
+        "tokenizer_sha256": tokenizer_sha256})
+    recorded = record.get("tokenizer_sha256", tokenizer_sha256)
+    if recorded != tokenizer_sha256:
+        state = "is missing and this corpus's tokenizer differs from" if stored is None else "differs from"
+        raise IntegrityError(f"{path} {state} the one this run's models were trained with (sha256 {recorded[:16]}... "
+                             f"in {Path(run_dir) / CORPUS_FILE}): restore it, or delete the run directory to start "
+                             "over")
+    if stored is None:
         atomic_write_bytes(path, data.tokenizer_json.encode("utf-8"))
         return data
+    if stored == data.tokenizer_json:
+        return data
+    texts = {name: (data.split(name).source_text, data.split(name).references) for name in ("train", "val", "test")}
+    return replace(encode_corpus(texts, stored, data.source_language, data.target_language), origin=data.origin)
+
+
+def _stored_tokenizer(path: Path) -> str | None:
+    """The run directory's tokenizer JSON, checked to be a valid tokenizer of ours; None when there is none yet."""
+    if not path.exists():
+        return None
     try:
         stored = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         raise IntegrityError(f"{path} is damaged (not UTF-8 text); the run's models were trained with it: restore "
                              "it, or delete the run directory to start over") from None
     load_tokenizer(stored, where=str(path))
-    if stored == data.tokenizer_json:
-        return data
-    texts = {name: (data.split(name).source_text, data.split(name).references) for name in ("train", "val", "test")}
-    return encode_corpus(texts, stored, data.source_language, data.target_language)
+    return stored
 
 
 def _padded(sequences: list[list[int]]) -> torch.Tensor:
