@@ -167,6 +167,8 @@ class IncrementalDecoder:
         """Logits [rows, vocab] of the token after each row of `prefix` [rows, position + 1] (only its last
         column is read: the earlier ones are in the cache)."""
         model = self.model
+        if self.position >= len(self.position_table):  # past max_steps: rows of a longer table are the same
+            self.position_table = positions(2 * self.position + 1, model.width, self.position_table.device)
         y = model.target_embed(prefix[:, -1:]) * math.sqrt(model.width) + self.position_table[self.position]
         y = model.embed_dropout(y)
         for layer, cache in zip(model.decoder, self.caches):
