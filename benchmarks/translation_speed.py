@@ -146,24 +146,28 @@ def run_decode_comparison(args) -> None:
     from ticketlab.tasks.translation.decode import max_lengths, translate
 
     torch.set_num_threads(args.threads)
-    steps = max(args.train_steps, 1)
-    config = preset("transformer_multi30k_small").replace(**{
-        "data.data_dir": args.data_dir, "train.steps": f"{steps}it", "train.eval_every": f"{steps}it",
-        "train.warmup": "1it", "prune.rewind": "0it"})
+    config = preset("transformer_multi30k_small").replace(**{"data.data_dir": args.data_dir})
     task = load_task("translation")
     data = task.load_data(config.data)
     model = task.initialize(task.build_model(config, data), config, 0)
-    if args.train_steps:
-        from ticketlab.tasks.translation.batches import batch_at, token_batches, trim
+    if args.train_steps:  # the preset's first iterations: its batches, warmup and label smoothing, no masks
+        from ticketlab.config import parse_step
+        from ticketlab.tasks.translation.batches import batch_at, steps_per_epoch, token_batches, trim
+        from ticketlab.training.optim import learning_rate_at
 
+        per_epoch = steps_per_epoch(data, config.train)
+        total = parse_step(config.train.steps, per_epoch)
         batches = token_batches(data.train.source, data.train.target, config.train.batch_size)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr, betas=(0.9, config.train.beta2))
         model.train()
         for step in range(args.train_steps):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate_at(step, config.train, total, per_epoch)
             rows = batch_at(batches, step, 0)
             source, target = trim(data.train.source[rows]), trim(data.train.target[rows])
             loss = torch.nn.functional.cross_entropy(model(source, target[:, :-1]).flatten(0, 1),
-                                                     target[:, 1:].flatten(), ignore_index=0, label_smoothing=0.1)
+                                                     target[:, 1:].flatten(), ignore_index=0,
+                                                     label_smoothing=config.train.label_smoothing)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -8,7 +8,7 @@ parameters), embeddings scaled by sqrt(width). `tie_weights` shares one matrix b
 the target embedding and the output projection (fairseq's share_all_embeddings; the vocabulary is joint).
 Dropout (residual and embedding, as fairseq's transformer: no attention dropout) is `SeededDropout`, so a
 resumed run repeats its masks. Pruned by module type: every Linear and Embedding weight; LayerNorms and
-biases never.
+biases never. Decoding is incremental (`start_decoding`): a key/value cache per layer, one position a step.
 """
 
 from __future__ import annotations
