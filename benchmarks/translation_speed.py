@@ -144,6 +144,8 @@ def run_decode_comparison(args) -> None:
     from ticketlab.presets import preset
     from ticketlab.tasks import load_task
     from ticketlab.tasks.translation.decode import max_lengths, translate
+    from ticketlab.tasks.translation.evaluate import corpus_bleu
+    from ticketlab.tasks.translation.tokenizer import decode, load_tokenizer
 
     torch.set_num_threads(args.threads)
     config = preset("transformer_multi30k_small").replace(**{"data.data_dir": args.data_dir})
@@ -191,6 +193,10 @@ def run_decode_comparison(args) -> None:
           f"({old_s / new_s:.1f}x faster)")
     print(f"  same tokens: {same}; cut by the per-sentence limit: {cut}; other differences: "
           f"{len(source) - same - cut}")
+    tokenizer = load_tokenizer(data.tokenizer_json)
+    references = data.val.references[: len(source)]
+    bleu = [corpus_bleu(decode(tokenizer, outputs), references)[0] for outputs in (before, after)]
+    print(f"  validation BLEU before {bleu[0]:.2f}, now {bleu[1]:.2f}")
 
 
 def _greedy_before_the_cache(torch, model, source):

@@ -9,10 +9,14 @@ from contextlib import contextmanager
 import pytest
 import torch
 
+import ticketlab
+from ticketlab.config import DataConfig
+from ticketlab.tasks import load_task
 from ticketlab.tasks.translation import decode as decoding
 from ticketlab.tasks.translation import train as training
 from ticketlab.tasks.translation.batches import lengths, trim
 from ticketlab.tasks.translation.decode import beam_search, greedy, length_batches, max_lengths, translate
+from ticketlab.tasks.translation.evaluate import split_bleu
 from ticketlab.tasks.translation.model import TransformerTranslator, initialize_translation_model
 from ticketlab.tasks.translation.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
@@ -56,8 +60,8 @@ def test_cached_decoding_gives_the_tokens_of_recomputing_the_prefix(tie_weights,
 def test_cached_logits_equal_the_full_decoder_at_every_step():
     model, source = tiny_model(tie_weights=False), sources(SOURCE_LENGTHS)
     memory, padding = model.encode(source)
-    prefix = torch.cat([torch.full((len(source), 1), BOS_ID), torch.randint(4, VOCAB, (len(source), 9),
-                                                                           generator=torch.Generator().manual_seed(2))], 1)
+    words = torch.randint(4, VOCAB, (len(source), 9), generator=torch.Generator().manual_seed(2))
+    prefix = torch.cat([torch.full((len(source), 1), BOS_ID), words], 1)
     decoder = model.start_decoding(memory, padding, prefix.shape[1])
     with torch.no_grad():
         for step in range(prefix.shape[1]):
@@ -140,22 +144,17 @@ def test_translate_restores_the_source_order_across_batches(monkeypatch):
 
 
 def test_training_decodes_the_test_split_once_when_the_early_stop_weights_are_final(tmp_path, monkeypatch):
-    from ticketlab.config import DataConfig
-    from ticketlab.tasks import load_task
-    from ticketlab.tasks.translation.evaluate import split_bleu
-
-    pairs = (["ein hund läuft", "eine katze sitzt", "der mann liest"] * 10, ["a dog runs", "a cat sits", "the man reads"] * 10)
+    pairs = (["ein hund läuft", "eine katze sitzt", "der mann liest"] * 10,
+             ["a dog runs", "a cat sits", "the man reads"] * 10)
     for split in ("train", "valid", "test"):
         for language, lines in zip(("de", "en"), pairs):
             (tmp_path / f"{split}.{language}").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     task = load_task("translation")
     data = task.load_data(DataConfig(name="parallel", data_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"),
                                      vocab_size=40))
-    import ticketlab
-
     # one validation, at the last step: the early-stopping weights are the final ones
-    config = ticketlab.preset("transformer_tiny").replace(**{"train.steps": "4it", "train.eval_every": "4it", "train.warmup": "1it",
-                                                             "train.batch_size": 256})
+    config = ticketlab.preset("transformer_tiny").replace(**{
+        "train.steps": "4it", "train.eval_every": "4it", "train.warmup": "1it", "train.batch_size": 256})
     decodes, bars = [], []
 
     def counting_bleu(*args, **kwargs):
@@ -179,7 +178,8 @@ def test_training_decodes_the_test_split_once_when_the_early_stop_weights_are_fi
     assert [(label, sentences, sum(counts)) for sentences, label, counts in bars] == [
         ("BLEU: decoding test, final weights", len(data.test), len(data.test))]
     # without a progress callback no bar is made
-    decodes.clear(), bars.clear()
+    decodes.clear()
+    bars.clear()
     training.train_translation_model(task.initialize(task.build_model(config, data), config, 0), data, config.train,
                                      masks={}, data_seed=0)
     assert decodes and all(update is None for update in decodes) and not bars
