@@ -183,3 +183,30 @@ def test_training_decodes_the_test_split_once_when_the_early_stop_weights_are_fi
     training.train_translation_model(task.initialize(task.build_model(config, data), config, 0), data, config.train,
                                      masks={}, data_seed=0)
     assert decodes and all(update is None for update in decodes) and not bars
+
+
+def test_the_decoding_bar_is_labelled_on_a_terminal_and_silent_elsewhere(monkeypatch, capsys):
+    import io
+    import os
+    import sys
+
+    pty, fcntl, termios, struct = (pytest.importorskip(name) for name in ("pty", "fcntl", "termios", "struct"))
+    from ticketlab.tasks.translation.evaluate import decoding_progress
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    os.set_blocking(leader, False)
+    with os.fdopen(follower, "w") as terminal:
+        monkeypatch.setattr(sys, "stderr", terminal)
+        with decoding_progress(8, "BLEU: decoding test, final weights") as update:
+            update(3)
+            update(5)
+        terminal.flush()
+        shown = os.read(leader, 65536).decode()
+    os.close(leader)
+    assert "BLEU: decoding test, final weights" in shown and "/8 " in shown  # redrawn at most every 0.1 s
+    not_a_terminal = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", not_a_terminal)
+    with decoding_progress(8, "BLEU") as update:
+        update(8)
+    assert not_a_terminal.getvalue() == ""
