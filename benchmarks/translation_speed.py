@@ -10,6 +10,14 @@ the same batches, sentences/s on the test split. Goal: masks and bookkeeping cos
 
 Each side runs in its own subprocess, `--repeats` times alternating, and the faster run counts (the machine
 may be shared).
+
+`--decode-only` times greedy decoding of the validation split (1,014 sentences) in one process, by the decoder
+before the key/value cache (the whole prefix every step, every sentence of a batch to the limit of the batch's
+longest source; written out here) and by `translate`, on the same length batches, for a model fresh from its
+seeded init or trained `--train-steps` iterations; it counts the sentences both decode to the same tokens and
+those the new per-sentence limit cuts (anything else would be a defect):
+
+    python benchmarks/translation_speed.py --decode-only [--train-steps 30] [--sentences 1014]
 """
 
 from __future__ import annotations
@@ -130,16 +138,112 @@ def _plain_greedy(torch, model, source, batch_tokens=4096):
     return outputs
 
 
+def run_decode_comparison(args) -> None:
+    import torch
+
+    from ticketlab.presets import preset
+    from ticketlab.tasks import load_task
+    from ticketlab.tasks.translation.decode import max_lengths, translate
+    from ticketlab.tasks.translation.evaluate import corpus_bleu
+    from ticketlab.tasks.translation.tokenizer import decode, load_tokenizer
+
+    torch.set_num_threads(args.threads)
+    config = preset("transformer_multi30k_small").replace(**{"data.data_dir": args.data_dir})
+    task = load_task("translation")
+    data = task.load_data(config.data)
+    model = task.initialize(task.build_model(config, data), config, 0)
+    if args.train_steps:  # the preset's first iterations: its batches, warmup and label smoothing, no masks
+        from ticketlab.config import parse_step
+        from ticketlab.tasks.translation.batches import batch_at, steps_per_epoch, token_batches, trim
+        from ticketlab.training.optim import learning_rate_at
+
+        per_epoch = steps_per_epoch(data, config.train)
+        total = parse_step(config.train.steps, per_epoch)
+        batches = token_batches(data.train.source, data.train.target, config.train.batch_size)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr, betas=(0.9, config.train.beta2))
+        model.train()
+        for step in range(args.train_steps):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate_at(step, config.train, total, per_epoch)
+            rows = batch_at(batches, step, 0)
+            source, target = trim(data.train.source[rows]), trim(data.train.target[rows])
+            loss = torch.nn.functional.cross_entropy(model(source, target[:, :-1]).flatten(0, 1),
+                                                     target[:, 1:].flatten(), ignore_index=0,
+                                                     label_smoothing=config.train.label_smoothing)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    source = data.val.source[: args.sentences]  # default (None): all 1,014
+    start = time.perf_counter()
+    before = _greedy_before_the_cache(torch, model, source)
+    old_s = time.perf_counter() - start
+    start = time.perf_counter()
+    after = translate(model, source)
+    new_s = time.perf_counter() - start
+    limits = max_lengths(model, source).tolist()
+    same = sum(old == new for old, new in zip(before, after))
+    cut = sum(old != new and len(old) >= limit and new == old[:limit] for old, new, limit in zip(before, after, limits))
+    mean = lambda outputs: sum(map(len, outputs)) / len(outputs)  # noqa: E731
+    print(f"greedy decoding of {len(source)} validation sentences, transformer_multi30k_small "
+          f"{'fresh from init' if not args.train_steps else f'after {args.train_steps} iterations'}, "
+          f"{args.threads} thread(s)")
+    print(f"  before (no cache, batch limit): {old_s:.1f} s, {mean(before):.1f} subwords a sentence")
+    print(f"  now (cache, own limit, finished leave): {new_s:.1f} s, {mean(after):.1f} subwords a sentence "
+          f"({old_s / new_s:.1f}x faster)")
+    print(f"  same tokens: {same}; cut by the per-sentence limit: {cut}; other differences: "
+          f"{len(source) - same - cut}")
+    tokenizer = load_tokenizer(data.tokenizer_json)
+    references = data.val.references[: len(source)]
+    bleu = [corpus_bleu(decode(tokenizer, outputs), references)[0] for outputs in (before, after)]
+    print(f"  validation BLEU before {bleu[0]:.2f}, now {bleu[1]:.2f}")
+
+
+def _greedy_before_the_cache(torch, model, source):
+    """The decoder as it was before the key/value cache, on `translate`'s length batches: each step runs the
+    whole prefix through the decoder, and every sentence of a batch may run to floor(1.5 x the batch's longest
+    source) + 10 tokens."""
+    from ticketlab.tasks.translation.decode import DECODE_BATCH_TOKENS, length_batches
+
+    source_lengths = (source != 0).sum(1).clamp(min=1)
+    outputs = [None] * len(source)
+    with torch.no_grad():
+        for rows in length_batches(source_lengths, DECODE_BATCH_TOKENS):
+            batch = source[rows][:, : int(source_lengths[rows].max())]
+            memory, padding = model.encode(batch)
+            tokens = torch.ones((len(rows), 1), dtype=torch.long)
+            done = torch.zeros(len(rows), dtype=torch.bool)
+            for _ in range(int(1.5 * batch.shape[1]) + 10):
+                logits = model.decode(tokens, memory, padding, last_only=True)[:, -1]
+                logits[:, 0] = -float("inf")
+                choice = logits.argmax(-1).masked_fill(done, 0)
+                tokens = torch.cat([tokens, choice[:, None]], 1)
+                done |= choice == 2
+                if bool(done.all()):
+                    break
+            for row, ids in zip(rows, tokens[:, 1:].tolist()):
+                ends = [i for i, token in enumerate(ids) if token in (0, 2)]
+                outputs[row] = ids[: ends[0]] if ends else ids
+    return outputs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=DEFAULT_DATA, help="directory of the Multi30k files")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--sentences", type=int, default=300, help="test sentences decoded")
+    parser.add_argument("--sentences", type=int, help="test sentences decoded (default 300; --decode-only: all)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--only", choices=("ticketlab", "plain"), help=argparse.SUPPRESS)
+    parser.add_argument("--decode-only", action="store_true",
+                        help="time greedy decoding of the validation split before and after the key/value cache")
+    parser.add_argument("--train-steps", type=int, default=0, help="with --decode-only: iterations trained first")
     args = parser.parse_args()
+    if args.decode_only:
+        run_decode_comparison(args)
+        return
+    args.sentences = args.sentences or 300
     if args.only:
         print(json.dumps((run_ticketlab if args.only == "ticketlab" else run_plain)(args)))
         return

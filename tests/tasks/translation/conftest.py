@@ -1,10 +1,13 @@
 """Fixtures for the translation task: Multi30k from ../shared/data (offline), tiny configs, one torch thread."""
 
+import os
 from pathlib import Path
 
 import pytest
 
-MULTI30K = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "multi30k"
+# a worktree outside the main checkout names the corpus with TICKETLAB_TEST_MULTI30K
+MULTI30K = Path(os.environ.get("TICKETLAB_TEST_MULTI30K")
+                or Path(__file__).resolve().parents[3].parent / "shared" / "data" / "multi30k")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -10,7 +10,7 @@ import torch
 from ticketlab.pruning import prunable_weights
 from ticketlab.tasks import load_task
 from ticketlab.tasks.translation.batches import batch_at, lengths, token_batches
-from ticketlab.tasks.translation.decode import beam_search, greedy, translate
+from ticketlab.tasks.translation.decode import beam_search, greedy, max_lengths, translate
 from ticketlab.tasks.translation.evaluate import corpus_bleu
 from ticketlab.tasks.translation.tokenizer import decode, encode, load_tokenizer, train_tokenizer
 
@@ -75,8 +75,9 @@ def test_wider_beams_find_hypotheses_at_least_as_likely(tiny_config, tiny_data):
         return float(log_probs[0, torch.arange(len(ids) + 1), target[0, 1:]].sum()) / (len(ids) + 1)
 
     greedy_ids, beam_ids = greedy(model, source), beam_search(model, source, beam=4)
+    limits = max_lengths(model, source).tolist()
     for row in range(len(source)):
-        if len(greedy_ids[row]) < 40 and len(beam_ids[row]) < 40:  # both ended with </s>
+        if len(greedy_ids[row]) < limits[row] and len(beam_ids[row]) < limits[row]:  # both ended with </s>
             assert mean_log_prob(row, beam_ids[row]) >= mean_log_prob(row, greedy_ids[row]) - 1e-5
 
 

@@ -3,6 +3,10 @@ with sacrebleu (its default 13a tokenization) of greedy or beam-search translati
 
 from __future__ import annotations
 
+import sys
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -44,12 +48,13 @@ def corpus_bleu(hypotheses: list[str], references: list[str]) -> tuple[float, st
     return score, metric.get_signature().format()
 
 
-def split_bleu(model: nn.Module, data, split: str, beam: int = 1) -> tuple[float, str, list[str]]:
+def split_bleu(model: nn.Module, data, split: str, beam: int = 1,
+               on_progress: Callable[[int], None] | None = None) -> tuple[float, str, list[str]]:
     """(corpus BLEU of the translations of `split` against its raw references, sacrebleu's signature, the
-    detokenized translations)."""
+    detokenized translations); `on_progress(n)` as each n more sentences are decoded."""
     part = data.split(split)
     tokenizer = load_tokenizer(data.tokenizer_json)
-    hypotheses = decode(tokenizer, translate(model, part.source, beam))
+    hypotheses = decode(tokenizer, translate(model, part.source, beam, on_progress=on_progress))
     score, signature = corpus_bleu(hypotheses, part.references)
     return score, signature, hypotheses
 
@@ -59,6 +64,20 @@ def evaluate(model: nn.Module, data, split: str, beam: int = 1) -> dict[str, flo
     if split not in ("train", "val", "test"):
         raise ConfigError(f"unknown split {split!r}; allowed: train, val, test")
     return {"loss": split_loss(model, data, split), "bleu": split_bleu(model, data, split, beam)[0]}
+
+
+@contextmanager
+def decoding_progress(sentences: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A tqdm bar on stderr over `sentences` decoded sentences, described by `label`, shown only on a terminal
+    and removed when done; yields its update function (for `split_bleu`'s on_progress)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=sentences, desc=label, unit="sentence", leave=False, disable=None, dynamic_ncols=True,
+               file=sys.stderr)
+    try:
+        yield bar.update
+    finally:
+        bar.close()
 
 
 def _bleu_metric():

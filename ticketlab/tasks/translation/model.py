@@ -8,7 +8,7 @@ parameters), embeddings scaled by sqrt(width). `tie_weights` shares one matrix b
 the target embedding and the output projection (fairseq's share_all_embeddings; the vocabulary is joint).
 Dropout (residual and embedding, as fairseq's transformer: no attention dropout) is `SeededDropout`, so a
 resumed run repeats its masks. Pruned by module type: every Linear and Embedding weight; LayerNorms and
-biases never.
+biases never. Decoding is incremental (`start_decoding`): a key/value cache per layer, one position a step.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from ticketlab.errors import ConfigError
 from ticketlab.models import SeededDropout
 from ticketlab.tasks.translation.tokenizer import PAD_ID
 
+MAX_TARGET_POSITIONS = 1024  # longest target decoded (fairseq's max_target_positions default)
+
 
 class Attention(nn.Module):
     def __init__(self, width: int, heads: int):
@@ -32,15 +34,23 @@ class Attention(nn.Module):
         self.q_proj, self.k_proj, self.v_proj, self.out_proj = (nn.Linear(width, width) for _ in range(4))
 
     def forward(self, queries, keys, key_padding: torch.Tensor | None = None, causal: bool = False):
+        return self.attend(queries, *self.keys_values(keys), key_padding=key_padding, causal=causal)
+
+    def keys_values(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projected keys and values [batch, heads, length, width / heads]: what a decoding cache keeps."""
+        return self._split(self.k_proj(keys)), self._split(self.v_proj(keys))
+
+    def attend(self, queries, keys, values, key_padding: torch.Tensor | None = None, causal: bool = False):
+        """Attention of `queries` [batch, length, width] over projected `keys` and `values` (`keys_values`)."""
         batch, length, width = queries.shape
-
-        def split(x):
-            return x.view(batch, -1, self.heads, width // self.heads).transpose(1, 2)
-
         mask = None if key_padding is None else ~key_padding[:, None, None, :]  # True = attend
-        attended = F.scaled_dot_product_attention(split(self.q_proj(queries)), split(self.k_proj(keys)),
-                                                  split(self.v_proj(keys)), attn_mask=mask, is_causal=causal)
+        attended = F.scaled_dot_product_attention(self._split(self.q_proj(queries)), keys, values, attn_mask=mask,
+                                                  is_causal=causal)
         return self.out_proj(attended.transpose(1, 2).reshape(batch, length, width))
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, width = x.shape
+        return x.view(batch, length, self.heads, width // self.heads).transpose(1, 2)
 
 
 class FeedForward(nn.Module):
@@ -78,6 +88,18 @@ class DecoderLayer(nn.Module):
         y = y + self.drops[1](self.cross_attn(self.norm2(y), memory, memory_padding))
         return y + self.drops[2](self.ffn(self.norm3(y)))
 
+    def step(self, y, cache: dict, memory_padding):
+        """`forward` for the newest position y [batch, 1, width] alone: its self-attention keys/values join
+        cache['self'] (those of the earlier positions), cross-attention uses cache['cross'] (the memory's)."""
+        h = self.norm1(y)
+        keys, values = self.self_attn.keys_values(h)
+        if "self" in cache:
+            keys, values = (torch.cat([old, new], dim=2) for old, new in zip(cache["self"], (keys, values)))
+        cache["self"] = (keys, values)
+        y = y + self.drops[0](self.self_attn.attend(h, keys, values))  # every cached position precedes this one
+        y = y + self.drops[1](self.cross_attn.attend(self.norm2(y), *cache["cross"], key_padding=memory_padding))
+        return y + self.drops[2](self.ffn(self.norm3(y)))
+
 
 class TransformerTranslator(nn.Module):
     """Target-token logits [batch, target length, vocab] of source ids [batch, S] and shifted target ids."""
@@ -88,6 +110,7 @@ class TransformerTranslator(nn.Module):
         if width % heads:
             raise ConfigError(f"model.width {width} must be a multiple of model.heads {heads}")
         self.width, self.tie_weights = width, tie_weights
+        self.max_target_positions = MAX_TARGET_POSITIONS
         self.source_embed = nn.Embedding(vocab_size, width, padding_idx=PAD_ID)
         self.target_embed = self.source_embed if tie_weights else nn.Embedding(vocab_size, width, padding_idx=PAD_ID)
         self.embed_dropout = SeededDropout(dropout, 0)
@@ -118,13 +141,52 @@ class TransformerTranslator(nn.Module):
         y = self._embed(self.target_embed, target_in)
         for layer in self.decoder:
             y = layer(y, memory, padding)
-        y = self.decoder_norm(y[:, -1:] if last_only else y)
+        return self.logits(self.decoder_norm(y[:, -1:] if last_only else y))
+
+    def logits(self, y: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits of decoder states (after the final LayerNorm)."""
         weight = self.target_embed.weight if self.output is None else self.output.weight
         return F.linear(y, weight)
+
+    def start_decoding(self, memory: torch.Tensor, padding: torch.Tensor, max_steps: int) -> "IncrementalDecoder":
+        """A key/value-cached decoder for up to `max_steps` tokens a row of the sources `encode` gave."""
+        return IncrementalDecoder(self, memory, padding, max_steps)
 
     def forward(self, source: torch.Tensor, target_in: torch.Tensor) -> torch.Tensor:
         memory, padding = self.encode(source)
         return self.decode(target_in, memory, padding)
+
+
+class IncrementalDecoder:
+    """Next-token logits of a batch of growing target prefixes, one position a step: every layer keeps the
+    self-attention keys and values of the earlier positions, and the cross-attention keys and values of the
+    encoder output are computed once. Gives `TransformerTranslator.decode(prefix, last_only=True)`'s logits
+    (up to float rounding) at a cost linear, not quadratic, in the prefix length. In eval mode only."""
+
+    def __init__(self, model: TransformerTranslator, memory: torch.Tensor, padding: torch.Tensor, max_steps: int):
+        self.model, self.padding, self.position = model, padding, 0
+        self.position_table = positions(max_steps, model.width, memory.device)
+        self.caches = [{"cross": layer.cross_attn.keys_values(memory)} for layer in model.decoder]
+
+    def step(self, prefix: torch.Tensor) -> torch.Tensor:
+        """Logits [rows, vocab] of the token after each row of `prefix` [rows, position + 1] (only its last
+        column is read: the earlier ones are in the cache)."""
+        model = self.model
+        if self.position >= len(self.position_table):  # past max_steps: rows of a longer table are the same
+            self.position_table = positions(2 * self.position + 1, model.width, self.position_table.device)
+        y = model.target_embed(prefix[:, -1:]) * math.sqrt(model.width) + self.position_table[self.position]
+        y = model.embed_dropout(y)
+        for layer, cache in zip(model.decoder, self.caches):
+            y = layer.step(y, cache, self.padding)
+        self.position += 1
+        return model.logits(model.decoder_norm(y))[:, -1]
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep (in this order, repeats allowed) the prefixes at `rows`: drops finished sentences, reorders beams."""
+        self.padding = self.padding[rows]
+        for cache in self.caches:
+            for key, (keys, values) in cache.items():
+                cache[key] = (keys[rows], values[rows])
 
 
 def positions(length: int, width: int, device) -> torch.Tensor:

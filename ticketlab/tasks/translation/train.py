@@ -4,9 +4,11 @@ The contract is `ticketlab.training.loop.train_model`'s. A step is one token-cou
 is label-smoothed cross-entropy per target token (`train.label_smoothing`). Validation loss is measured every
 `train.eval_every`; the weights at its minimum are kept (in memory and in the checkpoint), and test BLEU is
 decoded only where a reported number needs it: for those weights (early_stop_test_metric) and for the final
-ones (final_test_metric), with beam width `train.beam_size`. Resume: a checkpoint holds the weights, the
-optimizer state, the step, the early-stop record and the best weights; batch order and dropout masks are pure
-functions of (data_seed, step), so a resumed run repeats the uninterrupted one bit for bit.
+ones (final_test_metric), once where they are the same weights, with beam width `train.beam_size`; a caller
+that follows progress (`on_progress`) also gets a bar over the decoded sentences on a terminal. Resume: a
+checkpoint holds the weights, the optimizer state, the step, the early-stop record and the best weights; batch
+order and dropout masks are pure functions of (data_seed, step), so a resumed run repeats the uninterrupted one
+bit for bit.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from ticketlab.config import TrainConfig, parse_step
 from ticketlab.models import set_noise_seed
 from ticketlab.seeds import derive_seed
 from ticketlab.tasks.translation.batches import batch_at, steps_per_epoch, token_batches, trim
-from ticketlab.tasks.translation.evaluate import split_bleu, split_loss
+from ticketlab.tasks.translation.evaluate import decoding_progress, split_bleu, split_loss
 from ticketlab.tasks.translation.tokenizer import PAD_ID
 from ticketlab.training.loop import (
     StepBookkeeping,
@@ -119,13 +121,17 @@ def train_translation_model(
     if record.last_row is None or record.last_row["step"] != step:  # no training happened (start == total)
         record.observe(step, model, data, float("nan"))
     final_test_loss = split_loss(model, data, "test")
-    final_bleu, signature, _ = split_bleu(model, data, "test", config.beam_size)
+    final_bleu, signature = _test_bleu(model, data, config.beam_size, "final weights", on_progress is not None)
     train_loss = record.last_row["train_loss"]  # label-smoothed, the mean over the last evaluation interval
-    final_state = {name: value.clone() for name, value in model.state_dict().items()}
-    model.load_state_dict(record.best_state)  # the early-stopping weights, for their test numbers
-    early_test_loss = split_loss(model, data, "test")
-    early_bleu = split_bleu(model, data, "test", config.beam_size)[0]
-    model.load_state_dict(final_state)
+    if record.best_step == step:  # the early-stopping weights are the final ones: the same numbers
+        early_test_loss, early_bleu = final_test_loss, final_bleu
+    else:
+        final_state = {name: value.clone() for name, value in model.state_dict().items()}
+        model.load_state_dict(record.best_state)  # the early-stopping weights, for their test numbers
+        early_test_loss = split_loss(model, data, "test")
+        early_bleu = _test_bleu(model, data, config.beam_size, f"early-stop weights (it {record.best_step})",
+                                on_progress is not None)[0]
+        model.load_state_dict(final_state)
     result = TranslationTrainResult(
         early_stop_iteration=record.best_step,
         early_stop_val_loss=record.best_val_loss,
@@ -141,6 +147,15 @@ def train_translation_model(
     )
     books.finish()
     return result
+
+
+def _test_bleu(model: nn.Module, data, beam: int, weights: str, show_progress: bool) -> tuple[float, str]:
+    """(test BLEU, sacrebleu signature), with a progress bar over the decoded sentences where the caller shows
+    progress: decoding takes longer than the training steps of a short job, and the job's bar stands at 100%."""
+    if not show_progress:
+        return split_bleu(model, data, "test", beam)[:2]
+    with decoding_progress(len(data.test), f"BLEU: decoding test, {weights}") as update:
+        return split_bleu(model, data, "test", beam, on_progress=update)[:2]
 
 
 class EarlyStop:
