@@ -210,6 +210,9 @@ def _report(args: argparse.Namespace) -> int:
         raise ConfigError(f"run directory {args.run_dir!r} "
                           f"{'is not a directory' if run_dir.exists() else 'does not exist'}")
     files = write_report(run_dir)
+    from ticketlab.report.html_report import write_html_report
+
+    files["html"] = write_html_report(run_dir)
     print(summary_text_table(summarize_results(read_results(run_dir / "results.csv"))))
     for kind, path in files.items():
         print(f"{kind}: {path}")

@@ -18,6 +18,7 @@ from torch import nn
 from ticketlab.config import ExperimentConfig, PlanLimit, check_against_data
 from ticketlab.data import DataSplits
 from ticketlab.errors import ConfigError, IntegrityError, TicketlabError
+from ticketlab.lottery import provenance
 from ticketlab.lottery.integrity import LOCK_FILE, repair_run, run_lock
 from ticketlab.lottery.planner import (
     graph_population_size,
@@ -207,6 +208,7 @@ def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, wor
     )
     ctx.keep_plan()  # settings the model cannot satisfy (prune.layer_rates naming no weight) refuse here
     _write_config(run_dir, config, fingerprint)
+    session = provenance.start_session(run_dir, torch_device)  # versions, host, times: report.html shows them
     if data is None:
         ctx.data = task.bind_run(ctx.data, run_dir)  # e.g. the tokenizer this run directory keeps
     graph = job_graph(ctx)
@@ -247,12 +249,15 @@ def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, wor
         bar.close()
         write_results_csv(ctx, graph)
 
+    provenance.end_session(run_dir, session)
     rows = results_rows(ctx, graph)
     report_files: dict[str, Path] = {}
     if report:
         from ticketlab.report import write_report
+        from ticketlab.report.html_report import write_html_report
 
         report_files = write_report(run_dir)
+        report_files["html"] = write_html_report(run_dir)
     return ExperimentResult(run_dir, run_dir / "results.csv", rows, report_files)
 
 
