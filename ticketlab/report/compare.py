@@ -13,7 +13,6 @@ import os
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
-from typing import Any
 
 from ticketlab.errors import ConfigError
 from ticketlab.store import atomic_write_bytes
@@ -46,7 +45,7 @@ def compare_runs(run_dirs: list[str | os.PathLike[str]], labels: list[str] | Non
     """
     from ticketlab.report.config_diff import differences
 
-    runs, configs, summaries = _read_runs(run_dirs, labels)
+    configs, summaries = _read_runs(run_dirs, labels)
     variant = _shared_variant(summaries, variant, run_dirs)
     names = labels or _default_labels(configs, [Path(path) for path in run_dirs])
     compared = [ComparedRun(Path(path), name, config, [e for e in summary if e["variant"] == variant])
@@ -60,7 +59,7 @@ def compare_runs(run_dirs: list[str | os.PathLike[str]], labels: list[str] | Non
     return {"png": png, "svg": svg, "html": html_path}
 
 
-def _read_runs(run_dirs, labels) -> tuple[list, list[dict], list[list[dict]]]:
+def _read_runs(run_dirs, labels) -> tuple[list[dict], list[list[dict]]]:
     from ticketlab.errors import TicketlabError
     from ticketlab.report.results import read_results, summarize_results, with_dense_level
     from ticketlab.report.run_state import is_run_directory, stored_config
@@ -96,7 +95,7 @@ def _read_runs(run_dirs, labels) -> tuple[list, list[dict], list[list[dict]]]:
     if len(tasks) > 1:
         raise ConfigError(f"runs of different tasks ({', '.join(sorted(tasks))}) cannot be compared on one axis; "
                           "compare runs of one task")
-    return run_dirs, configs, summaries
+    return configs, summaries
 
 
 def _one_metric(summaries: list[list[dict]], run_dirs):
@@ -233,10 +232,3 @@ def _page(runs: list[ComparedRun], metric, variant: str, rows: list[tuple], png:
         f"<div class=\"scroll\"><table><tr><th>level</th>{heads}</tr>\n" + "\n".join(numbers)
         + "\n</table></div>\n</body></html>\n")
 
-
-def describe(files: dict[str, Path]) -> list[str]:
-    """Lines naming the written files, for the command line."""
-    return [f"{kind}: {path}" for kind, path in files.items()]
-
-
-__all__: list[Any] = ["compare_runs", "ComparedRun"]
