@@ -131,7 +131,7 @@ def _level_of(job_dir: Path) -> int:
 
 
 def _size_and_newest(run_dir: Path) -> tuple[int, float]:
-    size, newest = 0, os.stat(run_dir).st_mtime
+    size, newest = 0, None
     for folder, _, files in os.walk(run_dir):
         for name in files:
             try:
@@ -139,8 +139,8 @@ def _size_and_newest(run_dir: Path) -> tuple[int, float]:
             except OSError:  # removed while walking
                 continue
             size += info.st_size
-            newest = max(newest, info.st_mtime)
-    return size, newest
+            newest = info.st_mtime if newest is None else max(newest, info.st_mtime)
+    return size, os.stat(run_dir).st_mtime if newest is None else newest
 
 
 def format_size(size_bytes: int) -> str:

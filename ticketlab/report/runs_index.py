@@ -54,7 +54,7 @@ def runs_table(states: list[RunState], root: Path) -> str:
     for state in states:
         relative = state.run_dir.relative_to(root).as_posix() if state.run_dir != root else "."
         status = state.state + (f" ({state.jobs_left} jobs left)" if state.state == "partial" else "") + (
-            f" ({len(state.damage)} files)" if state.state == "damaged" else "")
+            f" ({len(state.damage)} file{'s' if len(state.damage) != 1 else ''})" if state.state == "damaged" else "")
         rows.append((relative, state.task, config_summary(state), str(len(state.variants)), str(state.trials),
                      f"{state.levels_done}/{state.levels_planned}", status, format_size(state.size_bytes),
                      time.strftime("%Y-%m-%d %H:%M", time.gmtime(state.last_change))))
