@@ -32,6 +32,15 @@ def tiny_run(tmp_path_factory, tiny_data_for_module, one_thread_for_module):
     return find_tickets(tiny_config(), root=root, data=tiny_data_for_module, progress=False).run_dir
 
 
+@pytest.fixture(scope="module")
+def late_rewind_run(tiny_run, tiny_data_for_module, one_thread_for_module):
+    """The tiny run's config rewound to iteration 10 instead of 0, in the same root."""
+    from ticketlab.lottery import find_tickets
+
+    return find_tickets(tiny_config(**{"prune.rewind": "10it"}), root=tiny_run.parent, data=tiny_data_for_module,
+                        progress=False, report=False).run_dir
+
+
 @pytest.fixture
 def run_copy(tiny_run, tmp_path):
     """A private copy of the tiny run, to damage or cut short."""
