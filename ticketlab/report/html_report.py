@@ -35,9 +35,11 @@ border-bottom:1px solid #ddd;padding-bottom:.2rem}h3{font-size:1rem;margin-top:1
 .scroll{overflow-x:auto}table{border-collapse:collapse;font-size:.875rem;margin:.5rem 0}
 th,td{border-bottom:1px solid #e5e5e5;padding:.25rem .6rem;text-align:left;vertical-align:top}
 th{background:#f6f6f6}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-code{font-size:.85em;word-break:break-all}figure{margin:1rem 0;break-inside:avoid;page-break-inside:avoid}
+code{font-size:.85em}.wrap{word-break:break-all}figure{margin:1rem 0;break-inside:avoid;page-break-inside:avoid}
 figure img{max-width:100%;height:auto;border:1px solid #eee}figcaption{font-size:.85rem;color:#555}
-.note{font-size:.85rem;color:#555}pre{white-space:pre-wrap;font-size:.8rem;background:#f8f8f8;padding:.5rem}
+.note{font-size:.85rem;color:#555}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(19rem,1fr));gap:0 1.5rem;align-items:start}
+.grid table{width:100%}.grid h4{margin:.75rem 0 0;font-size:.9rem}pre{white-space:pre-wrap;font-size:.8rem;background:#f8f8f8;padding:.5rem}
 @media print{body{max-width:none;padding:0;font-size:10pt}.scroll{overflow:visible}h2{break-after:avoid}
 table{font-size:8pt}tr{break-inside:avoid}a{color:inherit;text-decoration:none}}
 """
@@ -253,10 +255,16 @@ def _config_section(config: dict | None, sessions: list[dict]) -> str:
                          f"<th>{escape(baseline.preset)}</th></tr>\n{rows}\n</table></div>")
         else:
             parts.append("<p>None: the run is the preset as it is.</p>")
-    rows = "\n".join(f"<tr><td><code>{escape(name)}</code></td><td>{escape(format_value(value))}</td></tr>"
-                     for name, value in sorted(flatten(config).items()))
-    parts.append(f"<h3>Resolved values</h3>\n<div class=\"scroll\"><table><tr><th>field</th><th>value</th></tr>\n"
-                 f"{rows}\n</table></div>")
+    sections: dict[str, list[tuple[str, object]]] = {}
+    for name, value in sorted(flatten(config).items()):
+        section, _, field = name.rpartition(".")
+        sections.setdefault(section or "experiment", []).append((field, value))
+    tables = []
+    for section, fields in sorted(sections.items(), key=lambda item: item[0] != "experiment"):
+        rows = "\n".join(f"<tr><td><code>{escape(field)}</code></td><td>{escape(format_value(value))}</td></tr>"
+                         for field, value in fields)
+        tables.append(f"<div><h4>{escape(section)}</h4><table>\n{rows}\n</table></div>")
+    parts.append("<h3>Resolved values</h3>\n<div class=\"grid\">" + "\n".join(tables) + "</div>")
     return "\n".join(parts)
 
 
@@ -276,20 +284,18 @@ def _provenance_section(run_dir: Path, sessions: list[dict]) -> str:
         return "\n".join(parts)
     parts.append(f"<p>{len(sessions)} session{'s' if len(sessions) != 1 else ''} of <code>find</code> trained this "
                  "directory; a session without an end was interrupted or is still running.</p>")
-    header = "".join(f"<th>{escape(label)}</th>" for _, label in _SESSION_FIELDS)
-    rows = []
-    for session in sessions:
-        cells = []
-        for field, _ in _SESSION_FIELDS:
+    tables = []
+    for number, session in enumerate(sessions, 1):
+        rows = []
+        for field, label in _SESSION_FIELDS:
             value = session.get(field)
-            if field == "wall_s" and _finite(value):
-                text = _duration(float(value))
-            else:
-                text = "not recorded" if value is None else str(value)
-            cells.append(f"<td><code>{escape(text)}</code></td>" if field in ("git_commit", "command")
-                         else f"<td>{escape(text)}</td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    parts.append(f"<div class=\"scroll\"><table><tr>{header}</tr>\n" + "\n".join(rows) + "\n</table></div>")
+            text = _duration(float(value)) if field == "wall_s" and _finite(value) else (
+                "not recorded" if value is None else str(value))
+            cell = (f"<code class=\"wrap\">{escape(text)}</code>" if field in ("git_commit", "command")
+                    else escape(text))
+            rows.append(f"<tr><th>{escape(label)}</th><td>{cell}</td></tr>")
+        tables.append(f"<div><h4>session {number}</h4><table>\n" + "\n".join(rows) + "\n</table></div>")
+    parts.append("<div class=\"grid\">" + "\n".join(tables) + "</div>")
     return "\n".join(parts)
 
 
