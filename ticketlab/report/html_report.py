@@ -57,17 +57,21 @@ def write_html_report(run_dir: str | os.PathLike[str], verify: bool = True) -> P
 def render_html_report(run_dir: Path, verify: bool = True) -> str:
     """The page's HTML for a run directory (TicketlabError if it is not one)."""
     from ticketlab.lottery.provenance import read_sessions
-    from ticketlab.report.run_state import read_run_state
+    from ticketlab.report.run_state import is_run_directory, read_run_state
 
-    state = read_run_state(run_dir, verify=verify)
+    if is_run_directory(run_dir):
+        state = read_run_state(run_dir, verify=verify)
+        state_section, config = _state_section(state), state.config
+    else:  # a folder holding only results.csv (copied, or written by another tool)
+        state_section, config = "<h2>State</h2>\n<p>Unknown: the folder has no config.json.</p>", None
     sessions = read_sessions(run_dir)
     name = Path(run_dir).resolve().name
     sections = [
         f"<h1>{escape(name)}</h1>",
-        _state_section(state),
+        state_section,
         _results_section(Path(run_dir)),
         _figures_section(Path(run_dir)),
-        _config_section(state.config, sessions),
+        _config_section(config, sessions),
         _provenance_section(Path(run_dir), sessions),
     ]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -239,7 +243,7 @@ def _config_section(config: dict | None, sessions: list[dict]) -> str:
     from ticketlab.report.config_diff import flatten, format_value, preset_baseline
 
     if config is None:
-        return "<h2>Config</h2>\n<p>config.json cannot be read.</p>"
+        return "<h2>Config</h2>\n<p>No readable config.json.</p>"
     command = next((session.get("command") for session in reversed(sessions) if session.get("command")), None)
     baseline = preset_baseline(config, command)
     parts = ["<h2>Config</h2>"]
