@@ -131,3 +131,17 @@ def test_chromium_renders_every_image_without_the_network(run_copy, tmp_path):
     widths = [int(width) for width in re.search(r'data-widths="([\d,]*)"', dom).group(1).split(",")]
     assert len(widths) == len(run_figures(run_copy)) >= 2
     assert all(width > 0 for width in widths), widths
+
+
+@pytest.mark.parametrize("command, preset", [
+    ("/venv/bin/ticketlab find --preset lenet_mnist --trials 2", "lenet_mnist"),
+    ("/venv/bin/ticketlab find --preset=conv2_cifar10", "conv2_cifar10"),
+    ("/venv/bin/ticketlab find --trials 2", "mnist1d"),  # find without --preset or --config runs the default
+    ("/repo/ticketlab/__main__.py find --config run.toml", None),
+    ("python my_script.py", None),
+    (None, None),
+])
+def test_the_preset_a_recorded_command_names(command, preset):
+    from ticketlab.report.config_diff import preset_in_command
+
+    assert preset_in_command(command) == preset
