@@ -16,7 +16,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ticketlab.store import atomic_write_bytes
+from ticketlab.report.results import atomic_write_bytes  # the report writer: atomic, readable by all (0644)
 
 REPORT_FILE = "report.html"
 MAX_DAMAGE_LINES = 50

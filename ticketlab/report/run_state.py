@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,7 +158,8 @@ def as_dict(state: RunState) -> dict:
     """A JSON-ready view (for `ticketlab runs --json`)."""
     record = {field.name: getattr(state, field.name) for field in dataclasses.fields(state)
               if field.name not in ("config", "damage")}
-    record.update(run_dir=str(state.run_dir), state=state.state, jobs_left=state.jobs_left, task=state.task,
+    record.update(run_dir=str(state.run_dir), state=state.state,
+                  last_change_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.last_change)), jobs_left=state.jobs_left, task=state.task,
                   trials=state.trials, variants=state.variants,
                   damage=None if state.damage is None else [str(item) for item in state.damage])
     return record

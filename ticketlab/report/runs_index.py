@@ -32,14 +32,17 @@ def index_runs(root: str | Path, verify: bool = True) -> list[RunState]:
 
 
 def config_summary(state: RunState) -> str:
-    """The preset the run's command named, else its model, data and steps."""
+    """The preset the run's command named with the count of values changed from it, else its model, data and
+    steps."""
     from ticketlab.lottery.provenance import read_sessions
-    from ticketlab.report.config_diff import preset_in_command
+    from ticketlab.presets import PRESETS, preset
+    from ticketlab.report.config_diff import differences, preset_in_command
 
     for session in reversed(read_sessions(state.run_dir)):
         named = preset_in_command(session.get("command"))
-        if named:
-            return f"preset {named}"
+        if named in PRESETS and state.config is not None:
+            changed = len(differences(state.config, preset(named).to_dict()))
+            return f"preset {named}" + (f" +{changed} change{'s' if changed != 1 else ''}" if changed else "")
     config = state.config or {}
     model, data, train = (config.get(name) or {} for name in ("model", "data", "train"))
     return f"{model.get('name', '?')} on {data.get('name', '?')}, {train.get('steps', '?')}"
