@@ -51,7 +51,8 @@ def test_compare_refuses_in_one_line(case, message, tiny_run, late_rewind_run, r
     first, second = str(tiny_run), str(late_rewind_run)
     argv = {"one run": [first], "labels": [first, second, "--labels", "a,b,c"],
             "missing": [first, str(tmp_path / "gone")], "not a run": [first, str(tmp_path)],
-            "twice": [first, first], "variant": [first, second, "--variant", "finetune"]}.get(case, [first, str(run_copy)])
+            "twice": [first, first], "variant": [first, second, "--variant", "finetune"],
+            }.get(case, [first, str(run_copy)])
     if case == "task":
         stored = json.loads((run_copy / "config.json").read_text())
         stored["config"]["task"] = "language"

@@ -56,7 +56,8 @@ def test_runs_text_table(tiny_run, tmp_path, capsys):
 
 def test_runs_of_a_missing_root_is_one_line(tmp_path, capsys):
     assert main(["runs", str(tmp_path / "nowhere")]) == 2
-    assert capsys.readouterr().err.strip() == f"ticketlab: error: runs root {str(tmp_path / 'nowhere')!r} does not exist"
+    expected = f"ticketlab: error: runs root {str(tmp_path / 'nowhere')!r} does not exist"
+    assert capsys.readouterr().err.strip() == expected
 
 
 def test_runs_imports_no_torch(tiny_run):

@@ -11,7 +11,7 @@ import pytest
 from ticketlab.cli import main
 from ticketlab.store import read_json, read_jsonl
 
-pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed (pip install 'ticketlab[tensorboard]')")
+pytest.importorskip("tensorboard", reason="no tensorboard: pip install 'ticketlab[tensorboard]'")
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 

@@ -74,7 +74,8 @@ def _read_runs(run_dirs, labels) -> tuple[list[dict], list[list[dict]]]:
     for text in run_dirs:
         path = Path(text)
         if not path.is_dir():
-            raise ConfigError(f"run directory {str(text)!r} {'is not a directory' if path.exists() else 'does not exist'}")
+            problem = "is not a directory" if path.exists() else "does not exist"
+            raise ConfigError(f"run directory {str(text)!r} {problem}")
         if path.resolve() in seen:
             raise ConfigError(f"run directory {str(text)!r} is given twice")
         seen.add(path.resolve())
@@ -214,7 +215,8 @@ def _page(runs: list[ComparedRun], metric, variant: str, rows: list[tuple], png:
             cells.append(f"<td class=\"num\">{format(float(entry['weights_remaining_percent']), '.3g')}%: "
                          f"{mean:.{decimals}f} ± {std:.{decimals}f} @ {entry['early_stop_iteration_mean']:.0f}</td>")
         numbers.append(f"<tr><td class=\"num\">{level}</td>" + "".join(cells) + "</tr>")
-    paths = "\n".join(f"<li>{escape(run.label)}: <code>{escape(str(run.run_dir.resolve()))}</code></li>" for run in runs)
+    paths = "\n".join(f"<li>{escape(run.label)}: <code>{escape(str(run.run_dir.resolve()))}</code></li>"
+                      for run in runs)
     image = base64.b64encode(png.read_bytes()).decode("ascii")
     unit = " %" if metric.percent else ""
     return (

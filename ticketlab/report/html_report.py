@@ -39,7 +39,8 @@ code{font-size:.85em}.wrap{word-break:break-all}figure{margin:1rem 0;break-insid
 figure img{max-width:100%;height:auto;border:1px solid #eee}figcaption{font-size:.85rem;color:#555}
 .note{font-size:.85rem;color:#555}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(19rem,1fr));gap:0 1.5rem;align-items:start}
-.grid table{width:100%}.grid h4{margin:.75rem 0 0;font-size:.9rem}pre{white-space:pre-wrap;font-size:.8rem;background:#f8f8f8;padding:.5rem}
+.grid table{width:100%}.grid h4{margin:.75rem 0 0;font-size:.9rem}
+pre{white-space:pre-wrap;font-size:.8rem;background:#f8f8f8;padding:.5rem}
 @media print{body{max-width:none;padding:0;font-size:10pt}.scroll{overflow:visible}h2{break-after:avoid}
 table{font-size:8pt}tr{break-inside:avoid}a{color:inherit;text-decoration:none}}
 """
@@ -95,7 +96,8 @@ def _state_section(state) -> str:
         detail = (f"{state.jobs_left} job{'s' if state.jobs_left != 1 else ''} left; run the same "
                   "<code>ticketlab find</code> command again to finish it.")
     elif state.state == "damaged":
-        detail = f"{len(state.damage)} damaged file{'s' if len(state.damage) != 1 else ''} (<code>ticketlab verify</code>)"
+        count = len(state.damage)
+        detail = f"{count} damaged file{'s' if count != 1 else ''} (<code>ticketlab verify</code>)"
     else:
         detail = "every planned job has finished" + ("" if state.damage is not None else " (files not verified)")
     text = (f"<p><span class=\"state {state.state}\">{state.state}</span> {detail}</p>\n"
@@ -338,4 +340,6 @@ def _size(size_bytes: int) -> str:
 def _duration(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s" if minutes else f"{seconds:.1f}s"
+    if hours:
+        return f"{hours}h {minutes:02d}m {secs:02d}s"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{seconds:.1f}s"

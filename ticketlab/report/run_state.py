@@ -159,7 +159,8 @@ def as_dict(state: RunState) -> dict:
     record = {field.name: getattr(state, field.name) for field in dataclasses.fields(state)
               if field.name not in ("config", "damage")}
     record.update(run_dir=str(state.run_dir), state=state.state,
-                  last_change_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.last_change)), jobs_left=state.jobs_left, task=state.task,
+                  last_change_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.last_change)),
+                  jobs_left=state.jobs_left, task=state.task,
                   trials=state.trials, variants=state.variants,
                   damage=None if state.damage is None else [str(item) for item in state.damage])
     return record
