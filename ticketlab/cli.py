@@ -31,6 +31,13 @@ from ticketlab.lottery.sweep_cli import add_sweep_command, run_sweep_command
 from ticketlab.lottery.transfer_cli import add_transfer_commands, run_transfer_command, run_transfer_matrix_command
 from ticketlab.lottery.verify_cli import add_verify_command, run_verify_command
 from ticketlab.presets import PRESET_HELP
+from ticketlab.report.cli import (
+    add_log_argument,
+    add_report_commands,
+    logging_for,
+    run_compare_command,
+    run_runs_command,
+)
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -85,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write a resume checkpoint at most this often during training (default: 30)")
     find.add_argument("--no-report", action="store_true", help="skip drawing the figures at the end")
     find.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_log_argument(find)
     add_config_arguments(find)
 
     report = commands.add_parser("report", help="draw the figures and summary table of a run directory")
@@ -103,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_verify_command(commands)
     add_analysis_commands(commands)
     add_export_commands(commands)
+    add_report_commands(commands)
     return parser
 
 
@@ -181,13 +190,14 @@ def _find(args: argparse.Namespace) -> int:
 
     torchrun = launched_by_torchrun()  # each job trains data-parallel on all processes, one job at a time
     workers = args.workers or (1 if torchrun else max(1, min(os.cpu_count() or 1, config.trials)))
-    from ticketlab.lottery.experiment import find_tickets
+    from ticketlab.lottery.experiment import find_tickets, run_directory
 
-    result = find_tickets(
-        config, root=args.root, workers=workers, population=args.population, device=args.device,
-        progress=not args.quiet and is_leader_process(), report=not args.no_report,
-        checkpoint_interval_s=args.checkpoint_every, plan_limit=limit, **executor,
-    )
+    with logging_for(args.log if is_leader_process() else None, run_directory(config, args.root)):
+        result = find_tickets(
+            config, root=args.root, workers=workers, population=args.population, device=args.device,
+            progress=not args.quiet and is_leader_process(), report=not args.no_report,
+            checkpoint_interval_s=args.checkpoint_every, plan_limit=limit, **executor,
+        )
     if not is_leader_process():  # torchrun: rank 0 prints
         return 0
     from ticketlab.report import read_results, summarize_results
@@ -210,6 +220,9 @@ def _report(args: argparse.Namespace) -> int:
         raise ConfigError(f"run directory {args.run_dir!r} "
                           f"{'is not a directory' if run_dir.exists() else 'does not exist'}")
     files = write_report(run_dir)
+    from ticketlab.report.html_report import write_html_report
+
+    files["html"] = write_html_report(run_dir)
     print(summary_text_table(summarize_results(read_results(run_dir / "results.csv"))))
     for kind, path in files.items():
         print(f"{kind}: {path}")
@@ -240,6 +253,8 @@ COMMANDS = {
     "transfer-matrix": run_transfer_matrix_command,
     "export": run_export_command,
     "cost": run_export_command,
+    "runs": run_runs_command,
+    "compare": run_compare_command,
 }
 
 

@@ -18,6 +18,7 @@ from torch import nn
 from ticketlab.config import ExperimentConfig, PlanLimit, check_against_data
 from ticketlab.data import DataSplits
 from ticketlab.errors import ConfigError, IntegrityError, TicketlabError
+from ticketlab.lottery import provenance
 from ticketlab.lottery.integrity import LOCK_FILE, repair_run, run_lock
 from ticketlab.lottery.planner import (
     graph_population_size,
@@ -209,6 +210,7 @@ def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, wor
     if data is None:  # before config.json is rewritten: a run refused for its data keeps its record as it was
         ctx.data = task.bind_run(ctx.data, run_dir)  # e.g. the tokenizer this run directory keeps
     _write_config(run_dir, config, fingerprint)
+    session = provenance.start_session(run_dir, torch_device)  # versions, host, times: report.html shows them
     graph = job_graph(ctx)
     settle_run_settings(ctx, ctx.make_model(0), population)
     repair_run(ctx, graph)
@@ -247,12 +249,15 @@ def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, wor
         bar.close()
         write_results_csv(ctx, graph)
 
+    provenance.end_session(run_dir, session)
     rows = results_rows(ctx, graph)
     report_files: dict[str, Path] = {}
     if report:
         from ticketlab.report import write_report
+        from ticketlab.report.html_report import write_html_report
 
         report_files = write_report(run_dir)
+        report_files["html"] = write_html_report(run_dir)
     return ExperimentResult(run_dir, run_dir / "results.csv", rows, report_files)
 
 

@@ -1,9 +1,24 @@
 """Lottery-ticket reports (figure + tables) from a run's ``results.csv``.
 
-Needs only numpy and matplotlib (no torch).
+Needs only numpy and matplotlib (no torch). Names are imported on first use (PEP 562), so the command-line
+modules of this package (`ticketlab runs`, `compare`) load without matplotlib until they draw.
 """
 
-from ticketlab.report.report import write_report
-from ticketlab.report.results import read_results, summarize_results
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "write_report": "ticketlab.report.report",
+    "read_results": "ticketlab.report.results",
+    "summarize_results": "ticketlab.report.results",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'ticketlab.report' has no attribute {name!r}")
+
 
 __all__ = ["read_results", "summarize_results", "write_report"]
