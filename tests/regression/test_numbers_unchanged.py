@@ -4,8 +4,10 @@ tests/regression/expected.json: results and analysis CSV rows as written, tensor
 mask and weights, result.json values and metrics.jsonl records.
 
 A failure names the scenario and the file, tensor, row and column that changed. If the change is intended,
-re-record with ``python -m tests.regression.record`` and say why in the commit. The scenarios marked slow
-(population-1 twins of stacked runs, layerwise at-init scores) run with ``-m slow``.
+re-record with ``python -m tests.regression.record`` and say why in the commit.
+
+The whole table takes ~30 s of one CPU core (~85 s wall on a 2-core machine under a load of 6), so it runs in the
+default suite; `pytest -k 'numbers_unchanged and rl'` runs part of it (scenarios run the finished runs they read).
 """
 
 import pytest
