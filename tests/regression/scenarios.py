@@ -348,6 +348,7 @@ def fingerprint_file(path: Path):
 
 def tensor_hashes(path: Path) -> dict[str, str]:
     """{tensor name: sha256 of dtype, shape and bytes} (file metadata left out)."""
+    import torch
     from safetensors import safe_open
 
     hashes = {}
@@ -355,8 +356,7 @@ def tensor_hashes(path: Path) -> dict[str, str]:
         for name in sorted(handle.keys()):
             tensor = handle.get_tensor(name).contiguous()
             digest = hashlib.sha256(f"{tensor.dtype}:{tuple(tensor.shape)}:".encode())
-            digest.update(tensor.view(-1).view(__import__("torch").uint8).numpy().tobytes()
-                          if tensor.numel() else b"")
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
             hashes[name] = digest.hexdigest()[:16]  # 64 bits: ample to see a change
     return hashes
 
