@@ -119,7 +119,7 @@ def find_tickets(
     """
     from ticketlab.lottery.ray_executor import check_executor
 
-    check_executor(executor)
+    check_executor(executor, ray_address)
     if ray_cpus_per_task < 1:
         raise ConfigError(f"ray_cpus_per_task must be at least 1, got {ray_cpus_per_task}")
     config = config.validate()
