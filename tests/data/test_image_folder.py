@@ -149,6 +149,8 @@ def test_unreadable_image_is_one_line(tmp_path):
     (lambda root: (root / "val" / "dog").rename(root / "val" / "wolf"), "other class folders than train/"),
     (lambda root: [path.unlink() for path in (root / "train" / "emu").iterdir()], "holds no images"),
     (lambda root: __import__("shutil").rmtree(root / "val"), "is not a directory"),
+    (lambda root: [__import__("shutil").rmtree(root / split / name) for split in ("train", "val")
+                   for name in ("dog", "emu")], "holds 1 class folder ('cat'); a classifier needs at least 2 classes"),
 ])
 def test_bad_folders_exit_2_in_one_line(tmp_path, capsys, damage, expected):
     root = write_folder(tmp_path / "data", train_per_class=3, val_per_class=1)
@@ -159,6 +161,7 @@ def test_bad_folders_exit_2_in_one_line(tmp_path, capsys, damage, expected):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert expected in err and len(err.splitlines()) == 1, err
+    assert not list((tmp_path / "runs").glob("*"))  # no run directory left holding only its lock
 
 
 def test_find_on_an_image_folder_end_to_end(tmp_path, capsys):

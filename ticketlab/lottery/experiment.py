@@ -106,8 +106,8 @@ def find_tickets(
     and models that cannot be stacked train independent jobs one per process. Re-running a finished experiment trains
     nothing; damaged files are recomputed (`ticketlab.lottery.integrity`). Settings the data cannot satisfy (a
     batch larger than the training set, steps in epochs past the end) and, with `plan_limit`, too large an
-    experiment are refused (ConfigError) before anything but the lock is written; a run directory made only for
-    that lock is removed again.
+    experiment are refused (ConfigError) before anything but the lock is written; a run directory this call made
+    and left holding only that lock (after any refusal, e.g. data missing) is removed again.
 
     One process at a time trains a run directory (RunLockedError for a second one), always with the population
     size and device type of its first run (ConfigError for another).
@@ -165,9 +165,9 @@ def _lead_experiment(config, fingerprint, run_dir, torch_device, model, data, wo
         with run_lock(run_dir):
             return _run_experiment(config, fingerprint, run_dir, torch_device, model, data, workers, population,
                                    progress, report, checkpoint_interval_s, plan_limit, executor_settings, group)
-    except ConfigError:
-        if created and {path.name for path in run_dir.iterdir()} <= {LOCK_FILE}:  # refused before writing
-            shutil.rmtree(run_dir, ignore_errors=True)
+    except BaseException:  # any refusal (missing data, bad config), a crash or Ctrl-C before the first write
+        if created and run_dir.is_dir() and {path.name for path in run_dir.iterdir()} <= {LOCK_FILE}:
+            shutil.rmtree(run_dir, ignore_errors=True)  # made by this call and holding nothing but the lock
         raise
 
 
