@@ -150,7 +150,7 @@ def find_tickets(
     try:
         result = _lead_experiment(config, fingerprint, run_dir, group.device, model, data, 1, 1, progress, report,
                                   checkpoint_interval_s, plan_limit, executor_settings, group)
-    except TicketlabError as error:
+    except BaseException as error:  # a refusal, a crash or Ctrl-C: no rank may wait on for the leader
         data_parallel.stop_followers(group, error)
         raise
     data_parallel.end_experiment(group, result.rows)
