@@ -229,15 +229,18 @@ def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, wor
         if executor == "ray":
             from ticketlab.lottery.ray_executor import ray_cluster, run_graph_ray
 
+            bar.set_waiting("starting the Ray tasks, each loads the data")
             with ray_cluster(ray_address):
                 run_graph_ray(ctx, graph, population=population, model=model, data=data,
                               cpus_per_task=ray_cpus_per_task, on_progress=bar.update, on_jobs_done=jobs_done)
         elif workers > 1 and not stacks_jobs(ctx, template, population) and sum(
                 not is_done(ctx, key) for key in graph) > 1:
             notify_unstacked(ctx, template, population)
+            bar.set_waiting(f"starting {workers} worker processes, each loads the data")
             run_jobs_parallel(ctx, graph, workers, bar, jobs_done)
         elif (workers > 1 and ctx.device.type == "cpu" and group is None and stacks_jobs(ctx, template, population)
               and graph_population_size(ctx, population) > 1):
+            bar.set_waiting(f"starting {workers} worker processes, each loads the data")
             run_populations_parallel(ctx, graph, workers, graph_population_size(ctx, population), bar, jobs_start,
                                      jobs_done)
         else:
@@ -360,7 +363,41 @@ def _data_fingerprint(data: DataSplits) -> str:
 class _NoBar:
     def update(self, count: int = 1) -> None: ...
     def set_description(self, text: str) -> None: ...
+    def set_waiting(self, text: str) -> None: ...
     def close(self) -> None: ...
+
+
+class _LabelledBar:
+    """A tqdm bar that always says what is happening: the job(s) training, and until the first step is reported,
+    what the run waits for (worker processes starting and loading the data, the first evaluation)."""
+
+    def __init__(self, bar) -> None:
+        self.bar, self.label, self.waiting = bar, "", "preparing the first job"
+        self.waits_for_workers = False  # processes or Ray tasks still starting when the first jobs are handed out
+        self._show()
+
+    def _show(self) -> None:
+        text = self.label if not self.waiting else f"{self.label} ({self.waiting})" if self.label else self.waiting
+        self.bar.set_description(text)
+
+    def set_waiting(self, text: str) -> None:
+        self.waiting, self.waits_for_workers = text, True
+        self._show()
+
+    def set_description(self, text: str) -> None:
+        self.label = text
+        if not self.waits_for_workers:  # in this process: the job starts now
+            self.waiting = ""
+        self._show()
+
+    def update(self, count: int = 1) -> None:
+        if self.waiting:
+            self.waiting = ""
+            self._show()
+        self.bar.update(count)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _progress_bar(ctx: ExperimentContext, graph: dict, enabled: bool):
@@ -370,4 +407,5 @@ def _progress_bar(ctx: ExperimentContext, graph: dict, enabled: bool):
 
     total = sum(job_steps(ctx, key) for key in graph)
     done = sum(job_steps(ctx, key) for key in graph if is_done(ctx, key))
-    return tqdm(total=total, initial=done, unit="it", unit_scale=True, dynamic_ncols=True, file=sys.stderr)
+    return _LabelledBar(tqdm(total=total, initial=done, unit="it", unit_scale=True, dynamic_ncols=True,
+                             file=sys.stderr))
