@@ -371,8 +371,10 @@ class _LabelledBar:
     """A tqdm bar that always says what is happening: the job(s) training, and until the first step is reported,
     what the run waits for (worker processes starting and loading the data, the first evaluation)."""
 
+    FIRST_WAIT = "preparing the first job"
+
     def __init__(self, bar) -> None:
-        self.bar, self.label, self.waiting = bar, "", "preparing the first job"
+        self.bar, self.label, self.waiting = bar, "", self.FIRST_WAIT
         self.waits_for_workers = False  # processes or Ray tasks still starting when the first jobs are handed out
         self._show()
 
@@ -408,4 +410,4 @@ def _progress_bar(ctx: ExperimentContext, graph: dict, enabled: bool):
     total = sum(job_steps(ctx, key) for key in graph)
     done = sum(job_steps(ctx, key) for key in graph if is_done(ctx, key))
     return _LabelledBar(tqdm(total=total, initial=done, unit="it", unit_scale=True, dynamic_ncols=True,
-                             file=sys.stderr))
+                             file=sys.stderr, desc=_LabelledBar.FIRST_WAIT))
