@@ -28,7 +28,8 @@ _ticketlab.preset = lambda name: _preset(name).replace(**{{"data.data_dir": {dat
                                                           **_tiny}})
 _generator = _torch.Generator().manual_seed(0)
 x_train, x_test = _torch.rand(1100, 784, generator=_generator), _torch.rand(100, 784, generator=_generator)
-y_train, y_test = _torch.randint(0, 10, (1100,), generator=_generator), _torch.randint(0, 10, (100,), generator=_generator)
+y_train = _torch.randint(0, 10, (1100,), generator=_generator)
+y_test = _torch.randint(0, 10, (100,), generator=_generator)
 '''
 
 # what each example is given in place of hours of training

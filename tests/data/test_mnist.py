@@ -293,7 +293,8 @@ def test_missing_fashion_mnist_through_the_cli_leaves_no_run_directory(tmp_path:
     runs = tmp_path / "runs"
     assert main([*FASHION_CLI, "--data.cache_dir", str(tmp_path / "cache"), "--root", str(runs)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("ticketlab: error: ") and "apt-get install dataset-fashion-mnist" in err
+    assert err.count("\n") == 1 and err.startswith("ticketlab: error: ")
+    assert "apt-get install dataset-fashion-mnist" in err
     (tmp_path / "empty").mkdir()  # a preset whose data are not under --data-dir
     assert main([*FASHION_CLI, "--data-dir", str(tmp_path / "empty"), "--root", str(runs)]) == 2
     err = capsys.readouterr().err

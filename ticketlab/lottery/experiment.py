@@ -17,7 +17,7 @@ from torch import nn
 
 from ticketlab.config import ExperimentConfig, PlanLimit, check_against_data
 from ticketlab.data import DataSplits
-from ticketlab.errors import ConfigError, IntegrityError, TicketlabError
+from ticketlab.errors import ConfigError, IntegrityError
 from ticketlab.lottery.integrity import LOCK_FILE, repair_run, run_lock
 from ticketlab.lottery.planner import (
     graph_population_size,
@@ -368,8 +368,8 @@ class _NoBar:
 
 
 class _LabelledBar:
-    """A tqdm bar that always says what is happening: the job(s) training, and until the first step is reported,
-    what the run waits for (worker processes starting and loading the data, the first evaluation)."""
+    """A tqdm bar that always says what is happening: the job(s) training and, until the first steps are reported,
+    what the run waits for (preparing the first job; worker processes or Ray tasks starting and loading data)."""
 
     FIRST_WAIT = "preparing the first job"
 

@@ -76,8 +76,10 @@ def _main_module_not_rerun() -> Iterator[None]:
     for the pool's lifetime and restored after."""
     main = sys.modules.get("__main__")
     hidden = {name: main.__dict__[name] for name in ("__file__", "__spec__") if main and name in main.__dict__}
-    for name in hidden:
-        delattr(main, name) if name == "__file__" else setattr(main, name, None)
+    if "__file__" in hidden:
+        del main.__file__
+    if "__spec__" in hidden:
+        main.__spec__ = None
     try:
         yield
     finally:
