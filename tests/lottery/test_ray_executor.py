@@ -21,7 +21,6 @@ from ticketlab.lottery.ray_executor import (
     RayExecutorError,
     check_ray_address,
     check_shared_run_dir,
-    ray_cluster,
 )
 
 TINY_CLI = ["--trials", "1", "--levels", "1", "--steps", "100it", "--train.eval_every", "50it",
@@ -263,9 +262,10 @@ def test_a_ray_address_with_nothing_listening_is_one_line_not_a_hang(tmp_path, c
     with pytest.raises(RayExecutorError, match=re.escape(repr(address))):  # the API
         find_tickets(_config(), root=tmp_path / "api", executor="ray", ray_address=address)
     assert not (tmp_path / "api").exists()
-    with pytest.raises(RayExecutorError, match=re.escape(repr(address))):  # a sweep's cluster
-        with ray_cluster(address):
-            pass
+    assert main(["sweep", "--rewinds", "0it", "--root", str(tmp_path / "sweep"), "--executor", "ray",
+                 "--ray-address", address]) == 2
+    assert repr(address) in capsys.readouterr().err
+    assert not (tmp_path / "sweep").exists()
 
 
 def test_an_unreachable_ray_address_gives_up_in_bounded_time():
