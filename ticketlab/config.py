@@ -636,6 +636,15 @@ def _check_step(label: str, text: Any) -> None:
         step_count(text)
     except ConfigError as error:
         raise ConfigError(f"{label}: {error}") from None
+    check_step_unit(label, text)
+
+
+def check_step_unit(label: str, text: str) -> None:
+    """ConfigError for a step a user wrote without its unit ('500'): iterations or epochs must be said."""
+    count, unit = step_count(text)
+    if not str(text).strip().endswith(unit):
+        raise ConfigError(f"{label} {str(text).strip()!r} has no unit; write iterations as '{count}it' or epochs as "
+                          f"'{count}ep'")
 
 
 def _comparable(text: str, end_text: str, iterations_per_epoch: int | None) -> tuple[int | None, int | None]:

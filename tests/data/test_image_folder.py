@@ -149,6 +149,8 @@ def test_unreadable_image_is_one_line(tmp_path):
     (lambda root: (root / "val" / "dog").rename(root / "val" / "wolf"), "other class folders than train/"),
     (lambda root: [path.unlink() for path in (root / "train" / "emu").iterdir()], "holds no images"),
     (lambda root: __import__("shutil").rmtree(root / "val"), "is not a directory"),
+    (lambda root: [__import__("shutil").rmtree(root / split / name) for split in ("train", "val")
+                   for name in ("dog", "emu")], "holds 1 class folder ('cat'); a classifier needs at least 2 classes"),
 ])
 def test_bad_folders_exit_2_in_one_line(tmp_path, capsys, damage, expected):
     root = write_folder(tmp_path / "data", train_per_class=3, val_per_class=1)
@@ -159,6 +161,7 @@ def test_bad_folders_exit_2_in_one_line(tmp_path, capsys, damage, expected):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert expected in err and len(err.splitlines()) == 1, err
+    assert not list((tmp_path / "runs").glob("*"))  # no run directory left holding only its lock
 
 
 def test_find_on_an_image_folder_end_to_end(tmp_path, capsys):
@@ -178,3 +181,23 @@ def test_find_on_an_image_folder_end_to_end(tmp_path, capsys):
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(new_image)
     assert main(args) == 2  # another dataset under the same run directory is refused
     assert "holds other files than the image folder" in capsys.readouterr().err
+
+
+def test_one_class_is_refused_by_the_installed_command(tmp_path):
+    """A folder with a single class would train a classifier with nothing to tell apart: refused in one line."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = write_folder(tmp_path / "data", train_per_class=2, val_per_class=1)
+    for split in ("train", "val"):
+        for name in ("dog", "emu"):
+            shutil.rmtree(root / split / name)
+    with pytest.raises(DataError, match="a classifier needs at least 2 classes"):
+        load_image_folder(root, validation_size=1, loader_workers=0)
+    done = subprocess.run([sys.executable, "-m", "ticketlab", "find", "--preset", "resnet18_image_folder_tiny",
+                           "--data-dir", str(root), "--root", str(tmp_path / "runs"), "--quiet"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "holds 1 class folder ('cat'); a classifier needs at least 2 classes" in done.stderr
+    assert not list((tmp_path / "runs").glob("*"))

@@ -259,3 +259,56 @@ def test_real_fashion_mnist_from_debian_package(tmp_path: Path):
         labels = loaded[f"{split}_labels"]
         assert labels.min() == 0 and labels.max() == 9
         assert set(np.unique(labels)) == set(range(10))
+
+
+def test_missing_fashion_mnist_names_the_debian_package(tmp_path: Path, server):
+    """Every way Fashion-MNIST can be missing says, in one line, how to get it: the Debian package first."""
+    with pytest.raises(DataError) as offline:
+        load_mnist_like("fashion_mnist", cache_dir=tmp_path, download=False, system_dirs=[tmp_path / "none"])
+    with pytest.raises(DataError) as unfetchable:
+        load_mnist_like("fashion_mnist", cache_dir=tmp_path, base_urls=[server.url("missing")], system_dirs=[])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError) as empty_dir:
+        load_mnist_like("fashion_mnist", data_dir=tmp_path / "empty")
+    for error in (offline, unfetchable, empty_dir):
+        message = str(error.value)
+        assert "apt-get install dataset-fashion-mnist" in message and "\n" not in message, message
+        assert "--data.data_dir" not in message
+    assert "--data-dir DIR" in str(offline.value) and "--data-dir DIR" in str(unfetchable.value)
+    assert "--data.download true" in str(offline.value)
+    assert "--data.download" not in str(unfetchable.value)  # the download was what failed
+    with pytest.raises(DataError) as mnist_offline:
+        load_mnist_like("mnist", cache_dir=tmp_path, download=False)
+    assert "apt-get" not in str(mnist_offline.value) and "--data-dir DIR" in str(mnist_offline.value)
+
+
+FASHION_CLI = ["find", "--preset", "lenet_fashion_mnist_short", "--data.download", "false", "--quiet"]
+
+
+def test_missing_fashion_mnist_through_the_cli_leaves_no_run_directory(tmp_path: Path, monkeypatch, capsys):
+    from ticketlab.cli import main
+    from ticketlab.data import mnist
+
+    monkeypatch.setattr(mnist, "DEFAULT_SYSTEM_DIRS", {"mnist": (), "fashion_mnist": (str(tmp_path / "none"),)})
+    runs = tmp_path / "runs"
+    assert main([*FASHION_CLI, "--data.cache_dir", str(tmp_path / "cache"), "--root", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ticketlab: error: ")
+    assert "apt-get install dataset-fashion-mnist" in err
+    (tmp_path / "empty").mkdir()  # a preset whose data are not under --data-dir
+    assert main([*FASHION_CLI, "--data-dir", str(tmp_path / "empty"), "--root", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "empty is missing train-images-idx3-ubyte.gz" in err
+    assert not runs.exists() or not list(runs.iterdir())  # no run directory left holding only its lock
+
+
+@pytest.mark.skipif(Path(FASHION_MNIST_SYSTEM_DIR).is_dir(), reason="Fashion-MNIST is installed on this machine")
+def test_missing_fashion_mnist_through_the_installed_command(tmp_path: Path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "ticketlab", *FASHION_CLI, "--data.cache_dir", str(tmp_path),
+                           "--root", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "apt-get install dataset-fashion-mnist" in done.stderr, done.stderr
+    assert not list((tmp_path / "runs").glob("*"))

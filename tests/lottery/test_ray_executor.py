@@ -2,6 +2,7 @@
 task retried with nothing lost, and one-line errors (Ray missing, a run directory the workers cannot see)."""
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -15,7 +16,12 @@ from ticketlab.cli import main
 from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
 from ticketlab.errors import ConfigError
 from ticketlab.lottery import find_tickets
-from ticketlab.lottery.ray_executor import TASK_NAME, check_shared_run_dir
+from ticketlab.lottery.ray_executor import (
+    TASK_NAME,
+    RayExecutorError,
+    check_ray_address,
+    check_shared_run_dir,
+)
 
 TINY_CLI = ["--trials", "1", "--levels", "1", "--steps", "100it", "--train.eval_every", "50it",
             "--data.train_size", "400", "--variants", "iterative_reset,random_pruning", "--quiet", "--no-report",
@@ -232,3 +238,57 @@ def test_a_killed_driver_leaves_no_task_running_and_resumes(tmp_path):
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
     reference_csv = next((tmp_path / "reference").glob("*/results.csv")).read_text()
     assert next((tmp_path / "ray").glob("*/results.csv")).read_text() == reference_csv
+
+
+def _closed_port() -> int:
+    """A local TCP port nobody listens on (bound once, then released)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_ray_address_with_nothing_listening_is_one_line_not_a_hang(tmp_path, capsys):
+    pytest.importorskip("ray")
+    address = f"127.0.0.1:{_closed_port()}"
+    started = time.monotonic()
+    assert main(["find", *TINY_CLI, "--root", str(tmp_path / "runs"), "--executor", "ray",
+                 "--ray-address", address]) == 2
+    assert time.monotonic() - started < 30
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ticketlab: error: ") and repr(address) in err, err
+    assert not (tmp_path / "runs").exists()  # refused before anything is written
+    with pytest.raises(RayExecutorError, match=re.escape(repr(address))):  # the API
+        find_tickets(_config(), root=tmp_path / "api", executor="ray", ray_address=address)
+    assert not (tmp_path / "api").exists()
+    assert main(["sweep", "--rewinds", "0it", "--root", str(tmp_path / "sweep"), "--executor", "ray",
+                 "--ray-address", address]) == 2
+    assert repr(address) in capsys.readouterr().err
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_an_unreachable_ray_address_gives_up_in_bounded_time():
+    pytest.importorskip("ray")
+    started = time.monotonic()
+    with pytest.raises(RayExecutorError, match=r"'192\.0\.2\.1:6379'"):  # TEST-NET-1: never answers
+        check_ray_address("192.0.2.1:6379", timeout_s=0.5)
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("address", ["localhost", "host:port", "host:0", ":6379", "host:70000"])
+def test_a_malformed_ray_address_is_one_line(address):
+    with pytest.raises(ConfigError, match=r"is not an address; allowed: HOST:PORT"):
+        check_ray_address(address)
+
+
+def test_the_installed_command_refuses_a_dead_ray_address(tmp_path):
+    pytest.importorskip("ray")
+    import subprocess
+
+    address = f"127.0.0.1:{_closed_port()}"
+    done = subprocess.run([sys.executable, "-m", "ticketlab", "find", *TINY_CLI, "--root", str(tmp_path),
+                           "--executor", "ray", "--ray-address", address], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and address in done.stderr, done.stderr

@@ -163,6 +163,43 @@ def _find_two_ranks(rank, port, root, single_process_root):
         raise SystemExit(f"rank {rank}: status {status} for a run directory trained by one process")
 
 
+def _refuse_inside_a_job(rank, port, root, data, out_dir):
+    """Rank 0 refuses after the followers entered a job's collectives (as a resume refused mid-job would); rank 0
+    then stays alive, as in a script that catches the error, so only the closed group can free the followers."""
+    import ticketlab.training.loop as loop
+    from ticketlab.config import ExperimentConfig, ModelConfig
+    from ticketlab.errors import TicketlabError
+    from ticketlab.lottery import find_tickets
+
+    os.environ.update(_rank_environment(rank, 2, port))
+    torch.set_num_threads(1)
+    if rank == 0:
+        def refuse(*args, **kwargs):
+            raise ConfigError("resume refused for the test")
+
+        loop.training_batches = refuse
+    config = ExperimentConfig(model=ModelConfig(name="mlp", hidden=(16,)), train=CONFIG, trials=1,
+                              variants=("iterative_reset",))
+    try:
+        find_tickets(config, root=root, data=data, progress=False, report=False)
+        outcome = "finished"
+    except TicketlabError as error:
+        outcome = f"{type(error).__name__}: {error}"
+    (out_dir / f"rank{rank}.txt").write_text(outcome)
+    if rank == 0:
+        time.sleep(3)  # still running: the follower must not wait for it
+
+
+def test_a_refusal_inside_a_job_on_rank_0_ends_every_rank_in_one_line(tmp_path, tiny_data):
+    started = time.monotonic()
+    _spawn(_refuse_inside_a_job, tmp_path / "runs", tiny_data, tmp_path)
+    assert time.monotonic() - started < 120
+    leader, follower = ((tmp_path / f"rank{rank}.txt").read_text() for rank in (0, 1))
+    assert leader == "ConfigError: resume refused for the test"
+    # a ConfigError: `ticketlab find` prints it as its one line and exits with status 2
+    assert follower == "LeaderStopped: rank 1: lost the connection to rank 0, which stopped (its error says why)"
+
+
 def _run_dir(root: Path) -> Path:
     (run_dir,) = [path for path in root.iterdir() if path.is_dir()]
     return run_dir

@@ -39,7 +39,7 @@ from ticketlab.analysis.connectivity import (
     interpolation_alphas,
 )
 from ticketlab.analysis.masks import write_csv
-from ticketlab.config import ExperimentConfig, TrainConfig, config_from_dict, parse_step
+from ticketlab.config import ExperimentConfig, TrainConfig, check_step_unit, config_from_dict, parse_step
 from ticketlab.data import DataSplits
 from ticketlab.errors import ConfigError, TicketlabError
 from ticketlab.lottery.experiment import model_factory, resolve_device
@@ -232,6 +232,7 @@ class StabilitySettings:
             raise ConfigError("rewind steps are empty; give at least one, e.g. 0it")
         for text in self.rewind_steps:
             parse_step(text, iterations_per_epoch=1)
+            check_step_unit("--rewind", text)
         if self.variant not in SUBNETWORK_VARIANTS:
             raise ConfigError(f"unknown variant {self.variant!r}; allowed: {', '.join(SUBNETWORK_VARIANTS)}")
         interpolation_alphas(self.points)

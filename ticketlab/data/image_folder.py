@@ -258,7 +258,8 @@ def load_image_folder(
     """Scan an ImageFolder-layout directory (see the module docstring) into `FolderData`.
 
     `classes` keeps only those class indices (of the sorted class folders), relabelled 0..k-1 in the order given.
-    ConfigError naming the value for a missing `root`, a `validation_size` or `train_size` the data cannot hold.
+    ConfigError naming the value for a missing `root`, a `validation_size` or `train_size` the data cannot hold;
+    DataError for a train/ with fewer than 2 class folders (nothing to classify).
     """
     if root is None:
         hint = " (ImageNet cannot be downloaded automatically: its licence needs a sign-up at image-net.org)" \
@@ -269,6 +270,9 @@ def load_image_folder(
     if not root.is_dir():
         raise ConfigError(f"--data-dir {root} is not a directory (an image folder needs train/ and val/ in it)")
     class_names, train_paths, train_labels = scan_image_folder(root, "train")
+    if len(class_names) < 2:
+        raise DataError(f"{root}/train holds {len(class_names)} class folder ({class_names[0]!r}); a classifier "
+                        f"needs at least 2 classes: add {root}/train/<class>/ and {root}/val/<class>/ folders")
     _, test_paths, test_labels = scan_image_folder(root, "val", class_names)
     if classes is not None:
         if max(classes) >= len(class_names):

@@ -76,7 +76,7 @@ MNIST_FILES: Mapping[str, MnistLikeFiles] = MappingProxyType(
     }
 )
 
-# Directory installed by the Debian/Ubuntu package "fashion-mnist" (recompressed files,
+# Directory installed by the Debian/Ubuntu package "dataset-fashion-mnist" (recompressed files,
 # so their md5 differs from upstream; they are validated by parsing instead).
 FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -85,6 +85,18 @@ DEFAULT_SYSTEM_DIRS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 )
 
 CACHE_ENV_VAR = "TICKETLAB_CACHE"
+
+FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"  # Debian/Ubuntu: installs FASHION_MNIST_SYSTEM_DIR
+
+
+def where_to_get(name: str, *, offer_download: bool = True) -> str:
+    """How to get a dataset's missing files: the end of a one-line DataError (the Debian package for
+    Fashion-MNIST, a download while one may help, a directory of one's own)."""
+    ways = [f"install them with `apt-get install {FASHION_MNIST_PACKAGE}`"] if name == "fashion_mnist" else []
+    if offer_download:
+        ways.append("allow the download (--data.download true; needs the network)")
+    ways.append("put the four files in a local directory and pass it as --data-dir DIR (data.data_dir)")
+    return ", or ".join(ways)
 
 
 def resolve_cache_root(cache_dir: PathLike | None = None) -> Path:
@@ -131,7 +143,7 @@ def load_mnist_like(
     if name not in MNIST_FILES:
         raise ConfigError(f"unknown MNIST-like dataset {name!r}; expected one of: {', '.join(MNIST_FILES)}")
     if data_dir is not None:
-        return _load_validated(_files_in_user_dir(Path(data_dir).expanduser()))
+        return _load_validated(_files_in_user_dir(Path(data_dir).expanduser(), name))
 
     search_dirs = DEFAULT_SYSTEM_DIRS[name] if system_dirs is None else tuple(system_dirs)
     for system_dir in search_dirs:
@@ -151,10 +163,7 @@ def load_mnist_like(
             continue
         if not download:
             problem = "fails its checksum" if cached_path.is_file() else "is missing"
-            raise DataError(
-                f"{name} file {cached_path} {problem} and download is disabled; "
-                f"put the four files in a local directory and pass it as --data.data_dir"
-            )
+            raise DataError(f"{name} file {cached_path} {problem} and download is disabled; {where_to_get(name)}")
         paths_by_key[key] = _download_file(name, file_name, known_hash, mirror_urls, dataset_cache)
     return _load_validated(paths_by_key)
 
@@ -175,7 +184,7 @@ def _complete_files_in_dir(directory: Path) -> dict[str, Path] | None:
     return paths_by_key
 
 
-def _files_in_user_dir(directory: Path) -> dict[str, Path]:
+def _files_in_user_dir(directory: Path, name: str = "mnist") -> dict[str, Path]:
     """Paths of the four files in a user-given directory; DataError naming what is missing."""
     if not directory.is_dir():
         raise DataError(f"data directory {directory} does not exist or is not a directory")
@@ -190,6 +199,7 @@ def _files_in_user_dir(directory: Path) -> dict[str, Path]:
         raise DataError(
             f"data directory {directory} is missing {gz_name} (or uncompressed {plain_name})"
             + (f" and {len(missing) - 1} more file(s)" if len(missing) > 1 else "")
+            + (f"; {where_to_get(name, offer_download=False)}" if name == "fashion_mnist" else "")
         )
     return paths
 
@@ -253,10 +263,8 @@ def _download_file(
             continue
         return Path(fetched)
     tried = "; ".join(failures) if failures else "no mirror URLs given"
-    raise DataError(
-        f"could not fetch {dataset_name} file {file_name} from: {tried}; "
-        f"download the files yourself into a local directory and pass it as --data.data_dir"
-    )
+    raise DataError(f"could not fetch {dataset_name} file {file_name} from: {tried}; "
+                    f"{where_to_get(dataset_name, offer_download=False)}")
 
 
 def _load_validated(paths_by_key: Mapping[str, Path]) -> dict[str, np.ndarray]:

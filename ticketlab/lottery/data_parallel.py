@@ -17,8 +17,8 @@ from __future__ import annotations
 import sys
 
 from ticketlab.config import ExperimentConfig
-from ticketlab.errors import ConfigError
-from ticketlab.training.distributed import DataParallelGroup, check_batch_size
+from ticketlab.errors import ConfigError, TicketlabError
+from ticketlab.training.distributed import DataParallelGroup, check_batch_size, lost_connection
 
 SUPPORTED_TASKS = ("classification",)
 
@@ -62,16 +62,35 @@ def end_experiment(group: DataParallelGroup, rows: list[dict]) -> None:
     group.broadcast_json({"op": "done", "rows": rows})
 
 
-def stop_followers(group: DataParallelGroup, error: Exception) -> None:
-    """Leader: end the followers with the leader's one-line error, if they are waiting for a message (inside a
-    job's collectives they cannot be told; torchrun stops them when the leader exits)."""
-    if group.followers_waiting:
-        group.broadcast_json({"op": "stop", "error": " ".join(str(error).split())})
+def stop_followers(group: DataParallelGroup, error: BaseException) -> None:
+    """Leader: end the followers with the leader's one-line error. Followers waiting for a message get it and
+    raise LeaderStopped; followers inside a job's collectives cannot be told, so the leader leaves the process
+    group and they stop on the closed connection (`follow`) instead of waiting for it."""
+    text = " ".join(str(error).split()) if isinstance(error, TicketlabError) else (
+        f"{type(error).__name__}" + (f": {' '.join(str(error).split())[:200]}" if str(error).strip() else ""))
+    try:
+        if group.followers_waiting:
+            group.broadcast_json({"op": "stop", "error": text})
+            return
+    except Exception:  # a follower is already gone: nothing left to tell, the leader's own error stands
+        pass
+    group.abandon()
 
 
 def follow(ctx, group: DataParallelGroup) -> list[dict]:
     """Follower: train every job the leader announces, as one rank of it, until the leader ends the experiment;
-    returns the leader's results rows. LeaderStopped when the leader stopped with a user error."""
+    returns the leader's results rows. LeaderStopped when the leader stopped with an error, or left while a job
+    trained (its own error line says why)."""
+    try:
+        return _follow_jobs(ctx, group)
+    except Exception as error:
+        if isinstance(error, TicketlabError) or not lost_connection(error):
+            raise
+        raise LeaderStopped(f"rank {group.rank}: lost the connection to rank 0, which stopped (its error says why)"
+                            ) from None
+
+
+def _follow_jobs(ctx, group: DataParallelGroup) -> list[dict]:
     while True:
         message = group.broadcast_json(None)
         if message["op"] == "done":

@@ -31,7 +31,8 @@ def executor_options(args: argparse.Namespace) -> dict:
         raise ConfigError(f"--ray-cpus-per-task must be between 1 and {MAX_CPUS_PER_TASK}, "
                           f"got {args.ray_cpus_per_task}")
     if args.executor == "ray":
-        from ticketlab.lottery.ray_executor import import_ray
+        from ticketlab.lottery.ray_executor import check_ray_address, import_ray
 
         import_ray()
+        check_ray_address(args.ray_address)  # before any data load or run directory: nothing listening, one line
     return {"executor": args.executor, "ray_address": args.ray_address, "ray_cpus_per_task": args.ray_cpus_per_task}

@@ -107,8 +107,8 @@ def find_tickets(
     and models that cannot be stacked train independent jobs one per process. Re-running a finished experiment trains
     nothing; damaged files are recomputed (`ticketlab.lottery.integrity`). Settings the data cannot satisfy (a
     batch larger than the training set, steps in epochs past the end) and, with `plan_limit`, too large an
-    experiment are refused (ConfigError) before anything but the lock is written; a run directory made only for
-    that lock is removed again.
+    experiment are refused (ConfigError) before anything but the lock is written; a run directory this call made
+    and left holding only that lock (after any refusal, e.g. data missing) is removed again.
 
     One process at a time trains a run directory (RunLockedError for a second one), always with the population
     size and device type of its first run (ConfigError for another).
@@ -120,7 +120,7 @@ def find_tickets(
     """
     from ticketlab.lottery.ray_executor import check_executor
 
-    check_executor(executor)
+    check_executor(executor, ray_address)
     if ray_cpus_per_task < 1:
         raise ConfigError(f"ray_cpus_per_task must be at least 1, got {ray_cpus_per_task}")
     config = config.validate()
@@ -151,7 +151,7 @@ def find_tickets(
     try:
         result = _lead_experiment(config, fingerprint, run_dir, group.device, model, data, 1, 1, progress, report,
                                   checkpoint_interval_s, plan_limit, executor_settings, group)
-    except TicketlabError as error:
+    except BaseException as error:  # a refusal, a crash or Ctrl-C: no rank may wait on for the leader
         data_parallel.stop_followers(group, error)
         raise
     data_parallel.end_experiment(group, result.rows)
@@ -166,9 +166,9 @@ def _lead_experiment(config, fingerprint, run_dir, torch_device, model, data, wo
         with run_lock(run_dir):
             return _run_experiment(config, fingerprint, run_dir, torch_device, model, data, workers, population,
                                    progress, report, checkpoint_interval_s, plan_limit, executor_settings, group)
-    except ConfigError:
-        if created and {path.name for path in run_dir.iterdir()} <= {LOCK_FILE}:  # refused before writing
-            shutil.rmtree(run_dir, ignore_errors=True)
+    except BaseException:  # any refusal (missing data, bad config), a crash or Ctrl-C before the first write
+        if created and run_dir.is_dir() and {path.name for path in run_dir.iterdir()} <= {LOCK_FILE}:
+            shutil.rmtree(run_dir, ignore_errors=True)  # made by this call and holding nothing but the lock
         raise
 
 
@@ -231,15 +231,18 @@ def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, wor
         if executor == "ray":
             from ticketlab.lottery.ray_executor import ray_cluster, run_graph_ray
 
+            bar.set_waiting("starting the Ray tasks, each loads the data")
             with ray_cluster(ray_address):
                 run_graph_ray(ctx, graph, population=population, model=model, data=data,
                               cpus_per_task=ray_cpus_per_task, on_progress=bar.update, on_jobs_done=jobs_done)
         elif workers > 1 and not stacks_jobs(ctx, template, population) and sum(
                 not is_done(ctx, key) for key in graph) > 1:
             notify_unstacked(ctx, template, population)
+            bar.set_waiting(f"starting {workers} worker processes, each loads the data")
             run_jobs_parallel(ctx, graph, workers, bar, jobs_done)
         elif (workers > 1 and ctx.device.type == "cpu" and group is None and stacks_jobs(ctx, template, population)
               and graph_population_size(ctx, population) > 1):
+            bar.set_waiting(f"starting {workers} worker processes, each loads the data")
             run_populations_parallel(ctx, graph, workers, graph_population_size(ctx, population), bar, jobs_start,
                                      jobs_done)
         else:
@@ -383,7 +386,43 @@ def _data_fingerprint(data: DataSplits) -> str:
 class _NoBar:
     def update(self, count: int = 1) -> None: ...
     def set_description(self, text: str) -> None: ...
+    def set_waiting(self, text: str) -> None: ...
     def close(self) -> None: ...
+
+
+class _LabelledBar:
+    """A tqdm bar that always says what is happening: the job(s) training and, until the first steps are reported,
+    what the run waits for (preparing the first job; worker processes or Ray tasks starting and loading data)."""
+
+    FIRST_WAIT = "preparing the first job"
+
+    def __init__(self, bar) -> None:
+        self.bar, self.label, self.waiting = bar, "", self.FIRST_WAIT
+        self.waits_for_workers = False  # processes or Ray tasks still starting when the first jobs are handed out
+        self._show()
+
+    def _show(self) -> None:
+        text = self.label if not self.waiting else f"{self.label} ({self.waiting})" if self.label else self.waiting
+        self.bar.set_description(text)
+
+    def set_waiting(self, text: str) -> None:
+        self.waiting, self.waits_for_workers = text, True
+        self._show()
+
+    def set_description(self, text: str) -> None:
+        self.label = text
+        if not self.waits_for_workers:  # in this process: the job starts now
+            self.waiting = ""
+        self._show()
+
+    def update(self, count: int = 1) -> None:
+        if self.waiting:
+            self.waiting = ""
+            self._show()
+        self.bar.update(count)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _progress_bar(ctx: ExperimentContext, graph: dict, enabled: bool):
@@ -393,4 +432,5 @@ def _progress_bar(ctx: ExperimentContext, graph: dict, enabled: bool):
 
     total = sum(job_steps(ctx, key) for key in graph)
     done = sum(job_steps(ctx, key) for key in graph if is_done(ctx, key))
-    return tqdm(total=total, initial=done, unit="it", unit_scale=True, dynamic_ncols=True, file=sys.stderr)
+    return _LabelledBar(tqdm(total=total, initial=done, unit="it", unit_scale=True, dynamic_ncols=True,
+                             file=sys.stderr, desc=_LabelledBar.FIRST_WAIT))

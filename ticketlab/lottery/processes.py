@@ -48,7 +48,7 @@ def worker_pool(ctx: ExperimentContext, workers: int, updates) -> Iterator[Proce
     stops them at once (a stopped job resumes from its checkpoint)."""
     context = multiprocessing.get_context("spawn")
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(
+    with _main_module_not_rerun(), ProcessPoolExecutor(
         max_workers=workers,
         mp_context=context,
         initializer=_worker_init,
@@ -63,6 +63,28 @@ def worker_pool(ctx: ExperimentContext, workers: int, updates) -> Iterator[Proce
                 process.terminate()
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+
+
+@contextmanager
+def _main_module_not_rerun() -> Iterator[None]:
+    """While the pool starts its processes, keep multiprocessing from re-running the caller's main module in them.
+
+    Spawned processes import the main module (a user's script run as `__mp_main__`) before they work, so a script
+    calling `find_tickets` without an `if __name__ == "__main__":` guard would start the experiment again in
+    every worker. The workers need nothing from it (custom models and data train in the calling process), so
+    the main module's `__file__` and `__spec__`, from which multiprocessing learns what to import, are hidden
+    for the pool's lifetime and restored after."""
+    main = sys.modules.get("__main__")
+    hidden = {name: main.__dict__[name] for name in ("__file__", "__spec__") if main and name in main.__dict__}
+    if "__file__" in hidden:
+        del main.__file__
+    if "__spec__" in hidden:
+        main.__spec__ = None
+    try:
+        yield
+    finally:
+        for name, value in hidden.items():
+            setattr(main, name, value)
 
 
 def run_jobs_parallel(ctx: ExperimentContext, graph: dict, workers: int, bar,

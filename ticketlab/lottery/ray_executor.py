@@ -35,18 +35,21 @@ EXECUTORS = ("local", "ray")
 RAY_INSTALL = "pip install 'ticketlab[ray]'"
 MAX_RETRIES = 3  # per task, for lost workers and nodes (not for errors raised by training itself)
 TASK_NAME = "ticketlab_train_batch"  # what `ray status`, the dashboard and `ps` show for a running task
+CONNECT_TIMEOUT_S = 10.0  # ray.init retries an address nobody listens on forever: probe it first, this long
 
 
 class RayExecutorError(TicketlabError):
     """The Ray cluster lost a task more often than it retries it, or cannot be reached."""
 
 
-def check_executor(executor: str) -> None:
-    """ConfigError for an executor other than 'local' or 'ray', or 'ray' without Ray installed."""
+def check_executor(executor: str, address: str | None = None) -> None:
+    """ConfigError for an executor other than 'local' or 'ray', or 'ray' without Ray installed; with 'ray', the
+    `address` must answer (`check_ray_address`)."""
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; allowed: {', '.join(EXECUTORS)}")
     if executor == "ray":
         import_ray()
+        check_ray_address(address)
 
 
 def import_ray():
@@ -67,6 +70,7 @@ def ray_cluster(address: str | None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    check_ray_address(address)
     try:
         if address is None:
             ray.init(include_dashboard=False, logging_level=logging.WARNING, configure_logging=True)
@@ -80,6 +84,28 @@ def ray_cluster(address: str | None) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def check_ray_address(address: str | None, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """RayExecutorError unless something listens at a HOST:PORT `address` within `timeout_s` seconds (Ray itself
+    would retry forever); ConfigError for an address that is neither HOST:PORT, ray://HOST:PORT nor 'auto'.
+    None and 'auto' need no probe: Ray starts a local cluster or finds none at once."""
+    if address is None or address == "auto":
+        return
+    hostport = address.removeprefix("ray://")
+    host, _, port = hostport.rpartition(":")
+    host = host.strip("[]")  # [::1]:6379
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--ray-address {address!r} is not an address; allowed: HOST:PORT (e.g. 10.0.0.5:6379), "
+                          "ray://HOST:PORT or auto")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as error:
+        reason = "timed out" if isinstance(error, socket.timeout) else (error.strerror or type(error).__name__)
+        raise RayExecutorError(f"cannot connect to the Ray cluster at --ray-address {address!r} ({reason} after "
+                               f"at most {timeout_s:g} s); start one there with `ray start --head`, or leave out "
+                               "--ray-address for a local one") from None
 
 
 def run_graph_ray(

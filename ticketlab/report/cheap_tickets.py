@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ticketlab.report.figures import _KNOWN_STYLES, _setup_x_axis, _tick_positions, save_figure
+from ticketlab.report.figures import _KNOWN_STYLES, _setup_x_axis, _tick_positions, _trial_phrase, save_figure
 from ticketlab.report.results import summary_metric, variant_label, with_dense_level
 
 AT_INIT_METHODS = ("snip", "grasp", "synflow", "magnitude_at_init")
@@ -71,9 +71,7 @@ def draw_at_init_figure(summary: Sequence[Mapping[str, Any]], path_stem: str | P
         ax.legend(fontsize=7, loc="lower left")
     for ax in axes[len(panels):]:
         ax.set_visible(False)
-    trials = sorted({int(e["n"]) for e in filled})
-    fig.suptitle(f"{title + ': ' if title else ''}mean of {trials[-1] if trials else 0} trials, "
-                 "error bars min-max", fontsize=11)
+    fig.suptitle(f"{title + ': ' if title else ''}mean of {_trial_phrase(filled)}, error bars min-max", fontsize=11)
     return save_figure(fig, path_stem)
 
 

@@ -94,9 +94,20 @@ def draw_learning_curves(run_dir: str | Path, path_stem: str | Path, remaining: 
     trial_count = max(len(trials) for trials in curves.values())
     fig.suptitle(f"{title or 'Learning curves'}: mean of {trial_count} trial{'s' * (trial_count != 1)}"
                  + (", shaded min-max" if trial_count > 1 else ""), fontsize=11)
-    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=min(4, len(handles)),
-               frameon=False)
+    _legend_that_fits(fig, handles)
     return save_figure(fig, path_stem)
+
+
+def _legend_that_fits(fig: Figure, handles: dict[str, object]) -> None:
+    """The legend below the panels in as many columns (at most 4) as the figure's width holds: a row wider than
+    the figure would be cut off at both sides (two panels hold three columns of the longest variant names)."""
+    renderer = fig.canvas.get_renderer()
+    for columns in range(min(4, len(handles)), 0, -1):
+        legend = fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=columns,
+                            frameon=False)
+        if columns == 1 or legend.get_window_extent(renderer).width <= 0.98 * fig.bbox.width:
+            return
+        legend.remove()
 
 
 def _aligned(trials: dict[int, list[dict]], column: str) -> tuple[list[int], np.ndarray]:

@@ -53,9 +53,11 @@ def summarize_curves(rows: Sequence[Mapping[str, Any]], metric: str = "early_sto
 
 def write_transfer_figure(rows: Sequence[Mapping[str, Any]], stem: Path, title: str | None = None,
                           metric: str = "early_stop_test_accuracy") -> list[Path]:
-    """Draw `stem`.png and `stem`.svg: mean `metric` (bars: min..max over trials) against weights remaining
-    (log axis, 100% on the left); the dense network as a horizontal dashed line. Returns the paths."""
+    """Draw `stem`.png and `stem`.svg: mean `metric` (bars: min..max over trials; accuracies in percent, as in
+    every report figure) against weights remaining (log axis, 100% on the left); the dense network as a horizontal
+    dashed line. Returns the paths."""
     curves = summarize_curves(rows, metric)
+    scale = 100.0 if "accuracy" in metric else 1.0  # fractions in transfer.csv, percent on the figure
     figure = Figure(figsize=(7.0, 4.4), dpi=150)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 1, 1)
@@ -68,12 +70,12 @@ def write_transfer_figure(rows: Sequence[Mapping[str, Any]], stem: Path, title: 
         else:
             colour, marker, style = _STYLES.get(variant, ("tab:cyan", "x", "-"))
         x = np.array([point[0] for point in points])
-        mean = np.array([point[1] for point in points])
+        mean = np.array([point[1] for point in points]) * scale
         if variant == "dense":
             axes.axhline(mean.mean(), color=colour, linestyle=style, linewidth=1.2, label=label)
             continue
-        low = mean - np.array([point[2] for point in points])
-        high = np.array([point[3] for point in points]) - mean
+        low = mean - np.array([point[2] for point in points]) * scale
+        high = np.array([point[3] for point in points]) * scale - mean
         axes.errorbar(x, mean, yerr=[low, high], color=colour, marker=marker, linestyle=style, linewidth=1.4,
                       markersize=4, capsize=2.5, label=label)
         all_x.extend(x.tolist())
@@ -89,7 +91,8 @@ def write_transfer_figure(rows: Sequence[Mapping[str, Any]], stem: Path, title: 
         axes.xaxis.set_minor_locator(NullLocator())
         axes.set_xlim(max(all_x) * 1.15, min(all_x) / 1.15)
     axes.set_xlabel("weights remaining (%)")
-    axes.set_ylabel("test accuracy at early stop" if metric == "early_stop_test_accuracy" else metric)
+    axes.set_ylabel("test accuracy at early stop (%)" if metric == "early_stop_test_accuracy"
+                    else metric + (" (%)" if scale == 100.0 else ""))
     target = next(iter({row["target"] for row in rows}), "")
     axes.set_title(title or f"tickets trained on {target}")
     axes.grid(True, alpha=0.3)
@@ -104,11 +107,12 @@ def _order(variant: str, label: str) -> tuple[int, str]:
 
 def write_matrix_figure(matrix: Mapping[str, Any], stem: Path, at_percent: float) -> list[Path]:
     """A heat map of `matrix` (from `ticketlab.lottery.transfer.transfer_matrix`): rows sources, columns
-    targets, each cell the mean accuracy and the weights remaining it was read at."""
+    targets, each cell the mean accuracy (%, as its colour and the colour bar) and the weights remaining it was
+    read at."""
     sources, targets = matrix["sources"], matrix["targets"]
     values = np.full((len(sources), len(targets)), np.nan)
     for (source, target), cell in matrix["cells"].items():
-        values[sources.index(source), targets.index(target)] = cell["value"]
+        values[sources.index(source), targets.index(target)] = 100 * cell["value"]  # percent, like the cells
     figure = Figure(figsize=(1.8 + 2.0 * len(targets), 1.2 + 0.8 * len(sources)), dpi=150)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 1, 1)
@@ -124,6 +128,6 @@ def write_matrix_figure(matrix: Mapping[str, Any], stem: Path, at_percent: float
     axes.set_xlabel("target")
     axes.set_ylabel("ticket source")
     axes.set_title(f"test accuracy (%) at ~{format_percent(at_percent)}% weights remaining", fontsize=9)
-    figure.colorbar(image, ax=axes)
+    figure.colorbar(image, ax=axes, label="test accuracy (%)")
     figure.tight_layout()
     return save_figure(figure, stem)

@@ -151,6 +151,11 @@ class DataParallelGroup:
             received[name] = value
         return received
 
+    def abandon(self) -> None:
+        """Leader: leave the process group now, so ranks blocked in a job's collectives see the connection close
+        and stop at once, instead of waiting (up to WAIT_TIMEOUT) for a leader that ended with an error."""
+        _destroy_process_group()
+
     def agree(self, value: int, what: str) -> None:
         """ConfigError on every rank unless all ranks pass the same integer (e.g. a config's hash)."""
         values = torch.tensor([value, -value], dtype=torch.int64, device=self.device)
@@ -181,5 +186,18 @@ def from_environment(device: torch.device) -> DataParallelGroup | None:
         # once per process, kept for later calls (a second init on the same rendezvous would wait forever) and
         # destroyed at exit, as torch asks
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=WAIT_TIMEOUT)
-        atexit.register(dist.destroy_process_group)
+        atexit.register(_destroy_process_group)
     return DataParallelGroup(rank=rank, world_size=world_size, device=device)
+
+
+def _destroy_process_group() -> None:
+    """Destroy the default process group if it still exists (at exit, or earlier by `abandon`)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def lost_connection(error: BaseException) -> bool:
+    """Whether a collective failed because another rank's process is gone (closed or reset connection)."""
+    text = str(error)
+    return isinstance(error, getattr(dist, "DistNetworkError", ())) or any(
+        marker in text for marker in ("Connection closed by peer", "Connection reset by peer", "Broken pipe"))
