@@ -218,6 +218,7 @@ def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, wor
         print("ticketlab: custom model/data run in this process (workers=1)", file=sys.stderr)
         workers = 1
     bar = _progress_bar(ctx, graph, progress)
+    updates = bar.update if progress else None  # None also keeps a task's own bars (translation decoding) quiet
 
     def jobs_start(keys: list[JobKey]) -> None:
         bar.set_description(keys[0].label() + (f" (+{len(keys) - 1} jobs)" if len(keys) > 1 else ""))
@@ -234,7 +235,7 @@ def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, wor
             bar.set_waiting("starting the Ray tasks, each loads the data")
             with ray_cluster(ray_address):
                 run_graph_ray(ctx, graph, population=population, model=model, data=data,
-                              cpus_per_task=ray_cpus_per_task, on_progress=bar.update, on_jobs_done=jobs_done)
+                              cpus_per_task=ray_cpus_per_task, on_progress=updates, on_jobs_done=jobs_done)
         elif workers > 1 and not stacks_jobs(ctx, template, population) and sum(
                 not is_done(ctx, key) for key in graph) > 1:
             notify_unstacked(ctx, template, population)
@@ -246,7 +247,7 @@ def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, wor
             run_populations_parallel(ctx, graph, workers, graph_population_size(ctx, population), bar, jobs_start,
                                      jobs_done)
         else:
-            run_graph(ctx, graph, population=population, on_progress=bar.update, on_jobs_start=jobs_start,
+            run_graph(ctx, graph, population=population, on_progress=updates, on_jobs_start=jobs_start,
                       on_jobs_done=jobs_done)
     finally:
         bar.close()
