@@ -459,7 +459,7 @@ def later_corpus() -> list[Case]:
                          (f"{J1}/result.json", edit_json(set_in("weights_remaining_percent", 1.0))),
                          ("population.json", b"garbage{")):
         add("cost", ["cost", "{RUN}"], damage=(name, damage))
-    add("cost", ["cost", "{RUN}"], damage=("cost.csv", write_text("")), expect="clean")
+    add("cost", ["cost", "{RUN}"], damage=("cost.csv", write_text("")), expect="clean", repair=True)  # its own output
     add("cost", ["cost", "{RUN}"], damage=("cost.csv/x", write_text("")))  # cost.csv is a directory
     add("cost", ["cost", "{RUN}"], file_limit=1500)
     for run in ("{LANG}", "{TRANS}", "{RL}", "{IMGRUN}"):
@@ -949,8 +949,17 @@ def main() -> int:
             fixtures.build(name)
         prepared = hash_tree([path for path in fixtures.built.values() if isinstance(path, Path)])
         print(f"prepared in {time.time() - start:.0f} s; {len(cases)} cases", file=sys.stderr)
+        done = Counter()
+
+        def one(case: Case) -> tuple[str, Case, str]:
+            result = run_case(case, executable, fixtures, env, args.timeout)
+            done[result[0]] += 1
+            print(f"{sum(done.values())}/{len(cases)} {result[0]:9s} {case.kind}: {shell_line(case)[:150]}",
+                  file=sys.stderr, flush=True)
+            return result
+
         with ThreadPoolExecutor(args.jobs) as pool:
-            outcomes = list(pool.map(lambda case: run_case(case, executable, fixtures, env, args.timeout), cases))
+            outcomes = list(pool.map(one, cases))
         touched = [path for path, digest in hash_tree([path for path in fixtures.built.values()
                                                        if isinstance(path, Path)]).items()
                    if prepared.get(path, digest) != digest]
