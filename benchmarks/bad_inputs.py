@@ -222,7 +222,12 @@ def corpus() -> list[Case]:
     return cases
 
 
-# --- damage helpers (each returns a function of the file's path)
+# --- damage helpers (each returns a function of the file's path, with a description for the listing)
+
+def named(description: str, damage: Callable[[Path], None]) -> Callable[[Path], None]:
+    damage.description = description
+    return damage
+
 
 def flip(offset: int = -5) -> Callable[[Path], None]:
     """Flip the bits of one byte (default: near the end, i.e. inside a safetensors file's tensor data)."""
@@ -230,15 +235,15 @@ def flip(offset: int = -5) -> Callable[[Path], None]:
         data = bytearray(path.read_bytes())
         data[offset] ^= 0xFF
         path.write_bytes(bytes(data))
-    return damage
+    return named(f"byte {offset} flipped", damage)
 
 
 def append(extra: bytes) -> Callable[[Path], None]:
-    return lambda path: path.write_bytes(path.read_bytes() + extra)
+    return named(f"{extra!r} appended", lambda path: path.write_bytes(path.read_bytes() + extra))
 
 
 def truncate(keep: float) -> Callable[[Path], None]:
-    return lambda path: path.write_bytes(path.read_bytes()[:int(len(path.read_bytes()) * keep)])
+    return named(f"cut to {keep:.0%}", lambda path: path.write_bytes(path.read_bytes()[:int(len(path.read_bytes()) * keep)]))
 
 
 def edit_json(change: Callable[[dict], None]) -> Callable[[Path], None]:
@@ -247,7 +252,7 @@ def edit_json(change: Callable[[dict], None]) -> Callable[[Path], None]:
         record = json.loads(path.read_text())
         change(record)
         path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    return damage
+    return named(f"edited: {getattr(change, 'description', 'changed')}", damage)
 
 
 def set_in(*keys_and_value):
@@ -258,17 +263,18 @@ def set_in(*keys_and_value):
         for key in keys[:-1]:
             record = record[key]
         record[keys[-1]] = value
+    change.description = f"{'.'.join(keys)} = {value!r}"
     return change
 
 
-def edit_csv(change: Callable[[list[list[str]]], None]) -> Callable[[Path], None]:
+def edit_csv(change: Callable[[list[list[str]]], None], description: str) -> Callable[[Path], None]:
     def damage(path: Path) -> None:
         rows = list(csv.reader(io.StringIO(path.read_text())))
         change(rows)
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerows(rows)
         path.write_text(buffer.getvalue())
-    return damage
+    return named(description, damage)
 
 
 def drop_column(name: str) -> Callable[[Path], None]:
@@ -276,32 +282,32 @@ def drop_column(name: str) -> Callable[[Path], None]:
         index = rows[0].index(name)
         for row in rows:
             del row[index]
-    return edit_csv(change)
+    return edit_csv(change, f"column {name} dropped")
 
 
 def set_cell(name: str, value: str, row: int = 1) -> Callable[[Path], None]:
     def change(rows):
         rows[row][rows[0].index(name)] = value
-    return edit_csv(change)
+    return edit_csv(change, f"row {row} {name} = {value!r}")
 
 
 def cut_row(row: int = 1, keep: int = 3) -> Callable[[Path], None]:
     def change(rows):
         rows[row] = rows[row][:keep]
-    return edit_csv(change)
+    return edit_csv(change, f"row {row} cut to {keep} cells")
 
 
-def only_rows(keep: Callable[[dict], bool]) -> Callable[[Path], None]:
+def only_rows(keep: Callable[[dict], bool], description: str) -> Callable[[Path], None]:
     def change(rows):
         rows[1:] = [row for row in rows[1:] if keep(dict(zip(rows[0], row)))]
-    return edit_csv(change)
+    return edit_csv(change, description)
 
 
 def write_text(text: str) -> Callable[[Path], None]:
     def damage(path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-    return damage
+    return named(f"written: {text[:24]!r}", damage)
 
 
 def remove_tree(path: Path) -> None:
@@ -309,7 +315,7 @@ def remove_tree(path: Path) -> None:
 
 
 def rename_to(new_name: str) -> Callable[[Path], None]:
-    return lambda path: path.rename(path.parent / new_name)
+    return named(f"renamed to {new_name}", lambda path: path.rename(path.parent / new_name))
 
 
 def new_image(path: Path) -> None:
@@ -401,13 +407,13 @@ def later_corpus() -> list[Case]:
                    drop_column("weights_remaining_percent"), drop_column("source"), drop_column("variant"),
                    set_cell("weights_remaining_percent", "many"), set_cell("early_stop_test_accuracy", "high"),
                    set_cell("weights_remaining_percent", "nan"), set_cell("level", "x"), cut_row(1, 3),
-                   only_rows(lambda row: False),
+                   only_rows(lambda row: False, "header only"),
                    append(b"a,b\n"), truncate(0.5)):
         add("transfer-matrix", matrix, damage=("{XFER}/transfer.csv", damage))
     add("transfer-matrix", matrix, damage=("{XFER}/transfer.csv", set_cell("early_stop_test_accuracy", "nan")),
         expect="clean")
     add("transfer-matrix", matrix, expect="clean",
-        damage=("{XFER}/transfer.csv", only_rows(lambda row: row["variant"] != "transferred")))
+        damage=("{XFER}/transfer.csv", only_rows(lambda row: row["variant"] != "transferred", "no transferred rows")))
 
     # --- export: levels, trials, variants, formats, block sizes, output paths, damaged files
     for argv in (["--level", "9", "--format", "dense"], ["--level", "-1", "--format", "dense"],
@@ -882,7 +888,7 @@ def judge(case: Case, status: int, stdout: str, stderr: str) -> tuple[str, str]:
         errors = [line for line in err if "ticketlab: error: " in line]
         return ("good" if errors else "other"), (errors[0] if errors else f"status {status}: {stderr[-400:]}")
     if "Traceback" in stderr:
-        return "traceback", stderr[-600:]
+        return "traceback", " | ".join(line.strip() for line in err[-3:])[-600:]
     one_error = status == 2 and len(err) == 1 and err[0].startswith("ticketlab: error: ")
     if case.expect == "warning":
         good = status == 0 and err and warnings_only
@@ -908,8 +914,8 @@ def shell_line(case: Case) -> str:
     launcher = "torchrun --standalone --nproc-per-node 2 -m ticketlab" if case.launcher == "torchrun" else "ticketlab"
     line = f"{launcher} {shlex.join(case.argv)}"
     for name, content in damages(case):
-        what = ("deleted" if content is None else getattr(content, "__qualname__", "").split(".")[0] or
-                (repr(content[:20]) if isinstance(content, bytes) else content))
+        what = ("deleted" if content is None else repr(content[:20]) if isinstance(content, bytes) else
+                content if isinstance(content, str) else getattr(content, "description", content.__name__))
         line += f"  [{name}: {what}]"
     return line
 
