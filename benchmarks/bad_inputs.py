@@ -243,7 +243,10 @@ def append(extra: bytes) -> Callable[[Path], None]:
 
 
 def truncate(keep: float) -> Callable[[Path], None]:
-    return named(f"cut to {keep:.0%}", lambda path: path.write_bytes(path.read_bytes()[:int(len(path.read_bytes()) * keep)]))
+    def damage(path: Path) -> None:
+        data = path.read_bytes()
+        path.write_bytes(data[:int(len(data) * keep)])
+    return named(f"cut to {keep:.0%}", damage)
 
 
 def edit_json(change: Callable[[dict], None]) -> Callable[[Path], None]:
