@@ -16,7 +16,8 @@ classification run (MLP 16-16, 40 iterations, 2 levels), a transfer of it to cla
 a generated text, a Transformer on a generated parallel corpus, a PPO CartPole agent and a ResNet-18 on a
 generated image folder. Only the runs the selected cases use are built. Every file of a copy is hashed before
 and after the case: a pre-existing file that changed or vanished makes the case "lost" unless the case is one
-where the README promises a repair (a damaged job set aside and recomputed).
+where the README promises a repair (a damaged job set aside and recomputed). A file the case damaged may be
+rewritten (repaired) without counting as lost.
 """
 
 from __future__ import annotations
@@ -832,8 +833,10 @@ def run_case(case: Case, executable: list[str], fixtures: Fixtures, env: dict[st
         def expand(text: str) -> str:
             return PLACE.sub(lambda match: str(places.get(match.group(1), match.group(0))), text)
 
+        damaged = []  # a damaged file may be repaired (rewritten); "lost" is an undamaged file changed
         for name, content in damages(case):
             path = Path(expand(name)) if name.startswith("{") else places["RUN"] / name
+            damaged.append(str(path))
             if content is None:
                 path.unlink()
             elif callable(content):
@@ -869,7 +872,8 @@ def run_case(case: Case, executable: list[str], fixtures: Fixtures, env: dict[st
             except ProcessLookupError:
                 pass
         after = hash_tree(copied)
-        lost = [path for path, digest in before.items() if after.get(path) != digest]
+        lost = [path for path, digest in before.items() if after.get(path) != digest
+                and not any(path == name or path.startswith(name + os.sep) for name in damaged)]
         partial = [expand(path) for path in case.absent if Path(expand(path)).exists()]
         outcome, detail = judge(case, process.returncode, stdout, stderr)
         if lost and not case.repair:
