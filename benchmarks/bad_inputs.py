@@ -556,10 +556,11 @@ def later_corpus() -> list[Case]:
                   ["--data.source", "fr"], ["--data.source", "en", "--data.target", "en"], ["--data.target", ""],
                   ["--train.beam_size", "0"], ["--train.beam_size", "-2"], ["--train.label_smoothing", "1.5"],
                   ["--train.label_smoothing", "-0.1"], ["--train.label_smoothing", "nan"], ["--train.beta2", "1"],
-                  ["--train.eps", "0"], ["--train.eps", "-1e-8"], ["--model.heads", "3"], ["--model.heads", "0"], ["--model.ffn_dim", "0"], ["--model.depth", "0"], ["--model.width", "0"],
+                  ["--train.eps", "0"], ["--train.eps", "-1e-8"], ["--model.heads", "3"], ["--model.heads", "0"],
+                  ["--model.ffn_dim", "0"], ["--model.depth", "0"], ["--model.width", "0"],
                   ["--data.eval_size", "0"], ["--data.eval_size", "100000"], ["--data.train_size", "100000"],
-                  ["--train.batch_size", "3"], ["--model.name", "lstm"], ["--data.name", "multi30k", "--data.download", "false"],
-                  ["--model.tie_weights", "sometimes"]):
+                  ["--train.batch_size", "3"], ["--model.name", "lstm"],
+                  ["--data.name", "multi30k", "--data.download", "false"], ["--model.tie_weights", "sometimes"]):
         add("translation", [*trans, *extra])
     add("translation", [*trans, "--train.schedule", "inverse_sqrt", "--train.warmup", "0it"], expect="clean")
     add("translation", trans, damage=("{PAR}/train.de", append("ein hund\n".encode())))
