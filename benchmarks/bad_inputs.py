@@ -774,17 +774,21 @@ class Fixtures:
 
 
 UNHASHED = ("data_dir", "cache_dir", "loader_workers")  # config fields a resume may rewrite (where the data are)
+PATHS = ("source_run", "target_run")  # where a transfer's runs are: a re-run in a case's copy records the copy
 
 
 def file_digest(path: Path) -> str:
     """sha256 of a file; of a config.json, of its content less the unhashed data fields, which a resume from
-    another data directory (a case's copy of the data) rightly records anew."""
+    another data directory (a case's copy of the data) rightly records anew; of a transfer's transfer.json and
+    source.json, less the paths of the runs (a case works on a copy at another path)."""
     data = path.read_bytes()
-    if path.name == "config.json":
+    if path.name in ("config.json", "transfer.json", "source.json"):
         try:
             record = json.loads(data)
-            for name in UNHASHED:
+            for name in UNHASHED if path.name == "config.json" else ():
                 record["config"]["data"].pop(name, None)
+            for name in PATHS if path.name != "config.json" else ():
+                record.pop(name, None)
             data = json.dumps(record, sort_keys=True).encode()
         except (ValueError, KeyError, TypeError, AttributeError):
             pass
