@@ -1,4 +1,4 @@
-"""Run a corpus of bad inputs (about 230 on find/sweep/config/report/stability/masks, and about 190 on every
+"""Run a corpus of bad inputs (about 230 on find/sweep/config/report/stability/masks, and about 330 on every
 later command and task) through the `ticketlab` executable and count how each ends.
 
     PYTHONPATH=$PWD OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bad_inputs.py [--jobs 2] [--timeout 120]
