@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -252,6 +251,67 @@ def _read_rows(path: Path, handle) -> list[dict[str, Any]]:
     return rows
 
 
+def check_against_jobs(
+    csv_path: Path,
+    rows: Sequence[Mapping[str, Any]],
+    records: Mapping[tuple[int, int, str], Mapping[str, Any]],
+    variants: Sequence[str] | None = None,
+    trials: int | None = None,
+) -> None:
+    """TicketlabError unless ``results.csv``'s rows agree with the sealed results of the run's finished jobs.
+
+    ``records`` maps (trial, level, job variant) to a checked result.json record (level 0 is the ``dense`` job,
+    whose numbers every variant's level-0 row repeats). Each row whose job has finished must hold its numbers
+    (a flipped digit or a truncated cell is caught); with the run's ``variants`` and number of ``trials``, each
+    row must name a job of the run and each finished job must have its rows (a lost row is caught).
+    """
+    hint = "rerun the run's `ticketlab find` command to rewrite it"
+    seen = set()
+    for row in rows:
+        key = (int(row["trial"]), int(row["level"]), str(row["variant"]))
+        job = (key[0], 0, "dense") if key[1] == 0 else key
+        if variants is not None and trials is not None and (key[2] not in variants or not 0 <= key[0] < trials):
+            raise TicketlabError(f"{csv_path}: row of variant {key[2]!r}, trial {key[0]} is not a job of this run "
+                                 f"(edited or damaged); {hint}")
+        seen.add(key)
+        record = records.get(job)
+        if record is None:
+            continue
+        for column, expected in _record_values(record).items():
+            if not _same_number(row.get(column), expected):
+                raise TicketlabError(f"{csv_path}: {column} of trial {key[0]} level {key[1]} {key[2]} is "
+                                     f"{row.get(column)!r}, its sealed result.json says {expected!r} (edited or "
+                                     f"damaged); {hint}")
+    if variants is None or trials is None:
+        return
+    for trial, level, job_variant in records:
+        wanted = variants if level == 0 and job_variant == "dense" else (job_variant,)
+        for variant in wanted:
+            if variant in variants and trial < trials and (trial, level, variant) not in seen:
+                raise TicketlabError(f"{csv_path}: no row for trial {trial} level {level} {variant}, a finished "
+                                     f"job (rows lost, or written before it finished); {hint}")
+
+
+def _record_values(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The results.csv columns of a result.json record (records written before tasks existed are accuracy)."""
+    values = {column: record.get(column) for column in ("weights_remaining_percent",) + METRIC_COLUMNS}
+    if "metric" not in record:
+        values |= {"early_stop_test_metric": record.get("early_stop_test_accuracy"),
+                   "final_test_metric": record.get("final_test_accuracy")}
+    values["metric"] = record.get("metric") or "accuracy"
+    return values
+
+
+def _same_number(value: Any, expected: Any) -> bool:
+    """Cell and record agree: equal numbers (CSV holds each float's shortest repr), both missing, or equal text."""
+    if isinstance(expected, str) or isinstance(value, str):
+        return value == expected
+    missing = [item is None or (isinstance(item, float) and not math.isfinite(item)) for item in (value, expected)]
+    if any(missing):
+        return all(missing)
+    return float(value) == float(expected)
+
+
 def _stats(values: Sequence[float]) -> dict[str, float]:
     """mean/min/max/std (population std, ddof=0) over the finite values; NaN if none."""
     arr = np.asarray(values, dtype=float)
@@ -365,35 +425,9 @@ def with_dense_level(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same directory + ``os.replace``.
+    """Write ``data`` to ``path`` atomically (:func:`ticketlab.store.atomic_write_bytes`: a temporary file in the
+    same directory, then ``os.replace``; the umask's mode); returns the path."""
+    from ticketlab.store import atomic_write_bytes as write
 
-    An OSError without a file name (a full disk) is raised again naming ``path``.
-    """
-    target = Path(path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as exc:
-        _raise_named(exc, target)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, target)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError):
-            _raise_named(exc, target)
-        raise
-    return target
-
-
-def _raise_named(exc: OSError, path: Path) -> None:
-    if exc.filename is not None or exc.errno is None:
-        raise exc
-    raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
+    write(Path(path), data)
+    return Path(path)
