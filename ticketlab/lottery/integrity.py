@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -222,7 +223,8 @@ def verify_run(run_dir: str | Path) -> list[Damage]:
 
 def job_directories(run_dir: Path) -> list[Path]:
     """The job directories of a run (`trial_T/level_LL/VARIANT`), in path order."""
-    return sorted(path for path in run_dir.glob("trial_*/level_*/*") if path.is_dir() and "." not in path.name)
+    return sorted(path for path in run_dir.glob("trial_*/level_*/*") if path.is_dir() and "." not in path.name
+                  and re.fullmatch(r"trial_\d+", path.parts[-3]) and re.fullmatch(r"level_\d+", path.parts[-2]))
 
 
 # --- checked reading: every command that reads a run directory -----------------------------------
