@@ -199,11 +199,13 @@ def verify_run(run_dir: str | Path) -> list[Damage]:
     (a finished job's result digest and artifact hashes; an unfinished job's mask, weights and checkpoint).
     Returns the problems found, empty when the run is clean. TicketlabError if `run_dir` is not a run."""
     run_dir = Path(run_dir)
-    config_path = _config_path(run_dir)
-    damage = []
-    _, problem = _stored_config(config_path)
-    if problem:
-        damage.append(Damage(config_path, problem))
+    if not (run_dir / CONFIG_FILE).is_file() and run_dir.is_dir() and job_directories(run_dir):
+        config, damage = None, [Damage(run_dir / CONFIG_FILE, "missing (the directory holds job directories)")]
+    else:
+        damage = []
+        config, problem = _stored_config(_config_path(run_dir))
+        if problem:
+            damage.append(Damage(run_dir / CONFIG_FILE, problem))
     plan_path = run_dir / "population.json"
     if plan_path.exists():
         try:
@@ -212,13 +214,39 @@ def verify_run(run_dir: str | Path) -> list[Damage]:
                 raise ValueError(f"population {size!r} is not a positive integer")
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
             damage.append(Damage(plan_path, f"not a readable population record ({error})"))
+    records = {}
     for job_dir in job_directories(run_dir):
         finished = (job_dir / RESULT_FILE).exists()
-        problems = finished_job_problems(job_dir) if finished else unfinished_job_problems(job_dir)
+        record, problems = _checked_job(job_dir) if finished else (None, unfinished_job_problems(job_dir))
+        if finished:
+            records[job_key_of(job_dir)] = record
         for problem in problems:
             name, _, text = problem.partition(": ")
             damage.append(Damage(job_dir / name, text))
+    results_problem = _results_problem(run_dir, records, config)
+    if results_problem:
+        damage.append(Damage(run_dir / "results.csv", results_problem))
     return damage
+
+
+def _results_problem(run_dir: Path, records: dict, config) -> str | None:
+    """What is wrong with results.csv against the sealed results (None when it agrees or is absent)."""
+    from ticketlab.report.results import check_against_jobs, read_results
+
+    path = run_dir / "results.csv"
+    if not path.exists():
+        return None
+    try:
+        check_against_jobs(path, read_results(path), records, config and config.variants, config and config.trials,
+                           rows_of_unfinished_jobs=False)
+    except TicketlabError as error:
+        return _reason(error, path).split("; rerun")[0]
+    return None
+
+
+def job_key_of(job_dir: Path) -> tuple[int, int, str]:
+    """(trial, level, variant) of a job directory `trial_T/level_LL/VARIANT`."""
+    return int(job_dir.parts[-3].split("_")[1]), int(job_dir.parts[-2].split("_")[1]), job_dir.name
 
 
 def job_directories(run_dir: Path) -> list[Path]:

@@ -45,6 +45,7 @@ from ticketlab.errors import ConfigError
 from ticketlab.lottery.experiment import find_tickets, model_factory, resolve_device
 from ticketlab.lottery.integrity import (
     finished_job_problems,
+    job_key_of,
     read_finished_jobs,
     read_run_config,
     read_sealed_result,
@@ -538,7 +539,7 @@ def check_transfer_rows(transfer_dir: Path, rows: list[dict]) -> None:
     records: dict[tuple[str, int, int, str], dict] = {}
     for source_dir in sorted(path for path in transfer_dir.iterdir() if (path / SOURCE_RECORD).is_file()):
         for job_dir, record in read_finished_jobs(source_dir).items():
-            records[(source_dir.name, *_job_key(job_dir))] = record
+            records[(source_dir.name, *job_key_of(job_dir))] = record
     sources = {key[0] for key in records}
     try:
         target_run = Path(read_json(transfer_dir / "transfer.json")["target_run"])
@@ -546,7 +547,7 @@ def check_transfer_rows(transfer_dir: Path, rows: list[dict]) -> None:
         target_run = None
     if target_run is not None and target_run.is_dir():
         for job_dir, record in read_finished_jobs(target_run).items():
-            trial, level, variant = _job_key(job_dir)
+            trial, level, variant = job_key_of(job_dir)
             if variant in (DENSE, "iterative_reset"):
                 records[(target_run.name, trial, level, DENSE if variant == DENSE else TARGET_FOUND)] = record
     seen = set()
@@ -567,10 +568,6 @@ def check_transfer_rows(transfer_dir: Path, rows: list[dict]) -> None:
     if lost:
         raise ConfigError(f"{csv_path}: no row for the finished transfer job {lost[0][0]} trial {lost[0][1]} level "
                           f"{lost[0][2]} {lost[0][3]} (rows lost); rerun `ticketlab transfer` to rewrite it")
-
-
-def _job_key(job_dir: Path) -> tuple[int, int, str]:
-    return int(job_dir.parts[-3].split("_")[-1]), int(job_dir.parts[-2].split("_")[-1]), job_dir.name
 
 
 def transfer_matrix(rows: list[dict], at_percent: float, metric: str = "early_stop_test_accuracy") -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from ticketlab.errors import TicketlabError
@@ -113,7 +112,7 @@ def read_run_results(run_dir: str | os.PathLike[str]) -> list[dict]:
         TicketlabError: ``results.csv`` is missing, unreadable, malformed, has no rows or disagrees with the run;
             IntegrityError (a TicketlabError) naming the damaged run files.
     """
-    from ticketlab.lottery.integrity import job_directories, read_finished_jobs, read_run_config
+    from ticketlab.lottery.integrity import job_directories, job_key_of, read_finished_jobs, read_run_config
 
     run = Path(run_dir)
     csv_path = run / RESULTS_FILE
@@ -124,10 +123,6 @@ def read_run_results(run_dir: str | os.PathLike[str]) -> list[dict]:
     if not rows:
         raise TicketlabError(f"results file has no result rows: {csv_path}")
     if config is not None or job_directories(run):
-        records = {}
-        for path, record in read_finished_jobs(run).items():
-            trial, level = re.fullmatch(r"trial_(\d+)", path.parts[-3]), re.fullmatch(r"level_(\d+)", path.parts[-2])
-            if trial and level:
-                records[(int(trial.group(1)), int(level.group(1)), path.name)] = record
+        records = {job_key_of(path): record for path, record in read_finished_jobs(run).items()}
         check_against_jobs(csv_path, rows, records, config and config.variants, config and config.trials)
     return rows

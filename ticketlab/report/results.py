@@ -254,14 +254,17 @@ def _read_rows(path: Path, handle) -> list[dict[str, Any]]:
 def check_against_jobs(
     csv_path: Path,
     rows: Sequence[Mapping[str, Any]],
-    records: Mapping[tuple[int, int, str], Mapping[str, Any]],
+    records: Mapping[tuple[int, int, str], Mapping[str, Any] | None],
     variants: Sequence[str] | None = None,
     trials: int | None = None,
+    rows_of_unfinished_jobs: bool = True,
 ) -> None:
     """TicketlabError unless ``results.csv``'s rows agree with the sealed results of the run's finished jobs.
 
     ``records`` maps (trial, level, job variant) to a checked result.json record (level 0 is the ``dense`` job,
-    whose numbers every variant's level-0 row repeats). Each row whose job has finished must hold its numbers
+    whose numbers every variant's level-0 row repeats; None: its result.json is damaged, reported elsewhere).
+    Without ``rows_of_unfinished_jobs``, a row whose job has no result.json is refused (`ticketlab verify`: a
+    deleted result.json, or a results.csv older than a job set aside). Each row whose job has finished must hold its numbers
     (a flipped digit or a truncated cell is caught); with the run's ``variants`` and number of ``trials``, each
     row must name a job of the run and each finished job must have its rows (a lost row is caught).
     """
@@ -274,6 +277,9 @@ def check_against_jobs(
             raise TicketlabError(f"{csv_path}: row of variant {key[2]!r}, trial {key[0]} is not a job of this run "
                                  f"(edited or damaged); {hint}")
         seen.add(key)
+        if job not in records and not rows_of_unfinished_jobs:
+            raise TicketlabError(f"{csv_path}: row of trial {key[0]} level {key[1]} {key[2]}, whose job has no "
+                                 f"result.json (deleted, or set aside and not yet recomputed); {hint}")
         record = records.get(job)
         if record is None:
             continue
@@ -284,7 +290,7 @@ def check_against_jobs(
                                      f"damaged); {hint}")
     if variants is None or trials is None:
         return
-    for trial, level, job_variant in records:
+    for trial, level, job_variant in (key for key, record in records.items() if record is not None):
         wanted = variants if level == 0 and job_variant == "dense" else (job_variant,)
         for variant in wanted:
             if variant in variants and trial < trials and (trial, level, variant) not in seen:
