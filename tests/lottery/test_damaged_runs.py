@@ -30,6 +30,7 @@ def finished(tmp_path_factory, tiny_data_for_module):
 
     patch = pytest.MonkeyPatch()
     patch.setattr(classification, "load_dataset", lambda data_config: tiny_data_for_module)  # as export loads it
+    _without_figures(patch)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     config = ExperimentConfig(
@@ -46,6 +47,18 @@ def finished(tmp_path_factory, tiny_data_for_module):
     yield run_dir, outputs
     torch.set_num_threads(threads)
     patch.undo()
+
+
+def _without_figures(patch: pytest.MonkeyPatch) -> None:
+    """Figures are drawn from the numbers compared here, and drawing them takes most of a command's time."""
+    from ticketlab.analysis import figures as mask_figures
+    from ticketlab.report import report
+
+    patch.setattr(report, "draw_lottery_figure", lambda summary, stem, title=None: (Path(f"{stem}.png"),
+                                                                                     Path(f"{stem}.svg")))
+    patch.setattr(report, "draw_learning_curves", lambda *args, **kwargs: None)
+    for name in ("draw_mask_overlap", "draw_layer_remaining"):
+        patch.setattr(mask_figures, name, lambda rows, path, title=None: Path(path))
 
 
 def _outputs(run_dir: Path, out: Path) -> dict[str, tuple[int, object]]:
@@ -95,7 +108,7 @@ def _damage(path: Path, kind: str, where: int, garbage: bytes, bit: int) -> None
         path.write_bytes(payload[:index] + b"\xff" + payload[index + 1:])
 
 
-@settings(max_examples=40, derandomize=True, deadline=None, phases=[Phase.generate],
+@settings(max_examples=30, derandomize=True, deadline=None, phases=[Phase.generate],
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(choice=st.integers(min_value=0, max_value=10_000), kind=st.sampled_from(DAMAGE),
        where=st.integers(min_value=0, max_value=1 << 20), garbage=st.binary(min_size=1, max_size=64),
@@ -132,7 +145,7 @@ def test_every_read_only_command_is_right_or_refuses_in_one_line(finished, tmp_p
 
 
 def test_the_property_holds_through_the_installed_executable(finished, tmp_path):
-    """One damage through the `ticketlab` executable: a non-UTF-8 config.json is one line, exit 2 (1: verify)."""
+    """One damage through the `ticketlab` executable: a non-UTF-8 config.json is one line, exit 2 (verify: 1)."""
     import subprocess
 
     clean_dir, _ = finished
@@ -141,9 +154,7 @@ def test_the_property_holds_through_the_installed_executable(finished, tmp_path)
     (run_dir / "config.json").write_bytes(b"\xff\xfe" + (run_dir / "config.json").read_bytes())
     installed = Path(sys.executable).parent / "ticketlab"
     command = [str(installed)] if installed.exists() else [sys.executable, "-m", "ticketlab"]
-    for argv, expected in ((["cost", str(run_dir)], 2), (["verify", str(run_dir)], 1),
-                           (["export", str(run_dir), "--level", "1", "--format", "dense", "--output",
-                             str(tmp_path / "x")], 2)):
+    for argv, expected in ((["cost", str(run_dir)], 2), (["verify", str(run_dir)], 1)):
         done = subprocess.run([*command, *argv], capture_output=True, text=True, timeout=120)
         assert done.returncode == expected and "Traceback" not in done.stderr, done.stderr
         if expected == 2:
