@@ -314,9 +314,10 @@ def test_the_checked_reader_names_damaged_files(clean, tmp_path):
     assert sorted(read_finished_jobs(run_dir)) == sorted(path.parent for path in _set_aside(run_dir, "result.json"))
     _flip_last_byte(IR1.directory(run_dir) / "mask.safetensors")
     (IR2.directory(run_dir) / "metrics.jsonl").unlink()
-    with pytest.raises(IntegrityError, match=r"^damaged run files: .*level_01/iterative_reset/mask.safetensors: differs "
-                                             r"from the sha256 recorded in result.json; .*level_02/iterative_reset/"
-                                             r"metrics.jsonl: missing; `ticketlab verify RUN_DIR` lists the damage"):
+    with pytest.raises(IntegrityError, match=r"^damaged run files: .*level_01/iterative_reset/mask.safetensors: "
+                                             r"differs from the sha256 recorded in result.json; .*level_02/"
+                                             r"iterative_reset/metrics.jsonl: missing; `ticketlab verify RUN_DIR` "
+                                             r"lists the damage"):
         read_finished_jobs(run_dir)
     with pytest.raises(IntegrityError, match="mask.safetensors: differs"):
         read_finished_job(IR1.directory(run_dir))

@@ -263,10 +263,11 @@ def check_against_jobs(
 
     ``records`` maps (trial, level, job variant) to a checked result.json record (level 0 is the ``dense`` job,
     whose numbers every variant's level-0 row repeats; None: its result.json is damaged, reported elsewhere).
-    Without ``rows_of_unfinished_jobs``, a row whose job has no result.json is refused (`ticketlab verify`: a
-    deleted result.json, or a results.csv older than a job set aside). Each row whose job has finished must hold its numbers
-    (a flipped digit or a truncated cell is caught); with the run's ``variants`` and number of ``trials``, each
-    row must name a job of the run and each finished job must have its rows (a lost row is caught).
+    Each row whose job has finished must hold its numbers (a flipped digit or a truncated cell is caught); with
+    the run's ``variants`` and number of ``trials``, each row must name a job of the run and each finished job
+    must have its rows (a lost row is caught). Without ``rows_of_unfinished_jobs``, a row whose job has no
+    result.json is refused too (`ticketlab verify`: a deleted result.json, or a results.csv older than a job
+    that was set aside).
     """
     hint = "rerun the run's `ticketlab find` command to rewrite it"
     seen = set()
