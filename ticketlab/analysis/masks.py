@@ -116,8 +116,8 @@ def mask_analysis(run_dir: str | Path, *, figures: bool = True) -> MaskAnalysisR
     if (run_dir / "config.json").exists():  # a run of `ticketlab find`: its config and finished jobs checked first
         from ticketlab.lottery.integrity import read_finished_jobs, read_run_config
 
-        read_run_config(run_dir)
         read_finished_jobs(run_dir)
+        read_run_config(run_dir)
     paths = find_masks(run_dir)
     if not paths:
         raise TicketlabError(f"no masks in {str(run_dir)!r}; is it a run directory of `ticketlab find`?")

@@ -91,7 +91,9 @@ def finished_job_problems(job_dir: Path) -> list[str]:
         if not path.exists():
             problems.append(f"{name}: missing")
         elif file_sha256(path) != recorded:
-            problems.append(f"{name}: differs from the sha256 recorded in {RESULT_FILE}")
+            unreadable = [problem for problem in (_tensor_file_problems(path) if name.endswith(".safetensors") else [])
+                          if "not a readable" in problem]  # garbage says so; changed bytes that parse, as below
+            problems.extend(unreadable or [f"{name}: differs from the sha256 recorded in {RESULT_FILE}"])
         elif name.endswith(".safetensors"):
             problems.extend(_tensor_file_problems(path))
     return problems
@@ -338,6 +340,8 @@ def _stored_config(path: Path):
         if not isinstance(stored, dict) or not isinstance(stored.get("config"), dict):
             raise ValueError("no config object")
         config = config_from_dict(stored["config"])
+    except UnicodeDecodeError:
+        return None, "not a readable run config: it is not UTF-8 text"
     except (OSError, ValueError, KeyError, TypeError, RecursionError, TicketlabError) as error:
         return None, f"not a readable run config ({' '.join(str(error).split())})"
     if config.hash() != stored.get("hash"):

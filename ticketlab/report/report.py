@@ -119,10 +119,12 @@ def read_run_results(run_dir: str | os.PathLike[str]) -> list[dict]:
     if not csv_path.is_file():
         raise TicketlabError(f"results file not found: {csv_path}")
     config = read_run_config(run) if (run / "config.json").exists() else None
-    rows = read_results(csv_path)
+    marked_missing: list[set[str]] = []
+    rows = read_results(csv_path, marked_missing)
     if not rows:
         raise TicketlabError(f"results file has no result rows: {csv_path}")
     if config is not None or job_directories(run):
         records = {job_key_of(path): record for path, record in read_finished_jobs(run).items()}
-        check_against_jobs(csv_path, rows, records, config and config.variants, config and config.trials)
+        check_against_jobs(csv_path, rows, records, config and config.variants, config and config.trials,
+                           marked_missing=marked_missing)
     return rows

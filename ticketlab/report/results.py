@@ -186,14 +186,17 @@ def _missing(text: str, column: str, where: str) -> float:
     return math.nan
 
 
-def read_results(csv_path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+def read_results(
+    csv_path: str | os.PathLike[str], marked_missing: list[set[str]] | None = None
+) -> list[dict[str, Any]]:
     """Read ``results.csv`` into typed rows.
 
     Each row has ``variant`` (str), ``trial``/``level``/iteration columns (int) and
     float accuracy/loss/percent columns (an empty cell becomes NaN). A metric cell
     holding NaN or an infinity (a diverged run) is read as missing (NaN) with a
     :class:`ResultsWarning`; summaries skip it. Extra columns are ignored. Returns
-    ``[]`` for a file without data rows.
+    ``[]`` for a file without data rows. ``marked_missing``, when given, receives per row
+    the columns whose cell was written as NaN or an infinity (see :func:`check_against_jobs`).
 
     Raises:
         TicketlabError: the file is missing, is not CSV text, lacks a required column,
@@ -208,14 +211,14 @@ def read_results(csv_path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         raise TicketlabError(f"cannot read results file {path}: {exc.strerror}") from None
     try:
         with handle:
-            return _read_rows(path, handle)
+            return _read_rows(path, handle, marked_missing if marked_missing is not None else [])
     except (UnicodeDecodeError, csv.Error) as exc:
         reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
         raise TicketlabError(f"{path} is not a results CSV ({reason}); rerun `ticketlab find` to rewrite it") \
             from None
 
 
-def _read_rows(path: Path, handle) -> list[dict[str, Any]]:
+def _read_rows(path: Path, handle, marked_missing: list[set[str]]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     reader = csv.reader(handle, skipinitialspace=True)
     header: list[str] | None = None
@@ -247,6 +250,8 @@ def _read_rows(path: Path, handle) -> list[dict[str, Any]]:
         row["metric"] = cells["metric"] or "accuracy"
         for col in FLOAT_COLUMNS:
             row[col] = _parse_float(cells.get(col, ""), col, where, missing_ok=col != "weights_remaining_percent")
+        marked_missing.append({col for col in INT_COLUMNS + FLOAT_COLUMNS
+                               if cells.get(col, "") != "" and isinstance(row[col], float) and math.isnan(row[col])})
         rows.append(row)
     return rows
 
@@ -258,6 +263,7 @@ def check_against_jobs(
     variants: Sequence[str] | None = None,
     trials: int | None = None,
     rows_of_unfinished_jobs: bool = True,
+    marked_missing: Sequence[set[str]] | None = None,
 ) -> None:
     """TicketlabError unless ``results.csv``'s rows agree with the sealed results of the run's finished jobs.
 
@@ -267,11 +273,12 @@ def check_against_jobs(
     the run's ``variants`` and number of ``trials``, each row must name a job of the run and each finished job
     must have its rows (a lost row is caught). Without ``rows_of_unfinished_jobs``, a row whose job has no
     result.json is refused too (`ticketlab verify`: a deleted result.json, or a results.csv older than a job
-    that was set aside).
+    that was set aside). ``marked_missing`` (from :func:`read_results`) names per row the cells written as NaN
+    or an infinity: read as missing, with a warning, they are not compared (a report shows them as missing).
     """
     hint = "rerun the run's `ticketlab find` command to rewrite it"
     seen = set()
-    for row in rows:
+    for number, row in enumerate(rows):
         key = (int(row["trial"]), int(row["level"]), str(row["variant"]))
         job = (key[0], 0, "dense") if key[1] == 0 else key
         if variants is not None and trials is not None and (key[2] not in variants or not 0 <= key[0] < trials):
@@ -284,8 +291,9 @@ def check_against_jobs(
         record = records.get(job)
         if record is None:
             continue
+        marked = marked_missing[number] if marked_missing is not None else set()
         for column, expected in _record_values(record).items():
-            if not _same_number(row.get(column), expected):
+            if column not in marked and not _same_number(row.get(column), expected):
                 raise TicketlabError(f"{csv_path}: {column} of trial {key[0]} level {key[1]} {key[2]} is "
                                      f"{row.get(column)!r}, its sealed result.json says {expected!r} (edited or "
                                      f"damaged); {hint}")
