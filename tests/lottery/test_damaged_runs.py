@@ -135,7 +135,9 @@ def test_every_read_only_command_is_right_or_refuses_in_one_line(finished, tmp_p
     assert len(refusals) == sum(code == 2 for code, _ in outputs.values()), errors
     for command, (code, produced) in outputs.items():
         if command == "verify":
-            assert code in (0, 1) and (code == 1 or not damaged or name.name in UNCHECKED), (name, kind)
+            # a job without its result.json reads as unfinished (killed, or set aside): find recomputes it
+            unfinished = kind == "delete" and name.name == "result.json"
+            assert code in (0, 1) and (code == 1 or not damaged or unfinished or name.name in UNCHECKED), (name, kind)
             continue
         assert code in (0, 2), (command, name, kind)
         if code == 0:

@@ -239,8 +239,7 @@ def _results_problem(run_dir: Path, records: dict, config) -> str | None:
     if not path.exists():
         return None
     try:
-        check_against_jobs(path, read_results(path), records, config and config.variants, config and config.trials,
-                           rows_of_unfinished_jobs=False)
+        check_against_jobs(path, read_results(path), records, config and config.variants, config and config.trials)
     except TicketlabError as error:
         return _reason(error, path).split("; rerun")[0]
     return None

@@ -262,7 +262,6 @@ def check_against_jobs(
     records: Mapping[tuple[int, int, str], Mapping[str, Any] | None],
     variants: Sequence[str] | None = None,
     trials: int | None = None,
-    rows_of_unfinished_jobs: bool = True,
     marked_missing: Sequence[set[str]] | None = None,
 ) -> None:
     """TicketlabError unless ``results.csv``'s rows agree with the sealed results of the run's finished jobs.
@@ -271,9 +270,8 @@ def check_against_jobs(
     whose numbers every variant's level-0 row repeats; None: its result.json is damaged, reported elsewhere).
     Each row whose job has finished must hold its numbers (a flipped digit or a truncated cell is caught); with
     the run's ``variants`` and number of ``trials``, each row must name a job of the run and each finished job
-    must have its rows (a lost row is caught). Without ``rows_of_unfinished_jobs``, a row whose job has no
-    result.json is refused too (`ticketlab verify`: a deleted result.json, or a results.csv older than a job
-    that was set aside). ``marked_missing`` (from :func:`read_results`) names per row the cells written as NaN
+    must have its rows (a lost row is caught). A row whose job has no result.json is not checked: that job
+    reads as unfinished (killed, or set aside to be recomputed). ``marked_missing`` (from :func:`read_results`) names per row the cells written as NaN
     or an infinity: read as missing, with a warning, they are not compared (a report shows them as missing).
     """
     hint = "rerun the run's `ticketlab find` command to rewrite it"
@@ -285,9 +283,6 @@ def check_against_jobs(
             raise TicketlabError(f"{csv_path}: row of variant {key[2]!r}, trial {key[0]} is not a job of this run "
                                  f"(edited or damaged); {hint}")
         seen.add(key)
-        if job not in records and not rows_of_unfinished_jobs:
-            raise TicketlabError(f"{csv_path}: row of trial {key[0]} level {key[1]} {key[2]}, whose job has no "
-                                 f"result.json (deleted, or set aside and not yet recomputed); {hint}")
         record = records.get(job)
         if record is None:
             continue
