@@ -108,7 +108,7 @@ def _damage(path: Path, kind: str, where: int, garbage: bytes, bit: int) -> None
         path.write_bytes(payload[:index] + b"\xff" + payload[index + 1:])
 
 
-@settings(max_examples=30, derandomize=True, deadline=None, phases=[Phase.generate],
+@settings(max_examples=40, derandomize=True, deadline=None, phases=[Phase.generate],
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(choice=st.integers(min_value=0, max_value=10_000), kind=st.sampled_from(DAMAGE),
        where=st.integers(min_value=0, max_value=1 << 20), garbage=st.binary(min_size=1, max_size=64),
@@ -133,14 +133,19 @@ def test_every_read_only_command_is_right_or_refuses_in_one_line(finished, tmp_p
     assert _hashes(run_dir).items() >= hashes.items(), "a command changed a file of the run"
     refusals = [line for line in errors if line.startswith("ticketlab: error: ")]
     assert len(refusals) == sum(code == 2 for code, _ in outputs.values()), errors
+    # a job without its result.json reads as unfinished (killed, or set aside): `find` recomputes it, `cost`
+    # leaves it out, `verify` sees nothing wrong; nor in a run without results.csv (`find` writes it last)
+    unfinished = kind == "delete" and name.name in ("result.json", "results.csv")
     for command, (code, produced) in outputs.items():
         if command == "verify":
-            # a job without its result.json reads as unfinished (killed, or set aside): find recomputes it
-            unfinished = kind == "delete" and name.name == "result.json"
             assert code in (0, 1) and (code == 1 or not damaged or unfinished or name.name in UNCHECKED), (name, kind)
             continue
         assert code in (0, 2), (command, name, kind)
-        if code == 0:
+        if code == 0 and command == "cost" and unfinished:  # the other jobs' rows, as in the clean run
+            for text, clean_text in zip(produced, clean[command][1]):
+                lines = text.splitlines()
+                assert lines[0] == clean_text.splitlines()[0] and set(lines) <= set(clean_text.splitlines())
+        elif code == 0:
             assert produced == clean[command][1], f"{command} gave other numbers after {kind} of {name}"
     if not damaged:
         assert all(code == 0 for code, _ in outputs.values())
