@@ -91,3 +91,52 @@ def test_the_installed_executable_refuses_an_empty_transfer_csv(tmp_path):
     done = subprocess.run([*command, "transfer-matrix", str(tmp_path), "--at", "10", "--out", str(tmp_path / "m")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "is empty" in done.stderr, done.stderr
+
+
+def _sealed_job(job_dir: Path, row: dict) -> None:
+    from ticketlab.lottery.integrity import seal_result
+    from ticketlab.store import write_json
+
+    job_dir.mkdir(parents=True)
+    write_json(job_dir / "result.json", seal_result(job_dir, {key: row[key] for key in TRANSFER_COLUMNS[5:]}))
+
+
+@pytest.fixture
+def transfer_dir(tmp_path):
+    """A transfer directory in the real layout: a source directory with sealed transfer jobs, the target's own
+    run (named in transfer.json) with its sealed jobs, and transfer.csv written from them."""
+    from ticketlab.store import write_json
+
+    transfer = tmp_path / "transfer_x"
+    target_run = tmp_path / "target_run"
+    source_rows = [_row("transferred", 1, 50.0, 0.8), _row("transferred", 2, 25.0, 0.7)]
+    target_rows = [dict(_row("target_found", 2, 24.0, 0.6, "a 5-9 adam"), source="target_run"),
+                   dict(_row("dense", 0, 100.0, 0.9, "a 5-9 adam"), source="target_run")]
+    (transfer / "run_a").mkdir(parents=True)
+    write_json(transfer / "run_a" / "source.json", {"source_config": {}})
+    for row in source_rows:
+        _sealed_job(transfer / "run_a" / "trial_0" / f"level_{row['level']:02d}" / row["variant"], row)
+    for row, variant in zip(target_rows, ("iterative_reset", "dense")):
+        _sealed_job(target_run / "trial_0" / f"level_{row['level']:02d}" / variant, row)
+    write_json(transfer / "transfer.json", {"target_run": str(target_run)})
+    (transfer / "transfer.csv").write_text(_text(source_rows + target_rows))
+    return transfer
+
+
+def test_a_transfer_directory_is_checked_against_its_sealed_jobs(transfer_dir, tmp_path, capsys):
+    out = ["--at", "25", "--out", str(tmp_path / "m")]
+    assert main(["transfer-matrix", str(transfer_dir), *out]) == 0
+    capsys.readouterr()
+    text = (transfer_dir / "transfer.csv").read_text()
+    (transfer_dir / "transfer.csv").write_text(text.replace(",0.7,", ",0.9,", 1))  # an edited accuracy
+    assert main(["transfer-matrix", str(transfer_dir), *out]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "early_stop_test_accuracy of run_a trial 0 level 2 transferred is 0.9" in error
+    (transfer_dir / "transfer.csv").write_text("\n".join(text.splitlines()[:2]) + "\n")  # rows lost
+    assert main(["transfer-matrix", str(transfer_dir / "transfer.csv"), *out]) == 2
+    assert "no row for the finished transfer job run_a trial 0 level 2 transferred" in capsys.readouterr().err
+    (transfer_dir / "transfer.csv").write_text(text)
+    (transfer_dir / "run_a" / "trial_0" / "level_01" / "transferred" / "result.json").write_bytes(b"\xff")
+    assert main(["transfer-matrix", str(transfer_dir), *out]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "damaged run files:" in error and "level_01/transferred/result.json" in error
