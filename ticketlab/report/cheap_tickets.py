@@ -81,7 +81,7 @@ def draw_at_init_figure(summary: Sequence[Mapping[str, Any]], path_stem: str | P
 EARLY_BIRD_COLUMNS = {  # column -> 'int' / 'float' (blank allowed: 'int?' / 'float?'), checked on reading
     "early_bird.csv": {"trial": "int", "level": "int", "weights_remaining_percent": "float", "detected": "bool",
                        "detection_step": "int?", "total_steps": "int", "training_saved_percent": "float?"},
-    "early_bird_distances.csv": {"trial": "int", "level": "int", "step": "int", "weights_distance": "float",
+    "early_bird_distances.csv": {"trial": "int", "level": "int", "step": "int", "weights_distance": "float?",
                                  "channels_distance": "float?"},
 }
 
