@@ -12,9 +12,9 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import struct
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
@@ -39,11 +39,13 @@ def _naming(path: Path):
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write a file so that readers see the old content or the new, never a partial file. An OSError without a
-    file name (a full disk) is raised naming `path`."""
+    """Write a file so that readers see the old content or the new, never a partial file. The file gets the mode
+    the umask gives new files (0644 under umask 022, as `open` would), so runs on a shared file system stay
+    readable by the group. An OSError without a file name (a full disk) is raised naming `path`."""
+    path = Path(path)
     with _naming(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        descriptor, temp_name = _new_temporary(path)
         try:
             with os.fdopen(descriptor, "wb") as handle:
                 handle.write(payload)
@@ -55,12 +57,24 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
             raise
 
 
+def _new_temporary(path: Path) -> tuple[int, str]:
+    """(descriptor, name) of a new hidden file beside `path`, created with mode 0666 less the umask (mkstemp
+    would give 0600)."""
+    while True:
+        name = str(path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp"))
+        try:
+            return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666), name
+        except FileExistsError:
+            continue
+
+
 def write_json(path: Path, value: Any) -> None:
     atomic_write_bytes(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """The JSON value of a UTF-8 file (UnicodeDecodeError and JSONDecodeError are ValueErrors)."""
+    return json.loads(Path(path).read_bytes().decode("utf-8"))
 
 
 def file_sha256(path: Path) -> str:
@@ -176,14 +190,19 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file, up to the first line that is not a JSON object (a line cut short by a
+    kill, or damage: bytes that are not UTF-8 read as such a line); [] for a missing file."""
     if not Path(path).exists():
         return []
     records = []
-    for line in Path(path).read_text().splitlines():
+    for line in Path(path).read_bytes().decode("utf-8", errors="replace").splitlines():
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut short by a kill
+            record = json.loads(line)
+        except (ValueError, RecursionError):  # a line cut short by a kill
             break
+        if not isinstance(record, dict):
+            break
+        records.append(record)
     return records
 
 

@@ -12,6 +12,7 @@ from torch.nn.utils import prune
 
 from ticketlab.cli import main
 from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
+from ticketlab.errors import TicketlabError
 from ticketlab.data.splits import make_splits
 from ticketlab.export import FORMATS, export_ticket, load_export, load_ticket
 from ticketlab.lottery.experiment import find_tickets
@@ -185,3 +186,149 @@ def test_installed_executable_exports_and_refuses_in_one_line(tmp_path):
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "is not a run directory" in done.stderr
     done = subprocess.run([*command, "export", "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "--format" in done.stdout
+
+
+# --- damaged inputs, nothing lost, bsr, the summary (issue 24) ---------------------------------------------------
+
+
+def _copy_run(run_dir, tmp_path):
+    import shutil
+
+    target = tmp_path / run_dir.name
+    shutil.copytree(run_dir, target)
+    return target
+
+
+def _one_error_line(capsys) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ticketlab: error: ") and "Traceback" not in captured.err, lines
+    return lines[0]
+
+
+def _flip_last_byte(path):
+    payload = bytearray(path.read_bytes())
+    payload[-1] ^= 0x01
+    path.write_bytes(bytes(payload))
+
+
+@pytest.mark.parametrize("damage", ["garbage", "flipped"])
+def test_cost_and_export_refuse_a_damaged_mask_in_one_line(runs, tmp_path, capsys, damage):
+    run_dir = _copy_run(runs[0]["weight"], tmp_path)
+    mask = run_dir / "trial_0" / "level_01" / "iterative_reset" / "mask.safetensors"
+    if damage == "garbage":
+        mask.write_bytes(b"\x13garbage, not a mask" * 5)
+    else:
+        _flip_last_byte(mask)
+    assert main(["cost", str(run_dir)]) == 2
+    assert str(mask) in _one_error_line(capsys)
+    assert not (run_dir / "cost.csv").exists() and not (run_dir / "cost_layers.csv").exists()
+    assert main(["export", str(run_dir), "--level", "1", "--format", "dense", "--output", str(tmp_path / "t")]) == 2
+    assert str(mask) in _one_error_line(capsys) and not (tmp_path / "t").exists()
+    # a job whose own files are whole still exports
+    assert main(["export", str(run_dir), "--level", "2", "--format", "dense", "--output", str(tmp_path / "t")]) == 0
+
+
+@pytest.mark.parametrize("name", ["config.json", "trial_0/level_01/iterative_reset/result.json"])
+def test_a_file_that_is_not_utf8_is_one_line_in_cost_and_export(runs, tmp_path, capsys, name):
+    run_dir = _copy_run(runs[0]["weight"], tmp_path)
+    (run_dir / name).write_bytes(b"\xff\xfe" + (run_dir / name).read_bytes())
+    for argv in (["cost", str(run_dir)],
+                 ["export", str(run_dir), "--level", "1", "--format", "prune", "--output", str(tmp_path / "t")]):
+        assert main(argv) == 2
+        line = _one_error_line(capsys)
+        assert str(run_dir / name) in line and "ticketlab verify" in line
+
+
+def test_an_edited_config_is_refused_against_its_hash(runs, tmp_path, capsys):
+    import json
+
+    run_dir = _copy_run(runs[0]["weight"], tmp_path)
+    stored = json.loads((run_dir / "config.json").read_text())
+    stored["config"]["train"]["lr"] = 0.5
+    (run_dir / "config.json").write_text(json.dumps(stored))
+    assert main(["cost", str(run_dir)]) == 2
+    assert "does not hash to its recorded hash" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize("name", ["trial_0/level_01/iterative_reset/weights_final.safetensors", "results.csv",
+                                  "config.json"])
+def test_export_never_overwrites_a_runs_own_files(runs, tmp_path, capsys, name):
+    run_dir = _copy_run(runs[0]["weight"], tmp_path)
+    before = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
+    assert main(["export", str(run_dir), "--level", "1", "--format", "dense", "--output", str(run_dir / name)]) == 2
+    line = _one_error_line(capsys)
+    assert repr(str(run_dir / name)) in line and "is a file of run directory" in line
+    other = runs[0]["channel"] / name  # another run's files neither
+    assert main(["export", str(run_dir), "--level", "1", "--format", "dense", "--output", str(other)]) == 2
+    assert "is a file of run directory" in _one_error_line(capsys)
+    with pytest.raises(TicketlabError, match="is a file of run directory"):
+        export_ticket(load_ticket(run_dir, 1), "dense", run_dir / name)
+    assert {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()} == before
+    # a new file beside them is fine
+    assert main(["export", str(run_dir), "--level", "1", "--format", "dense", "--output",
+                 str(run_dir / "ticket.safetensors")]) == 0
+
+
+def test_a_failed_export_leaves_no_file(runs, tmp_path, capsys, monkeypatch):
+    from ticketlab.export import api
+
+    read_back = api.load_export
+    monkeypatch.setattr(api, "load_export", lambda path, model=None: lambda inputs: read_back(path, model)(inputs) + 1)
+    out = tmp_path / "exports" / "ticket.safetensors"
+    out.parent.mkdir()
+    out.write_bytes(b"an earlier export")
+    assert main(["export", str(runs[0]["weight"]), "--level", "1", "--format", "sparse", "--output", str(out)]) == 2
+    assert "not written" in _one_error_line(capsys)
+    assert out.read_bytes() == b"an earlier export" and sorted(out.parent.iterdir()) == [out]
+
+
+def test_bsr_exports_the_default_model_with_each_block_size_that_tiles_it(tmp_path):
+    from ticketlab.errors import ConfigError
+    from ticketlab.export.api import Ticket
+
+    torch.manual_seed(0)
+    model = build_model("mlp", (1, 28, 28), 10, hidden=(100, 100)).eval()  # 784-100-100-10: the default model
+    masks = {name: (torch.rand_like(weight) < 0.3).float() for name, weight in prunable_weights(model).items()}
+    with torch.no_grad():
+        for name, weight in prunable_weights(model).items():
+            weight.mul_(masks[name])
+    ticket = Ticket(model, masks, ExperimentConfig(), (1, 28, 28), 10, torch.rand(16, 1, 28, 28), "job")
+    for blocksize in (1, 2):
+        result = export_ticket(ticket, "sparse", tmp_path / f"b{blocksize}", sparse_layout="bsr", blocksize=blocksize)
+        with torch.no_grad():
+            assert torch.allclose(load_export(result.path)(ticket.examples), model(ticket.examples), **TOLERANCE)
+    for blocksize in (3, 4, 5):
+        with pytest.raises(ConfigError, match=rf"--blocksize {blocksize} does not divide the .*; allowed: 1, 2$"):
+            export_ticket(ticket, "sparse", tmp_path / "x", sparse_layout="bsr", blocksize=blocksize)
+    assert not (tmp_path / "x").exists()
+
+
+def test_bsr_block_size_refused_before_any_work_through_the_cli(runs, tmp_path, capsys, monkeypatch):
+    from ticketlab.export import api
+
+    run_dir = str(runs[0]["weight"])  # conv2 on 8x8: a 4x9 filter matrix first, so only 1 tiles every matrix
+    monkeypatch.setattr(api, "sparse_model", lambda *args: pytest.fail("the export started"))
+    assert main(["export", run_dir, "--level", "1", "--format", "sparse", "--sparse-layout", "bsr", "--blocksize",
+                 "3", "--output", str(tmp_path / "b")]) == 2
+    line = _one_error_line(capsys)
+    assert "--blocksize 3 does not divide the 4x9 weight matrix" in line and line.endswith("allowed: 1")
+    monkeypatch.undo()
+    assert main(["export", run_dir, "--level", "1", "--format", "sparse", "--sparse-layout", "bsr", "--blocksize",
+                 "1", "--output", str(tmp_path / "b")]) == 0
+
+
+def test_the_compact_summary_counts_against_the_original_network(runs, tmp_path, capsys):
+    from ticketlab.export.cost import model_cost
+
+    run_dir = runs[0]["channel"]
+    ticket = load_ticket(run_dir, 2)
+    parameters = sum(parameter.numel() for parameter in ticket.model.parameters())
+    original = model_cost(ticket.model, ticket.examples[:1])
+    compact = export_ticket(ticket, "compact", tmp_path / "c")
+    assert compact.original_cost["parameters"] == parameters and compact.cost["parameters"] < parameters
+    assert main(["export", str(run_dir), "--level", "2", "--format", "compact", "--output", str(tmp_path / "c2")]) == 0
+    line = capsys.readouterr().out
+    effective = compact.cost["effective_flops"]
+    assert (f"{compact.cost['nonzero_parameters']:,} of {parameters:,} parameters nonzero; {effective:,} of "
+            f"{original.dense_flops:,} FLOPs per example ({100 * effective / original.dense_flops:.1f}%)") in line

@@ -294,3 +294,91 @@ def test_verify_reports_every_damaged_file_and_needs_a_run_directory(clean, tmp_
     assert "is not a run directory" in capsys.readouterr().err
     with pytest.raises(TicketlabError):
         verify_run(tmp_path / "nothing")
+
+
+# --- every command reads a run through the checked reader; file modes (issue 24) ---------------------------------
+
+
+def _one_error_line(capsys) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ticketlab: error: ") and "Traceback" not in captured.err, lines
+    return lines[0]
+
+
+def test_the_checked_reader_names_damaged_files(clean, tmp_path):
+    from ticketlab.lottery.integrity import read_finished_job, read_finished_jobs, read_run_config
+
+    run_dir = _copy(clean, tmp_path)
+    assert read_run_config(run_dir).hash() == read_json(run_dir / "config.json")["hash"]
+    assert sorted(read_finished_jobs(run_dir)) == sorted(path.parent for path in _set_aside(run_dir, "result.json"))
+    _flip_last_byte(IR1.directory(run_dir) / "mask.safetensors")
+    (IR2.directory(run_dir) / "metrics.jsonl").unlink()
+    with pytest.raises(IntegrityError, match=r"^damaged run files: .*level_01/iterative_reset/mask.safetensors: "
+                                             r"differs from the sha256 recorded in result.json; .*level_02/"
+                                             r"iterative_reset/metrics.jsonl: missing; `ticketlab verify RUN_DIR` "
+                                             r"lists the damage"):
+        read_finished_jobs(run_dir)
+    with pytest.raises(IntegrityError, match="mask.safetensors: differs"):
+        read_finished_job(IR1.directory(run_dir))
+    assert read_finished_job(JobKey(0, 0, DENSE).directory(run_dir))["level"] == 0
+    stored = read_json(run_dir / "config.json")
+    stored["config"]["train"]["lr"] = 0.5
+    (run_dir / "config.json").write_text(json.dumps(stored))
+    with pytest.raises(IntegrityError, match="config.json: its config does not hash to its recorded hash"):
+        read_run_config(run_dir)
+    with pytest.raises(TicketlabError, match="is not a run directory"):
+        read_run_config(tmp_path / "nothing")
+
+
+def test_report_and_verify_check_results_csv_against_the_sealed_results(clean, tmp_path, capsys):
+    run_dir = _copy(clean, tmp_path)
+    assert main(["report", str(run_dir)]) == 0
+    capsys.readouterr()
+    text = (run_dir / "results.csv").read_text()
+    lines = text.splitlines()
+    row = lines[2].split(",")  # iterative_reset, level 1
+    row[5] = str(float(row[5]) + 0.01)  # early_stop_test_accuracy
+    (run_dir / "results.csv").write_text("\n".join([*lines[:2], ",".join(row), *lines[3:]]) + "\n")
+    assert main(["report", str(run_dir)]) == 2
+    assert "early_stop_test_accuracy of trial 0 level 1 iterative_reset" in _one_error_line(capsys)
+    assert main(["verify", str(run_dir)]) == 1
+    assert capsys.readouterr().out.startswith(f"{run_dir / 'results.csv'}: ")
+    (run_dir / "results.csv").write_text("\n".join(lines[:-1]) + "\n")  # the last row lost
+    assert main(["report", str(run_dir)]) == 2
+    assert "no row for trial 0" in _one_error_line(capsys)
+    (run_dir / "results.csv").write_text(text)
+    (run_dir / "config.json").unlink()
+    assert main(["verify", str(run_dir)]) == 1
+    assert capsys.readouterr().out.startswith(f"{run_dir / 'config.json'}: missing")
+
+
+def test_masks_refuses_a_damaged_run_in_one_line(clean, tmp_path, capsys):
+    run_dir = _copy(clean, tmp_path)
+    (IR2.directory(run_dir) / "mask.safetensors").unlink()
+    assert main(["masks", str(run_dir)]) == 2
+    assert "mask.safetensors: missing" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+def test_files_get_the_umasks_mode_not_0600(tmp_path, umask):
+    from ticketlab.report.results import atomic_write_bytes as write_report_file
+    from ticketlab.store import atomic_write_bytes, write_json
+
+    previous = os.umask(umask)
+    try:
+        atomic_write_bytes(tmp_path / "a.bin", b"x")
+        write_json(tmp_path / "b.json", {"x": 1})
+        save_tensors(tmp_path / "c.safetensors", {"w": torch.ones(2)})
+        write_report_file(tmp_path / "d.md", b"x")
+    finally:
+        os.umask(previous)
+    assert {path.name: path.stat().st_mode & 0o777 for path in tmp_path.iterdir()} == {
+        name: 0o666 & ~umask for name in ("a.bin", "b.json", "c.safetensors", "d.md")}
+
+
+def test_a_finished_runs_files_are_readable_by_the_group(clean):
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {path.name: path.stat().st_mode & 0o777 for path in clean[0].run_dir.rglob("*") if path.is_file()}
+    assert set(modes.values()) == {0o666 & ~umask & 0o644 | 0o666 & ~umask}, modes

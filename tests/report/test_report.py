@@ -294,3 +294,25 @@ def test_no_torch_no_pyplot() -> None:
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("payload, expected", [
+    (b"\xff\xfetrial,level\n", "is not a CSV file"),
+    (b"trial,level,step,weights_distance\n0,1,10,0.5\n", "missing column(s) channels_distance"),
+    (b"trial,level,step,weights_distance,channels_distance\n0,1,ten,0.5,\n", "column 'step' is 'ten'"),
+    (b"trial,level,step,weights_distance,channels_distance\n0,1,10\n", "expected 5 fields, got 3"),
+])
+def test_a_damaged_early_bird_file_is_one_error(run_dir: Path, payload: bytes, expected: str) -> None:
+    (run_dir / "early_bird_distances.csv").write_bytes(payload)
+    with pytest.raises(TicketlabError, match=r"early_bird_distances\.csv") as caught:
+        write_report(run_dir)
+    assert expected in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_report_through_the_cli_refuses_a_damaged_results_csv_in_one_line(run_dir: Path, capsys) -> None:
+    from ticketlab.cli import main
+
+    (run_dir / "results.csv").write_bytes(b"\xff" + (run_dir / "results.csv").read_bytes())
+    assert main(["report", str(run_dir)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "not UTF-8" in lines[0] and lines[0].startswith("ticketlab: error: ")

@@ -128,11 +128,11 @@ def _check_run_dir(run_dir: str, needs_config: bool = False) -> None:
     if not path.is_dir():
         raise ConfigError(f"run directory {run_dir!r} {'is not a directory' if path.exists() else 'does not exist'}")
     if needs_config:
-        from ticketlab.config import load_config
+        from ticketlab.lottery.integrity import read_run_config
 
         if not (path / "config.json").is_file():
             raise ConfigError(f"{run_dir!r} is not a run directory of `ticketlab find` (no config.json)")
-        load_config(path / "config.json")
+        read_run_config(path)  # checked against its hash, as every command reading a run checks it
 
 
 def _items(text: str | None, flag: str) -> tuple[str, ...] | None:

@@ -113,6 +113,11 @@ class MaskAnalysisResult:
 def mask_analysis(run_dir: str | Path, *, figures: bool = True) -> MaskAnalysisResult:
     """Write ``analysis/masks/mask_overlap.csv`` and ``layer_remaining.csv`` (and their figures) for a run."""
     run_dir = Path(run_dir)
+    if (run_dir / "config.json").exists():  # a run of `ticketlab find`: its config and finished jobs checked first
+        from ticketlab.lottery.integrity import read_finished_jobs, read_run_config
+
+        read_finished_jobs(run_dir)
+        read_run_config(run_dir)
     paths = find_masks(run_dir)
     if not paths:
         raise TicketlabError(f"no masks in {str(run_dir)!r}; is it a run directory of `ticketlab find`?")

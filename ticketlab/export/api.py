@@ -25,8 +25,9 @@ from ticketlab.errors import ConfigError, TicketlabError
 from ticketlab.export.compact import channel_counts, compact_model, shrink_to
 from ticketlab.export.cost import model_cost
 from ticketlab.export.prune_convention import load_prune_convention, prune_convention_tensors
-from ticketlab.export.sparse import dense_state_from_sparse, sparse_model, sparse_tensors
-from ticketlab.store import load_tensors, load_tensors_and_metadata, read_json, save_tensors
+from ticketlab.export.sparse import check_bsr_blocksize, dense_state_from_sparse, sparse_model, sparse_tensors
+from ticketlab.lottery.integrity import read_finished_job, read_run_config, refuse_run_artifact
+from ticketlab.store import load_tensors, load_tensors_and_metadata, save_tensors
 from ticketlab.training.loop import first_inputs
 
 FORMATS = ("prune", "dense", "compact", "sparse", "onnx-dense", "onnx-compact")
@@ -51,6 +52,7 @@ class Ticket:
     examples: torch.Tensor  # test inputs for checks
     job: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
+    run_dir: Path | None = None  # the run it comes from: exports never overwrite that run's files
 
 
 @dataclass(frozen=True)
@@ -60,20 +62,20 @@ class ExportResult:
     bytes: int
     max_abs_diff: float  # largest |export - masked model| over the check examples' outputs
     cost: dict  # totals of the exported network (parameters, nonzero, dense / effective FLOPs)
+    original_cost: dict = field(default_factory=dict)  # the same totals of the masked network it was exported from
 
 
 def load_ticket(run_dir: str | Path, level: int, trial: int = 0, variant: str = "iterative_reset", *,
                 model: nn.Module | None = None, data=None) -> Ticket:
     """The trained network of job (trial, level, variant) of a run (level 0: the dense job), masked, eval mode.
 
-    Runs with a custom model or data need the same `model` / `data` again."""
-    from ticketlab.config import VARIANT_NAMES, config_from_dict
+    The run's config.json and the job's sealed result and files are checked first (IntegrityError naming the
+    damaged files). Runs with a custom model or data need the same `model` / `data` again."""
+    from ticketlab.config import VARIANT_NAMES
     from ticketlab.lottery.jobs import DENSE, JobKey
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise ConfigError(f"{str(run_dir)!r} is not a run directory (no config.json)")
-    config = config_from_dict(read_json(run_dir / "config.json")["config"])
+    config = read_run_config(run_dir)
     if variant not in VARIANT_NAMES:
         raise ConfigError(f"unknown variant {variant!r}; allowed: {', '.join(VARIANT_NAMES)}")
     for label, value in (("level", level), ("trial", trial)):
@@ -85,13 +87,15 @@ def load_ticket(run_dir: str | Path, level: int, trial: int = 0, variant: str = 
         done = sorted(path.parent.relative_to(run_dir).as_posix() for path in run_dir.glob("trial_*/level_*/*/result.json"))
         raise ConfigError(f"job {key.label()} of {run_dir} is not finished (no {job_dir / 'result.json'}); "
                           f"finished: {', '.join(done[:12]) or 'none'}{' ...' if len(done) > 12 else ''}")
+    read_finished_job(job_dir)  # its result and every file it records checked before any is used
     config, data, make_model = run_model_factory(run_dir, config, model, data)
     network = make_model(0)
     network.load_state_dict(load_tensors(job_dir / "weights_final.safetensors"))
     network.eval()
     masks = {name: value.float() for name, value in load_tensors(job_dir / "mask.safetensors").items()}
     examples = first_inputs(data, "test", CHECK_EXAMPLES).cpu()
-    return Ticket(network, masks, config, tuple(data.input_shape), int(data.num_classes), examples, key.label())
+    return Ticket(network, masks, config, tuple(data.input_shape), int(data.num_classes), examples, key.label(),
+                  run_dir=run_dir)
 
 
 def run_model_factory(run_dir: Path, config, model: nn.Module | None, data):
@@ -118,9 +122,13 @@ def export_ticket(ticket: Ticket, format: str, output: str | Path, *, sparse_lay
     output = Path(output)
     if output.is_dir():
         raise ConfigError(f"--output {str(output)!r} is a directory; give a file name")
+    refuse_run_artifact(output, ticket.run_dir)
+    if format == "sparse" and sparse_layout == "bsr":
+        check_bsr_blocksize(ticket.model, blocksize)
     output.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"format": format, "config": ticket.config.to_json(), "input_shape": json.dumps(ticket.input_shape),
                 "num_classes": str(ticket.num_classes), "job": ticket.job}
+    original_cost = model_cost(ticket.model, ticket.examples[:1]).totals()
     with torch.no_grad():
         reference = ticket.model(ticket.examples)
     temporary = output.with_name(f".{output.name}.partial")
@@ -131,7 +139,7 @@ def export_ticket(ticket: Ticket, format: str, output: str | Path, *, sparse_lay
             cost = model_cost(network, ticket.examples[:1]).totals()
         else:
             network = _exported_network(ticket, format, sparse_layout, blocksize)
-            tensors, extra = _tensors_of(network, ticket, format, sparse_layout)
+            tensors, extra = _tensors_of(network, ticket, format, sparse_layout, blocksize)
             save_tensors(temporary, tensors, metadata=metadata | extra)
             reloaded = load_export(temporary, model=_fresh_model(ticket))
             with torch.no_grad():
@@ -145,7 +153,7 @@ def export_ticket(ticket: Ticket, format: str, output: str | Path, *, sparse_lay
         os.replace(temporary, output)
     finally:
         temporary.unlink(missing_ok=True)
-    return ExportResult(output, format, output.stat().st_size, difference, cost)
+    return ExportResult(output, format, output.stat().st_size, difference, cost, original_cost)
 
 
 def _fresh_model(ticket: Ticket) -> nn.Module:
@@ -162,14 +170,14 @@ def _exported_network(ticket: Ticket, format: str, layout: str, blocksize: int) 
     return ticket.model
 
 
-def _tensors_of(network: nn.Module, ticket: Ticket, format: str, layout: str) -> tuple[dict, dict]:
+def _tensors_of(network: nn.Module, ticket: Ticket, format: str, layout: str, blocksize: int) -> tuple[dict, dict]:
     if format == "prune":
         return prune_convention_tensors(network, ticket.masks), {}
     if format == "dense":
         return dict(network.state_dict()), {}
     if format == "compact":
         return dict(network.state_dict()), {"channels": json.dumps(channel_counts(network))}
-    return sparse_tensors(network), {"sparse_layout": layout}
+    return sparse_tensors(network), {"sparse_layout": layout, "sparse_blocksize": str(blocksize)}
 
 
 def load_export(path: str | Path, model: nn.Module | None = None) -> nn.Module:
@@ -191,7 +199,10 @@ def load_export(path: str | Path, model: nn.Module | None = None) -> nn.Module:
         return model.eval()
     if format == "sparse":
         model.load_state_dict(dense_state_from_sparse(tensors, model))
-        return sparse_model(model, metadata.get("sparse_layout", "csr")).eval()
+        blocksize = metadata.get("sparse_blocksize", "4")
+        if not blocksize.isdigit() or int(blocksize) < 1:
+            raise ConfigError(f"{path}: metadata sparse_blocksize {blocksize!r} is not a block size")
+        return sparse_model(model, metadata.get("sparse_layout", "csr"), int(blocksize)).eval()
     model.load_state_dict(tensors)
     return model.eval()
 

@@ -47,16 +47,26 @@ def run_export_command(args: argparse.Namespace) -> int:
             print(f"markdown: {write_report(args.run_dir)['markdown']}")
         return 0
     from ticketlab.errors import ConfigError
-    from ticketlab.export import export_ticket, load_ticket
+    from ticketlab.lottery.integrity import refuse_run_artifact
 
     if args.blocksize < 1:
         raise ConfigError(f"--blocksize {args.blocksize} must be at least 1")
+    refuse_run_artifact(args.output, args.run_dir)  # before any work
+    from ticketlab.export import export_ticket, load_ticket
+
     ticket = load_ticket(args.run_dir, args.level, args.trial, args.variant)
     result = export_ticket(ticket, args.format, args.output, sparse_layout=args.sparse_layout,
                            blocksize=args.blocksize)
-    cost = result.cost
-    print(f"{result.format}: {result.path} ({result.bytes:,} bytes); {ticket.job}; outputs match the masked model "
-          f"within {result.max_abs_diff:.2g}; {cost['nonzero_parameters']:,} of {cost['parameters']:,} parameters "
-          f"nonzero; {cost['effective_flops']:,} of {cost['dense_flops']:,} FLOPs per example "
-          f"({cost['remaining_flops_percent']:.1f}%)")
+    print(export_summary(result, ticket.job))
     return 0
+
+
+def export_summary(result, job: str) -> str:
+    """One line: the file, its size, the check, and the export's nonzero parameters and FLOPs per example counted
+    against the network it was exported from (a compact export's against the original, not its own size)."""
+    cost, original = result.cost, result.original_cost or result.cost
+    percent = 100.0 * cost["effective_flops"] / original["dense_flops"] if original["dense_flops"] else 100.0
+    return (f"{result.format}: {result.path} ({result.bytes:,} bytes); {job}; outputs match the masked model "
+            f"within {result.max_abs_diff:.2g}; {cost['nonzero_parameters']:,} of {original['parameters']:,} "
+            f"parameters nonzero; {cost['effective_flops']:,} of {original['dense_flops']:,} FLOPs per example "
+            f"({percent:.1f}%)")

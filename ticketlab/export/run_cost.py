@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ticketlab.errors import ConfigError
 from ticketlab.export.api import run_model_factory
 from ticketlab.export.cost import model_cost
-from ticketlab.store import atomic_write_bytes, load_tensors, read_json
+from ticketlab.lottery.integrity import read_finished_jobs, read_run_config
+from ticketlab.store import atomic_write_bytes, load_tensors
 from ticketlab.training.loop import first_inputs
 
 TOTAL_COLUMNS = ("variant", "trial", "level", "weights_remaining_percent", "parameters", "nonzero_parameters",
@@ -25,20 +25,16 @@ LAYER_COLUMNS = ("variant", "trial", "level", "layer", "kind", "weights", "nonze
 def run_cost(run_dir: str | Path, *, model: nn.Module | None = None, data=None) -> dict[str, Path]:
     """Write cost.csv, cost_layers.csv and report/cost.md for every finished job of `run_dir`; returns the paths.
 
-    Level 0 (the dense job) appears once, as variant 'dense'."""
-    from ticketlab.config import config_from_dict
-
+    Level 0 (the dense job) appears once, as variant 'dense'. The run's config and every finished job's files are
+    checked first (`ticketlab.lottery.integrity`): IntegrityError naming the damaged files, and nothing written."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise ConfigError(f"{str(run_dir)!r} is not a run directory (no config.json)")
-    config = config_from_dict(read_json(run_dir / "config.json")["config"])
+    config = read_run_config(run_dir)
+    jobs = read_finished_jobs(run_dir)  # every finished job's result and files checked before any is used
     config, data, make_model = run_model_factory(run_dir, config, model, data)
     example = first_inputs(data, "test", 1).cpu()
     network = make_model(0)
     totals, layers = [], []
-    for result_path in sorted(run_dir.glob("trial_*/level_*/*/result.json")):
-        job_dir = result_path.parent
-        result = read_json(result_path)
+    for job_dir, result in jobs.items():
         network.load_state_dict(load_tensors(job_dir / "weights_final.safetensors"))
         cost = model_cost(network, example)
         key = {"variant": result["variant"], "trial": result["trial"], "level": result["level"]}

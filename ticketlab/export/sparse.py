@@ -9,11 +9,14 @@ products go to torch's sparse kernels (MKL where torch has it); BSR needs block 
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from ticketlab.errors import ConfigError
 
 LAYOUTS = ("csr", "bsr")
 
@@ -31,6 +34,30 @@ def _to_sparse(matrix: torch.Tensor, layout: str, blocksize: int) -> torch.Tenso
             return torch.sparse_bsr_tensor(sparse.crow_indices().int(), sparse.col_indices().int(), sparse.values(),
                                            sparse.shape, check_invariants=False)
     raise ValueError(f"unknown sparse layout {layout!r}; allowed: {', '.join(LAYOUTS)}")
+
+
+def bsr_block_sizes(model: nn.Module) -> list[int]:
+    """The BSR block sizes that tile every Linear / Conv2d weight matrix of `model` (the divisors of the greatest
+    common divisor of their rows and columns)."""
+    common = 0
+    for shape in _matrix_shapes(model).values():
+        common = math.gcd(common, *shape)
+    return [size for size in range(1, common + 1) if common % size == 0]
+
+
+def check_bsr_blocksize(model: nn.Module, blocksize: int) -> None:
+    """ConfigError unless square `blocksize` blocks tile every Linear / Conv2d weight matrix of `model`."""
+    for name, (rows, columns) in _matrix_shapes(model).items():
+        if rows % blocksize or columns % blocksize:
+            allowed = ", ".join(map(str, bsr_block_sizes(model)))
+            raise ConfigError(f"--blocksize {blocksize} does not divide the {rows}x{columns} weight matrix of {name} "
+                              f"(bsr stores square blocks tiling every Linear/Conv2d matrix); allowed: {allowed}")
+
+
+def _matrix_shapes(model: nn.Module) -> dict[str, tuple[int, int]]:
+    """name -> (rows, columns) of the matrix each Linear / Conv2d multiplies by ([out, in * kh * kw])."""
+    return {name: (module.weight.shape[0], module.weight[0].numel()) for name, module in model.named_modules()
+            if isinstance(module, (nn.Linear, nn.Conv2d))}
 
 
 class SparseLinear(nn.Module):

@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -90,7 +91,9 @@ def finished_job_problems(job_dir: Path) -> list[str]:
         if not path.exists():
             problems.append(f"{name}: missing")
         elif file_sha256(path) != recorded:
-            problems.append(f"{name}: differs from the sha256 recorded in {RESULT_FILE}")
+            unreadable = [problem for problem in (_tensor_file_problems(path) if name.endswith(".safetensors") else [])
+                          if "not a readable" in problem]  # garbage says so; changed bytes that parse, as below
+            problems.extend(unreadable or [f"{name}: differs from the sha256 recorded in {RESULT_FILE}"])
         elif name.endswith(".safetensors"):
             problems.extend(_tensor_file_problems(path))
     return problems
@@ -197,19 +200,14 @@ def verify_run(run_dir: str | Path) -> list[Damage]:
     """Check a run directory without changing it: config.json, population.json, and every job directory
     (a finished job's result digest and artifact hashes; an unfinished job's mask, weights and checkpoint).
     Returns the problems found, empty when the run is clean. TicketlabError if `run_dir` is not a run."""
-    from ticketlab.config import config_from_dict
-
     run_dir = Path(run_dir)
-    config_path = run_dir / "config.json"
-    if not config_path.is_file():
-        raise TicketlabError(f"{str(run_dir)!r} is not a run directory (no config.json)")
-    damage = []
-    try:
-        stored = read_json(config_path)
-        if config_from_dict(stored["config"]).hash() != stored["hash"]:
-            damage.append(Damage(config_path, "its config does not hash to its recorded hash"))
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, TicketlabError) as error:
-        damage.append(Damage(config_path, f"not a readable run config ({error})"))
+    if not (run_dir / CONFIG_FILE).is_file() and run_dir.is_dir() and job_directories(run_dir):
+        config, damage = None, [Damage(run_dir / CONFIG_FILE, "missing (the directory holds job directories)")]
+    else:
+        damage = []
+        config, problem = _stored_config(_config_path(run_dir))
+        if problem:
+            damage.append(Damage(run_dir / CONFIG_FILE, problem))
     plan_path = run_dir / "population.json"
     if plan_path.exists():
         try:
@@ -218,18 +216,150 @@ def verify_run(run_dir: str | Path) -> list[Damage]:
                 raise ValueError(f"population {size!r} is not a positive integer")
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
             damage.append(Damage(plan_path, f"not a readable population record ({error})"))
+    records = {}
     for job_dir in job_directories(run_dir):
         finished = (job_dir / RESULT_FILE).exists()
-        problems = finished_job_problems(job_dir) if finished else unfinished_job_problems(job_dir)
+        record, problems = _checked_job(job_dir) if finished else (None, unfinished_job_problems(job_dir))
+        if finished:
+            records[job_key_of(job_dir)] = record
         for problem in problems:
             name, _, text = problem.partition(": ")
             damage.append(Damage(job_dir / name, text))
+    results_problem = _results_problem(run_dir, records, config)
+    if results_problem:
+        damage.append(Damage(run_dir / "results.csv", results_problem))
     return damage
+
+
+def _results_problem(run_dir: Path, records: dict, config) -> str | None:
+    """What is wrong with results.csv against the sealed results (None when it agrees or is absent)."""
+    from ticketlab.report.results import check_against_jobs, read_results
+
+    path = run_dir / "results.csv"
+    if not path.exists():
+        return None
+    try:
+        check_against_jobs(path, read_results(path), records, config and config.variants, config and config.trials)
+    except TicketlabError as error:
+        return _reason(error, path).split("; rerun")[0]
+    return None
+
+
+def job_key_of(job_dir: Path) -> tuple[int, int, str]:
+    """(trial, level, variant) of a job directory `trial_T/level_LL/VARIANT`."""
+    return int(job_dir.parts[-3].split("_")[1]), int(job_dir.parts[-2].split("_")[1]), job_dir.name
 
 
 def job_directories(run_dir: Path) -> list[Path]:
     """The job directories of a run (`trial_T/level_LL/VARIANT`), in path order."""
-    return sorted(path for path in run_dir.glob("trial_*/level_*/*") if path.is_dir() and "." not in path.name)
+    return sorted(path for path in run_dir.glob("trial_*/level_*/*") if path.is_dir() and "." not in path.name
+                  and re.fullmatch(r"trial_\d+", path.parts[-3]) and re.fullmatch(r"level_\d+", path.parts[-2]))
+
+
+# --- checked reading: every command that reads a run directory -----------------------------------
+
+CONFIG_FILE = "config.json"
+REPAIR_HINT = "`ticketlab verify RUN_DIR` lists the damage; the run's `ticketlab find` command recomputes it"
+MAX_NAMED = 4  # damaged files named in one error line
+
+
+def read_run_config(run_dir: str | Path):
+    """The ExperimentConfig of a run directory after checking its config.json: UTF-8 JSON holding a valid config
+    that hashes to the recorded hash (as `find` and `verify` check it). TicketlabError if `run_dir` is not a run
+    directory, IntegrityError naming config.json if that file is damaged or edited."""
+    path = _config_path(Path(run_dir))
+    config, problem = _stored_config(path)
+    if problem:
+        raise IntegrityError(f"{path}: {problem}; {REPAIR_HINT}")
+    return config
+
+
+def read_finished_job(job_dir: str | Path) -> dict:
+    """A finished job's sealed result.json after checking it and every file it records (sha256 of each file,
+    tensor hashes of the safetensors files); IntegrityError naming the damaged files in one line."""
+    job_dir = Path(job_dir)
+    record, problems = _checked_job(job_dir)
+    if problems:
+        raise IntegrityError(_damage_line([f"{job_dir / problem}" for problem in problems]))
+    return record
+
+
+def read_finished_jobs(run_dir: str | Path) -> dict[Path, dict]:
+    """job directory -> sealed record of every finished job of a run (path order), each checked as
+    `read_finished_job` checks it; one IntegrityError naming every damaged file if any is damaged."""
+    records, damaged = {}, []
+    for job_dir in job_directories(Path(run_dir)):
+        if not (job_dir / RESULT_FILE).exists():
+            continue
+        record, problems = _checked_job(job_dir)
+        damaged += [f"{job_dir / problem}" for problem in problems]
+        records[job_dir] = record
+    if damaged:
+        raise IntegrityError(_damage_line(damaged))
+    return records
+
+
+def refuse_run_artifact(path: str | Path, run_dir: str | Path | None = None, flag: str = "--output") -> None:
+    """TicketlabError when writing `path` would replace a file of a run directory (`run_dir`, or any directory
+    above `path` holding a run's config.json): a command's output never overwrites what a run has recorded."""
+    target = Path(path).absolute()
+    if not (target.exists() or target.is_symlink()):
+        return
+    target = target.resolve()
+    folders = ([Path(run_dir).resolve()] if run_dir is not None else []) + list(target.parents)
+    for run in folders:
+        if target.is_relative_to(run) and _holds_run_config(run):
+            raise TicketlabError(f"{flag} {str(path)!r} is a file of run directory {str(run)!r}; a run's own files "
+                                 "are never overwritten: choose a path outside it or a new file name")
+
+
+def _holds_run_config(folder: Path) -> bool:
+    try:
+        stored = read_json(folder / CONFIG_FILE)
+    except (OSError, ValueError, RecursionError):
+        return (folder / CONFIG_FILE).exists()  # a damaged run config still marks a run directory
+    return isinstance(stored, dict) and "config" in stored and "hash" in stored
+
+
+def _config_path(run_dir: Path) -> Path:
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        reason = ("it does not exist" if not run_dir.exists() else "not a directory" if not run_dir.is_dir()
+                  else f"no {CONFIG_FILE}")
+        raise TicketlabError(f"{str(run_dir)!r} is not a run directory ({reason})")
+    return path
+
+
+def _stored_config(path: Path):
+    """(config, None) for a config.json that parses and hashes to its recorded hash; (None, problem) otherwise."""
+    from ticketlab.config import config_from_dict
+
+    try:
+        stored = read_json(path)
+        if not isinstance(stored, dict) or not isinstance(stored.get("config"), dict):
+            raise ValueError("no config object")
+        config = config_from_dict(stored["config"])
+    except UnicodeDecodeError:
+        return None, "not a readable run config: it is not UTF-8 text"
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, TicketlabError) as error:
+        return None, f"not a readable run config ({' '.join(str(error).split())})"
+    if config.hash() != stored.get("hash"):
+        return None, "its config does not hash to its recorded hash (edited or damaged)"
+    return config, None
+
+
+def _checked_job(job_dir: Path) -> tuple[dict | None, list[str]]:
+    """(sealed record, problems) of a finished job; the record is None when result.json itself is damaged."""
+    problems = finished_job_problems(job_dir)
+    if problems and problems[0].startswith(f"{RESULT_FILE}:"):
+        return None, problems
+    return read_sealed_result(job_dir / RESULT_FILE), problems
+
+
+def _damage_line(problems: list[str]) -> str:
+    """One line naming the damaged files (the first MAX_NAMED, 'path: what is wrong') and what to do."""
+    more = f" and {len(problems) - MAX_NAMED} more" if len(problems) > MAX_NAMED else ""
+    return f"damaged run files: {'; '.join(problems[:MAX_NAMED])}{more}; {REPAIR_HINT}"
 
 
 # --- one writer per run directory ------------------------------------------------------------------

@@ -43,7 +43,15 @@ from torch import nn
 from ticketlab.config import ExperimentConfig, config_from_dict
 from ticketlab.errors import ConfigError
 from ticketlab.lottery.experiment import find_tickets, model_factory, resolve_device
-from ticketlab.lottery.integrity import finished_job_problems, read_sealed_result, repair_run, run_lock
+from ticketlab.lottery.integrity import (
+    finished_job_problems,
+    job_key_of,
+    read_finished_jobs,
+    read_run_config,
+    read_sealed_result,
+    repair_run,
+    run_lock,
+)
 from ticketlab.lottery.jobs import (
     DENSE,
     ExperimentContext,
@@ -105,13 +113,9 @@ def data_label(config: ExperimentConfig) -> str:
 def load_source(run_dir: str | Path) -> SourceRun:
     """A source run directory's config; ConfigError if it is not a run directory of the classification task."""
     run_dir = Path(run_dir)
-    path = run_dir / "config.json"
-    if not path.is_file():
+    if not (run_dir / "config.json").is_file():
         raise ConfigError(f"source run {str(run_dir)!r} is not a run directory (no config.json)")
-    try:
-        config = config_from_dict(read_json(path)["config"])
-    except (ValueError, KeyError, TypeError) as error:
-        raise ConfigError(f"source run {str(run_dir)!r} has an unreadable config.json ({error})") from None
+    config = read_run_config(run_dir)  # checked against its hash; IntegrityError naming it when damaged
     if config.task != "classification":
         raise ConfigError(f"source run {str(run_dir)!r} is a {config.task!r} run; transfer needs classification")
     if config.model.name.startswith("custom:") or config.data.name.startswith("custom:"):
@@ -467,18 +471,103 @@ def write_transfer_csv(path: Path, rows: list[dict]) -> Path:
     return Path(path)
 
 
+ROW_VARIANTS = (TRANSFERRED, RANDOM_TICKET, TARGET_FOUND, DENSE)
+TRANSFER_INT_COLUMNS = ("trial", "level", "early_stop_iteration", "final_iteration")
+TRANSFER_FLOAT_COLUMNS = ("weights_remaining_percent", "early_stop_test_accuracy", "early_stop_val_loss",
+                          "final_test_accuracy", "final_train_accuracy")
+
+
 def read_transfer_csv(path: str | Path) -> list[dict]:
-    """transfer.csv's rows with numbers parsed (trial/level/iterations as int, the rest of the metrics float)."""
-    rows = []
-    with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
-            for column in ("trial", "level", "early_stop_iteration", "final_iteration"):
-                row[column] = int(row[column])
-            for column in ("weights_remaining_percent", "early_stop_test_accuracy", "early_stop_val_loss",
-                           "final_test_accuracy", "final_train_accuracy"):
-                row[column] = float(row[column])
-            rows.append(row)
-    return rows
+    """transfer.csv's rows with numbers parsed (trial/level/iterations as int, the rest of the metrics float; an
+    empty metric cell is NaN). ConfigError naming the file, line and cell for a file that is not UTF-8 CSV, lacks
+    a column, has a short row or a cell that is not a number, or has no rows."""
+    path = Path(path)
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a transfer.csv (not UTF-8 text); rerun `ticketlab transfer` to rewrite "
+                          "it") from None
+    try:
+        table = list(csv.reader(lines))
+    except csv.Error as error:
+        raise ConfigError(f"{path} is not a transfer.csv ({error})") from None
+    table = [row for row in table if any(cell.strip() for cell in row)]
+    if not table:
+        raise ConfigError(f"{path} is empty; a transfer.csv has a header and one row per transfer job")
+    header = [cell.strip() for cell in table[0]]
+    missing = [column for column in TRANSFER_COLUMNS if column not in header]
+    if missing:
+        raise ConfigError(f"{path}: missing column(s) {', '.join(missing)}")
+    if len(table) == 1:
+        raise ConfigError(f"{path} has no rows; run `ticketlab transfer` to completion first")
+    return [_transfer_row(dict(zip(header, cells)), f"{path}:{number}", len(header), len(cells))
+            for number, cells in enumerate(table[1:], start=2)]
+
+
+def _transfer_row(cells: dict[str, str], where: str, expected: int, found: int) -> dict:
+    if found != expected:
+        raise ConfigError(f"{where}: expected {expected} fields, got {found} (a truncated or damaged row)")
+    row = dict(cells)
+    for column in ("source", "source_data", "target", "variant"):
+        if not row[column].strip():
+            raise ConfigError(f"{where}: column {column!r} is empty")
+    if row["variant"] not in ROW_VARIANTS:
+        raise ConfigError(f"{where}: variant {row['variant']!r} unknown; allowed: {', '.join(ROW_VARIANTS)}")
+    for column in TRANSFER_INT_COLUMNS:
+        text = row[column].strip()
+        if not (text.isascii() and text.isdigit() or column not in ("trial", "level") and text == ""):
+            raise ConfigError(f"{where}: column {column!r} is {text!r}, not an integer >= 0")
+        row[column] = int(text) if text else None
+    for column in TRANSFER_FLOAT_COLUMNS:
+        text = row[column].strip()
+        try:
+            row[column] = float(text) if text else math.nan
+        except ValueError:
+            raise ConfigError(f"{where}: column {column!r} is {text!r}, not a number") from None
+    if not 0 < row["weights_remaining_percent"] <= 100:
+        raise ConfigError(f"{where}: weights_remaining_percent {row['weights_remaining_percent']!r} is not a "
+                          "percent in (0, 100]")
+    return row
+
+
+def check_transfer_rows(transfer_dir: Path, rows: list[dict]) -> None:
+    """ConfigError unless `rows` (read from `transfer_dir`'s transfer.csv) agree with the sealed results they were
+    written from: each source directory's transfer jobs and the target's own run (transfer.json names it), all
+    checked as every command checks a run's finished jobs (IntegrityError naming damaged files). A changed number
+    or a lost row of a transfer job is refused."""
+    csv_path = transfer_dir / "transfer.csv"
+    records: dict[tuple[str, int, int, str], dict] = {}
+    for source_dir in sorted(path for path in transfer_dir.iterdir() if (path / SOURCE_RECORD).is_file()):
+        for job_dir, record in read_finished_jobs(source_dir).items():
+            records[(source_dir.name, *job_key_of(job_dir))] = record
+    sources = {key[0] for key in records}
+    try:
+        target_run = Path(read_json(transfer_dir / "transfer.json")["target_run"])
+    except (OSError, ValueError, KeyError, TypeError):
+        target_run = None
+    if target_run is not None and target_run.is_dir():
+        for job_dir, record in read_finished_jobs(target_run).items():
+            trial, level, variant = job_key_of(job_dir)
+            if variant in (DENSE, "iterative_reset"):
+                records[(target_run.name, trial, level, DENSE if variant == DENSE else TARGET_FOUND)] = record
+    seen = set()
+    for row in rows:
+        key = (row["source"], row["trial"], row["level"], row["variant"])
+        seen.add(key)
+        record = records.get(key)
+        if record is None:
+            continue
+        for column in TRANSFER_INT_COLUMNS[2:] + TRANSFER_FLOAT_COLUMNS:
+            expected, value = record.get(column), row[column]
+            missing = [item is None or isinstance(item, float) and math.isnan(item) for item in (expected, value)]
+            if any(missing) and not all(missing) or not any(missing) and float(value) != float(expected):
+                raise ConfigError(f"{csv_path}: {column} of {row['source']} trial {row['trial']} level "
+                                  f"{row['level']} {row['variant']} is {value!r}, its sealed result.json says "
+                                  f"{expected!r} (edited or damaged); rerun `ticketlab transfer` to rewrite it")
+    lost = sorted(key for key in records if key[0] in sources and key not in seen)
+    if lost:
+        raise ConfigError(f"{csv_path}: no row for the finished transfer job {lost[0][0]} trial {lost[0][1]} level "
+                          f"{lost[0][2]} {lost[0][3]} (rows lost); rerun `ticketlab transfer` to rewrite it")
 
 
 def transfer_matrix(rows: list[dict], at_percent: float, metric: str = "early_stop_test_accuracy") -> dict:

@@ -95,7 +95,7 @@ def run_transfer_command(args: argparse.Namespace) -> int:
 
 
 def run_transfer_matrix_command(args: argparse.Namespace) -> int:
-    from ticketlab.lottery.transfer import read_transfer_csv, transfer_matrix, write_matrix_csv
+    from ticketlab.lottery.transfer import check_transfer_rows, read_transfer_csv, transfer_matrix, write_matrix_csv
     from ticketlab.report.transfer import write_matrix_figure
 
     rows = []
@@ -104,7 +104,10 @@ def run_transfer_matrix_command(args: argparse.Namespace) -> int:
         path = path / "transfer.csv" if path.is_dir() else path
         if not path.is_file():
             raise ConfigError(f"transfer {text!r} has no transfer.csv")
-        rows.extend(read_transfer_csv(path))
+        read = read_transfer_csv(path)
+        if (path.parent / "transfer.json").is_file():  # a transfer directory: its rows against its sealed jobs
+            check_transfer_rows(path.parent, read)
+        rows.extend(read)
     matrix = transfer_matrix(rows, args.at)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

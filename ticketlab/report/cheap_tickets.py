@@ -13,6 +13,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ticketlab.errors import TicketlabError
 from ticketlab.report.figures import _KNOWN_STYLES, _setup_x_axis, _tick_positions, _trial_phrase, save_figure
 from ticketlab.report.results import summary_metric, variant_label, with_dense_level
 
@@ -75,14 +76,58 @@ def draw_at_init_figure(summary: Sequence[Mapping[str, Any]], path_stem: str | P
     return save_figure(fig, path_stem)
 
 
+EARLY_BIRD_COLUMNS = {  # column -> 'int' / 'float' (blank allowed: 'int?' / 'float?'), checked on reading
+    "early_bird.csv": {"trial": "int", "level": "int", "weights_remaining_percent": "float", "detected": "bool",
+                       "detection_step": "int?", "total_steps": "int", "training_saved_percent": "float?"},
+    "early_bird_distances.csv": {"trial": "int", "level": "int", "step": "int", "weights_distance": "float?",
+                                 "channels_distance": "float?"},
+}
+
+
 def read_early_bird(run_dir: str | Path) -> tuple[list[dict], list[dict]]:
-    """(early_bird.csv rows, early_bird_distances.csv rows) of a run; empty lists when it has no search."""
+    """(early_bird.csv rows, early_bird_distances.csv rows) of a run; empty lists when it has no search.
+    TicketlabError naming the file and line when one is not UTF-8 CSV, lacks a column or holds a bad cell."""
     run = Path(run_dir)
     tables = []
-    for name in ("early_bird.csv", "early_bird_distances.csv"):
+    for name, columns in EARLY_BIRD_COLUMNS.items():
         path = run / name
-        tables.append(list(csv.DictReader(path.open())) if path.is_file() else [])
+        tables.append(_checked_rows(path, columns) if path.is_file() else [])
     return tables[0], tables[1]
+
+
+def _checked_rows(path: Path, columns: dict[str, str]) -> list[dict]:
+    hint = "rerun the run's `ticketlab find` command to rewrite it"
+    try:
+        table = list(csv.reader(path.read_bytes().decode("utf-8").splitlines()))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise TicketlabError(f"{path} is not a CSV file ({error}); {hint}") from None
+    header = table[0] if table else []
+    missing = [column for column in columns if column not in header]
+    if missing:
+        raise TicketlabError(f"{path}: missing column(s) {', '.join(missing)}; {hint}")
+    rows = []
+    for number, cells in enumerate(table[1:], start=2):
+        if len(cells) != len(header):
+            raise TicketlabError(f"{path}:{number}: expected {len(header)} fields, got {len(cells)}; {hint}")
+        row = dict(zip(header, cells))
+        for column, kind in columns.items():
+            if not _valid(row[column], kind):
+                raise TicketlabError(f"{path}:{number}: column {column!r} is {row[column]!r}, not "
+                                     f"{'True/False' if kind == 'bool' else 'a number'}; {hint}")
+        rows.append(row)
+    return rows
+
+
+def _valid(text: str, kind: str) -> bool:
+    if kind == "bool":
+        return text in ("True", "False")
+    if text == "" or text == "None":
+        return kind.endswith("?")
+    try:
+        value = float(text) if kind.startswith("float") else int(text)
+    except ValueError:
+        return False
+    return math.isfinite(value)
 
 
 def draw_early_bird_figure(summary_rows: Sequence[Mapping[str, str]], distance_rows: Sequence[Mapping[str, str]],

@@ -8,7 +8,13 @@ from pathlib import Path
 from ticketlab.errors import TicketlabError
 from ticketlab.report.curves import draw_learning_curves
 from ticketlab.report.figures import draw_lottery_figure
-from ticketlab.report.results import atomic_write_bytes, read_results, summarize_results, summary_metric
+from ticketlab.report.results import (
+    atomic_write_bytes,
+    check_against_jobs,
+    read_results,
+    summarize_results,
+    summary_metric,
+)
 from ticketlab.report.table import summary_markdown
 
 RESULTS_FILE = "results.csv"
@@ -33,12 +39,7 @@ def write_report(run_dir: str | os.PathLike[str]) -> dict[str, Path]:
         TicketlabError: ``results.csv`` is missing, unreadable, malformed or has no rows.
     """
     run = Path(run_dir)
-    csv_path = run / RESULTS_FILE
-    if not csv_path.is_file():
-        raise TicketlabError(f"results file not found: {csv_path}")
-    rows = read_results(csv_path)
-    if not rows:
-        raise TicketlabError(f"results file has no result rows: {csv_path}")
+    rows = read_run_results(run)
     summary = summarize_results(rows)
     out_dir = run / REPORT_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -79,7 +80,7 @@ def _cheap_ticket_sections(run: Path, out_dir: Path, summary: list, name: str, p
         text += "\n## Pruning at initialization\n\n![pruning at init against IMP and random](at_init.png)\n"
     detections, distances = read_early_bird(run)
     if distances:
-        threshold = _config_value(run, "prune", "early_bird_threshold")
+        threshold = _early_bird_threshold(run)
         paths["early_bird_png"], _ = draw_early_bird_figure(detections, distances, out_dir / "early_bird",
                                                             threshold=threshold, title=name)
         text += "\n## Early-bird tickets\n\n![mask distance during dense training](early_bird.png)\n\n"
@@ -91,10 +92,39 @@ def _cheap_ticket_sections(run: Path, out_dir: Path, summary: list, name: str, p
     return text
 
 
-def _config_value(run: Path, section: str, name: str):
-    import json
-
-    try:
-        return json.loads((run / "config.json").read_text())["config"][section][name]
-    except (OSError, ValueError, KeyError, TypeError):
+def _early_bird_threshold(run: Path) -> float | None:
+    if not (run / "config.json").is_file():
         return None
+    from ticketlab.lottery.integrity import read_run_config
+
+    return read_run_config(run).prune.early_bird_threshold
+
+
+def read_run_results(run_dir: str | os.PathLike[str]) -> list[dict]:
+    """``run_dir/results.csv``'s rows (see :func:`read_results`), checked against the run where there is one.
+
+    In a run directory of `ticketlab find`, config.json is checked against its hash, every finished job's
+    result.json and files against their recorded sha256 (as `ticketlab verify` checks them), and the rows against
+    those sealed results, so a report never shows an edited or damaged number. A directory holding only a
+    results.csv is read as it is.
+
+    Raises:
+        TicketlabError: ``results.csv`` is missing, unreadable, malformed, has no rows or disagrees with the run;
+            IntegrityError (a TicketlabError) naming the damaged run files.
+    """
+    from ticketlab.lottery.integrity import job_directories, job_key_of, read_finished_jobs, read_run_config
+
+    run = Path(run_dir)
+    csv_path = run / RESULTS_FILE
+    if not csv_path.is_file():
+        raise TicketlabError(f"results file not found: {csv_path}")
+    config = read_run_config(run) if (run / "config.json").exists() else None
+    marked_missing: list[set[str]] = []
+    rows = read_results(csv_path, marked_missing)
+    if not rows:
+        raise TicketlabError(f"results file has no result rows: {csv_path}")
+    if config is not None or job_directories(run):
+        records = {job_key_of(path): record for path, record in read_finished_jobs(run).items()}
+        check_against_jobs(csv_path, rows, records, config and config.variants, config and config.trials,
+                           marked_missing=marked_missing)
+    return rows

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -187,14 +186,17 @@ def _missing(text: str, column: str, where: str) -> float:
     return math.nan
 
 
-def read_results(csv_path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+def read_results(
+    csv_path: str | os.PathLike[str], marked_missing: list[set[str]] | None = None
+) -> list[dict[str, Any]]:
     """Read ``results.csv`` into typed rows.
 
     Each row has ``variant`` (str), ``trial``/``level``/iteration columns (int) and
     float accuracy/loss/percent columns (an empty cell becomes NaN). A metric cell
     holding NaN or an infinity (a diverged run) is read as missing (NaN) with a
     :class:`ResultsWarning`; summaries skip it. Extra columns are ignored. Returns
-    ``[]`` for a file without data rows.
+    ``[]`` for a file without data rows. ``marked_missing``, when given, receives per row
+    the columns whose cell was written as NaN or an infinity (see :func:`check_against_jobs`).
 
     Raises:
         TicketlabError: the file is missing, is not CSV text, lacks a required column,
@@ -209,14 +211,14 @@ def read_results(csv_path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         raise TicketlabError(f"cannot read results file {path}: {exc.strerror}") from None
     try:
         with handle:
-            return _read_rows(path, handle)
+            return _read_rows(path, handle, marked_missing if marked_missing is not None else [])
     except (UnicodeDecodeError, csv.Error) as exc:
         reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
         raise TicketlabError(f"{path} is not a results CSV ({reason}); rerun `ticketlab find` to rewrite it") \
             from None
 
 
-def _read_rows(path: Path, handle) -> list[dict[str, Any]]:
+def _read_rows(path: Path, handle, marked_missing: list[set[str]]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     reader = csv.reader(handle, skipinitialspace=True)
     header: list[str] | None = None
@@ -248,8 +250,76 @@ def _read_rows(path: Path, handle) -> list[dict[str, Any]]:
         row["metric"] = cells["metric"] or "accuracy"
         for col in FLOAT_COLUMNS:
             row[col] = _parse_float(cells.get(col, ""), col, where, missing_ok=col != "weights_remaining_percent")
+        marked_missing.append({col for col in INT_COLUMNS + FLOAT_COLUMNS
+                               if cells.get(col, "") != "" and isinstance(row[col], float) and math.isnan(row[col])})
         rows.append(row)
     return rows
+
+
+def check_against_jobs(
+    csv_path: Path,
+    rows: Sequence[Mapping[str, Any]],
+    records: Mapping[tuple[int, int, str], Mapping[str, Any] | None],
+    variants: Sequence[str] | None = None,
+    trials: int | None = None,
+    marked_missing: Sequence[set[str]] | None = None,
+) -> None:
+    """TicketlabError unless ``results.csv``'s rows agree with the sealed results of the run's finished jobs.
+
+    ``records`` maps (trial, level, job variant) to a checked result.json record (level 0 is the ``dense`` job,
+    whose numbers every variant's level-0 row repeats; None: its result.json is damaged, reported elsewhere).
+    Each row whose job has finished must hold its numbers (a flipped digit or a truncated cell is caught); with
+    the run's ``variants`` and number of ``trials``, each row must name a job of the run and each finished job
+    must have its rows (a lost row is caught). A row whose job has no result.json is not checked: that job
+    reads as unfinished (killed, or set aside to be recomputed). ``marked_missing`` (from :func:`read_results`) names per row the cells written as NaN
+    or an infinity: read as missing, with a warning, they are not compared (a report shows them as missing).
+    """
+    hint = "rerun the run's `ticketlab find` command to rewrite it"
+    seen = set()
+    for number, row in enumerate(rows):
+        key = (int(row["trial"]), int(row["level"]), str(row["variant"]))
+        job = (key[0], 0, "dense") if key[1] == 0 else key
+        if variants is not None and trials is not None and (key[2] not in variants or not 0 <= key[0] < trials):
+            raise TicketlabError(f"{csv_path}: row of variant {key[2]!r}, trial {key[0]} is not a job of this run "
+                                 f"(edited or damaged); {hint}")
+        seen.add(key)
+        record = records.get(job)
+        if record is None:
+            continue
+        marked = marked_missing[number] if marked_missing is not None else set()
+        for column, expected in _record_values(record).items():
+            if column not in marked and not _same_number(row.get(column), expected):
+                raise TicketlabError(f"{csv_path}: {column} of trial {key[0]} level {key[1]} {key[2]} is "
+                                     f"{row.get(column)!r}, its sealed result.json says {expected!r} (edited or "
+                                     f"damaged); {hint}")
+    if variants is None or trials is None:
+        return
+    for trial, level, job_variant in (key for key, record in records.items() if record is not None):
+        wanted = variants if level == 0 and job_variant == "dense" else (job_variant,)
+        for variant in wanted:
+            if variant in variants and trial < trials and (trial, level, variant) not in seen:
+                raise TicketlabError(f"{csv_path}: no row for trial {trial} level {level} {variant}, a finished "
+                                     f"job (rows lost, or written before it finished); {hint}")
+
+
+def _record_values(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The results.csv columns of a result.json record (records written before tasks existed are accuracy)."""
+    values = {column: record.get(column) for column in ("weights_remaining_percent",) + METRIC_COLUMNS}
+    if "metric" not in record:
+        values |= {"early_stop_test_metric": record.get("early_stop_test_accuracy"),
+                   "final_test_metric": record.get("final_test_accuracy")}
+    values["metric"] = record.get("metric") or "accuracy"
+    return values
+
+
+def _same_number(value: Any, expected: Any) -> bool:
+    """Cell and record agree: equal numbers (CSV holds each float's shortest repr), both missing, or equal text."""
+    if isinstance(expected, str) or isinstance(value, str):
+        return value == expected
+    missing = [item is None or (isinstance(item, float) and not math.isfinite(item)) for item in (value, expected)]
+    if any(missing):
+        return all(missing)
+    return float(value) == float(expected)
 
 
 def _stats(values: Sequence[float]) -> dict[str, float]:
@@ -365,35 +435,9 @@ def with_dense_level(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same directory + ``os.replace``.
+    """Write ``data`` to ``path`` atomically (:func:`ticketlab.store.atomic_write_bytes`: a temporary file in the
+    same directory, then ``os.replace``; the umask's mode); returns the path."""
+    from ticketlab.store import atomic_write_bytes as write
 
-    An OSError without a file name (a full disk) is raised again naming ``path``.
-    """
-    target = Path(path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as exc:
-        _raise_named(exc, target)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, target)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError):
-            _raise_named(exc, target)
-        raise
-    return target
-
-
-def _raise_named(exc: OSError, path: Path) -> None:
-    if exc.filename is not None or exc.errno is None:
-        raise exc
-    raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
+    write(Path(path), data)
+    return Path(path)
