@@ -41,7 +41,7 @@ def finished(tmp_path_factory, tiny_data_for_module):
                            population=1).run_dir
     outputs = _outputs(run_dir, tmp_path_factory.mktemp("clean_out"))
     assert all(code == 0 for code, _ in outputs.values()), outputs
-    for name in ("report", "cost_layers.csv", "cost.csv", "analysis"):  # the commands' own outputs, made again
+    for name in ("report", "report.html", "cost_layers.csv", "cost.csv", "analysis"):  # the commands' own outputs
         target = run_dir / name
         shutil.rmtree(target) if target.is_dir() else target.unlink()
     yield run_dir, outputs

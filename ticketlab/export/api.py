@@ -28,7 +28,6 @@ from ticketlab.export.prune_convention import load_prune_convention, prune_conve
 from ticketlab.export.sparse import check_bsr_blocksize, dense_state_from_sparse, sparse_model, sparse_tensors
 from ticketlab.lottery.integrity import read_finished_job, read_run_config, refuse_run_artifact
 from ticketlab.store import load_tensors, load_tensors_and_metadata, save_tensors
-from ticketlab.training.loop import first_inputs
 
 FORMATS = ("prune", "dense", "compact", "sparse", "onnx-dense", "onnx-compact")
 TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}  # on logits; exports differ from the masked model only in summation order
@@ -76,6 +75,7 @@ def load_ticket(run_dir: str | Path, level: int, trial: int = 0, variant: str = 
 
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
+    task_with_example_inputs(config, run_dir, "export")
     if variant not in VARIANT_NAMES:
         raise ConfigError(f"unknown variant {variant!r}; allowed: {', '.join(VARIANT_NAMES)}")
     for label, value in (("level", level), ("trial", trial)):
@@ -88,29 +88,43 @@ def load_ticket(run_dir: str | Path, level: int, trial: int = 0, variant: str = 
         raise ConfigError(f"job {key.label()} of {run_dir} is not finished (no {job_dir / 'result.json'}); "
                           f"finished: {', '.join(done[:12]) or 'none'}{' ...' if len(done) > 12 else ''}")
     read_finished_job(job_dir)  # its result and every file it records checked before any is used
-    config, data, make_model = run_model_factory(run_dir, config, model, data)
+    config, data, make_model, example_inputs = run_model_factory(run_dir, config, model, data, "export")
     network = make_model(0)
     network.load_state_dict(load_tensors(job_dir / "weights_final.safetensors"))
     network.eval()
     masks = {name: value.float() for name, value in load_tensors(job_dir / "mask.safetensors").items()}
-    examples = first_inputs(data, "test", CHECK_EXAMPLES).cpu()
+    examples = example_inputs(data, "test", CHECK_EXAMPLES).cpu()
     return Ticket(network, masks, config, tuple(data.input_shape), int(data.num_classes), examples, key.label(),
                   run_dir=run_dir)
 
 
-def run_model_factory(run_dir: Path, config, model: nn.Module | None, data):
-    """(config, data, seed -> model) of a run: the run's task builds the network, from its own data unless given."""
+def task_with_example_inputs(config, run_dir: Path, command: str):
+    """The run's task; ConfigError in one line if its models cannot run on one example tensor (`example_inputs`)."""
+    from ticketlab.tasks import load_task
+
+    task = load_task(config.task)
+    if task.example_inputs is None:
+        raise ConfigError(f"{command} works on runs of tasks whose model takes one input tensor (classification); "
+                          f"run {run_dir} is a {config.task} run, whose tickets are its mask.safetensors and "
+                          "weights_*.safetensors files")
+    return task
+
+
+def run_model_factory(run_dir: Path, config, model: nn.Module | None, data, command: str):
+    """(config, data, seed -> model, the task's example_inputs) of a run: the run's task builds the network, from
+    its own data unless given. ConfigError, before any data is loaded, for a task whose models `command` (export,
+    cost) cannot run on one example tensor."""
     from ticketlab.lottery.experiment import model_factory
     from ticketlab.tasks import load_task
 
     if config.model.name.startswith("custom:") and model is None:
         raise ConfigError(f"run {run_dir} used a custom model ({config.model.name}); pass the same model")
-    task = load_task(config.task)
+    task = task_with_example_inputs(config, run_dir, command)
     if data is None:
         if config.data.name.startswith("custom:"):
             raise ConfigError(f"run {run_dir} used custom data; pass the same data splits")
         data = task.load_data(config.data)
-    return config, data, model_factory(config, data, model, task)
+    return config, data, model_factory(config, data, model, task), task.example_inputs
 
 
 def export_ticket(ticket: Ticket, format: str, output: str | Path, *, sparse_layout: str = "csr",

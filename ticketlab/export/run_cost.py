@@ -10,11 +10,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ticketlab.export.api import run_model_factory
+from ticketlab.export.api import run_model_factory, task_with_example_inputs
 from ticketlab.export.cost import model_cost
 from ticketlab.lottery.integrity import read_finished_jobs, read_run_config
 from ticketlab.store import atomic_write_bytes, load_tensors
-from ticketlab.training.loop import first_inputs
 
 TOTAL_COLUMNS = ("variant", "trial", "level", "weights_remaining_percent", "parameters", "nonzero_parameters",
                  "dense_flops", "effective_flops", "remaining_flops_percent")
@@ -29,9 +28,10 @@ def run_cost(run_dir: str | Path, *, model: nn.Module | None = None, data=None) 
     checked first (`ticketlab.lottery.integrity`): IntegrityError naming the damaged files, and nothing written."""
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
+    task_with_example_inputs(config, run_dir, "cost")  # refused before any job is read
     jobs = read_finished_jobs(run_dir)  # every finished job's result and files checked before any is used
-    config, data, make_model = run_model_factory(run_dir, config, model, data)
-    example = first_inputs(data, "test", 1).cpu()
+    config, data, make_model, example_inputs = run_model_factory(run_dir, config, model, data, "cost")
+    example = example_inputs(data, "test", 1).cpu()
     network = make_model(0)
     totals, layers = [], []
     for job_dir, result in jobs.items():

@@ -64,6 +64,10 @@ class Task:
       Batch k is the batch the task's training loop draws at step k from data seed `seed` (documented per task, so
       a user can recompute a mask; see `ticketlab.lottery.at_init.at_init_mask` for the seed the jobs pass).
     - `ones_input(data)` -> an all-ones input batch of one example (SynFlow's data-free input); None: none.
+    - `example_inputs(data, split, count)` -> the first `count` inputs of `split` as one tensor the model's forward
+      takes: `export` checks an export's outputs on them and `cost` counts FLOPs per inference with them. None:
+      the task's models take more than one tensor or carry state (language, translation, RL), so `export` and
+      `cost` refuse its runs in one line before loading anything.
     """
 
     name: str
@@ -82,6 +86,7 @@ class Task:
     load_experiment_data: Callable[[ExperimentConfig], Any] | None = None
     score_losses: Callable[..., Any] | None = None
     ones_input: Callable[[Any], Any] | None = None
+    example_inputs: Callable[[Any, str, int], Any] | None = None
     train_population: Callable[..., Any] | None = None
     population_size: Callable[[nn.Module, Any, ExperimentConfig], int] | None = None
 

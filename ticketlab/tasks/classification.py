@@ -19,6 +19,7 @@ from ticketlab.seeds import derive_seed
 from ticketlab.tasks.base import Task
 from ticketlab.tasks.metrics import METRICS, Metric
 from ticketlab.training.loop import (
+    first_inputs,
     evaluate_split,
     iterations_per_epoch,
     data_device,
@@ -135,4 +136,5 @@ TASK = Task(
     bind_run=_bind_run,
     score_losses=score_losses,
     ones_input=ones_input,
+    example_inputs=first_inputs,
 )
