@@ -92,6 +92,10 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
             if dotted in changes:
                 raise ConfigError(f"{flags[dotted]} and --{dotted} set the same field; pass one")
             changes[dotted], flags[dotted] = value, f"--{dotted}"
+    for dotted in ("data.source", "data.target"):  # '' would read as unset: the corpus's default pair, silently
+        if isinstance(changes.get(dotted), str) and not changes[dotted].strip():
+            raise ConfigError(f"{flags[dotted]} {changes[dotted]!r} is empty; name a language code such as de or en, "
+                              "or 'none' for the corpus's default")
     target_key, levels_key = "prune.target_remaining_percent", "prune.levels"
     target = changes.get(target_key, config.prune.target_remaining_percent)
     target_set = target is not None and str(target).strip().lower() not in ("none", "null", "")

@@ -72,3 +72,17 @@ def test_stability_command_on_a_built_in_run(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "copies trained now: 8" in printed and "barrier_png" in printed
     assert (run_dir / "analysis" / "stability" / "stability.csv").read_text().count("\n") == 1 + 4
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--levels", "1,1", "--levels '1,1' lists 1 more than once"),
+    ("--levels", "2,02", "--levels '2,02' lists 2 more than once"),
+    ("--trials", "0,1,0", "--trials '0,1,0' lists 0 more than once"),
+    ("--rewind", "0it,5it,0it", "--rewind '0it,5it,0it' lists 0it more than once"),
+])
+def test_stability_refuses_repeated_list_entries(tiny_run, capsys, flag, value, message):
+    from ticketlab.cli import main
+
+    assert main(["stability", str(tiny_run.run_dir), "--quiet", flag, value]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0] == f"ticketlab: error: {message}; list each at most once", err

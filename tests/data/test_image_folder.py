@@ -201,3 +201,42 @@ def test_one_class_is_refused_by_the_installed_command(tmp_path):
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "holds 1 class folder ('cat'); a classifier needs at least 2 classes" in done.stderr
     assert not list((tmp_path / "runs").glob("*"))
+
+
+def _tiny_find(root, runs) -> list[str]:
+    return ["find", "--preset", "resnet18_image_folder_tiny", "--data-dir", str(root), "--root", str(runs),
+            "--steps", "2it", "--train.milestones", "1it", "--train.warmup", "0it", "--prune.rewind", "0it",
+            "--train.eval_every", "1it", "--levels", "1", "--variants", "iterative_reset", "--data.validation_size",
+            "3", "--data.loader_workers", "0", "--train.batch_size", "4", "--quiet", "--no-report"]
+
+
+@pytest.mark.parametrize("content", [b"not a jpeg", b"", "truncated"])
+def test_an_unreadable_image_is_the_only_line(tmp_path, capsys, content):
+    """The decoding error of a bad image is the run's only line on stderr (no note about how jobs are planned)."""
+    root = write_folder(tmp_path / "data", train_per_class=3, val_per_class=1)
+    for split in ("train", "val"):  # every image of the class is bad: whichever is drawn first fails
+        for path in (root / split / "emu").iterdir():
+            path.write_bytes(path.read_bytes()[: len(path.read_bytes()) * 3 // 10] if content == "truncated"
+                             else content)
+    assert main(_tiny_find(root, tmp_path / "runs")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ticketlab: error: ") and "is not a readable image" in err[0], err
+
+
+@pytest.mark.parametrize("content", [b"\xff{", b"{cut", b"[1, 2]"])
+def test_a_damaged_image_folder_json_is_refused_in_one_line(tmp_path, capsys, content):
+    root = write_folder(tmp_path / "data", train_per_class=3, val_per_class=1)
+    assert main(_tiny_find(root, tmp_path / "runs")) == 0
+    run_dir = next((tmp_path / "runs").iterdir())
+    (run_dir / "trial_0" / "level_01" / "iterative_reset" / "result.json").unlink()  # unfinished: resumes
+    listing = run_dir / "image_folder.json"
+    listing.write_bytes(content)
+    capsys.readouterr()
+    assert main(_tiny_find(root, tmp_path / "runs")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"ticketlab: error: {listing} is damaged ("), err
+    assert "delete the file and run the same command again to have it rewritten" in err[0]
+    assert listing.read_bytes() == content  # left as it was
+    listing.unlink()  # as the message says: the listing is rewritten and the run finishes
+    assert main(_tiny_find(root, tmp_path / "runs")) == 0
+    assert json.loads(listing.read_text())["train"] == 9 - 3

@@ -263,3 +263,11 @@ def test_a_damaged_transfer_job_is_set_aside_and_recomputed(source, tmp_path, ca
     assert "trial 0 level 1 transferred is damaged" in capsys.readouterr().err
     assert weights.read_bytes() == clean and again.rows == first.rows
     assert verify_run(first.transfer_dir / run_dir.name) == []
+
+
+@pytest.mark.parametrize("levels", ["1,1", "0,2,02"])
+def test_cli_transfer_refuses_a_repeated_level(tmp_path, capsys, levels):
+    assert main(["transfer", str(tmp_path / "source"), "--levels", levels, "--root", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--levels {levels!r} lists level" in err[0] and "more than once" in err[0], err
+    assert not (tmp_path / "t").exists()

@@ -141,6 +141,7 @@ def _items(text: str | None, flag: str) -> tuple[str, ...] | None:
     items = tuple(item.strip() for item in text.split(",") if item.strip())
     if not items:
         raise ConfigError(f"{flag} {text!r} lists nothing")
+    _refuse_repeats(items, text, flag)
     return items
 
 
@@ -149,6 +150,14 @@ def _integers(text: str | None, flag: str) -> tuple[int, ...] | None:
     if items is None:
         return None
     try:
-        return tuple(int(item) for item in items)
+        numbers = tuple(int(item) for item in items)
     except ValueError:
         raise ConfigError(f"{flag} {text!r} must be comma-separated integers") from None
+    _refuse_repeats(numbers, text, flag)  # 1 and 01 are the same level
+    return numbers
+
+
+def _refuse_repeats(items: tuple, text: str, flag: str) -> None:
+    repeated = next((item for index, item in enumerate(items) if item in items[:index]), None)
+    if repeated is not None:
+        raise ConfigError(f"{flag} {text!r} lists {repeated} more than once; list each at most once")

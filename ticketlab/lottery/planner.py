@@ -127,6 +127,8 @@ def notify_unstacked(ctx: ExperimentContext, model: nn.Module, population: int |
         print("ticketlab: train.clip_grad_norm clips each job's gradients: training its jobs one at a time",
               file=sys.stderr)
     elif getattr(ctx.data, "streamed", False):
+        if population is None:  # the automatic plan: nothing was asked that needs an answer (and a bad image's
+            return  # error, which comes once decoding starts, stays the only line)
         print(f"ticketlab: {ctx.config.data.name} is read from disk per job: training its jobs one at a time",
               file=sys.stderr)
     elif ctx.task.stackable(model, ctx.device, 2):  # it could stack, but not by default on this device

@@ -64,6 +64,9 @@ def parse_levels(text: str) -> list[int] | None:
         if not item.strip().isdigit():
             raise ConfigError(f"--levels item {item.strip()!r} must be a level number >= 0 (e.g. --levels 0,2,4) "
                               "or 'all'")
+        if int(item) in levels:
+            raise ConfigError(f"--levels {text!r} lists level {int(item)} more than once; list each level at most "
+                              "once")
         levels.append(int(item))
     return levels
 

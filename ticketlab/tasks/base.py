@@ -13,6 +13,7 @@ from torch import nn
 
 from ticketlab.config import DataConfig, ExperimentConfig, TrainConfig
 from ticketlab.pruning import prunable_weights
+from ticketlab.tasks.data_settings import refuse_other_task_settings
 from ticketlab.tasks.metrics import Metric
 
 # Keys every task's training result (`train(...).to_dict()`) holds; result.json and results.csv carry them.
@@ -92,5 +93,7 @@ class Task:
 
 
 def load_task_data(task: Task, config: ExperimentConfig):
-    """The task's in-memory data for `config` (its `load_experiment_data`, else `load_data(config.data)`)."""
+    """The task's in-memory data for `config` (its `load_experiment_data`, else `load_data(config.data)`), after
+    refusing the settings of other tasks that this task would ignore."""
+    refuse_other_task_settings(config)
     return task.load_experiment_data(config) if task.load_experiment_data is not None else task.load_data(config.data)

@@ -37,7 +37,8 @@ def _write_corpus(directory: Path, seed: int, suffix: tuple[str, str] = ("", "")
 def _find(data_dir, root, cache, *extra) -> list[str]:
     return ["find", "--preset", "transformer_tiny", "--data.name", "parallel", "--data-dir", str(data_dir),
             "--data.cache_dir", str(cache), "--root", str(root), "--quiet", "--no-report", "--workers", "1",
-            "--data.train_size", str(SIZES["train"]), "--data.vocab_size", "50", "--train.batch_size", "256",
+            "--data.train_size", str(SIZES["train"]), "--data.eval_size", str(SIZES["test"]), "--data.vocab_size", "50",
+            "--train.batch_size", "256",
             "--steps", "4it", "--train.warmup", "1it", "--train.eval_every", "2it", "--rewind", "1it",
             "--levels", "1", "--variants", "iterative_reset", *extra]
 
@@ -115,9 +116,31 @@ def test_a_lost_tokenizer_is_restored_from_the_same_corpus(run_copy, finished_ru
     (["--data.train_size", "49"], ["data.train_size 49 is larger than the 48 training pairs", "use at most 48"]),
     (["--data.classes", "0-3"], ["data.classes '0-3' applies to classification only, not to translation"]),
     (["--data.image_size", "32"], ["data.image_size 32 applies to image data only"]),
+    (["--data.eval_size", "9"], ["data.eval_size 9 is larger than the evaluation pairs of parallel (8 val, 8 test)",
+                                 "use at most 8"]),
+    (["--data.eval_size", "100000"], ["data.eval_size 100000 is larger", "use at most 8"]),
+    (["--data.target", ""], ["--data.target '' is empty; name a language code"]),
+    (["--data.source", " "], ["--data.source ' ' is empty; name a language code"]),
+    (["--data.sequence_length", "50"], ["data.sequence_length 50 applies to language only, not to translation "
+                                        "(parallel): the translation task does not use it"]),
+    (["--rl.num_envs", "8"], ["rl.num_envs 8 applies to reinforcement learning only"]),
 ])
 def test_settings_the_corpus_cannot_honour_are_refused(corpus, tmp_path, capsys, extra, fragments):
     assert main(_find(corpus, tmp_path / "runs", tmp_path / "cache", *extra)) == 2
     line = _one_error_line(capsys)
     assert all(fragment in line for fragment in fragments), line
     assert not any((tmp_path / "runs").glob("*/*"))  # no run directory holds anything
+
+
+def test_eval_size_is_checked_against_the_smaller_evaluation_split(corpus, tmp_path, capsys):
+    """data.eval_size cuts the validation and the test split: it may not exceed the smaller of the two (here the
+    test split, cut to 5 pairs), and the message names both sizes and the maximum."""
+    smaller = tmp_path / "smaller"
+    shutil.copytree(corpus, smaller)
+    for language in ("de", "en"):
+        path = smaller / f"test.{language}"
+        path.write_text("".join(path.read_text(encoding="utf-8").splitlines(keepends=True)[:5]), encoding="utf-8")
+    assert main(_find(smaller, tmp_path / "runs", tmp_path / "cache", "--data.eval_size", "6")) == 2
+    line = _one_error_line(capsys)
+    assert "data.eval_size 6 is larger than the evaluation pairs of parallel (8 val, 5 test); use at most 5" in line
+    assert not any((tmp_path / "runs").glob("*/*"))

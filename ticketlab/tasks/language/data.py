@@ -110,7 +110,7 @@ def load_language_data(config: DataConfig, *, base_urls: tuple[str, ...] | None 
     model (`data.classes`, the image and translation settings)."""
     if config.sequence_length < 1:
         raise ConfigError(f"data.sequence_length {config.sequence_length} must be >= 1")
-    refuse_foreign_settings(config, "", f"a language model ({config.name})")  # data.classes, data.vocab_size, ...
+    refuse_foreign_settings(config, "language", f"a language model ({config.name})")  # data.classes, ...
     if config.name in WORD_CORPORA:
         texts = _word_corpus_texts(WORD_CORPORA[config.name], config, base_urls, checksums)
         splits = word_splits(texts)

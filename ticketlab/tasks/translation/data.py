@@ -110,7 +110,8 @@ def load_translation_data(config: DataConfig) -> TranslationData:
     """The corpus of `config` (multi30k or parallel), tokenized with a BPE model trained on its training split.
 
     `data.train_size` keeps the first N training pairs (more than the corpus holds is refused: ConfigError naming
-    its size); `data.classes` and the image settings mean nothing to a translation model and are refused."""
+    its size), as is a `data.eval_size` beyond the smaller of the validation and test splits; `data.classes` and
+    the image settings mean nothing to a translation model and are refused."""
     refuse_foreign_settings(config, "translation", f"translation ({config.name})")  # data.classes, image settings
     source, target = language_pair(config)
     texts = {split: _read_pair(config, split, source, target) for split in ("train", "val", "test")}
@@ -122,6 +123,11 @@ def load_translation_data(config: DataConfig) -> TranslationData:
         train_source, train_target = train_source[: config.train_size], train_target[: config.train_size]
         texts["train"] = (train_source, train_target)
     if config.eval_size is not None:
+        smallest = min(len(texts[split][0]) for split in ("val", "test"))
+        if config.eval_size > smallest:
+            sizes = ", ".join(f"{len(texts[split][0])} {split}" for split in ("val", "test"))
+            raise ConfigError(f"data.eval_size {config.eval_size} is larger than the evaluation pairs of {config.name} "
+                              f"({sizes}); use at most {smallest}")
         texts.update({split: tuple(lines[: config.eval_size] for lines in texts[split]) for split in ("val", "test")})
     vocab_size = config.vocab_size or DEFAULT_VOCAB_SIZE
     tokenizer_json = _cached_tokenizer(config, train_source + train_target, vocab_size)
