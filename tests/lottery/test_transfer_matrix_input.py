@@ -140,3 +140,11 @@ def test_a_transfer_directory_is_checked_against_its_sealed_jobs(transfer_dir, t
     assert main(["transfer-matrix", str(transfer_dir), *out]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "damaged run files:" in error and "level_01/transferred/result.json" in error
+
+
+def test_an_empty_out_is_refused_before_anything_is_read(tmp_path, capsys):
+    from ticketlab.cli import main
+
+    assert main(["transfer-matrix", str(tmp_path / "nowhere"), "--at", "50", "--out", ""]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "--out ''" in error

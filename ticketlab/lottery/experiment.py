@@ -210,10 +210,11 @@ def _run_experiment(config, fingerprint, run_dir, torch_device, model, data, wor
     if data is None:  # before config.json is rewritten: a run refused for its data keeps its record as it was
         ctx.data = task.bind_run(ctx.data, run_dir)  # e.g. the tokenizer this run directory keeps
     _write_config(run_dir, config, fingerprint)
-    session = provenance.start_session(run_dir, torch_device)  # versions, host, times: report.html shows them
     graph = job_graph(ctx)
     settle_run_settings(ctx, ctx.make_model(0), population)
     repair_run(ctx, graph)
+    # versions, host, times (report.html shows them), recorded once every check that can refuse the run has passed
+    session = provenance.start_session(run_dir, torch_device)
     if workers > 1 and (model is not None or data is not None) and executor_settings[0] == "local":
         print("ticketlab: custom model/data run in this process (workers=1)", file=sys.stderr)
         workers = 1

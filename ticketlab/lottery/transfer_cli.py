@@ -101,6 +101,8 @@ def run_transfer_matrix_command(args: argparse.Namespace) -> int:
     from ticketlab.lottery.transfer import check_transfer_rows, read_transfer_csv, transfer_matrix, write_matrix_csv
     from ticketlab.report.transfer import write_matrix_figure
 
+    if not args.out.strip():
+        raise ConfigError(f"--out {args.out!r} is empty; give a directory for matrix.csv and matrix.png/.svg")
     rows = []
     for text in args.transfers:
         path = Path(text)
