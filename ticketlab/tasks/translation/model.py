@@ -34,7 +34,10 @@ class Attention(nn.Module):
         self.q_proj, self.k_proj, self.v_proj, self.out_proj = (nn.Linear(width, width) for _ in range(4))
 
     def forward(self, queries, keys, key_padding: torch.Tensor | None = None, causal: bool = False):
-        return self.attend(queries, *self.keys_values(keys), key_padding=key_padding, causal=causal)
+        # queries are projected before keys and values, as before the decoding cache: autograd sums the three
+        # gradients of a self-attention input in that order, so training keeps its numbers bit for bit
+        projected_queries = self._split(self.q_proj(queries))
+        return self._attend_projected(projected_queries, *self.keys_values(keys), key_padding, causal)
 
     def keys_values(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Projected keys and values [batch, heads, length, width / heads]: what a decoding cache keeps."""
@@ -42,11 +45,13 @@ class Attention(nn.Module):
 
     def attend(self, queries, keys, values, key_padding: torch.Tensor | None = None, causal: bool = False):
         """Attention of `queries` [batch, length, width] over projected `keys` and `values` (`keys_values`)."""
-        batch, length, width = queries.shape
+        return self._attend_projected(self._split(self.q_proj(queries)), keys, values, key_padding, causal)
+
+    def _attend_projected(self, queries, keys, values, key_padding: torch.Tensor | None, causal: bool):
+        batch, _, length, _ = queries.shape
         mask = None if key_padding is None else ~key_padding[:, None, None, :]  # True = attend
-        attended = F.scaled_dot_product_attention(self._split(self.q_proj(queries)), keys, values, attn_mask=mask,
-                                                  is_causal=causal)
-        return self.out_proj(attended.transpose(1, 2).reshape(batch, length, width))
+        attended = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask, is_causal=causal)
+        return self.out_proj(attended.transpose(1, 2).reshape(batch, length, -1))
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, width = x.shape
