@@ -64,6 +64,10 @@ IMG = ["--preset", "resnet18_image_folder_tiny", "--data-dir", "{IMG}", "--steps
 Content = bytes | str | Callable[[Path], None] | None  # None deletes; str: a results.csv damage (damage_results)
 
 
+# files every run of `find` appends to by design (one entry per session): a resumed run changes them
+SESSION_LOGS = {"provenance.json"}
+
+
 @dataclass
 class Case:
     kind: str  # the command or task the input is aimed at (old classes: values, inconsistent, paths, ...)
@@ -892,6 +896,7 @@ def run_one(case: Case, executable: list[str], fixtures: Fixtures, env: dict[str
                 pass
         after = hash_tree(copied)
         lost = [path for path, digest in before.items() if after.get(path) != digest
+                and os.path.basename(path) not in SESSION_LOGS
                 and not any(path == name or path.startswith(name + os.sep) for name in damaged)]
         partial = [expand(path) for path in case.absent if Path(expand(path)).exists()]
         outcome, detail = judge(case, process.returncode, stdout, stderr)
