@@ -41,7 +41,7 @@ figure img{max-width:100%;height:auto;border:1px solid #eee}figcaption{font-size
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(19rem,1fr));gap:0 1.5rem;align-items:start}
 .grid table{width:100%}.grid h4{margin:.75rem 0 0;font-size:.9rem}
 pre{white-space:pre-wrap;font-size:.8rem;background:#f8f8f8;padding:.5rem}
-@media print{body{max-width:none;padding:0;font-size:10pt}.scroll{overflow:visible}h2{break-after:avoid}
+@media print{body{max-width:none;padding:0;font-size:10pt}.scroll{overflow:visible}h2,h3,h4{break-after:avoid}
 table{font-size:8pt}tr{break-inside:avoid}a{color:inherit;text-decoration:none}}
 """
 
