@@ -77,6 +77,19 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_bytes().decode("utf-8"))
 
 
+def read_json_record(path: Path, what_it_records: str) -> dict:
+    """The JSON object a run directory keeps in `path` (config.json, corpus.json, image_folder.json, ...);
+    IntegrityError in one line, "PATH is damaged (why); `what_it_records`", if it is not UTF-8 JSON holding an
+    object: such a file is the user's to restore or delete, never a traceback."""
+    try:
+        record = read_json(path)
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise IntegrityError(f"{path} is damaged ({' '.join(str(error).split())[:80]}); {what_it_records}") from None
+    return record
+
+
 def file_sha256(path: Path) -> str:
     """Hex sha256 of a file's bytes."""
     digest = hashlib.sha256()

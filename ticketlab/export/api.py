@@ -115,7 +115,6 @@ def run_model_factory(run_dir: Path, config, model: nn.Module | None, data, comm
     its own data unless given. ConfigError, before any data is loaded, for a task whose models `command` (export,
     cost) cannot run on one example tensor."""
     from ticketlab.lottery.experiment import model_factory
-    from ticketlab.tasks import load_task
 
     if config.model.name.startswith("custom:") and model is None:
         raise ConfigError(f"run {run_dir} used a custom model ({config.model.name}); pass the same model")

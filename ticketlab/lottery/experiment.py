@@ -39,7 +39,7 @@ from ticketlab.lottery.jobs import (
 )
 from ticketlab.tasks import load_task
 from ticketlab.tasks.base import Task, load_task_data
-from ticketlab.store import atomic_write_bytes, read_json, write_json
+from ticketlab.store import atomic_write_bytes, read_json_record, write_json
 
 RESULT_COLUMNS = (
     "variant",
@@ -330,13 +330,8 @@ def _write_config(run_dir: Path, config: ExperimentConfig, fingerprint: str) -> 
     path = run_dir / "config.json"
     record = {"hash": config.hash(), "fingerprint": fingerprint, "config": config.to_dict()}
     if path.exists():
-        try:
-            existing = read_json(path)
-            if not isinstance(existing, dict):
-                raise ValueError("not a JSON object")
-        except ValueError as error:  # not UTF-8 or not JSON: a one-line user error, not a traceback
-            raise IntegrityError(f"{path} is damaged ({error}); the directory's name says which config it holds: "
-                                 "delete the file and run the same command again to have it rewritten") from None
+        existing = read_json_record(path, "the directory's name says which config it holds: delete the file and "
+                                          "run the same command again to have it rewritten")
         if existing.get("hash") != config.hash():
             raise ConfigError(f"run directory {run_dir} holds a different config (hash {existing.get('hash')})")
         _check_stored_config(path, existing)

@@ -57,8 +57,8 @@ def _bind_run(data, run_dir):
         return data
     from pathlib import Path
 
-    from ticketlab.errors import ConfigError, IntegrityError
-    from ticketlab.store import read_json, write_json
+    from ticketlab.errors import ConfigError
+    from ticketlab.store import read_json_record, write_json
 
     path = Path(run_dir) / "image_folder.json"
     listing = {"root": str(data.root), "fingerprint": data.fingerprint(), "classes": len(data.classes),
@@ -66,14 +66,8 @@ def _bind_run(data, run_dir):
     if not path.exists():
         write_json(path, listing)
         return data
-    try:
-        stored = read_json(path)
-        if not isinstance(stored, dict):
-            raise ValueError("not a JSON object")
-    except ValueError as error:  # not UTF-8 or not JSON: a one-line user error, not a traceback
-        raise IntegrityError(f"{path} is damaged ({error}); it records the image folder this run was trained on: "
-                             "delete the file and run the same command again to have it rewritten from --data-dir"
-                             ) from None
+    stored = read_json_record(path, "it records the image folder this run was trained on: delete the file and "
+                                    "run the same command again to have it rewritten from --data-dir")
     if stored.get("fingerprint") != listing["fingerprint"]:
         raise ConfigError(f"--data-dir {data.root} holds other files than the image folder this run was trained on "
                           f"({stored.get('root')}: {stored.get('train')} train / {stored.get('test')} test images); "

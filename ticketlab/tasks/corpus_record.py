@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ticketlab.errors import ConfigError, IntegrityError
-from ticketlab.store import read_json, write_json
+from ticketlab.store import read_json_record, write_json
 
 CORPUS_FILE = "corpus.json"
 
@@ -26,14 +26,11 @@ def bind_corpus(run_dir: str | Path, listing: dict) -> dict:
     if not path.exists():
         write_json(path, listing)
         return listing
-    try:
-        stored = read_json(path)
-        if not isinstance(stored, dict) or not isinstance(stored.get("fingerprint"), str):
-            raise ValueError("no fingerprint")
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise IntegrityError(f"{path} is damaged ({' '.join(str(error).split())[:80]}); it records which corpus "
-                             "the run was trained on: restore it, or delete it to record the corpus given now "
-                             "(unchecked)") from None
+    what_it_records = ("it records which corpus the run was trained on: restore it, or delete it to record the "
+                       "corpus given now (unchecked)")
+    stored = read_json_record(path, what_it_records)
+    if not isinstance(stored.get("fingerprint"), str):
+        raise IntegrityError(f"{path} is damaged (no fingerprint); {what_it_records}")
     if stored["fingerprint"] != listing["fingerprint"]:
         raise ConfigError(f"the corpus at {listing['origin']} ({listing['summary']}) is not the one this run was "
                           f"trained on ({stored.get('origin')}: {stored.get('summary')}, recorded in {path}); use "
