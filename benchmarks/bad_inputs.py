@@ -478,9 +478,10 @@ def later_corpus() -> list[Case]:
                          ("config.json", b"\xff\xfe\x00\x01"), ("config.json", b"garbage{"),
                          ("config.json", edit_json(set_in("config", "model", "hidden", [8, 8]))),
                          (f"{J1}/result.json", b"\xff\xfe"),
-                         (f"{J1}/result.json", edit_json(set_in("weights_remaining_percent", 1.0))),
-                         ("population.json", b"garbage{")):
+                         (f"{J1}/result.json", edit_json(set_in("weights_remaining_percent", 1.0)))):
         add("cost", ["cost", "{RUN}"], damage=(name, damage))
+    # cost reads no population.json (how a run was stacked): its numbers stand; `verify` names that damage
+    add("cost", ["cost", "{RUN}"], damage=("population.json", b"garbage{"), expect="clean")
     add("cost", ["cost", "{RUN}"], damage=("cost.csv", write_text("")), expect="clean", repair=True)  # its own output
     add("cost", ["cost", "{RUN}"], damage=("cost.csv", into_directory))
     add("cost", ["cost", "{RUN}"], file_limit=1500)
