@@ -121,21 +121,26 @@ def _plain_greedy(torch, model, source, batch_tokens=4096):
         while start < len(order):
             count = max(1, batch_tokens // int(lengths[order[min(len(order), start + 64) - 1]]))
             rows = order[start: start + count]
-            batch = source[rows][:, : int(lengths[rows].max())]
-            memory, padding = model.encode(batch)
-            tokens = torch.ones((len(rows), 1), dtype=torch.long)
-            done = torch.zeros(len(rows), dtype=torch.bool)
-            for _ in range(int(1.5 * batch.shape[1]) + 10):
-                logits = model.decode(tokens, memory, padding, last_only=True)[:, -1]
-                logits[:, 0] = -float("inf")
-                choice = logits.argmax(-1).masked_fill(done, 0)
-                tokens = torch.cat([tokens, choice[:, None]], 1)
-                done |= choice == 2
-                if bool(done.all()):
-                    break
-            outputs.append(tokens)
+            outputs.append(_greedy_without_cache(torch, model, source[rows][:, : int(lengths[rows].max())]))
             start += count
     return outputs
+
+
+def _greedy_without_cache(torch, model, batch):
+    """Argmax tokens of one batch of sources (with the leading <s>), each step running the whole prefix through
+    the decoder, every row up to floor(1.5 x the batch's longest source) + 10 tokens: the baseline decoders."""
+    memory, padding = model.encode(batch)
+    tokens = torch.ones((len(batch), 1), dtype=torch.long)
+    done = torch.zeros(len(batch), dtype=torch.bool)
+    for _ in range(int(1.5 * batch.shape[1]) + 10):
+        logits = model.decode(tokens, memory, padding, last_only=True)[:, -1]
+        logits[:, 0] = -float("inf")
+        choice = logits.argmax(-1).masked_fill(done, 0)
+        tokens = torch.cat([tokens, choice[:, None]], 1)
+        done |= choice == 2
+        if bool(done.all()):
+            break
+    return tokens
 
 
 def run_decode_comparison(args) -> None:
@@ -209,18 +214,7 @@ def _greedy_before_the_cache(torch, model, source):
     outputs = [None] * len(source)
     with torch.no_grad():
         for rows in length_batches(source_lengths, DECODE_BATCH_TOKENS):
-            batch = source[rows][:, : int(source_lengths[rows].max())]
-            memory, padding = model.encode(batch)
-            tokens = torch.ones((len(rows), 1), dtype=torch.long)
-            done = torch.zeros(len(rows), dtype=torch.bool)
-            for _ in range(int(1.5 * batch.shape[1]) + 10):
-                logits = model.decode(tokens, memory, padding, last_only=True)[:, -1]
-                logits[:, 0] = -float("inf")
-                choice = logits.argmax(-1).masked_fill(done, 0)
-                tokens = torch.cat([tokens, choice[:, None]], 1)
-                done |= choice == 2
-                if bool(done.all()):
-                    break
+            tokens = _greedy_without_cache(torch, model, source[rows][:, : int(source_lengths[rows].max())])
             for row, ids in zip(rows, tokens[:, 1:].tolist()):
                 ends = [i for i, token in enumerate(ids) if token in (0, 2)]
                 outputs[row] = ids[: ends[0]] if ends else ids
