@@ -283,6 +283,27 @@ def test_report_draws_the_figures(tiny_run, tmp_path, capsys):
     assert code == 0 and err == [] and (run_dir / "report" / "lottery.png").is_file() and "markdown:" in out
 
 
+def test_report_of_a_run_with_a_damaged_weight_file_draws_its_numbers_and_names_the_damage(tiny_run, tmp_path,
+                                                                                          capsys):
+    """The report shows numbers from sealed result.json files and curves from checked metrics.jsonl files: a
+    damaged weight file changes none of them, so the report is drawn, report.html names the damaged file, and one
+    warning line says so (verify lists it, find recomputes it)."""
+    clean = copy_run(tiny_run, tmp_path / "clean")
+    damaged = copy_run(tiny_run, tmp_path / "damaged")
+    weights = next(damaged.glob("trial_0/level_01/*/weights_final.safetensors"))
+    payload = bytearray(weights.read_bytes())
+    payload[-1] ^= 0xFF
+    weights.write_bytes(bytes(payload))
+    assert run(["report", str(clean)], capsys)[0] == 0
+    code, out, err = run(["report", str(damaged)], capsys)
+    assert code == 0 and len(err) == 1 and err[0].startswith("ticketlab: warning: 1 damaged file(s)")
+    assert (damaged / "report" / "summary.md").read_text().replace(damaged.name, "") == (
+        clean / "report" / "summary.md").read_text().replace(clean.name, "")
+    page = (damaged / "report.html").read_text()
+    assert "damaged" in page and weights.name in page
+    assert bytes(payload) == weights.read_bytes()  # the report repairs nothing
+
+
 def test_report_treats_a_nan_metric_as_missing_with_one_warning(tiny_run, tmp_path, capsys):
     run_dir = copy_run(tiny_run, tmp_path)
     lines = (run_dir / "results.csv").read_text().splitlines()

@@ -221,8 +221,15 @@ def _report(args: argparse.Namespace) -> int:
                           f"{'is not a directory' if run_dir.exists() else 'does not exist'}")
     files = write_report(run_dir)
     from ticketlab.report.html_report import write_html_report
+    from ticketlab.report.run_state import is_run_directory, read_run_state
 
-    files["html"] = write_html_report(run_dir)
+    state = read_run_state(run_dir) if is_run_directory(run_dir) else None
+    files["html"] = write_html_report(run_dir, state=state)
+    # damage in files the report does not draw from (weights, masks): its numbers stand; results.csv it read itself
+    others = [damage for damage in (state.damage or []) if damage.path.name != "results.csv"] if state else []
+    if others:
+        print(f"ticketlab: warning: {len(others)} damaged file(s) in {run_dir}, named in report.html; "
+              "`ticketlab verify` lists them and the run's `ticketlab find` command recomputes them", file=sys.stderr)
     print(summary_text_table(summarize_results(read_results(run_dir / "results.csv"))))
     for kind, path in files.items():
         print(f"{kind}: {path}")

@@ -23,7 +23,7 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Collection, Iterator
 
 from ticketlab.errors import IntegrityError, RunLockedError, TicketlabError
 from ticketlab.store import check_tensors_payload, file_sha256, read_json, set_aside
@@ -79,14 +79,17 @@ def read_sealed_result(path: Path) -> dict:
     return record
 
 
-def finished_job_problems(job_dir: Path) -> list[str]:
-    """What is wrong with a finished job's directory (empty when its result and artifacts verify)."""
+def finished_job_problems(job_dir: Path, files: Collection[str] | None = None) -> list[str]:
+    """What is wrong with a finished job's directory (empty when its result and artifacts verify); with `files`,
+    only those of its recorded artifacts are checked (result.json always is)."""
     try:
         record = read_sealed_result(job_dir / RESULT_FILE)
     except IntegrityError as error:
         return [f"{RESULT_FILE}: {_reason(error, job_dir / RESULT_FILE)}"]
     problems = []
     for name, recorded in sorted(record.get(ARTIFACTS_FIELD, {}).items()):
+        if files is not None and name not in files:
+            continue
         path = job_dir / name
         if not path.exists():
             problems.append(f"{name}: missing")
@@ -284,14 +287,15 @@ def read_finished_job(job_dir: str | Path) -> dict:
     return record
 
 
-def read_finished_jobs(run_dir: str | Path) -> dict[Path, dict]:
+def read_finished_jobs(run_dir: str | Path, files: Collection[str] | None = None) -> dict[Path, dict]:
     """job directory -> sealed record of every finished job of a run (path order), each checked as
-    `read_finished_job` checks it; one IntegrityError naming every damaged file if any is damaged."""
+    `read_finished_job` checks it (with `files`: only those recorded artifacts, for a reader that uses no
+    other); one IntegrityError naming every damaged file if any is damaged."""
     records, damaged = {}, []
     for job_dir in job_directories(Path(run_dir)):
         if not (job_dir / RESULT_FILE).exists():
             continue
-        record, problems = _checked_job(job_dir)
+        record, problems = _checked_job(job_dir, files)
         damaged += [f"{job_dir / problem}" for problem in problems]
         records[job_dir] = record
     if damaged:
@@ -348,9 +352,9 @@ def _stored_config(path: Path):
     return config, None
 
 
-def _checked_job(job_dir: Path) -> tuple[dict | None, list[str]]:
+def _checked_job(job_dir: Path, files: Collection[str] | None = None) -> tuple[dict | None, list[str]]:
     """(sealed record, problems) of a finished job; the record is None when result.json itself is damaged."""
-    problems = finished_job_problems(job_dir)
+    problems = finished_job_problems(job_dir, files)
     if problems and problems[0].startswith(f"{RESULT_FILE}:"):
         return None, problems
     return read_sealed_result(job_dir / RESULT_FILE), problems

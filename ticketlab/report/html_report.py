@@ -46,22 +46,22 @@ table{font-size:8pt}tr{break-inside:avoid}a{color:inherit;text-decoration:none}}
 """
 
 
-def write_html_report(run_dir: str | os.PathLike[str], verify: bool = True) -> Path:
+def write_html_report(run_dir: str | os.PathLike[str], verify: bool = True, state=None) -> Path:
     """Write `run_dir/report.html` atomically and return its path. `verify` False skips hashing the artifacts
-    (the page then does not say whether files are damaged)."""
+    (the page then does not say whether files are damaged); `state`: the run's RunState, when already read."""
     run = Path(run_dir)
     path = run / REPORT_FILE
-    atomic_write_bytes(path, render_html_report(run, verify).encode("utf-8"))
+    atomic_write_bytes(path, render_html_report(run, verify, state).encode("utf-8"))
     return path
 
 
-def render_html_report(run_dir: Path, verify: bool = True) -> str:
+def render_html_report(run_dir: Path, verify: bool = True, state=None) -> str:
     """The page's HTML for a run directory (TicketlabError if it is not one)."""
     from ticketlab.lottery.provenance import read_sessions
     from ticketlab.report.run_state import is_run_directory, read_run_state
 
     if is_run_directory(run_dir):
-        state = read_run_state(run_dir, verify=verify)
+        state = state or read_run_state(run_dir, verify=verify)
         state_section, config = _state_section(state), state.config
     else:  # a folder holding only results.csv (copied, or written by another tool)
         state_section, config = "<h2>State</h2>\n<p>Unknown: the folder has no config.json.</p>", None

@@ -100,13 +100,18 @@ def _early_bird_threshold(run: Path) -> float | None:
     return read_run_config(run).prune.early_bird_threshold
 
 
+# the recorded job files a report draws from (learning curves); result.json, whose numbers it shows, is always checked
+REPORTED_FILES = ("metrics.jsonl",)
+
+
 def read_run_results(run_dir: str | os.PathLike[str]) -> list[dict]:
     """``run_dir/results.csv``'s rows (see :func:`read_results`), checked against the run where there is one.
 
     In a run directory of `ticketlab find`, config.json is checked against its hash, every finished job's
-    result.json and files against their recorded sha256 (as `ticketlab verify` checks them), and the rows against
-    those sealed results, so a report never shows an edited or damaged number. A directory holding only a
-    results.csv is read as it is.
+    result.json against its digest and the files the report draws from (metrics.jsonl) against their recorded
+    sha256, and the rows against those sealed results, so a report never shows an edited or damaged number. A
+    damaged weight or mask file changes no number of the report: it is drawn, and report.html names the damage
+    (`ticketlab verify` lists it). A directory holding only a results.csv is read as it is.
 
     Raises:
         TicketlabError: ``results.csv`` is missing, unreadable, malformed, has no rows or disagrees with the run;
@@ -124,7 +129,7 @@ def read_run_results(run_dir: str | os.PathLike[str]) -> list[dict]:
     if not rows:
         raise TicketlabError(f"results file has no result rows: {csv_path}")
     if config is not None or job_directories(run):
-        records = {job_key_of(path): record for path, record in read_finished_jobs(run).items()}
+        records = {job_key_of(path): record for path, record in read_finished_jobs(run, REPORTED_FILES).items()}
         check_against_jobs(csv_path, rows, records, config and config.variants, config and config.trials,
                            marked_missing=marked_missing)
     return rows
