@@ -64,3 +64,22 @@ def test_compare_refuses_in_one_line(case, message, tiny_run, late_rewind_run, r
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and err.startswith("ticketlab: error: ") and message in err
     assert not (tmp_path / "out").exists()
+
+
+def test_compare_refuses_a_run_whose_results_csv_disagrees_with_its_sealed_results(tiny_run, late_rewind_run,
+                                                                                    tmp_path, capsys):
+    """compare reads a run through the checked reader `report` uses: an edited number is named, nothing drawn."""
+    import shutil
+
+    edited = tmp_path / "edited"
+    shutil.copytree(late_rewind_run, edited)
+    lines = (edited / "results.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    cells = lines[-1].split(",")
+    column = header.index("early_stop_test_accuracy")
+    cells[column] = str(round(float(cells[column]) / 2, 4))
+    (edited / "results.csv").write_text("\n".join([*lines[:-1], ",".join(cells)]) + "\n")
+    assert main(["compare", str(tiny_run), str(edited), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and str(edited) in err
+    assert not (tmp_path / "out" / "comparison.png").exists()

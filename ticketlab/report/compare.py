@@ -51,6 +51,8 @@ def compare_runs(run_dirs: list[str | os.PathLike[str]], labels: list[str] | Non
     compared = [ComparedRun(Path(path), name, config, [e for e in summary if e["variant"] == variant])
                 for path, name, config, summary in zip(run_dirs, names, configs, summaries)]
     metric = _one_metric(summaries, run_dirs)
+    for path in run_dirs:  # what runs can be compared is settled; now each is checked as `report` checks a run
+        _check_against_the_run(Path(path))
     out_dir = Path(output)
     out_dir.mkdir(parents=True, exist_ok=True)
     png, svg = _draw(compared, metric, variant, out_dir / OUTPUT_STEM)
@@ -97,6 +99,18 @@ def _read_runs(run_dirs, labels) -> tuple[list[dict], list[list[dict]]]:
         raise ConfigError(f"runs of different tasks ({', '.join(sorted(tasks))}) cannot be compared on one axis; "
                           "compare runs of one task")
     return configs, summaries
+
+
+def _check_against_the_run(path: Path) -> None:
+    """ConfigError naming the run unless its config.json, sealed results and results.csv rows agree
+    (`ticketlab.report.report.read_run_results`, the reader of `ticketlab report`)."""
+    from ticketlab.errors import TicketlabError
+    from ticketlab.report.report import read_run_results
+
+    try:
+        read_run_results(path)
+    except TicketlabError as error:
+        raise ConfigError(f"run directory {str(path)!r}: {error}") from None
 
 
 def _one_metric(summaries: list[list[dict]], run_dirs):
