@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ticketlab.errors import ConfigError
-from ticketlab.pruning.masks import masks_from_scores
+from ticketlab.pruning.masks import masks_from_scores, next_keep_counts
 from ticketlab.pruning.scores import SCORES, ScoreInputs, get_score
 
 _LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -165,9 +165,9 @@ def channel_keep_plan(groups: list[ChannelGroup], rates: dict[str, float], scope
         if target_percent is not None and 100.0 * size(plan[-1]) / total <= target_percent:
             break
         if scope == "layerwise":
-            plan.append({name: count - round(rates.get(name, rate) * count) for name, count in plan[-1].items()})
+            plan.append(next_keep_counts(plan[-1], {name: rates.get(name, rate) for name in plan[-1]}, scope))
         else:
-            plan.append(max(len(counts), plan[-1] - round(rate * plan[-1])))
+            plan.append(max(len(counts), next_keep_counts({"all": plan[-1]}, {"all": rate}, scope)))
         if size(plan[-1]) == size(plan[-2]):
             plan.pop()
             break
