@@ -9,16 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ticketlab.pruning import keep_top, magnitude_scores, prunable_weights, random_scores
-from ticketlab.pruning.at_init import (
-    exponential_keep_schedule,
-    grasp_scores,
-    hessian_gradient_product,
-    loss_gradient,
-    shuffle_within_layers,
-    snip_scores,
-    synflow_mask,
-    synflow_scores,
-)
+from ticketlab.pruning.masks import exponential_keep_schedule, shuffle_within_layers
+from ticketlab.pruning.scores.gradients import grasp_scores, hessian_gradient_product, loss_gradient, snip_scores
+from ticketlab.pruning.scores.synflow import synflow_mask, synflow_scores
 from ticketlab.pruning.early_bird import EarlyBirdDetector, batchnorm_scales, channel_mask, mask_distance
 
 

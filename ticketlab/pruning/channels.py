@@ -18,17 +18,17 @@ a residual addition would need.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ticketlab.errors import ConfigError
+from ticketlab.pruning.masks import masks_from_scores, next_keep_counts
+from ticketlab.pruning.scores import SCORES, ScoreInputs, get_score
 
 _LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-CHANNEL_SCORES = ("l1", "bn_scale")
 
 
 @dataclass(frozen=True)
@@ -105,27 +105,15 @@ def alive_channels(masks: dict[str, torch.Tensor], group: ChannelGroup) -> torch
 def channel_scores(
     score: str, model: nn.Module, state: dict[str, torch.Tensor], groups: list[ChannelGroup]
 ) -> dict[str, torch.Tensor]:
-    """Per-group [size] scores (higher = keep) from a state dict: 'l1' is the L1 norm of each channel's producer
-    weights (Li et al. 2017); 'bn_scale' the |scale| of the BatchNorm after it (network slimming, Liu et al.
-    2017; we score by the scales but do not add their L1 penalty to the training loss)."""
-    scores = {}
-    for group in groups:
-        if score == "l1":
-            weight = state[_param(group.producer, "weight")].detach().float()
-            scores[group.name] = weight.reshape(weight.shape[0], -1).abs().sum(dim=1)
-        elif score == "bn_scale":
-            if group.norm is None:
-                raise ConfigError(f"prune.channel_score 'bn_scale' needs a BatchNorm after {group.producer}; "
-                                  "this model has none there (use 'l1')")
-            scores[group.name] = state[_param(group.norm, "weight")].detach().float().abs()
-        else:
-            raise ConfigError(f"unknown prune.channel_score {score!r}; allowed: {', '.join(CHANNEL_SCORES)}")
-    return scores
+    """Per-group [size] scores (higher = keep) from a state dict, by a registered channel score's name
+    (`ticketlab.pruning.scores`: 'l1', 'bn_scale')."""
+    entry = get_score(score, "channel", "prune.channel_score", supplied=())
+    return entry.compute(model, ScoreInputs(weights=state, groups=groups))
 
 
 def random_channel_scores(groups: list[ChannelGroup], seed: int) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    return {group.name: torch.rand(group.size, generator=generator) for group in groups}
+    """Uniform random per-group [size] scores from `seed` (the random-pruning control)."""
+    return SCORES.get("random").compute(None, ScoreInputs(groups=groups, seed=seed))
 
 
 def keep_channels(
@@ -136,33 +124,8 @@ def keep_channels(
     Globally at least one channel of every group survives (an empty layer would disconnect the network). Ties go
     as in `masks.keep_top`: the lowest scores are removed first, by position.
     """
-    flat = {}
-    for name, score in scores.items():
-        value = score.detach().to(torch.float64).clone()
-        if eligible is not None:
-            value[~eligible[name]] = -math.inf
-        flat[name] = value
-    if isinstance(keep, dict):
-        return {name: _top(value, keep[name]) for name, value in flat.items()}
-    # global: every group's best channel is kept first, then the best of the rest
-    forced = {name: _top(value, 1) for name, value in flat.items()}
-    rest = torch.cat([torch.where(forced[name], torch.full_like(value, -math.inf), value)
-                      for name, value in flat.items()])
-    chosen = _top(rest, max(0, keep - len(flat)))
-    result, offset = {}, 0
-    for name, value in flat.items():
-        result[name] = forced[name] | chosen[offset:offset + value.numel()]
-        offset += value.numel()
-    return result
-
-
-def _top(values: torch.Tensor, keep: int) -> torch.Tensor:
-    if not 0 <= keep <= values.numel():
-        raise ConfigError(f"cannot keep {keep} of {values.numel()} channels")
-    kept = torch.ones(values.numel(), dtype=torch.bool)
-    if values.numel() - keep:
-        kept[torch.topk(values, values.numel() - keep, largest=False).indices] = False
-    return kept
+    kept = masks_from_scores(scores, keep, eligible=eligible, min_per_tensor=0 if isinstance(keep, dict) else 1)
+    return {name: mask.bool() for name, mask in kept.items()}
 
 
 def channel_masks(
@@ -202,9 +165,9 @@ def channel_keep_plan(groups: list[ChannelGroup], rates: dict[str, float], scope
         if target_percent is not None and 100.0 * size(plan[-1]) / total <= target_percent:
             break
         if scope == "layerwise":
-            plan.append({name: count - round(rates.get(name, rate) * count) for name, count in plan[-1].items()})
+            plan.append(next_keep_counts(plan[-1], {name: rates.get(name, rate) for name in plan[-1]}, scope))
         else:
-            plan.append(max(len(counts), plan[-1] - round(rate * plan[-1])))
+            plan.append(max(len(counts), next_keep_counts({"all": plan[-1]}, {"all": rate}, scope)))
         if size(plan[-1]) == size(plan[-2]):
             plan.pop()
             break

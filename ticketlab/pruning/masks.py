@@ -129,34 +129,68 @@ def next_keep_counts(current: dict[str, int], rates: dict[str, float], scope: st
     raise ConfigError(f"unknown prune.scope {scope!r}; allowed: layerwise, global")
 
 
-def keep_top(scores: dict[str, torch.Tensor], keep: dict[str, int] | int, eligible: Masks | None = None) -> Masks:
-    """Keep the highest-scoring eligible weights: `keep` per layer (dict) or in total across layers (int).
+Keep = dict[str, int] | int  # survivors per tensor (layerwise) or in total across tensors (global)
 
-    Weights outside `eligible` (already pruned) are never kept. Ties are broken by position, the
-    lowest-scoring weights being removed first as torch.topk(largest=False) returns them.
+
+def masks_from_scores(scores: dict[str, torch.Tensor], keep: Keep | None = None, *, sparsity: float | None = None,
+                      scope: str = "layerwise", layer_sparsity: dict[str, float] | None = None,
+                      eligible: Masks | None = None, min_per_tensor: int = 0) -> Masks:
+    """The one place scores (higher = keep) become a 0/1 mask, for every score and unit (weights or channels).
+
+    How many survive: `keep`, per tensor (a dict) or in total across tensors (an int), as a lottery keep plan
+    holds them; or `sparsity`, the fraction of the eligible entries one round removes: round(rate * remaining) per
+    tensor under scope 'layerwise' (`layer_sparsity` overriding the rate of named tensors), round(sparsity *
+    remaining) of all tensors together under 'global', as torch.nn.utils.prune does for a float amount.
+    Entries outside `eligible` (already pruned) are never kept. Under a total, each tensor's `min_per_tensor`
+    best entries are kept first (channel pruning keeps every layer connected). Ties are broken by position, the
+    lowest-scoring entries being removed first as torch.topk(largest=False) returns them.
     """
-    masked_scores = {}
+    if (keep is None) == (sparsity is None):
+        raise ValueError("masks_from_scores takes either keep counts or a sparsity")
+    flat_scores = {}
     for name, score in scores.items():
         flat = score.detach().flatten().to(torch.float64)
         if eligible is not None:
             flat = torch.where(eligible[name].flatten() > 0, flat, torch.full_like(flat, -math.inf))
-        masked_scores[name] = flat
+        flat_scores[name] = flat
+    if keep is None:
+        keep = _keep_for_sparsity(scores, sparsity, scope, layer_sparsity or {}, eligible)
     if isinstance(keep, dict):
-        return {
-            name: _keep_top_flat(flat, keep[name]).view_as(scores[name]) for name, flat in masked_scores.items()
-        }
-    joined = torch.cat(list(masked_scores.values()))
-    joined_mask = _keep_top_flat(joined, keep)
+        return {name: _keep_top_flat(flat, keep[name]).view_as(scores[name]) for name, flat in flat_scores.items()}
+    forced = {}
+    if min_per_tensor:
+        forced = {name: _keep_top_flat(flat, min(min_per_tensor, flat.numel())) for name, flat in flat_scores.items()}
+        flat_scores = {name: torch.where(forced[name] > 0, torch.full_like(flat, -math.inf), flat)
+                       for name, flat in flat_scores.items()}
+    rest = max(0, keep - sum(int(kept.sum()) for kept in forced.values())) if forced else keep
+    joined_mask = _keep_top_flat(torch.cat(list(flat_scores.values())), rest)
     masks, offset = {}, 0
     for name, score in scores.items():
-        masks[name] = joined_mask[offset : offset + score.numel()].view_as(score)
+        part = joined_mask[offset : offset + score.numel()]
+        masks[name] = (torch.maximum(part, forced[name]) if forced else part).view_as(score)
         offset += score.numel()
     return masks
 
 
+def keep_top(scores: dict[str, torch.Tensor], keep: Keep, eligible: Masks | None = None) -> Masks:
+    """Keep the highest-scoring eligible weights: `keep` per layer (dict) or in total across layers (int); see
+    `masks_from_scores`."""
+    return masks_from_scores(scores, keep, eligible=eligible)
+
+
+def _keep_for_sparsity(scores: dict[str, torch.Tensor], sparsity: float, scope: str,
+                       layer_sparsity: dict[str, float], eligible: Masks | None) -> Keep:
+    if scope == "global" and layer_sparsity:
+        raise ConfigError("per-layer sparsities need scope 'layerwise'; scope 'global' ranks all layers together")
+    remaining = {name: score.numel() if eligible is None else int((eligible[name] > 0).sum())
+                 for name, score in scores.items()}
+    rates = {name: layer_sparsity.get(name, sparsity) for name in scores} if scope == "layerwise" else {"all": sparsity}
+    return next_keep_counts(remaining, rates, scope)
+
+
 def _keep_top_flat(flat_scores: torch.Tensor, keep: int) -> torch.Tensor:
     if not 0 <= keep <= flat_scores.numel():
-        raise ConfigError(f"cannot keep {keep} of {flat_scores.numel()} weights")
+        raise ConfigError(f"cannot keep {keep} of {flat_scores.numel()} entries")
     mask = torch.zeros(flat_scores.numel(), dtype=torch.float32)
     if keep == 0:
         return mask
@@ -166,3 +200,27 @@ def _keep_top_flat(flat_scores: torch.Tensor, keep: int) -> torch.Tensor:
     if remove:
         mask[torch.topk(flat_scores, remove, largest=False).indices] = 0.0
     return mask
+
+
+def exponential_keep_schedule(total: Keep, keep: Keep, rounds: int) -> list:
+    """Survivors after each of `rounds` rounds: round k keeps total * (keep / total) ** (k / rounds), rounded,
+    never increasing, the last exactly `keep` (per layer when `keep` is a dict). SynFlow's iterative schedule."""
+    def counts(whole: int, final: int) -> list[int]:
+        fraction = final / whole if whole else 1.0
+        values = [round(whole * fraction ** (k / rounds)) for k in range(1, rounds)] + [final]
+        for index in range(1, len(values)):  # rounding never lets a count grow back
+            values[index] = min(values[index], values[index - 1])
+        return [max(value, final) for value in values]
+
+    if isinstance(keep, dict):
+        per_layer = {name: counts(total[name], keep[name]) for name in keep}
+        return [{name: values[k] for name, values in per_layer.items()} for k in range(rounds)]
+    return counts(total, keep)
+
+
+def shuffle_within_layers(masks: Masks, seed: int) -> Masks:
+    """Each layer's mask with its entries permuted at random (same count per layer): Frankle et al. (2021)'s
+    layer-wise shuffling control."""
+    generator = torch.Generator().manual_seed(seed)
+    return {name: mask.flatten()[torch.randperm(mask.numel(), generator=generator)].view_as(mask)
+            for name, mask in masks.items()}

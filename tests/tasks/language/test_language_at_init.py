@@ -7,7 +7,7 @@ import torch
 
 from ticketlab import cli
 from ticketlab.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
-from ticketlab.pruning.at_init import snip_scores
+from ticketlab.pruning.scores.gradients import snip_scores
 from ticketlab.tasks.language.task import TASK, score_losses
 
 
