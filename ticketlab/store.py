@@ -1,4 +1,4 @@
-"""Run-directory I/O: atomic writes, safetensors for tensors, JSON and JSON lines for metadata.
+"""Run-directory I/O: atomic writes, safetensors for tensors, JSON and JSON lines for metadata, plain CSV tables.
 
 Every safetensors file written here carries, in its metadata under `TENSORS_SHA256`, the sha256 of its tensor
 index (names, dtypes, shapes, offsets) and tensor bytes; `load_tensors` checks it, so a file with flipped bits
@@ -9,7 +9,9 @@ torch-free).
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
+import io
 import json
 import os
 import secrets
@@ -17,7 +19,7 @@ import struct
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from ticketlab.errors import IntegrityError
 
@@ -38,10 +40,10 @@ def _naming(path: Path):
         raise type(error)(error.errno, error.strerror, str(path)) from error
 
 
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write a file so that readers see the old content or the new, never a partial file. The file gets the mode
-    the umask gives new files (0644 under umask 022, as `open` would), so runs on a shared file system stay
-    readable by the group. An OSError without a file name (a full disk) is raised naming `path`."""
+def atomic_write_bytes(path: str | os.PathLike[str], payload: bytes) -> Path:
+    """Write a file so that readers see the old content or the new, never a partial file; returns the path. The
+    file gets the mode the umask gives new files (0644 under umask 022, as `open` would), so runs on a shared file
+    system stay readable by the group. An OSError without a file name (a full disk) is raised naming `path`."""
     path = Path(path)
     with _naming(path):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,6 +57,7 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
         except BaseException:
             Path(temp_name).unlink(missing_ok=True)
             raise
+    return path
 
 
 def _new_temporary(path: Path) -> tuple[int, str]:
@@ -70,6 +73,25 @@ def _new_temporary(path: Path) -> tuple[int, str]:
 
 def write_json(path: Path, value: Any) -> None:
     atomic_write_bytes(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
+
+
+def write_csv(path: str | os.PathLike[str], columns: Sequence[str],
+              rows: Iterable[Mapping[str, Any] | Sequence[Any]]) -> Path:
+    """Write a plain CSV table atomically (readable without ticketlab): the header `columns`, then one line per
+    row. A row is a mapping (keys outside `columns` are errors, missing ones are left empty) or a sequence of
+    cells in column order. Lines end in "\n"; returns the path."""
+    columns = list(columns)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        if isinstance(row, Mapping):
+            extra = [key for key in row if key not in columns]
+            if extra:
+                raise ValueError(f"row has fields not in the columns: {', '.join(map(repr, extra))}")
+            row = [row.get(column, "") for column in columns]
+        writer.writerow(row)
+    return atomic_write_bytes(path, buffer.getvalue().encode())
 
 
 def read_json(path: Path) -> Any:

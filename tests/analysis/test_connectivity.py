@@ -14,7 +14,7 @@ from ticketlab.analysis.connectivity import (
     interpolation_alphas,
     recompute_batchnorm,
 )
-from ticketlab.analysis.stability import weight_distance
+from ticketlab.analysis.distance import weight_distance
 from ticketlab.errors import ConfigError
 from ticketlab.models import initialize
 

@@ -10,13 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from ticketlab.analysis.stability import (
-    StabilitySettings,
-    data_order_stability,
-    stability_analysis,
-    train_from,
-    weight_distance,
-)
+from ticketlab.analysis.copies import data_order_stability, train_from
+from ticketlab.analysis.distance import weight_distance
+from ticketlab.analysis.stability import StabilitySettings, stability_analysis
 from ticketlab.config import TrainConfig
 from ticketlab.errors import ConfigError, TicketlabError
 from ticketlab.pruning import prunable_weights

@@ -362,8 +362,8 @@ def test_masks_refuses_a_damaged_run_in_one_line(clean, tmp_path, capsys):
 
 @pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
 def test_files_get_the_umasks_mode_not_0600(tmp_path, umask):
-    from ticketlab.report.results import atomic_write_bytes as write_report_file
     from ticketlab.store import atomic_write_bytes, write_json
+    from ticketlab.store import atomic_write_bytes as write_report_file
 
     previous = os.umask(umask)
     try:

@@ -75,3 +75,22 @@ def test_sweep_command_parses_without_torch():
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.split() == ["0it,500it", "8", "False"]
+
+
+def test_sweep_asks_the_task_how_many_examples_a_batch_must_fit_in(tiny, tmp_path, monkeypatch):
+    import dataclasses
+
+    from ticketlab.errors import ConfigError
+    from ticketlab.lottery import sweep as sweep_module
+    from ticketlab.tasks.classification import TASK
+
+    config, data = tiny
+    assert TASK.train_examples(data) == 80
+    too_large = config.replace(**{"train.batch_size": 81})
+    with pytest.raises(ConfigError, match="train.batch_size 81 is larger than the 80 training examples"):
+        rewind_sweep(too_large, ["0it", "3it"], root=tmp_path / "sweep", data=data, progress=False, report=False)
+    ten_examples = dataclasses.replace(TASK, train_examples=lambda data: 10)
+    monkeypatch.setattr(sweep_module, "load_task", lambda name: ten_examples)
+    with pytest.raises(ConfigError, match="train.batch_size 16 is larger than the 10 training examples"):
+        rewind_sweep(config, ["0it", "3it"], root=tmp_path / "sweep", data=data, progress=False, report=False)
+    assert not (tmp_path / "sweep").exists()

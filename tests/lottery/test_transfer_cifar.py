@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ticketlab.cli import main
-from ticketlab.lottery.transfer import read_transfer_csv
+from ticketlab.lottery.transfer_results import read_transfer_csv
 from ticketlab.store import load_tensors
 
 PER_BATCH, TEST = 8, 10

@@ -12,7 +12,7 @@ import pytest
 
 from ticketlab.cli import main
 from ticketlab.errors import ConfigError
-from ticketlab.lottery.transfer import TRANSFER_COLUMNS, read_transfer_csv
+from ticketlab.lottery.transfer_results import TRANSFER_COLUMNS, read_transfer_csv
 
 
 def _row(variant, level, percent, accuracy, source_data="a 0-4 adam", trial=0):

@@ -1,7 +1,8 @@
 """Analyses of trained networks: linear mode connectivity, stability to data order and pruning, mask overlap.
 
 - ``connectivity``: interpolate state dicts, evaluate the path, error barrier, BatchNorm recomputation;
-- ``stability``: weight distances, trained copies, `stability_analysis(run_dir)`;
+- ``distance``: weight distances between two networks; ``copies``: training copies from one starting point;
+- ``stability``: `stability_analysis(run_dir)`, data-order and pruning stability and instability of a run;
 - ``masks``: Jaccard overlaps and per-layer remaining fractions, `mask_analysis(run_dir)`;
 - ``figures``: the PNG figures of both analyses; ``cli``: the `stability` and `masks` subcommands.
 
@@ -20,11 +21,11 @@ _EXPORTS = {
     "PathEvaluation": "connectivity",
     "StabilitySettings": "stability",
     "StabilityResult": "stability",
-    "WeightDistance": "stability",
-    "data_order_stability": "stability",
+    "WeightDistance": "distance",
+    "data_order_stability": "copies",
     "stability_analysis": "stability",
-    "train_from": "stability",
-    "weight_distance": "stability",
+    "train_from": "copies",
+    "weight_distance": "distance",
     "chance_jaccard": "masks",
     "jaccard": "masks",
     "mask_analysis": "masks",

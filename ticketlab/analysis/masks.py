@@ -5,8 +5,6 @@ remaining-weight fractions. Reads the ``mask.safetensors`` files of a run direct
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from dataclasses import dataclass
 from itertools import combinations
@@ -16,7 +14,7 @@ from typing import Mapping
 import torch
 
 from ticketlab.errors import TicketlabError
-from ticketlab.store import atomic_write_bytes, load_tensors
+from ticketlab.store import load_tensors, write_csv
 
 MASKS_DIR = Path("analysis") / "masks"
 ALL_LAYERS = "all"
@@ -166,12 +164,3 @@ def _pair_rows(kind: str, masks, key_a: tuple[int, int, str], key_b: tuple[int, 
                             "chance_jaccard": chance_jaccard(mask_a[name], mask_b[name])})
     return rows
 
-
-def write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> Path:
-    """Write rows as CSV atomically; keys outside `columns` are errors, missing ones are left empty."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", restval="")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_bytes(path, buffer.getvalue().encode())
-    return path

@@ -9,7 +9,7 @@ are trained from step k to the end of training (train.steps) with different data
 * instability: the error barrier on the linear path between the two copies (see `connectivity`).
 
 Distances are over the prunable weights (Linear/Conv/Embedding) restricted to the subnetwork's mask, or over
-every parameter with `all_parameters`. Each is reported three ways (see `WeightDistance`): the raw L2 distance,
+every parameter with `all_parameters`. Each is reported three ways (see `distance.WeightDistance`): the raw L2 distance,
 the L2 distance divided by the mean L2 norm of the two weight vectors (``relative``, in [0, 2]), and the angle
 between the two vectors in degrees.
 
@@ -19,13 +19,10 @@ metrics, result.json), so re-running an analysis reuses them and a killed run re
 
 from __future__ import annotations
 
-import copy
-import math
 import re
-import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Callable
 
 import torch
 from torch import nn
@@ -38,23 +35,28 @@ from ticketlab.analysis.connectivity import (
     has_batchnorm,
     interpolation_alphas,
 )
-from ticketlab.analysis.masks import write_csv
-from ticketlab.config import ExperimentConfig, TrainConfig, check_step_unit, config_from_dict, parse_step
-from ticketlab.data import DataSplits
+from ticketlab.analysis.copies import (
+    RESULT_FILE,
+    copy_data_seed,
+    dense_init_path,
+    per_step_hook,
+    rewind_points,
+    train_from,
+)
+from ticketlab.analysis.distance import weight_distance
+from ticketlab.config import check_step_unit, config_from_dict, parse_step
 from ticketlab.errors import ConfigError, TicketlabError
 from ticketlab.lottery.experiment import model_factory, resolve_device
 from ticketlab.lottery.integrity import run_lock
-from ticketlab.lottery.jobs import DENSE, ExperimentContext, JobKey
-from ticketlab.pruning import full_masks, prunable_weights, remaining_percent
-from ticketlab.seeds import derive_seed
-from ticketlab.store import load_tensors, read_json, save_tensors, write_json
+from ticketlab.lottery.jobs import DENSE, ExperimentContext
+from ticketlab.lottery.progress import progress_bar
+from ticketlab.pruning import full_masks, remaining_percent
+from ticketlab.store import load_tensors, read_json, write_csv, write_json
 from ticketlab.tasks import load_task
-from ticketlab.tasks.base import load_task_data
-from ticketlab.training.loop import TrainingInterrupted, first_inputs, train_model
-from ticketlab.training.optim import optimizer_tensors
+from ticketlab.tasks.base import TaskData, load_task_data
+from ticketlab.training.loop import first_inputs
 
 STABILITY_DIR = Path("analysis") / "stability"
-RESULT_FILE = "result.json"
 SUBNETWORK_VARIANTS = ("iterative_reset", "oneshot_reset", "random_pruning")  # masks whose survivors take W_k
 STABILITY_COLUMNS = (
     "trial", "level", "variant", "weights_remaining_percent", "rewind_step",
@@ -67,148 +69,6 @@ INTERPOLATION_COLUMNS = (
     "trial", "level", "variant", "weights_remaining_percent", "rewind_step",
     "alpha", "train_error", "test_error", "train_loss", "test_loss",
 )
-
-
-# --- distances between weight vectors ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WeightDistance:
-    """||a - b||_2 over the compared entries, normalized three ways.
-
-    ``relative`` = ||a - b|| / ((||a|| + ||b||) / 2): 0 for identical vectors, at most 2 (triangle inequality).
-    ``angle_degrees`` = arccos(<a, b> / (||a|| ||b||)) in degrees (nan if a vector is zero).
-    """
-
-    l2: float
-    relative: float
-    angle_degrees: float
-    norm_a: float
-    norm_b: float
-    entries: int  # how many weights were compared
-
-
-def weight_distance(
-    state_a: Mapping[str, torch.Tensor],
-    state_b: Mapping[str, torch.Tensor],
-    *,
-    names: Iterable[str] | None = None,
-    masks: Mapping[str, torch.Tensor] | None = None,
-) -> WeightDistance:
-    """Distance between two state dicts over the tensors `names` (default: the masks' names, else every float
-    tensor of `state_a`); tensors with a mask are compared only where the mask is 1. Sums are in float64.
-    """
-    if names is None:
-        names = list(masks) if masks is not None else [n for n, v in state_a.items() if v.is_floating_point()]
-    difference = norm_a = norm_b = dot = torch.zeros((), dtype=torch.float64)
-    entries = 0
-    for name in names:
-        if name not in state_a or name not in state_b:
-            raise ConfigError(f"tensor {name!r} is missing from one of the state dicts")
-        a, b = state_a[name].detach().double().cpu(), state_b[name].detach().double().cpu()
-        if a.shape != b.shape:
-            raise ConfigError(f"{name} has shape {tuple(a.shape)} in one state, {tuple(b.shape)} in the other")
-        if masks is not None and name in masks:
-            keep = masks[name].cpu() > 0
-            a, b = a[keep], b[keep]
-        difference = difference + ((a - b) ** 2).sum()
-        norm_a, norm_b, dot = norm_a + (a * a).sum(), norm_b + (b * b).sum(), dot + (a * b).sum()
-        entries += a.numel()
-    l2, size_a, size_b = math.sqrt(difference), math.sqrt(norm_a), math.sqrt(norm_b)
-    mean_norm = (size_a + size_b) / 2.0
-    relative = l2 / mean_norm if mean_norm > 0 else (0.0 if l2 == 0 else math.inf)
-    if size_a > 0 and size_b > 0:
-        cosine = max(-1.0, min(1.0, float(dot) / (size_a * size_b)))
-        angle = 0.0 if l2 == 0 else math.degrees(math.acos(cosine))
-    else:
-        angle = math.nan
-    return WeightDistance(l2, relative, angle, size_a, size_b, entries)
-
-
-# --- training copies -----------------------------------------------------------------------------
-
-
-def train_from(
-    model: nn.Module,
-    data: DataSplits,
-    train_config: TrainConfig,
-    *,
-    data_seed: int,
-    masks: Mapping[str, torch.Tensor] | None = None,
-    start_step: int = 0,
-    total_steps: int | None = None,
-    optimizer_state: dict[str, torch.Tensor] | None = None,
-    job_dir: Path | None = None,
-    augment: Callable | None = None,
-    on_progress: Callable[[int], None] | None = None,
-    train: Callable = train_model,
-    prunable: Callable = prunable_weights,
-) -> dict[str, torch.Tensor]:
-    """Train `model` in place from its current weights, taken to be those after `start_step` steps, to
-    `total_steps` (default: train_config.steps) with data order `data_seed`; returns the final state (CPU).
-
-    With `job_dir`, a finished run (result.json present) is loaded instead of retrained and a killed one
-    resumes. `masks` default to the dense network (all ones); `augment` is train_model's per-step hook. `train`
-    and `prunable` are the task's (default: classification's `train_model` and Linear/Conv/Embedding weights).
-    """
-    job_dir = Path(job_dir) if job_dir is not None else None
-    if job_dir is not None and (job_dir / RESULT_FILE).exists():
-        final = load_tensors(job_dir / "weights_final.safetensors")
-        model.load_state_dict(final)
-        return final
-    masks = dict(masks) if masks is not None else full_masks(prunable(model))
-    result = train(
-        model, data, train_config, masks=masks, data_seed=data_seed, start_step=start_step,
-        total_steps=total_steps, optimizer_state=optimizer_state, job_dir=job_dir, augment=augment,
-        on_progress=on_progress,
-    )
-    final = {name: value.detach().cpu() for name, value in model.state_dict().items()}
-    if job_dir is not None:
-        save_tensors(job_dir / "weights_final.safetensors", final)
-        write_json(job_dir / RESULT_FILE, {"data_seed": data_seed, "start_step": start_step, **result.to_dict()})
-    return final
-
-
-@dataclass(frozen=True)
-class CopyPair:
-    """Two copies trained from one starting point with different data orders, and how far apart they ended."""
-
-    state_a: dict[str, torch.Tensor] = field(repr=False)
-    state_b: dict[str, torch.Tensor] = field(repr=False)
-    distance: WeightDistance
-    path: PathEvaluation
-
-
-def data_order_stability(
-    model: nn.Module,
-    data: DataSplits,
-    train_config: TrainConfig,
-    *,
-    masks: Mapping[str, torch.Tensor] | None = None,
-    data_seeds: tuple[int, int] = (0, 1),
-    start_step: int = 0,
-    total_steps: int | None = None,
-    optimizer_state: dict[str, torch.Tensor] | None = None,
-    points: int = DEFAULT_POINTS,
-    job_dirs: tuple[Path, Path] | None = None,
-) -> CopyPair:
-    """Train two copies of `model` (masked by `masks`; `model` itself is untouched) with data orders
-    `data_seeds`; measure their distance over the prunable weights in the mask and the error barrier between
-    them on the whole train and test sets. `job_dirs` store the copies for reuse."""
-    states = [
-        train_from(copy.deepcopy(model), data, train_config, data_seed=seed, masks=masks, start_step=start_step,
-                   total_steps=total_steps, optimizer_state=optimizer_state,
-                   job_dir=job_dirs[index] if job_dirs else None)
-        for index, seed in enumerate(data_seeds)
-    ]
-    names = list(prunable_weights(model))
-    distance = weight_distance(states[0], states[1], names=names, masks=masks)
-    splits = {"train": (data.x_train, data.y_train), "test": (data.x_test, data.y_test)}
-    path = evaluate_path(model, states[0], states[1], splits, points=points, batchnorm_inputs=data.x_train)
-    return CopyPair(states[0], states[1], distance, path)
-
-
-# --- over a run directory ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -259,7 +119,7 @@ class StabilityResult:
 
 
 def load_run(
-    run_dir: str | Path, *, model: nn.Module | None = None, data: DataSplits | None = None, device: str = "cpu"
+    run_dir: str | Path, *, model: nn.Module | None = None, data: TaskData | None = None, device: str = "cpu"
 ) -> ExperimentContext:
     """The context of an existing run directory: its config, its data, and its seeded model factory.
 
@@ -287,7 +147,7 @@ def stability_analysis(
     settings: StabilitySettings = StabilitySettings(),
     *,
     model: nn.Module | None = None,
-    data: DataSplits | None = None,
+    data: TaskData | None = None,
     device: str = "cpu",
     augment: Callable | None = None,
     progress: bool = True,
@@ -323,10 +183,11 @@ def _stability_analysis(ctx: ExperimentContext, settings: StabilitySettings, aug
         for trial, levels in plan.items() for step in rewind_steps for level in levels for index in (0, 1)
         if not (_copy_dir(out_dir, settings, trial, step, level) / f"copy_{index}" / RESULT_FILE).exists()
     ]
-    bar = _progress_bar(sum(ctx.total_steps - step for _, step, _, _ in pending), progress)
+    bar = progress_bar(sum(ctx.total_steps - step for _, step, _, _ in pending), enabled=progress,
+                       description="stability copies")
     try:
         for trial in sorted({trial for trial, _, _, _ in pending}):
-            starts = _rewind_points(ctx, out_dir, trial, rewind_steps, augment)
+            starts = rewind_points(ctx, out_dir, trial, rewind_steps, augment)
             for _, step, level, index in (job for job in pending if job[0] == trial):
                 weights, optimizer_state = starts[step]
                 network = ctx.make_model(0)
@@ -337,7 +198,7 @@ def _stability_analysis(ctx: ExperimentContext, settings: StabilitySettings, aug
                     optimizer_state=optimizer_state if settings.restore_optimizer else None,
                     data_seed=copy_data_seed(ctx.config, trial, index),
                     job_dir=_copy_dir(out_dir, settings, trial, step, level) / f"copy_{index}",
-                    augment=_per_step_hook(ctx.config, network, augment), on_progress=bar.update,
+                    augment=per_step_hook(ctx, network, augment), on_progress=bar.update,
                     train=ctx.task.train, prunable=ctx.task.prunable,
                 )
     finally:
@@ -365,12 +226,6 @@ def _stability_analysis(ctx: ExperimentContext, settings: StabilitySettings, aug
     return StabilityResult(ctx.run_dir, rows, interpolation_rows, files, trained_copies=len(pending))
 
 
-def copy_data_seed(config: ExperimentConfig, trial: int, index: int) -> int:
-    """Data-order seed of copy 0 or 1: the same for every level and rewind step, so the subnetwork's copy 0
-    and the full network's copy 0 see the same batches (pruning stability)."""
-    return derive_seed(config.seed, trial, "stability_data_order", index)
-
-
 # --- internals -----------------------------------------------------------------------------------
 
 
@@ -386,12 +241,12 @@ def _plan(ctx: ExperimentContext, settings: StabilitySettings) -> dict[int, dict
     """trial -> level -> mask for every (trial, level) analysed; level 0 (the dense network) is always there."""
     trials = settings.trials
     if trials is None:
-        trials = tuple(t for t in range(ctx.config.trials) if _dense_init_path(ctx, t).exists())
+        trials = tuple(t for t in range(ctx.config.trials) if dense_init_path(ctx, t).exists())
         if not trials:
             raise TicketlabError(f"run {ctx.run_dir} has no started dense run; run `ticketlab find` first")
     plan = {}
     for trial in trials:
-        if not _dense_init_path(ctx, trial).exists():
+        if not dense_init_path(ctx, trial).exists():
             raise ConfigError(f"trial {trial} has no dense run in {ctx.run_dir}")
         available = {0: None}
         for level_dir in sorted((ctx.run_dir / f"trial_{trial}").glob("level_*")):
@@ -409,53 +264,6 @@ def _plan(ctx: ExperimentContext, settings: StabilitySettings) -> dict[int, dict
             for level in levels
         }
     return plan
-
-
-def _dense_init_path(ctx: ExperimentContext, trial: int) -> Path:
-    return JobKey(trial, 0, DENSE).directory(ctx.run_dir) / "weights_init.safetensors"
-
-
-def _rewind_points(ctx: ExperimentContext, out_dir: Path, trial: int, steps: list[int], augment) -> dict:
-    """step -> (weights, optimizer state or None) of the dense run after that many steps, replayed once.
-
-    The dense run is replayed from its stored initialization with its own data order and schedule, so the
-    weights equal the original run's at that step (its stored weights_rewind, when k is the run's rewind).
-    """
-    init = load_tensors(_dense_init_path(ctx, trial))
-    folder = out_dir / "rewind_points" / f"trial_{trial}"
-    points = {0: (init, None)}
-    missing = [s for s in steps if s > 0 and not (folder / f"step_{s:07d}" / "weights.safetensors").exists()]
-    if missing:
-        model = ctx.make_model(0)
-        model.load_state_dict(init)
-
-        def save(step: int, network: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-            if step in missing:
-                save_tensors(folder / f"step_{step:07d}" / "optimizer.safetensors", optimizer_tensors(optimizer))
-                save_tensors(folder / f"step_{step:07d}" / "weights.safetensors", network.state_dict())
-
-        try:
-            ctx.task.train(
-                model.to(ctx.device), ctx.data, ctx.config.train, masks=full_masks(ctx.task.prunable(model)),
-                data_seed=derive_seed(ctx.config.seed, trial, "data_order"), total_steps=ctx.total_steps,
-                snapshot_steps=tuple(missing), on_snapshot=save, stop_after_step=max(missing),
-                augment=_per_step_hook(ctx.config, model, augment),
-            )
-        except TrainingInterrupted:
-            pass
-    for step in steps:
-        if step > 0:
-            step_dir = folder / f"step_{step:07d}"
-            points[step] = (load_tensors(step_dir / "weights.safetensors"),
-                            load_tensors(step_dir / "optimizer.safetensors") or None)
-    return points
-
-
-def _per_step_hook(config: ExperimentConfig, model: nn.Module, augment: Callable | None) -> Callable | None:
-    """The per-step hook the run's own jobs use for `model` (augmentation, seeded dropout), unless given one."""
-    if augment is not None:
-        return augment
-    return load_task(config.task).per_step_hook(config, model)
 
 
 def _copy_dir(out_dir: Path, settings: StabilitySettings, trial: int, step: int, level: int) -> Path:
@@ -502,24 +310,22 @@ def _path(ctx, settings, template, pair_dir, state_a, state_b) -> PathEvaluation
     )
     if cache.exists():
         return PathEvaluation.from_dict(read_json(cache))
-    data = ctx.data
-    if ctx.task.name != "classification" or not isinstance(data, DataSplits):
-        # other tasks, and image folders (streamed: each split is evaluated through the task)
+    labelled = ctx.task.labelled_examples
+    if labelled is None or labelled(ctx.data, "train", None) is None:
+        # tasks without labelled tensors in memory, and streamed image folders: each split goes through the task
         batchnorm_inputs = None
         if has_batchnorm(template):
-            batchnorm_inputs = first_inputs(data, "train", settings.batchnorm_examples)
+            batchnorm_inputs = first_inputs(ctx.data, "train", settings.batchnorm_examples)
         path = evaluate_path_with(template, state_a, state_b, _task_loss_and_error(ctx), ("train", "test"),
                                   points=settings.points, device=ctx.device, batchnorm_inputs=batchnorm_inputs,
                                   batchnorm_batch_size=settings.batchnorm_batch_size)
         write_json(cache, path.to_dict())
         return path
-    splits = {
-        "train": (data.x_train[: settings.train_examples], data.y_train[: settings.train_examples]),
-        "test": (data.x_test[: settings.test_examples], data.y_test[: settings.test_examples]),
-    }
+    splits = {"train": labelled(ctx.data, "train", settings.train_examples),
+              "test": labelled(ctx.data, "test", settings.test_examples)}
     path = evaluate_path(
         template, state_a, state_b, splits, points=settings.points,
-        batchnorm_inputs=data.x_train[: settings.batchnorm_examples],
+        batchnorm_inputs=labelled(ctx.data, "train", settings.batchnorm_examples)[0],
         batchnorm_batch_size=settings.batchnorm_batch_size,
     )
     write_json(cache, path.to_dict())
@@ -538,16 +344,3 @@ def _task_loss_and_error(ctx: ExperimentContext) -> Callable[[nn.Module, str], t
 
     return measure
 
-
-class _NoBar:
-    def update(self, count: int = 1) -> None: ...
-    def close(self) -> None: ...
-
-
-def _progress_bar(total: int, enabled: bool):
-    if not enabled or total == 0:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="it", unit_scale=True, dynamic_ncols=True, file=sys.stderr,
-                desc="stability copies")

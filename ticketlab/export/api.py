@@ -221,16 +221,17 @@ def load_export(path: str | Path, model: nn.Module | None = None) -> nn.Module:
 
 
 def _model_from_metadata(metadata: dict[str, str]) -> nn.Module:
+    """The export's network rebuilt by its task from the recorded config, input shape and class count
+    (`Task.model_for_shapes`); ConfigError for a custom model or a task that cannot."""
     from ticketlab.config import config_from_dict
-    from ticketlab.models import build_model
+    from ticketlab.tasks import load_task
 
     config = config_from_dict(json.loads(metadata["config"]))
-    if config.task != "classification" or config.model.name.startswith("custom:"):
+    model_for_shapes = None if config.model.name.startswith("custom:") else load_task(config.task).model_for_shapes
+    if model_for_shapes is None:
         raise ConfigError(f"the export's model ({config.model.name}, task {config.task}) cannot be rebuilt from "
                           "its metadata; pass a module of the same architecture")
-    return build_model(config.model.name, tuple(json.loads(metadata["input_shape"])), int(metadata["num_classes"]),
-                       hidden=config.model.hidden, width=config.model.width, depth=config.model.depth,
-                       dropout=config.model.dropout)
+    return model_for_shapes(config, tuple(json.loads(metadata["input_shape"])), int(metadata["num_classes"]))
 
 
 def _export_onnx(network: nn.Module, examples: torch.Tensor, path: Path) -> torch.Tensor:

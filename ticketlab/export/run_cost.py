@@ -3,8 +3,6 @@ in total (RUN_DIR/cost.csv) and per layer (RUN_DIR/cost_layers.csv), with a Mark
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import torch
@@ -13,7 +11,7 @@ from torch import nn
 from ticketlab.export.api import run_model_factory, task_with_example_inputs
 from ticketlab.export.cost import model_cost
 from ticketlab.lottery.integrity import read_finished_jobs, read_run_config
-from ticketlab.store import atomic_write_bytes, load_tensors
+from ticketlab.store import atomic_write_bytes, load_tensors, write_csv
 
 TOTAL_COLUMNS = ("variant", "trial", "level", "weights_remaining_percent", "parameters", "nonzero_parameters",
                  "dense_flops", "effective_flops", "remaining_flops_percent")
@@ -44,8 +42,8 @@ def run_cost(run_dir: str | Path, *, model: nn.Module | None = None, data=None) 
     totals.sort(key=lambda row: (row["variant"] != "dense", row["variant"], row["trial"], row["level"]))
     files = {"cost": run_dir / "cost.csv", "cost_layers": run_dir / "cost_layers.csv",
              "cost_table": run_dir / "report" / "cost.md"}
-    _write_csv(files["cost"], TOTAL_COLUMNS, totals)
-    _write_csv(files["cost_layers"], LAYER_COLUMNS, layers)
+    write_csv(files["cost"], TOTAL_COLUMNS, totals)
+    write_csv(files["cost_layers"], LAYER_COLUMNS, layers)
     atomic_write_bytes(files["cost_table"], cost_markdown(totals).encode())
     return files
 
@@ -59,10 +57,3 @@ def cost_markdown(rows: list[dict]) -> str:
                      f"{row['effective_flops'] / 1e6:.3f} | {row['remaining_flops_percent']:.1f}% |")
     return "\n".join(lines) + "\n"
 
-
-def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_bytes(path, buffer.getvalue().encode())

@@ -8,7 +8,6 @@ are then copied there (result.json last, which marks the job done). Each experim
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import io
@@ -19,7 +18,6 @@ from pathlib import Path
 from torch import nn
 
 from ticketlab.config import ExperimentConfig, check_against_data, parse_step
-from ticketlab.data import DataSplits
 from ticketlab.errors import ConfigError
 from ticketlab.lottery.experiment import (
     ExperimentResult,
@@ -32,9 +30,9 @@ from ticketlab.lottery.experiment import (
 )
 from ticketlab.lottery.integrity import read_sealed_result, repair_run, run_lock, seal_result
 from ticketlab.lottery.jobs import DENSE, RESULT_FILE, ExperimentContext, JobKey, job_graph, run_job
-from ticketlab.store import atomic_write_bytes, write_json
+from ticketlab.store import atomic_write_bytes, write_csv, write_json
 from ticketlab.tasks import load_task
-from ticketlab.tasks.base import load_task_data
+from ticketlab.tasks.base import TaskData, load_task_data
 from ticketlab.tasks.metrics import Metric, metric_named
 
 SHARED_DENSE_FILES = ("mask.safetensors", "weights_init.safetensors", "weights_final.safetensors", "metrics.jsonl")
@@ -58,7 +56,7 @@ def rewind_sweep(
     *,
     root: str | Path = "runs",
     model: nn.Module | None = None,
-    data: DataSplits | None = None,
+    data: TaskData | None = None,
     device: str = "auto",
     **find_kwargs,
 ) -> SweepResult:
@@ -87,7 +85,7 @@ def rewind_sweep(
     runs = []  # (rewind text, config as given, run directory, rewind step)
     for text in rewinds:
         run_config = effective.replace(**{"prune.rewind": text})
-        check_against_data(run_config, per_epoch, _examples(splits), find_kwargs.get("plan_limit"))
+        check_against_data(run_config, per_epoch, task.train_examples(splits), find_kwargs.get("plan_limit"))
         runs.append((text, config.replace(**{"prune.rewind": text}), run_directory(run_config, root, fingerprint),
                      parse_step(text, per_epoch)))
 
@@ -131,10 +129,6 @@ def rewind_sweep(
     figure_files = draw_sweep_figure(summary, sweep_dir / "rewind_sweep", title=_title(config, rewinds),
                                      metric=metric)
     return SweepResult(sweep_dir, experiments, summary_csv, figure_files)
-
-
-def _examples(splits) -> int | None:
-    return len(splits.x_train) if isinstance(splits, DataSplits) else None
 
 
 def _share_dense_job(host_ctx: ExperimentContext, trial: int, siblings: list[tuple[Path, int]]) -> None:
@@ -188,17 +182,11 @@ def summarize_sweep(rows_by_rewind: dict[str, list[dict]], variant: str = FIGURE
 
 
 def _write_summary(sweep_dir: Path, summary: list[dict]) -> Path:
-    buffer = io.StringIO()
     columns = ["rewind", "level", "weights_remaining_percent", "trials", "metric", "test_metric_mean",
                "test_metric_min", "test_metric_max"]
     if any("test_accuracy_mean" in entry for entry in summary):
         columns += ["test_accuracy_mean", "test_accuracy_min", "test_accuracy_max"]
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(summary)
-    path = sweep_dir / "summary.csv"
-    atomic_write_bytes(path, buffer.getvalue().encode())
-    return path
+    return write_csv(sweep_dir / "summary.csv", columns, summary)
 
 
 def draw_sweep_figure(

@@ -15,7 +15,7 @@ from html import escape
 from pathlib import Path
 
 from ticketlab.errors import ConfigError
-from ticketlab.report.results import atomic_write_bytes  # the report writer: atomic, readable by all (0644)
+from ticketlab.store import atomic_write_bytes  # atomic, with the umask's mode (0644 under umask 022)
 
 DEFAULT_VARIANT = "iterative_reset"
 OUTPUT_STEM = "comparison"

@@ -20,12 +20,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter, NullLocator
 
 from ticketlab.report.results import (
-    atomic_write_bytes,
     ordered_variants,
     summary_metric,
     variant_label,
     with_dense_level,
 )
+from ticketlab.store import atomic_write_bytes
 
 # Fixed style per known variant: (colour, marker, linestyle). Reinit variants are dashed.
 _KNOWN_STYLES: dict[str, tuple[str, str, str]] = {

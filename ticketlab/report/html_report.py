@@ -16,7 +16,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ticketlab.report.results import atomic_write_bytes  # the report writer: atomic, readable by all (0644)
+from ticketlab.store import atomic_write_bytes  # atomic, with the umask's mode (0644 under umask 022)
 
 REPORT_FILE = "report.html"
 MAX_DAMAGE_LINES = 50

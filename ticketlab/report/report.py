@@ -9,13 +9,13 @@ from ticketlab.errors import TicketlabError
 from ticketlab.report.curves import draw_learning_curves
 from ticketlab.report.figures import draw_lottery_figure
 from ticketlab.report.results import (
-    atomic_write_bytes,
     check_against_jobs,
     read_results,
     summarize_results,
     summary_metric,
 )
 from ticketlab.report.table import summary_markdown
+from ticketlab.store import atomic_write_bytes
 
 RESULTS_FILE = "results.csv"
 REPORT_DIR = "report"

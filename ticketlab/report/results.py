@@ -433,11 +433,3 @@ def with_dense_level(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
     result.sort(key=lambda e: (variant_sort_key(e["variant"]), e["level"]))
     return result
 
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (:func:`ticketlab.store.atomic_write_bytes`: a temporary file in the
-    same directory, then ``os.replace``; the umask's mode); returns the path."""
-    from ticketlab.store import atomic_write_bytes as write
-
-    write(Path(path), data)
-    return Path(path)

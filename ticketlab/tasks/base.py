@@ -69,6 +69,22 @@ class Task:
       takes: `export` checks an export's outputs on them and `cost` counts FLOPs per inference with them. None:
       the task's models take more than one tensor or carry state (language, translation, RL), so `export` and
       `cost` refuse its runs in one line before loading anything.
+
+    What the task can do, asked by the lottery, analysis and export layers instead of testing its name (defaults:
+    it cannot):
+    - `transfers`: whether `transfer` can start this task's networks from another run's tickets: the same
+      architecture on other data, every tensor but the output layer's (`ticketlab.pruning.output_layer_name`)
+      taken from the source ticket. False: `transfer` refuses its runs in one line.
+    - `train_examples(data)` -> how many training examples a batch must fit in (`find` and `sweep` refuse a larger
+      train.batch_size before writing anything), or None where the data has no such count (streamed images,
+      token streams, environments).
+    - `labelled_examples(data, split, count)` -> (inputs, labels) of the first `count` examples (None: all) of
+      "train", "val" or "test" as tensors in memory, or None where the data is streamed: `stability` evaluates the
+      linear path between two networks on them in large batches (honouring --train-examples/--test-examples).
+      None (no such function): every split is evaluated through `evaluate`.
+    - `model_for_shapes(config, input_shape, num_classes)` -> a fresh network for inputs of `input_shape` with
+      `num_classes` outputs, without loading data: `load_export` rebuilds an export from its file's metadata with
+      it. None: an export of this task is loaded only with a module of the run's architecture passed in.
     """
 
     name: str
@@ -90,6 +106,11 @@ class Task:
     example_inputs: Callable[[Any, str, int], Any] | None = None
     train_population: Callable[..., Any] | None = None
     population_size: Callable[[nn.Module, Any, ExperimentConfig], int] | None = None
+    # capabilities (see the docstring)
+    transfers: bool = False
+    train_examples: Callable[[Any], int | None] = lambda data: None
+    labelled_examples: Callable[[Any, str, int | None], Any] | None = None
+    model_for_shapes: Callable[[ExperimentConfig, tuple[int, ...], int], nn.Module] | None = None
 
 
 def load_task_data(task: Task, config: ExperimentConfig):

@@ -35,10 +35,29 @@ def _load_data(config: DataConfig) -> DataSplits:
 
 
 def _build_model(config: ExperimentConfig, data: DataSplits) -> nn.Module:
+    return _model_for_shapes(config, data.input_shape, data.num_classes)
+
+
+def _model_for_shapes(config: ExperimentConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     return build_model(
-        config.model.name, data.input_shape, data.num_classes, hidden=config.model.hidden,
+        config.model.name, input_shape, num_classes, hidden=config.model.hidden,
         width=config.model.width, depth=config.model.depth, dropout=config.model.dropout,
     )
+
+
+def _train_examples(data) -> int | None:
+    """The in-memory training split's size; None for image folders (they are streamed)."""
+    return len(data.x_train) if isinstance(data, DataSplits) else None
+
+
+def _labelled_examples(data, split: str, count: int | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(inputs, labels) of the first `count` examples of an in-memory split (None: all; views, not copies);
+    None for image folders (they are streamed)."""
+    if not isinstance(data, DataSplits):
+        return None
+    inputs, labels = {"train": (data.x_train, data.y_train), "val": (data.x_val, data.y_val),
+                      "test": (data.x_test, data.y_test)}[split]
+    return inputs[:count], labels[:count]
 
 
 def _initialize(model: nn.Module, config: ExperimentConfig, seed: int) -> nn.Module:
@@ -138,4 +157,8 @@ TASK = Task(
     score_losses=score_losses,
     ones_input=ones_input,
     example_inputs=first_inputs,
+    transfers=True,
+    train_examples=_train_examples,
+    labelled_examples=_labelled_examples,
+    model_for_shapes=_model_for_shapes,
 )

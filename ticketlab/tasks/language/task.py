@@ -68,4 +68,6 @@ TASK = Task(
     per_step_hook=lambda config, model: None,  # the trainer seeds its own dropout from (data_seed, step)
     score_losses=score_losses,  # SNIP, GraSP; no data-free input (SynFlow's all-ones input is not a token sequence)
     bind_run=bind_corpus_to_run,
+    transfers=False,  # the vocabulary is the corpus's: another corpus is another architecture
+    labelled_examples=None,  # a token stream, not (input, label) tensors: stability evaluates through `evaluate`
 )

@@ -25,4 +25,6 @@ TASK = Task(
         members, data, train_config, rl=data.rl, **kwargs),
     population_size=population_size,
     load_experiment_data=load_experiment_env,
+    transfers=False,  # an agent's output layer is its action head: no class-sized layer to re-initialize
+    labelled_examples=None,  # no labelled examples: stability evaluates returns through `evaluate`
 )

@@ -21,4 +21,6 @@ TASK = Task(
     steps_per_epoch=steps_per_epoch,
     stackable=lambda model, device, population: False,  # one job at a time (no stacked Transformer populations)
     bind_run=bind_run,
+    transfers=False,  # the vocabulary is the data's: another corpus is another architecture
+    labelled_examples=None,  # sentence pairs, not (input, label) tensors: stability evaluates through `evaluate`
 )

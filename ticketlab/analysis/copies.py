@@ -1,0 +1,165 @@
+"""Training copies of a network from one starting point, for the stability analyses.
+
+A copy is trained from weights W_k (the dense run's after k steps, replayed once and kept as a rewind point) to
+the end of training with its own data order; stored in a job directory (weights, metrics, result.json), a
+finished copy is reused and a killed one resumes.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+import torch
+from torch import nn
+
+from ticketlab.analysis.connectivity import DEFAULT_POINTS, PathEvaluation, evaluate_path
+from ticketlab.analysis.distance import WeightDistance, weight_distance
+from ticketlab.config import ExperimentConfig, TrainConfig
+from ticketlab.lottery.jobs import DENSE, ExperimentContext, JobKey
+from ticketlab.pruning import full_masks, prunable_weights
+from ticketlab.seeds import derive_seed
+from ticketlab.store import load_tensors, save_tensors, write_json
+from ticketlab.tasks.base import TaskData
+from ticketlab.training.loop import TrainingInterrupted, train_model
+from ticketlab.training.optim import optimizer_tensors
+
+RESULT_FILE = "result.json"
+
+
+def train_from(
+    model: nn.Module,
+    data: TaskData,
+    train_config: TrainConfig,
+    *,
+    data_seed: int,
+    masks: Mapping[str, torch.Tensor] | None = None,
+    start_step: int = 0,
+    total_steps: int | None = None,
+    optimizer_state: dict[str, torch.Tensor] | None = None,
+    job_dir: Path | None = None,
+    augment: Callable | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    train: Callable = train_model,
+    prunable: Callable = prunable_weights,
+) -> dict[str, torch.Tensor]:
+    """Train `model` in place from its current weights, taken to be those after `start_step` steps, to
+    `total_steps` (default: train_config.steps) with data order `data_seed`; returns the final state (CPU).
+
+    With `job_dir`, a finished run (result.json present) is loaded instead of retrained and a killed one
+    resumes. `masks` default to the dense network (all ones); `augment` is train_model's per-step hook. `train`
+    and `prunable` are the task's (default: classification's `train_model` and Linear/Conv/Embedding weights).
+    """
+    job_dir = Path(job_dir) if job_dir is not None else None
+    if job_dir is not None and (job_dir / RESULT_FILE).exists():
+        final = load_tensors(job_dir / "weights_final.safetensors")
+        model.load_state_dict(final)
+        return final
+    masks = dict(masks) if masks is not None else full_masks(prunable(model))
+    result = train(
+        model, data, train_config, masks=masks, data_seed=data_seed, start_step=start_step,
+        total_steps=total_steps, optimizer_state=optimizer_state, job_dir=job_dir, augment=augment,
+        on_progress=on_progress,
+    )
+    final = {name: value.detach().cpu() for name, value in model.state_dict().items()}
+    if job_dir is not None:
+        save_tensors(job_dir / "weights_final.safetensors", final)
+        write_json(job_dir / RESULT_FILE, {"data_seed": data_seed, "start_step": start_step, **result.to_dict()})
+    return final
+
+
+@dataclass(frozen=True)
+class CopyPair:
+    """Two copies trained from one starting point with different data orders, and how far apart they ended."""
+
+    state_a: dict[str, torch.Tensor] = field(repr=False)
+    state_b: dict[str, torch.Tensor] = field(repr=False)
+    distance: WeightDistance
+    path: PathEvaluation
+
+
+def data_order_stability(
+    model: nn.Module,
+    data: TaskData,
+    train_config: TrainConfig,
+    *,
+    masks: Mapping[str, torch.Tensor] | None = None,
+    data_seeds: tuple[int, int] = (0, 1),
+    start_step: int = 0,
+    total_steps: int | None = None,
+    optimizer_state: dict[str, torch.Tensor] | None = None,
+    points: int = DEFAULT_POINTS,
+    job_dirs: tuple[Path, Path] | None = None,
+) -> CopyPair:
+    """Train two copies of `model` (masked by `masks`; `model` itself is untouched) with data orders
+    `data_seeds`; measure their distance over the prunable weights in the mask and the error barrier between
+    them on the whole train and test sets. `job_dirs` store the copies for reuse. `data` holds labelled tensors
+    in memory (`x_train`, `y_train`, `x_test`, `y_test`, as the classification task's in-memory datasets do) and
+    the copies train with the classification loop; `stability_analysis` measures any task's runs."""
+    states = [
+        train_from(copy.deepcopy(model), data, train_config, data_seed=seed, masks=masks, start_step=start_step,
+                   total_steps=total_steps, optimizer_state=optimizer_state,
+                   job_dir=job_dirs[index] if job_dirs else None)
+        for index, seed in enumerate(data_seeds)
+    ]
+    names = list(prunable_weights(model))
+    distance = weight_distance(states[0], states[1], names=names, masks=masks)
+    splits = {"train": (data.x_train, data.y_train), "test": (data.x_test, data.y_test)}
+    path = evaluate_path(model, states[0], states[1], splits, points=points, batchnorm_inputs=data.x_train)
+    return CopyPair(states[0], states[1], distance, path)
+
+
+def copy_data_seed(config: ExperimentConfig, trial: int, index: int) -> int:
+    """Data-order seed of copy 0 or 1: the same for every level and rewind step, so the subnetwork's copy 0
+    and the full network's copy 0 see the same batches (pruning stability)."""
+    return derive_seed(config.seed, trial, "stability_data_order", index)
+
+
+def dense_init_path(ctx: ExperimentContext, trial: int) -> Path:
+    """The dense job's stored initialization W_0 of `trial` (its presence says the dense run has started)."""
+    return JobKey(trial, 0, DENSE).directory(ctx.run_dir) / "weights_init.safetensors"
+
+
+def rewind_points(ctx: ExperimentContext, out_dir: Path, trial: int, steps: list[int], augment) -> dict:
+    """step -> (weights, optimizer state or None) of the dense run after that many steps, replayed once.
+
+    The dense run is replayed from its stored initialization with its own data order and schedule, so the
+    weights equal the original run's at that step (its stored weights_rewind, when k is the run's rewind).
+    """
+    init = load_tensors(dense_init_path(ctx, trial))
+    folder = out_dir / "rewind_points" / f"trial_{trial}"
+    points = {0: (init, None)}
+    missing = [s for s in steps if s > 0 and not (folder / f"step_{s:07d}" / "weights.safetensors").exists()]
+    if missing:
+        model = ctx.make_model(0)
+        model.load_state_dict(init)
+
+        def save(step: int, network: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+            if step in missing:
+                save_tensors(folder / f"step_{step:07d}" / "optimizer.safetensors", optimizer_tensors(optimizer))
+                save_tensors(folder / f"step_{step:07d}" / "weights.safetensors", network.state_dict())
+
+        try:
+            ctx.task.train(
+                model.to(ctx.device), ctx.data, ctx.config.train, masks=full_masks(ctx.task.prunable(model)),
+                data_seed=derive_seed(ctx.config.seed, trial, "data_order"), total_steps=ctx.total_steps,
+                snapshot_steps=tuple(missing), on_snapshot=save, stop_after_step=max(missing),
+                augment=per_step_hook(ctx, model, augment),
+            )
+        except TrainingInterrupted:
+            pass
+    for step in steps:
+        if step > 0:
+            step_dir = folder / f"step_{step:07d}"
+            points[step] = (load_tensors(step_dir / "weights.safetensors"),
+                            load_tensors(step_dir / "optimizer.safetensors") or None)
+    return points
+
+
+def per_step_hook(ctx: ExperimentContext, model: nn.Module, augment: Callable | None) -> Callable | None:
+    """The per-step hook the run's own jobs use for `model` (augmentation, seeded dropout), unless given one."""
+    if augment is not None:
+        return augment
+    return ctx.task.per_step_hook(ctx.config, model)
