@@ -284,3 +284,20 @@ def test_plan_estimate_is_an_upper_bound_with_a_target_and_slower_layers():
     with pytest.raises(ConfigError, match=r"the experiment is 146,000 jobs \(2,000 trials x \(1 \+ 12 levels x 6 "
                                           r"variants\)\) and 438,000,000 training iterations, more than 100,000 jobs"):
         check_plan(config.replace(trials=2000))
+
+
+def test_run_names_and_config_json_unchanged_by_task_sections():
+    """The task sections (`rl`) are registered by the tasks, not declared in the config: run directory names and
+    config.json's layout are those of the version that declared them (values recorded before the change)."""
+    from ticketlab.presets import preset
+
+    expected = {"mnist1d": "mnist1d_mlp_6dc0f1a35462883e", "ppo_tiny": "cartpole-v1_mlp_c2ae75b8fd04d85a",
+                "lstm_tiny": "tiny-shakespeare_lstm_d840d5e21eff3b06",
+                "transformer_tiny": "multi30k_transformer_adf194ee2eb03def"}
+    assert {name: preset(name).run_name() for name in expected} == expected
+    assert ExperimentConfig().hash() == "44136fa355b3678a"
+    values = ExperimentConfig().to_dict()
+    assert list(values) == ["task", "model", "data", "train", "prune", "rl", "variants", "trials", "seed"]
+    assert values["task"] == "classification" and values["rl"]["num_envs"] == 4
+    agent = preset("ppo_tiny")
+    assert config_from_dict(json.loads(agent.to_json())) == agent and agent.rl.rollout_steps == 16

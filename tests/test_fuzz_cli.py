@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ticketlab.cli import main
-from ticketlab.config import DATASET_NAMES, INIT_NAMES, MODEL_NAMES, VARIANT_NAMES
+from ticketlab.config import INIT_NAMES, VARIANT_NAMES
+from ticketlab.tasks import DATASET_NAMES, MODEL_NAMES
 
 SETTINGS = dict(deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])

@@ -24,6 +24,7 @@ from ticketlab.config import (
     load_config,
 )
 from ticketlab.errors import ConfigError, DataError, TicketlabError
+from ticketlab.tasks import TASKS as _TASKS  # noqa: F401  loads the built-in tasks: their config sections and checks
 from ticketlab.presets import preset
 
 __version__ = "0.1.0"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ticketlab.config import DATASET_NAMES, DataConfig
+from ticketlab.config import DataConfig
 from ticketlab.data.splits import DataSplits, make_splits
 from ticketlab.errors import ConfigError
 
@@ -36,6 +36,7 @@ def load_dataset(config: DataConfig) -> DataSplits:
 
 
 FOLDER_DATASETS = ("imagenet", "image_folder")  # streamed from disk, not held in memory
+IN_MEMORY_DATASETS = ("mnist1d", "fashion_mnist", "mnist", "cifar10", "cifar100", "svhn")
 
 
 def _load_folder(config: DataConfig):
@@ -109,7 +110,7 @@ def _load_whole(config: DataConfig) -> DataSplits:
             divide_by=255.0,
         )
         return normalize_channels(splits)
-    raise ConfigError(f"unknown data.name {config.name!r}; allowed: {', '.join(DATASET_NAMES)}")
+    raise ConfigError(f"unknown data.name {config.name!r}; allowed: {', '.join(IN_MEMORY_DATASETS + FOLDER_DATASETS)}")
 
 
 __all__ = ["DataSplits", "load_dataset", "make_splits"]

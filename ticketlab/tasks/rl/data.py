@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ticketlab.config import DataConfig, ExperimentConfig, RLConfig
+from ticketlab.config import DataConfig, ExperimentConfig
 from ticketlab.tasks.rl.envs import check_action_space, make_env
+from ticketlab.tasks.rl.settings import RLConfig
 
 
 @dataclass(frozen=True)

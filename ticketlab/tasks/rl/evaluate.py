@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from torch import nn
 
-from ticketlab.config import RLConfig
 from ticketlab.errors import ConfigError
 from ticketlab.seeds import derive_seed
 from ticketlab.tasks.rl.rollout import evaluate_episodes
+from ticketlab.tasks.rl.settings import RLConfig
 
 EVAL_SEED_BASE = 20_231_207  # evaluation seeds are the same for every run: agents are compared on the same episodes
 

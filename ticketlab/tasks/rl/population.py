@@ -47,7 +47,7 @@ import torch
 from torch import nn
 from torch.optim.adam import adam as adam_update
 
-from ticketlab.config import RLConfig, TrainConfig, parse_step
+from ticketlab.config import TrainConfig, parse_step
 from ticketlab.errors import ConfigError
 from ticketlab.seeds import derive_seed
 from ticketlab.store import append_jsonl
@@ -64,6 +64,7 @@ from ticketlab.tasks.rl.ppo import (
 from ticketlab.tasks.rl.envs import make_env
 from ticketlab.tasks.rl.evaluate import EVAL_SEED_BASE, evaluation_seeds, mean_return
 from ticketlab.tasks.rl.rollout import EnvRunner, sample_actions
+from ticketlab.tasks.rl.settings import RLConfig
 from ticketlab.training.allocator import keep_freed_memory
 from ticketlab.training.loop import CHECKPOINT_FILE, METRICS_FILE, read_checkpoint_parts, reset_metrics
 from ticketlab.training.optim import build_optimizer, learning_rate_at, load_optimizer_tensors

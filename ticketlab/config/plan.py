@@ -1,0 +1,83 @@
+"""An experiment's size from its config alone (jobs, levels, iterations), the limit beyond which `find` asks
+first, and the checks that need the data's size."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ticketlab.config.experiment import EARLY_BIRD_VARIANTS, ExperimentConfig, check_steps
+from ticketlab.config.steps import parse_step, step_count
+from ticketlab.errors import ConfigError
+
+
+def check_against_data(config: ExperimentConfig, iterations_per_epoch: int, train_examples: int | None = None,
+                       limit: "PlanLimit | None" = None) -> None:
+    """The checks that need the data: the batch fits in the `train_examples` (when the task has examples), steps
+    in epochs are consistent with the others, and (with `limit`) the plan is not too large. Call after loading the
+    data, before writing the run directory."""
+    batch_size = config.train.batch_size
+    if train_examples is not None and batch_size > train_examples:
+        raise ConfigError(f"train.batch_size {batch_size} is larger than the {train_examples} training examples "
+                          f"of {config.data.name}; use at most {train_examples}")
+    check_steps(config, iterations_per_epoch)
+    if limit is not None:
+        check_plan(config, limit, iterations_per_epoch)
+
+
+@dataclass(frozen=True)
+class PlanLimit:
+    """The largest experiment run without asking (`ticketlab find --allow-large` lifts it)."""
+
+    max_jobs: int = 100_000
+    max_iterations: int = 10**10
+
+
+@dataclass(frozen=True)
+class PlanEstimate:
+    """An experiment's size, computed arithmetically from the config (no model or job graph is built)."""
+
+    jobs: int
+    levels: int  # pruning levels after the dense one (an upper bound when a target percent decides it)
+    iterations: int | None  # optimizer steps of all jobs; None when steps are in epochs and the data size unknown
+
+
+def plan_estimate(config: ExperimentConfig, iterations_per_epoch: int | None = None) -> PlanEstimate:
+    """Jobs (trials x (1 + levels x variants), plus the hidden ticket chain of reinit/random controls) and total
+    iterations; `levels` is at most prune.levels, or the rounds the slowest rate needs to reach the target."""
+    prune = config.prune
+    levels = prune.levels
+    if prune.target_remaining_percent is not None:
+        slowest = min([prune.rate] + [rate for rate in (prune.output_rate,) if rate is not None]
+                      + [rate for _, rate in prune.layer_rates])
+        fraction = prune.target_remaining_percent / 100
+        levels = 0 if fraction >= 1 else min(10_000, math.ceil(math.log(fraction) / math.log1p(-slowest)))
+    variants = config.variants
+    hidden_chain = levels >= 1 and "iterative_reset" not in variants and any(
+        variant in variants for variant in ("iterative_reinit", "random_pruning"))
+    early_bird_search = levels >= 1 and any(variant in EARLY_BIRD_VARIANTS for variant in variants)
+    per_trial_jobs = 1 + levels * len(variants) + (levels - 1 if hidden_chain else 0) + int(early_bird_search)
+    texts = [config.train.steps, prune.rewind, prune.finetune_steps or config.train.steps]
+    iterations = None
+    if iterations_per_epoch is not None or all(step_count(text)[1] == "it" for text in texts):
+        steps, rewind, finetune = (parse_step(text, iterations_per_epoch) for text in texts)
+        retrain = max(steps - rewind, 0)
+        per_level = sum(finetune if variant == "finetune" else retrain for variant in variants)
+        per_trial = (steps + levels * per_level + (levels - 1 if hidden_chain else 0) * retrain
+                     + (steps if early_bird_search else 0))  # the search stops at detection: an upper bound
+        iterations = config.trials * per_trial
+    return PlanEstimate(config.trials * per_trial_jobs, levels, iterations)
+
+
+def check_plan(config: ExperimentConfig, limit: PlanLimit = PlanLimit(),
+               iterations_per_epoch: int | None = None) -> PlanEstimate:
+    """The plan estimate; ConfigError with its numbers if it exceeds `limit` (iterations: when known)."""
+    plan = plan_estimate(config, iterations_per_epoch)
+    too_many_jobs = plan.jobs > limit.max_jobs
+    if too_many_jobs or (plan.iterations is not None and plan.iterations > limit.max_iterations):
+        iterations = "" if plan.iterations is None else f" and {plan.iterations:,} training iterations"
+        bound = (f"{limit.max_jobs:,} jobs" if too_many_jobs else f"{limit.max_iterations:,} iterations")
+        raise ConfigError(f"the experiment is {plan.jobs:,} jobs ({config.trials:,} trials x (1 + {plan.levels:,} "
+                          f"levels x {len(config.variants)} variants)){iterations}, more than {bound}; lower "
+                          "trials, levels or train.steps, or pass --allow-large if you mean it")
+    return plan

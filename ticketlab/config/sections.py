@@ -1,0 +1,282 @@
+"""The core config sections every task reads: the model, the data, training and pruning.
+
+Torch-free. Which model and dataset names exist is the tasks registry's business (`ticketlab.tasks`), checked
+when the experiment config is validated; settings only some tasks read are refused for the others by
+`ticketlab.tasks.data_settings`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ticketlab.config.codec import unhashed
+from ticketlab.config.checks import check_bool, check_choice, check_int, check_number, check_step
+from ticketlab.config.steps import step_count
+from ticketlab.errors import ConfigError
+
+OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
+SCHEDULE_NAMES = ("constant", "step", "cosine", "inverse_sqrt", "linear")
+INIT_NAMES = ("glorot_normal", "glorot_uniform", "kaiming_normal", "torch_default")
+SCOPE_NAMES = ("layerwise", "global")
+STRATEGY_NAMES = ("magnitude",)
+UNIT_NAMES = ("weight", "channel")  # prune.unit: single weights, or whole channels / neurons (structured)
+CHANNEL_SCORE_NAMES = ("l1", "bn_scale")  # prune.channel_score under prune.unit channel
+EARLY_BIRD_CRITERIA = ("weights", "channels")
+
+MAX_WIDTH = 1_000_000  # hidden units, channels or embedding size: far beyond any network that fits in memory
+MAX_DEPTH = 10_000
+MAX_LR = 100.0  # larger learning rates only diverge (an LSTM with plain SGD uses 20)
+IMAGENET_RESNET_NAMES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")  # torchvision layout
+CONV_DEPTHS = {"conv": "even (two convs per pooling block)", "vgg": "one of 11, 13, 16, 19",
+               "resnet": "6n+2 with n >= 1 (20, 32, 44, 56, 110)"}
+VGG_DEPTHS = (11, 13, 16, 19)
+
+_UNIFORM_INIT = re.compile(r"^uniform_(\d+(\.\d*)?|\.\d+)$")
+_CLASS_ITEM = re.compile(r"^\s*(\d{1,6})\s*(?:-\s*(\d{1,6})\s*)?$", re.ASCII)
+
+
+def parse_classes(text: str) -> tuple[int, ...]:
+    """Class indices from text such as '0-4', '5-9' or '0,2,7-9' (ranges inclusive), in the order written;
+    ConfigError for anything else, a repeated class or fewer than 2 classes."""
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError(f"data.classes {text!r} must list class indices, e.g. 0-4 or 0,2,7-9")
+    classes: list[int] = []
+    for item in text.split(","):
+        match = _CLASS_ITEM.match(item)
+        if not match:
+            raise ConfigError(f"data.classes item {item.strip()!r} must be a class index or a range such as 0-4")
+        low = int(match.group(1))
+        high = int(match.group(2)) if match.group(2) is not None else low
+        if high < low:
+            raise ConfigError(f"data.classes range {item.strip()!r} runs backwards; write {high}-{low}")
+        classes.extend(range(low, high + 1))
+    repeated = sorted({index for index in classes if classes.count(index) > 1})
+    if repeated:
+        raise ConfigError(f"data.classes {text!r} lists class {repeated[0]} more than once")
+    if len(classes) < 2:
+        raise ConfigError(f"data.classes {text!r} keeps {len(classes)} class; a classifier needs at least 2")
+    return tuple(classes)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which network to build. Input and output sizes come from the dataset."""
+
+    name: str = "mlp"
+    hidden: tuple[int, ...] = (100, 100)  # hidden widths of 'mlp'; 'lenet300_100' is fixed at (300, 100)
+    init: str = "glorot_normal"
+    width: int | None = None  # conv nets: channels of the first stage, later stages scale with it (None: paper's)
+    depth: int | None = None  # conv nets: the number in the name, e.g. 32 for a resnet20 made ResNet-32 (None: name's)
+    dropout: float = 0.0  # conv2/4/6: drop probability after each hidden FC layer; lstm: between layers
+    embedding_dim: int | None = None  # lstm: token embedding size (None: the LSTM's hidden size)
+    tie_weights: bool = False  # lstm: the decoder shares the embedding matrix (needs embedding_dim == hidden)
+    heads: int | None = None  # transformer: attention heads (None: width // 64, at least 1)
+    ffn_dim: int | None = None  # transformer: feed-forward width (None: 4 x width)
+
+    def validate(self) -> None:
+        if not (isinstance(self.init, str) and _UNIFORM_INIT.match(self.init)):  # 'uniform_<r>': U(-r, r) (lstm)
+            check_choice("model.init", self.init, INIT_NAMES + ("uniform_<r>",))
+        if not isinstance(self.hidden, tuple):
+            raise ConfigError(f"model.hidden {self.hidden!r} must be a list of widths, e.g. 256,256")
+        for width in self.hidden:
+            check_int(f"model.hidden {list(self.hidden)}: width", width, 1, MAX_WIDTH)
+        check_int("model.width", self.width, 1, MAX_WIDTH, unset_ok=True)
+        check_int("model.depth", self.depth, 1, MAX_DEPTH, unset_ok=True)
+        check_int("model.embedding_dim", self.embedding_dim, 1, MAX_WIDTH, unset_ok=True)
+        check_number("model.dropout", self.dropout, 0, 1, high_open=True, what="a probability")
+        check_bool("model.tie_weights", self.tie_weights)
+        check_int("model.heads", self.heads, 1, MAX_WIDTH, unset_ok=True)
+        check_int("model.ffn_dim", self.ffn_dim, 1, MAX_WIDTH, unset_ok=True)
+        if self.name in IMAGENET_RESNET_NAMES and self.depth is not None:
+            raise ConfigError(f"model.depth does not apply to {self.name} (its depth is in the name); leave it unset")
+        family = next((family for family in CONV_DEPTHS if self.name.startswith(family)), None)
+        if self.depth is not None and family is not None and not _conv_depth_ok(family, self.depth):
+            raise ConfigError(f"model.depth {self.depth} of {self.name} must be {CONV_DEPTHS[family]}")
+        if self.name in ("mlp", "lenet300_100") and (self.width, self.depth) != (None, None):
+            raise ConfigError(f"model.width and model.depth apply to conv nets, not {self.name}; leave them unset")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset, where to find it, and how much of the training set is held out for validation."""
+
+    name: str = "mnist1d"
+    validation_size: int = 500  # examples held out of the training set for early stopping
+    train_size: int | None = None  # use only the first N training examples (None: all), for quick runs
+    data_dir: str | None = unhashed(None)  # a local directory with the dataset files
+    cache_dir: str | None = unhashed(None)  # download cache (default $TICKETLAB_CACHE or ~/.cache/ticketlab)
+    download: bool = unhashed(True)
+    augment: bool = False  # image data: 4-pixel zero pad + random crop + horizontal flip of each training batch
+    sequence_length: int = 35  # language data: tokens per truncated-BPTT segment
+    # image classification: keep only these classes, relabelled 0..k-1 in the order given ('0-4', '5-9', '0,2,7');
+    # data.validation_size and data.train_size count examples before the filter (None: every class)
+    classes: str | None = None
+    image_size: int | None = None  # image data: resize to image_size x image_size (bilinear; None: as stored)
+    channels: int | None = None  # image data: 1 (grayscale: channel mean) or 3 (grayscale repeated); None: as stored
+    source: str | None = None  # translation: source language code (None: the corpus's default, de for multi30k)
+    target: str | None = None  # translation: target language code (None: the corpus's default, en for multi30k)
+    vocab_size: int | None = None  # translation: joint BPE vocabulary size, special tokens included (None: 8000)
+    eval_size: int | None = None  # translation: use only the first N validation and test pairs (None: all)
+    # image folders (imagenet, image_folder): JPEG-decoding processes per job (None: the cores, at most 8)
+    loader_workers: int | None = unhashed(None)
+
+    def validate(self) -> None:
+        if self.classes is not None:
+            parse_classes(self.classes)
+        check_int("data.image_size", self.image_size, 1, 1024, unset_ok=True)
+        if self.channels is not None and self.channels not in (1, 3):
+            raise ConfigError(f"data.channels {self.channels!r} must be 1 or 3, or unset")
+        check_int("data.validation_size", self.validation_size, 1)
+        check_int("data.train_size", self.train_size, 1, unset_ok=True)
+        check_int("data.sequence_length", self.sequence_length, 1)
+        check_int("data.vocab_size", self.vocab_size, 5, 1 << 24, unset_ok=True)
+        check_int("data.eval_size", self.eval_size, 1, unset_ok=True)
+        check_int("data.loader_workers", self.loader_workers, 0, 64, unset_ok=True)
+        for label, value in (("data.source", self.source), ("data.target", self.target)):
+            if value is not None and not (isinstance(value, str) and re.fullmatch(r"[a-z]{2,3}(_[A-Za-z]{2,4})?", value)):
+                raise ConfigError(f"{label} {value!r} must be a language code such as de or en")
+        for label, value in (("data.data_dir", self.data_dir), ("data.cache_dir", self.cache_dir)):
+            if value is not None and not (isinstance(value, str) and value.strip()):
+                raise ConfigError(f"{label} {value!r} must be a directory path or unset")
+        check_bool("data.download", self.download)
+        check_bool("data.augment", self.augment)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimizer, learning-rate schedule, length and evaluation cadence of every training run."""
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0  # SGD only
+    nesterov: bool = False  # SGD only
+    weight_decay: float = 0.0
+    batch_size: int = 100
+    steps: str = "3000it"
+    schedule: str = "constant"
+    milestones: tuple[str, ...] = ()  # 'step' schedule: multiply lr by gamma at each of these steps
+    gamma: float = 0.1
+    warmup: str = "0it"  # linear warmup from 0 to lr over this many steps
+    eval_every: str = "100it"
+    clip_grad_norm: float | None = None  # clip the global L2 norm of the (masked) gradients to this before a step
+    beta2: float = 0.999  # adam/adamw: the second-moment decay (the Transformer's 0.98)
+    eps: float = 1e-8  # adam/adamw: the denominator's epsilon (PPO's reference implementation: 1e-5)
+    label_smoothing: float = 0.0  # translation: label-smoothed cross-entropy (the Transformer's 0.1)
+    beam_size: int = 1  # translation: beam width of the test decoding behind BLEU (1: greedy)
+
+    def validate(self) -> None:
+        check_choice("train.optimizer", self.optimizer, OPTIMIZER_NAMES)
+        check_choice("train.schedule", self.schedule, SCHEDULE_NAMES)
+        check_number("train.lr", self.lr, 0, MAX_LR, low_open=True)
+        check_number("train.momentum", self.momentum, 0, 1, high_open=True)
+        check_number("train.weight_decay", self.weight_decay, 0, 1)
+        check_number("train.gamma", self.gamma, 0, None, low_open=True)
+        if self.clip_grad_norm is not None:
+            check_number("train.clip_grad_norm", self.clip_grad_norm, 0, None, low_open=True)
+        check_int("train.batch_size", self.batch_size, 1)
+        check_number("train.beta2", self.beta2, 0, 1, high_open=True)
+        check_number("train.eps", self.eps, 0, 1, low_open=True)
+        check_number("train.label_smoothing", self.label_smoothing, 0, 1, high_open=True)
+        check_int("train.beam_size", self.beam_size, 1, 1000)
+        if self.schedule == "inverse_sqrt" and step_count(self.warmup)[0] < 1:
+            raise ConfigError("train.schedule 'inverse_sqrt' needs train.warmup of at least 1 step (its peak)")
+        check_bool("train.nesterov", self.nesterov)
+        if self.momentum > 0 and self.optimizer != "sgd":
+            raise ConfigError(f"train.momentum {self.momentum} applies to train.optimizer 'sgd' only, "
+                              f"not {self.optimizer!r}; leave it 0")
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0):
+            raise ConfigError("train.nesterov needs train.optimizer 'sgd' with train.momentum > 0")
+        for name in ("steps", "warmup", "eval_every"):
+            check_step(f"train.{name}", getattr(self, name))
+        if not isinstance(self.milestones, tuple):
+            raise ConfigError(f"train.milestones {self.milestones!r} must be a list of steps, e.g. 80ep,120ep")
+        for milestone in self.milestones:
+            check_step("train.milestones", milestone)
+        if self.milestones and self.schedule != "step":
+            raise ConfigError(f"train.milestones apply to train.schedule 'step' only, not {self.schedule!r}")
+        for name in ("steps", "eval_every"):
+            if step_count(getattr(self, name))[0] < 1:
+                raise ConfigError(f"train.{name} {getattr(self, name)!r} must be at least 1 iteration")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """How masks are computed, how many rounds, and where surviving weights are reset to."""
+
+    strategy: str = "magnitude"
+    scope: str = "layerwise"  # 'layerwise': each layer loses `rate` of its remaining weights; 'global': all together
+    rate: float = 0.2  # fraction of the remaining weights removed per round
+    output_rate: float | None = 0.1  # layerwise rate for the output layer (None: same as `rate`)
+    layer_rates: tuple[tuple[str, float], ...] = ()  # per-parameter overrides, e.g. (("layers.0.weight", 0.3),)
+    levels: int = 20  # pruning rounds after the dense level 0
+    target_remaining_percent: float | None = None  # stop at the first level at or below this percent remaining
+    rewind: str = "0it"  # reset survivors to the weights at this step of the dense run ('0it' = θ0)
+    rewind_optimizer_state: bool = False  # also restore optimizer state saved at the rewind step
+    finetune_steps: str | None = None  # training length of the 'finetune' variant (None: train.steps)
+    # pruning at initialization (snip, grasp, synflow, magnitude_at_init): 'global' ranks all layers together at
+    # each level's total count (as the papers do), 'layerwise' keeps the level's per-layer counts
+    at_init_scope: str = "global"
+    score_batches: int = 10  # training batches (train.batch_size each) whose loss SNIP and GraSP score
+    synflow_rounds: int = 100  # SynFlow's pruning rounds (exponential keep schedule)
+    # early-bird tickets: a mask every `early_bird_every` steps of dense training; detected when the last
+    # `early_bird_window` masks are all within `early_bird_threshold` (normalized Hamming distance) of the newest
+    early_bird_every: str = "1ep"
+    early_bird_window: int = 5
+    early_bird_threshold: float = 0.1
+    early_bird_criterion: str = "weights"  # 'channels': the masks compared are BatchNorm-scale channel masks
+    unit: str = "weight"  # 'channel': prune whole output channels / neurons (rates are fractions of channels)
+    channel_score: str = "l1"  # unit 'channel': 'l1' (filter L1 norm) or 'bn_scale' (|BatchNorm scale|)
+
+    def validate(self) -> None:
+        check_choice("prune.strategy", self.strategy, STRATEGY_NAMES)
+        check_choice("prune.scope", self.scope, SCOPE_NAMES)
+        if not isinstance(self.layer_rates, tuple) or not all(
+                isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) for item in self.layer_rates):
+            raise ConfigError(f"prune.layer_rates {self.layer_rates!r} must be name=rate pairs, "
+                              "e.g. layers.0.weight=0.3,layers.2.weight=0.1")
+        names = [name for name, _ in self.layer_rates]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ConfigError(f"prune.layer_rates names {repeated[0]!r} more than once")
+        rates = [("prune.rate", self.rate), ("prune.output_rate", self.output_rate)]
+        rates += [(f"prune.layer_rates[{name}]", rate) for name, rate in self.layer_rates]
+        for label, rate in rates:
+            if rate is not None:
+                check_number(label, rate, 0, 1, low_open=True, high_open=True, what="a fraction")
+        check_int("prune.levels", self.levels, 0)
+        if self.target_remaining_percent is not None:
+            check_number("prune.target_remaining_percent", self.target_remaining_percent, 0, 100, low_open=True,
+                          what="")
+        check_step("prune.rewind", self.rewind)
+        check_bool("prune.rewind_optimizer_state", self.rewind_optimizer_state)
+        check_choice("prune.at_init_scope", self.at_init_scope, SCOPE_NAMES)
+        check_int("prune.score_batches", self.score_batches, 1)
+        check_int("prune.synflow_rounds", self.synflow_rounds, 1)
+        check_step("prune.early_bird_every", self.early_bird_every)
+        if step_count(self.early_bird_every)[0] < 1:
+            raise ConfigError(f"prune.early_bird_every {self.early_bird_every!r} must be at least 1 iteration")
+        check_int("prune.early_bird_window", self.early_bird_window, 2)
+        check_number("prune.early_bird_threshold", self.early_bird_threshold, 0, 1, low_open=True,
+                      what="a fraction")
+        check_choice("prune.early_bird_criterion", self.early_bird_criterion, EARLY_BIRD_CRITERIA)
+        if self.at_init_scope == "layerwise" and self.scope == "global":
+            raise ConfigError("prune.at_init_scope 'layerwise' needs per-layer counts: use it with prune.scope "
+                              "layerwise (prune.scope global plans totals only)")
+        if self.finetune_steps is not None:
+            check_step("prune.finetune_steps", self.finetune_steps)
+            if step_count(self.finetune_steps)[0] < 1:
+                raise ConfigError(f"prune.finetune_steps {self.finetune_steps!r} must be at least 1 iteration")
+        check_choice("prune.unit", self.unit, UNIT_NAMES)
+        check_choice("prune.channel_score", self.channel_score, CHANNEL_SCORE_NAMES)
+        if self.unit == "channel" and self.strategy != "magnitude":
+            raise ConfigError(f"prune.strategy {self.strategy!r} scores single weights; with prune.unit 'channel' "
+                              "channels are scored by prune.channel_score (l1 or bn_scale)")
+
+
+def _conv_depth_ok(family: str, depth: int) -> bool:
+    if family == "conv":
+        return depth % 2 == 0
+    if family == "vgg":
+        return depth in VGG_DEPTHS
+    return depth >= 8 and (depth - 2) % 6 == 0
