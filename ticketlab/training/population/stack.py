@@ -216,8 +216,11 @@ class RowStack:
     def step(self, learning_rates: list[float], grads: list[torch.Tensor] | None = None) -> None:
         """One optimizer update of every member at its own learning rate and step count (gradients already
         masked); `grads`: the stacks' gradients, None: the stack's own buffers. Counts the members' steps."""
-        grad_rows = self.grad_rows if grads is None else [
-            grad[row] for row in range(len(self.members)) for grad in grads]
+        if grads is None:
+            grad_rows = self.grad_rows
+        else:  # member by member, as `param_rows` (unbind: one call per parameter)
+            per_parameter = [grad.unbind(0) for grad in grads]
+            grad_rows = [views[row] for row in range(len(self.members)) for views in per_parameter]
         for (has_momentum, lr), runs in self._groups(learning_rates).items():
             self._step_runs(runs, has_momentum, lr, grad_rows)
         momentum = "momentum_buffer" in self.state_keys
