@@ -13,7 +13,7 @@ import torch
 
 import population_speed as ps
 from flops import matmul_peak
-from ticketlab.training import population as pm
+from ticketlab.training.population.classifier import ClassifierPopulation
 from ticketlab.training.population import PopulationMember, train_population
 from ticketlab.config import TrainConfig
 torch.set_num_threads(1)
@@ -22,12 +22,12 @@ steps = int(sys.argv[2]) if len(sys.argv) > 2 else 4000
 spec = ps.WORKLOADS["lenet300_100"]; data = ps.synthetic_data(spec)
 acc = collections.defaultdict(float)
 def wrap(name):
-    orig = getattr(pm._Population, name)
+    orig = getattr(ClassifierPopulation, name)
     def timed(*a, **k):
         s = time.perf_counter()
         try: return orig(*a, **k)
         finally: acc[name] += time.perf_counter() - s
-    setattr(pm._Population, name, timed)
+    setattr(ClassifierPopulation, name, timed)
 wrap("train_step"); wrap("evaluate")
 members = []
 for k in range(K):

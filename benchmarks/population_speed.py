@@ -44,6 +44,7 @@ from ticketlab.training import loop
 from ticketlab.training import population as population_module
 from ticketlab.training.loop import TrainingInterrupted, train_model
 from ticketlab.training.population import PopulationMember, train_population
+from ticketlab.training.population.classifier import ClassifierPopulation
 
 WORKLOADS = {
     # input features, hidden widths, batch size, train / validation / test examples, the goal vs the plain loop,
@@ -159,15 +160,15 @@ def population_run(spec: dict, data: DataSplits, count: int, iterations: int, ev
         members.append(PopulationMember(model, half_masks(model, member), data_seed=member))
     config = train_config(spec, 10 * iterations, eval_every)
     timer = EvalTimer(data)
-    original = population_module._Population.evaluate
-    population_module._Population.evaluate = timer.wrap(original, 2)
+    original = ClassifierPopulation.evaluate
+    ClassifierPopulation.evaluate = timer.wrap(original, 2)
     start = clock()
     try:
         train_population(members, data, config, stop_after_iterations=iterations)
     except TrainingInterrupted:
         pass
     finally:
-        population_module._Population.evaluate = original
+        ClassifierPopulation.evaluate = original
     wall = clock() - start
     train_time = wall - timer.periodic - timer.final
     evaluations = count * (iterations // eval_every)
@@ -235,19 +236,20 @@ def backward_comparison(spec: dict, data: DataSplits, count: int, repeats: int =
     from torch.func import functional_call, grad, vmap
 
     members = [PopulationMember(make_model(spec, k), {}, data_seed=k) for k in range(count)]
-    stacked = population_module._Population(members, data, train_config(spec, 100, 100))
-    inputs, labels = stacked.batch(data, None)
+    population = ClassifierPopulation(members, data, train_config(spec, 100, 100))
+    stacked = population.stack
+    inputs, labels = population.batch(data, None)
 
     def hand_written():
-        stacked.loss_and_gradients(inputs, labels)
+        population.net.loss_and_gradients(stacked, inputs, labels)
 
     leaves = [param.clone().requires_grad_() for param in stacked.params]
 
     def autograd_bmm():
         hidden = inputs
-        for layer, (weight_index, bias_index) in enumerate(stacked.layers):
+        for layer, (weight_index, bias_index) in enumerate(population.net.layers):
             hidden = torch.baddbmm(leaves[bias_index].unsqueeze(1), hidden, leaves[weight_index].transpose(1, 2))
-            if layer < len(stacked.layers) - 1:
+            if layer < len(population.net.layers) - 1:
                 hidden = hidden.relu()
         loss = F.cross_entropy(hidden.reshape(-1, 10), labels.reshape(-1), reduction="none").view(count, -1).mean(1)
         torch.autograd.grad(loss.sum(), leaves)

@@ -195,16 +195,16 @@ def plain_seconds(count: int, iterations: int) -> float:
 
 def compare_vmap(count: int = 32, minibatch: int = 128, repeats: int = 20) -> dict[str, float]:
     """Milliseconds per PPO minibatch forward+backward of `count` stacked agents: the stacked baddbmm path
-    (population.py) against torch.func.vmap(grad(functional_call)) of the agent's own forward."""
+    (tasks/rl/stacked_policy.py) against torch.func.vmap(grad(functional_call)) of the agent's own forward."""
     from torch.func import functional_call, grad, vmap
 
-    from ticketlab.tasks.rl.population import _Agent, _Stack
+    from ticketlab.tasks.rl.population import AgentProgress, agent_stack
 
     config = _config(1)
     data = load_task_data(TASK, config)
     members = _members(config, data, count)
-    agents = [_Agent(member, index, 1) for index, member in enumerate(members)]
-    stack = _Stack(members[0].model, agents, config.train, "cpu")
+    agents = [AgentProgress(member, index, 1) for index, member in enumerate(members)]
+    stack, net = agent_stack(members[0].model, agents, config.train, "cpu")
     generator = torch.Generator().manual_seed(0)
     obs = torch.randn((count, minibatch, 4), generator=generator)
     act = torch.randint(0, 2, (count, minibatch), generator=generator)
@@ -221,13 +221,13 @@ def compare_vmap(count: int = 32, minibatch: int = 128, repeats: int = 20) -> di
         return policy - 0.01 * entropy + 0.5 * (0.5 * ((value - ret) ** 2).mean(-1))
 
     def stacked():
-        loss(*stack.forward(obs), act, adv, ret).sum().backward()
-        for parameter in stack.params.values():
+        loss(*net.forward(stack.params, obs), act, adv, ret).sum().backward()
+        for parameter in stack.params:
             parameter.grad = None
 
     base = copy.deepcopy(members[0].model).to("meta")
     member_grad = vmap(grad(lambda params, o, a, d, r: loss(*functional_call(base, params, (o,)), a, d, r)))
-    params = {name: value.detach() for name, value in stack.params.items()}
+    params = {name: value.detach() for name, value in zip(stack.names, stack.params)}
 
     def vmapped():
         member_grad(params, obs, act, adv, ret)

@@ -60,6 +60,9 @@ class ConvNet(nn.Module):
     Inputs are [N, C, H, W] or [N, H, W] (a channel axis is added, so MNIST tensors work unchanged).
     """
 
+    # forward() only composes the submodules, per example: populations run it under vmap over stacked weights
+    vectorizable_forward = True
+
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, blocks: int, width: int = 64,
                  dropout: float = 0.0):
         super().__init__()

@@ -24,6 +24,10 @@ class MLP(nn.Module):
         """The output layer's weight (`prune.output_rate` applies to it)."""
         return (self.layers[-1].weight,)
 
+    def as_sequential(self) -> nn.Sequential:
+        """The nn.Sequential that is this model's whole forward: populations stack it layer by layer."""
+        return self.layers
+
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.layers(inputs)
 

@@ -16,6 +16,9 @@ from ticketlab.models.conv import image_shape
 class BasicBlock(nn.Module):
     """conv3x3-BN-ReLU-conv3x3-BN plus a shortcut (1x1 conv + BN where the shape changes), then ReLU."""
 
+    # forward() only composes the submodules, per example: populations run it under vmap over stacked weights
+    vectorizable_forward = True
+
     def __init__(self, in_channels: int, out_channels: int, stride: int):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
@@ -36,6 +39,9 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
     """Stem conv (width channels), stages of width / 2*width / 4*width channels (stride 2 entering stages 2 and 3),
     global average pool, Linear output. Accepts [N, C, H, W] or [N, H, W]."""
+
+    # forward() only composes the submodules, per example: populations run it under vmap over stacked weights
+    vectorizable_forward = True
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, depth: int = 20, width: int = 16):
         super().__init__()

@@ -25,6 +25,9 @@ class VGG(nn.Module):
     so 28x28 inputs (MNIST, [N, H, W] accepted) work as well as 32x32.
     """
 
+    # forward() only composes the submodules, per example: populations run it under vmap over stacked weights
+    vectorizable_forward = True
+
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, depth: int = 19, width: int = 64):
         super().__init__()
         if depth not in VGG_PLANS:
