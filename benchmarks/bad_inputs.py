@@ -148,8 +148,8 @@ def corpus() -> list[Case]:
     ]
     for extra in inconsistent:
         add("inconsistent", find(*extra), files={"c.json": b"{}"})
-    for extra in (["--rewinds", "0it,0it"], ["--rewinds", "0it,500it"], ["--rewinds", ","],
-                  ["--rewinds", "0it", "--variants", "oneshot_reset"], ["--rewinds", "0it,9ep"]):
+    for extra in (["--rewind", "0it,0it"], ["--rewind", "0it,500it"], ["--rewind", ","],
+                  ["--rewind", "0it", "--variants", "oneshot_reset"], ["--rewind", "0it,9ep"]):
         add("inconsistent", ["sweep", *TINY, *extra, "--root", "{TMP}/runs"])
 
     # --- paths
@@ -161,7 +161,7 @@ def corpus() -> list[Case]:
     add("paths", ["find", *TINY, "--root", "/proc/self/status/runs"])
     add("paths", find(), file_limit=1000)  # a full disk at config.json
     add("paths", ["report", "{RUN}"], file_limit=2000)  # a full disk at the figure
-    add("paths", ["sweep", *TINY, "--rewinds", "0it", "--root", "{TMP}/runs"], file_limit=1000)
+    add("paths", ["sweep", *TINY, "--rewind", "0it", "--root", "{TMP}/runs"], file_limit=1000)
     config_files = {
         "dir.json": None, "missing.json": None, "latin1.json": b'{"seed": "\xe9"}', "empty.json": b"",
         "c.txt": b"{}", "bad.toml": b"[train\nlr = ", "deep.json": b"[" * 100_000, "nan.json": b'{"train": {"lr": NaN}}',
@@ -208,7 +208,7 @@ def corpus() -> list[Case]:
     add("run files", ["report", "{RUN}"], damage=("results.csv", "NAN:final_iteration"), expect="warning")
     add("run files", ["masks", "{RUN}"], damage=("trial_0/level_01/iterative_reset/mask.safetensors", b"garbage" * 9))
     add("run files", ["masks", "{RUN}"], damage=("trial_0/level_02/oneshot_reset/mask.safetensors", b""))
-    add("run files", ["stability", "{RUN}", "--quiet", "--levels", "1", "--points", "2"],
+    add("run files", ["stability", "{RUN}", "--quiet", "--level", "1", "--points", "2"],
         damage=("trial_0/level_00/dense/weights_init.safetensors", b"garbage" * 9))
 
     # --- size: must be refused at once, never hang
@@ -216,7 +216,7 @@ def corpus() -> list[Case]:
                   ["--trials", "9" * 30], ["--steps", "9" * 40 + "it"], ["--steps", "99999999999999999999ep"],
                   ["--steps", "1" * 5000 + "it"], ["--trials", "1" * 5000], ["--levels", "1000", "--trials", "1000"]):
         add("size", find(*extra))
-    add("size", ["sweep", *TINY, "--rewinds", "0it", "--steps", "99999999999999999999it", "--root", "{TMP}/runs"])
+    add("size", ["sweep", *TINY, "--rewind", "0it", "--steps", "99999999999999999999it", "--root", "{TMP}/runs"])
     add("size", ["stability", "{RUN}", "--points", "100000000", "--quiet"])
     add("size", find("--model.hidden", "999999,999999"))  # 4 TB of weights: refused by the allocator at once
 
@@ -369,14 +369,14 @@ def later_corpus() -> list[Case]:
 
     # --- transfer: sources, levels, the target's classes and shapes, flags
     transfer = ["transfer", "{RUN}", "--quiet", "--no-report", "--workers", "1", "--root", "{TMP}/t"]
-    for extra in (["--levels", "9"], ["--levels", "x"], ["--levels", "-1"], ["--levels", ""], ["--levels", "1,1"],
-                  ["--levels", "1.5"], ["--output-layer", "sparse"], ["--data.classes", "0-99"],
+    for extra in (["--level", "9"], ["--level", "x"], ["--level", "-1"], ["--level", ""], ["--level", "1,1"],
+                  ["--level", "1.5"], ["--output-layer", "sparse"], ["--data.classes", "0-99"],
                   ["--data.classes", "5-3"], ["--data.classes", "a"], ["--data.classes", "0,0"],
                   ["--data.classes", ""], ["--data.classes", "3"], ["--data.image_size", "0"],
                   ["--data.image_size", "-8"], ["--data.channels", "2"], ["--model.hidden", "32,32"],
                   ["--model.name", "lenet300_100"], ["--train.lr", "nan"], ["--trials", "0"],
                   ["--preset", "mnist1d", "--config", "{TMP}/c.json"], ["--task", "language"],
-                  ["--root", "{TMP}/file"], ["--output-layer", "masked", "--levels", "7"]):
+                  ["--root", "{TMP}/file"], ["--output-layer", "masked", "--level", "7"]):
         classes = [] if "--data.classes" in extra else ["--data.classes", "0-4"]  # never a transfer to itself
         add("transfer", [*transfer, *classes, *extra], files={"c.json": b"{}", "file": b"x"})
     add("transfer", ["transfer", "{TMP}/no-such-run", "--data.classes", "0-4", "--quiet"])
@@ -553,7 +553,7 @@ def later_corpus() -> list[Case]:
         expect="warning", repair=True)
     add("language", ["report", "{LANG}"], damage=("{LANG}/results.csv", set_cell("early_stop_test_metric", "x")))
     add("language", ["masks", "{LANG}"], damage=(f"{{LANG}}/{J1}/mask.safetensors", flip()))
-    add("language", ["stability", "{LANG}", "--quiet", "--levels", "9"])
+    add("language", ["stability", "{LANG}", "--quiet", "--level", "9"])
 
     # --- translation: values, corpora, the tokenizer
     trans = ["find", *TRANS, "--root", "{TMP}/runs"]
@@ -628,7 +628,7 @@ def later_corpus() -> list[Case]:
                   ["--executor", "ray", "--ray-address", "127.0.0.1:1"], ["--executor", "ray", "--ray-address", ""],
                   ["--executor", "ray", "--ray-address", "no-such-host.invalid:6379"]):
         add("executors", find(*extra))
-    add("executors", ["sweep", *TINY, "--rewinds", "0it", "--executor", "ray", "--ray-cpus-per-task", "0",
+    add("executors", ["sweep", *TINY, "--rewind", "0it", "--executor", "ray", "--ray-cpus-per-task", "0",
                       "--root", "{TMP}/runs"])
     add("executors", ["transfer", "{RUN}", "--data.classes", "0-4", "--executor", "ray", "--quiet"])
 

@@ -175,7 +175,7 @@ def test_debug_variable_shows_the_traceback(monkeypatch, tmp_path):
 
 
 def test_internal_errors_keep_their_traceback(monkeypatch):
-    import ticketlab.cli as cli
+    import ticketlab.cli.config as cli
 
     monkeypatch.setattr(cli, "resolve_config", lambda args: {}["bug"])
     with pytest.raises(KeyError):
@@ -183,7 +183,7 @@ def test_internal_errors_keep_their_traceback(monkeypatch):
 
 
 def test_out_of_memory_is_one_line(monkeypatch, capsys):
-    import ticketlab.cli as cli
+    import ticketlab.cli.config as cli
 
     def allocate(args):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
@@ -208,7 +208,7 @@ def test_a_damaged_run_directory_file_is_one_line(tiny_run, tmp_path, capsys):
 @pytest.mark.parametrize("arguments, fragment", [
     (["find", "--workers", "abc"], "argument --workers: invalid int value: 'abc' (see ticketlab find --help)"),
     (["find", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
-    (["sweep"], "the following arguments are required: --rewinds (see ticketlab sweep --help)"),
+    (["sweep"], "the following arguments are required: --rewind (see ticketlab sweep --help)"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     ([], "the following arguments are required: COMMAND (see ticketlab --help)"),
 ])

@@ -306,6 +306,9 @@ PRESET_HELP = {
 }
 
 
+DEFAULT_PRESET = "mnist1d"  # what a bare `ticketlab find` runs (the command line's default, read by the report too)
+
+
 def preset(name: str) -> ExperimentConfig:
     """The named preset config; raises ConfigError listing the allowed names."""
     if name not in PRESETS:

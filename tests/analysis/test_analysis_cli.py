@@ -9,8 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from ticketlab.analysis.cli import add_analysis_commands, run_analysis_command
+from ticketlab.cli import masks, stability
 from ticketlab.errors import ConfigError
+
+
+def add_analysis_commands(commands) -> None:
+    stability.add_command(commands)
+    masks.add_command(commands)
+
+
+def run_analysis_command(args: argparse.Namespace) -> int | None:
+    return {"stability": stability.run, "masks": masks.run}.get(args.command, lambda args: None)(args)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -22,7 +31,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def test_importing_the_cli_does_not_import_torch():
-    code = "import sys, ticketlab.analysis, ticketlab.analysis.cli; print('torch' in sys.modules)"
+    code = "import sys, ticketlab.analysis, ticketlab.cli.stability, ticketlab.cli.masks; print('torch' in sys.modules)"
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "False"
 

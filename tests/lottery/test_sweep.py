@@ -67,7 +67,7 @@ def test_sweep_command_parses_without_torch():
 
     code = (
         "import argparse, sys\n"
-        "from ticketlab.lottery.sweep_cli import add_sweep_command\n"
+        "from ticketlab.cli.sweep import add_command as add_sweep_command\n"
         "parser = argparse.ArgumentParser(); sub = parser.add_subparsers(dest='command')\n"
         "add_sweep_command(sub)\n"
         "args = parser.parse_args(['sweep', '--rewinds', '0it,500it', '--preset', 'resnet20_tiny', '--model.width', '8'])\n"

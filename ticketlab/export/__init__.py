@@ -1,7 +1,7 @@
 """Tickets as usable models: torch.nn.utils.prune convention, dense, compact, sparse and ONNX exports, and the
 parameter / FLOP accounting of a run.
 
-Names load on first use, so `ticketlab.export.cli` (imported by `ticketlab --help`) stays torch-free.
+Names load on first use, so importing the package stays torch-free (`ticketlab --help` never loads torch).
 """
 
 from importlib import import_module

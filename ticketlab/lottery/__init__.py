@@ -1,7 +1,7 @@
 """Lottery experiments: the job graph of IMP levels and controls, and `find_tickets` to run it.
 
-Names are imported on first use (PEP 562), so the torch-free CLI modules of this package (sweep_cli) stay
-importable without torch.
+Names are imported on first use (PEP 562), so the torch-free command line (ticketlab.cli) can import this
+package's light modules without torch.
 """
 
 from __future__ import annotations

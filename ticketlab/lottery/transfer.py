@@ -109,6 +109,7 @@ def transfer_tickets(
     progress: bool = True,
     report: bool = True,
     checkpoint_interval_s: float = 30.0,
+    **executor,
 ) -> TransferResult:
     """Train each source run's tickets (at `levels`, default every finished level) on `target`, with the
     target's own IMP tickets, random tickets and the dense network as controls; write transfer.csv and a figure.
@@ -116,6 +117,7 @@ def transfer_tickets(
     `target` is a full config (see `target_config_for`); its `trials` are the trials transferred (source trial t
     gives target trial t) and its architecture must be the sources'. `root` (default: the first source's parent)
     holds the transfer directory and the target's own run. Re-running trains nothing new; a killed run resumes.
+    `executor` (find_tickets' executor, ray_address, ray_cpus_per_task) runs the target's own run.
     """
     target = target.validate()
     if output_layer not in OUTPUT_LAYER_MODES:
@@ -141,7 +143,8 @@ def transfer_tickets(
         _check_shapes(run, target, make_model(0), splits.input_shape)
 
     # the target's own tickets and dense network: an ordinary experiment, reused when it is already there
-    target_run = _target_experiment(target, root, workers, population, device, progress, checkpoint_interval_s)
+    target_run = _target_experiment(target, root, workers, population, device, progress, checkpoint_interval_s,
+                                    executor)
     with run_lock(transfer_dir):
         write_json(transfer_dir / "transfer.json", {
             "target": target.to_dict(), "target_hash": target.hash(), "output_layer": output_layer,
@@ -208,7 +211,8 @@ def _chosen_levels(run: SourceRun, trials: int, levels: list[int] | None) -> lis
     return sorted(set(levels))
 
 
-def _target_experiment(target, root, workers, population, device, progress, checkpoint_interval_s) -> Path:
+def _target_experiment(target, root, workers, population, device, progress, checkpoint_interval_s,
+                       executor) -> Path:
     """Run (or reuse) the target's own IMP experiment: its tickets are the `target_found` control. Variants and
     trials already recorded in that run directory are kept, so its results.csv keeps every curve it had."""
     variants, trials = ("iterative_reset",), target.trials
@@ -222,7 +226,7 @@ def _target_experiment(target, root, workers, population, device, progress, chec
             pass  # find_tickets reports a damaged config.json in its own words
     config = target.replace(variants=list(variants), trials=trials)
     result = find_tickets(config, root=root, workers=workers, population=population, device=device,
-                          progress=progress, report=False, checkpoint_interval_s=checkpoint_interval_s)
+                          progress=progress, report=False, checkpoint_interval_s=checkpoint_interval_s, **executor)
     return result.run_dir
 
 

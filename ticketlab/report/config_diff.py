@@ -64,7 +64,7 @@ def preset_in_command(command: str | None) -> str | None:
             return word.split("=", 1)[1]
     from_cli = len(words) > 1 and words[1] == "find" and words[0].endswith(("ticketlab", "__main__.py"))
     if from_cli and not any(word == "--config" or word.startswith("--config=") for word in words):
-        from ticketlab.config_cli import DEFAULT_PRESET
+        from ticketlab.presets import DEFAULT_PRESET
 
         return DEFAULT_PRESET
     return None

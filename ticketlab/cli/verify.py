@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+NAME = "verify"
 EXIT_CLEAN = 0
 EXIT_DAMAGED = 1
 
 
-def add_verify_command(subparsers) -> argparse.ArgumentParser:
+def add_command(subparsers) -> argparse.ArgumentParser:
     """Add the `verify` subcommand to an argparse subparsers object; returns its parser."""
     verify = subparsers.add_parser(
-        "verify",
+        NAME,
         help="check a run directory's files against their recorded sha256 hashes",
         description="Check config.json, population.json and every job directory of a run: a finished job's "
         "result.json against its digest and each of its files against the sha256 it records; an unfinished "
@@ -24,10 +25,8 @@ def add_verify_command(subparsers) -> argparse.ArgumentParser:
     return verify
 
 
-def run_verify_command(args: argparse.Namespace) -> int | None:
-    """Run `ticketlab verify` for parsed `args` (None for other commands): 0 when clean, 1 when damaged."""
-    if args.command != "verify":
-        return None
+def run(args: argparse.Namespace) -> int:
+    """Run `ticketlab verify` for parsed `args`: 0 when clean, 1 when damaged."""
     from ticketlab.lottery.integrity import job_directories, verify_run
 
     damage = verify_run(args.run_dir)
@@ -42,8 +41,3 @@ def run_verify_command(args: argparse.Namespace) -> int | None:
     print(f"{args.run_dir}: clean ({len(job_directories(Path(args.run_dir)))} job directories verified)")
     return EXIT_CLEAN
 
-
-if __name__ == "__main__":  # for trying it before it is wired into ticketlab.cli
-    parser = argparse.ArgumentParser(prog="ticketlab")
-    add_verify_command(parser.add_subparsers(dest="command", required=True))
-    sys.exit(run_verify_command(parser.parse_args()))

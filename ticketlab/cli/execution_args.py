@@ -1,13 +1,30 @@
-"""The executor flags of commands that train a job graph (`find`, `sweep`): --executor, --ray-address,
---ray-cpus-per-task. Importing this module imports neither torch nor ray."""
+"""The execution flags every command that trains takes (`find`, `sweep`, `transfer`): --workers, --population,
+--device, --checkpoint-every, --executor, --ray-address, --ray-cpus-per-task. They say how jobs run, never what
+they compute: the numbers are the same for every value. Importing this module imports neither torch nor ray."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 from ticketlab.errors import ConfigError
 
 MAX_CPUS_PER_TASK = 1024
+
+
+def add_execution_arguments(parser: argparse.ArgumentParser, *, workers_default: int | None,
+                            workers_help: str) -> None:
+    """Add the execution flags to a training command's parser; `workers_help` ends the --workers help."""
+    parser.add_argument("--workers", type=int, default=workers_default,
+                        help="training processes of CPU cores / N threads each: on the CPU every population is split "
+                        f"across them, and models that cannot be stacked train one job per process ({workers_help})")
+    parser.add_argument("--population", type=int, default=None,
+                        help="jobs trained together as one stacked network (default: as many as fit in memory; "
+                        "1: one at a time, the reference path)")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--checkpoint-every", type=float, default=30.0, metavar="SECONDS",
+                        help="write a resume checkpoint at most this often during training (default: 30)")
+    add_executor_arguments(parser)
 
 
 def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,3 +53,12 @@ def executor_options(args: argparse.Namespace) -> dict:
         import_ray()
         check_ray_address(args.ray_address)  # before any data load or run directory: nothing listening, one line
     return {"executor": args.executor, "ray_address": args.ray_address, "ray_cpus_per_task": args.ray_cpus_per_task}
+
+
+def ray_cluster_for(executor: dict):
+    """One Ray cluster for every experiment a command runs (a sweep's rewinds); nothing for the local executor."""
+    if executor["executor"] != "ray":
+        return contextlib.nullcontext()
+    from ticketlab.lottery.ray_executor import ray_cluster
+
+    return ray_cluster(executor["ray_address"])

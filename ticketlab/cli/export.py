@@ -1,16 +1,19 @@
-"""`ticketlab export` and `ticketlab cost`: thin commands over ticketlab.export. Torch-free until they run."""
+"""`ticketlab export`: one job's ticket as a usable model file, a thin command over ticketlab.export. Torch-free
+until it runs."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from ticketlab.cli.vocabulary import add_level_selection, add_trial_selection
+
+NAME = "export"
 FORMAT_NAMES = ("prune", "dense", "compact", "sparse", "onnx-dense", "onnx-compact")  # = api.FORMATS (torch-free)
 
 
-def add_export_commands(subparsers) -> None:
+def add_command(subparsers) -> argparse.ArgumentParser:
     export = subparsers.add_parser(
-        "export", help="export a ticket as a usable model (prune convention, dense, compact, sparse, ONNX)",
+        NAME, help="export a ticket as a usable model (prune convention, dense, compact, sparse, ONNX)",
         description="Write the trained ticket of one job of a run as a model file, after checking that the file, "
         "read back, reproduces the masked model's outputs on test examples. prune: torch.nn.utils.prune's "
         "weight_orig + weight_mask; dense: masked weights as a plain state dict; compact: a physically smaller "
@@ -18,34 +21,20 @@ def add_export_commands(subparsers) -> None:
         "onnx-compact: ONNX graphs, checked with onnxruntime (pip install 'ticketlab[export]').",
     )
     export.add_argument("run_dir", help="a run directory (holding config.json)")
-    export.add_argument("--level", type=int, required=True, help="pruning level (0: the dense network)")
-    export.add_argument("--trial", type=int, default=0, help="trial (default: 0)")
+    add_level_selection(export, dest="level", type=int, required=True, old=(), metavar="LEVEL",
+                        help="required: the pruning level (0: the dense network)")
+    add_trial_selection(export, dest="trial", type=int, default=0, old=(), metavar="TRIAL",
+                        help="the trial (default: 0)")
     export.add_argument("--variant", default="iterative_reset", help="variant (default: iterative_reset)")
     export.add_argument("--format", required=True, choices=FORMAT_NAMES, help="export format")
     export.add_argument("--output", required=True, help="the file to write")
     export.add_argument("--sparse-layout", default="csr", choices=("csr", "bsr"),
                         help="sparse format's layout (default: csr; bsr needs --blocksize dividing each matrix)")
     export.add_argument("--blocksize", type=int, default=4, help="bsr block size (default: 4)")
-    cost = subparsers.add_parser(
-        "cost", help="parameters and FLOPs per inference of every finished job of a run",
-        description="Write RUN_DIR/cost.csv (per job: nonzero parameters, dense-equivalent and effective FLOPs "
-        "per example), cost_layers.csv (per layer) and report/cost.md. A FLOP is a multiply or an add of a "
-        "Linear/Conv weight; biases, norms, activations and pooling are not counted.",
-    )
-    cost.add_argument("run_dir", help="a run directory (holding config.json)")
+    return export
 
 
-def run_export_command(args: argparse.Namespace) -> int:
-    if args.command == "cost":
-        from ticketlab.export.run_cost import run_cost
-
-        for kind, path in run_cost(args.run_dir).items():
-            print(f"{kind}: {path}")
-        if (Path(args.run_dir) / "results.csv").is_file():  # the report's summary.md gains the cost table
-            from ticketlab.report import write_report
-
-            print(f"markdown: {write_report(args.run_dir)['markdown']}")
-        return 0
+def run(args: argparse.Namespace) -> int:
     from ticketlab.errors import ConfigError
     from ticketlab.lottery.integrity import refuse_run_artifact
 

@@ -1,18 +1,23 @@
-"""`ticketlab transfer` and `ticketlab transfer-matrix`: the ticket-transfer command lines. Torch-free at import."""
+"""`ticketlab transfer`: train a run's winning tickets on another dataset or with another optimizer. Torch-free
+at import."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from ticketlab.config_cli import add_config_arguments, check_run_arguments, resolve_config
+from ticketlab.cli.config_args import add_config_arguments, check_run_arguments, resolve_config
+from ticketlab.cli.execution_args import add_execution_arguments, executor_options
+from ticketlab.cli.vocabulary import add_level_selection, typed
 from ticketlab.errors import ConfigError
 
+NAME = "transfer"
 
-def add_transfer_commands(subparsers) -> None:
-    """Add `transfer` and `transfer-matrix` to an argparse subparsers object."""
+
+def add_command(subparsers) -> argparse.ArgumentParser:
+    """Add `transfer` to an argparse subparsers object; returns its parser."""
     transfer = subparsers.add_parser(
-        "transfer",
+        NAME,
         help="train a run's winning tickets on another dataset or with another optimizer",
         description="Transfer winning tickets (Morcos et al., 2019): for each chosen level of each SOURCE_RUN's "
         "iterative_reset tickets, build the target's network (same architecture, output layer sized for the "
@@ -24,55 +29,41 @@ def add_transfer_commands(subparsers) -> None:
         "trains nothing new.",
     )
     transfer.add_argument("sources", nargs="+", metavar="SOURCE_RUN", help="finished run directories (ticketlab find)")
-    transfer.add_argument("--levels", dest="transfer_levels", default="all", metavar="LEVELS",
-                          help="comma-separated source levels to transfer, e.g. 0,2,4,6 (default: all finished)")
+    add_level_selection(transfer, dest="transfer_levels", default="all",
+                        help="comma-separated source levels to transfer, e.g. 0,2,4,6 (default: all finished)")
     transfer.add_argument("--output-layer", default="dense", choices=("dense", "masked"),
                           help="the new output layer: dense (default: its source mask names the source's classes) "
                           "or masked at the source's output-layer sparsity (a random mask)")
     transfer.add_argument("--root", default=None,
                           help="where the transfer directory and the target's own run go (default: the first "
                           "source's parent directory)")
-    transfer.add_argument("--workers", type=int, default=1, help="parallel processes for the target's own run")
-    transfer.add_argument("--population", type=int, default=None,
-                          help="jobs trained together as one stacked network (default: as many as fit; 1: one at "
-                          "a time)")
-    transfer.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    transfer.add_argument("--checkpoint-every", type=float, default=30.0, metavar="SECONDS",
-                          help="write a resume checkpoint at most this often (default: 30)")
+    add_execution_arguments(transfer, workers_default=1,
+                            workers_help="default: 1; --executor and --workers run the target's own tickets, the "
+                            "transferred ones train in this process")
     transfer.add_argument("--no-report", action="store_true", help="skip the figure")
     transfer.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_arguments(transfer, levels=False)
-
-    matrix = subparsers.add_parser(
-        "transfer-matrix",
-        help="source-by-target accuracy matrix of several transfers at one sparsity",
-        description="Read transfer.csv of each TRANSFER (a transfer directory or the file) and write matrix.csv "
-        "and matrix.png: one row per ticket source, one column per target, the mean test accuracy at early stop "
-        "of the level nearest --at percent weights remaining (the target's own tickets where source = target).",
-    )
-    matrix.add_argument("transfers", nargs="+", metavar="TRANSFER", help="transfer directories or transfer.csv files")
-    matrix.add_argument("--at", type=float, required=True, metavar="PERCENT", help="weights remaining, e.g. 10")
-    matrix.add_argument("--out", required=True, help="directory for matrix.csv and matrix.png/.svg")
+    return transfer
 
 
-def parse_levels(text: str) -> list[int] | None:
+def parse_levels(text: str, flag: str = "--level") -> list[int] | None:
     """'all' -> None; '0,2,4' -> [0, 2, 4]; ConfigError naming a bad item."""
     if text.strip().lower() == "all":
         return None
     levels = []
     for item in text.split(","):
         if not item.strip().isdigit():
-            raise ConfigError(f"--levels item {item.strip()!r} must be a level number >= 0 (e.g. --levels 0,2,4) "
+            raise ConfigError(f"{flag} item {item.strip()!r} must be a level number >= 0 (e.g. {flag} 0,2,4) "
                               "or 'all'")
         if int(item) in levels:
-            raise ConfigError(f"--levels {text!r} lists level {int(item)} more than once; list each level at most "
+            raise ConfigError(f"{flag} {text!r} lists level {int(item)} more than once; list each level at most "
                               "once")
         levels.append(int(item))
     return levels
 
 
-def run_transfer_command(args: argparse.Namespace) -> int:
-    levels = parse_levels(args.transfer_levels)
+def run(args: argparse.Namespace) -> int:
+    levels = parse_levels(args.transfer_levels, typed(args, "transfer_levels", "--level"))
     first = Path(args.sources[0])
     if not (first / "config.json").is_file():
         raise ConfigError(f"source run {args.sources[0]!r} is not a run directory (no config.json)")
@@ -82,45 +73,18 @@ def run_transfer_command(args: argparse.Namespace) -> int:
     if args.root is None:
         args.root = str(first.resolve().parent)
     check_run_arguments(args, target)
+    executor = executor_options(args)
     from ticketlab.lottery.transfer import transfer_tickets
 
     result = transfer_tickets(args.sources, target, levels=levels, root=args.root, output_layer=args.output_layer,
                               workers=args.workers, population=args.population, device=args.device,
                               progress=not args.quiet, report=not args.no_report,
-                              checkpoint_interval_s=args.checkpoint_every)
+                              checkpoint_interval_s=args.checkpoint_every, **executor)
     print(transfer_text_table(result.rows))
     print(f"\ntransfer: {result.transfer_dir}")
     print(f"target's own run: {result.target_run}")
     print(f"results: {result.transfer_csv}")
     for path in result.figure_files:
-        print(f"figure: {path}")
-    return 0
-
-
-def run_transfer_matrix_command(args: argparse.Namespace) -> int:
-    from ticketlab.lottery.transfer import check_transfer_rows, read_transfer_csv, transfer_matrix, write_matrix_csv
-    from ticketlab.report.transfer import write_matrix_figure
-
-    if not args.out.strip():
-        raise ConfigError(f"--out {args.out!r} is empty; give a directory for matrix.csv and matrix.png/.svg")
-    rows = []
-    for text in args.transfers:
-        path = Path(text)
-        path = path / "transfer.csv" if path.is_dir() else path
-        if not path.is_file():
-            raise ConfigError(f"transfer {text!r} has no transfer.csv")
-        read = read_transfer_csv(path)
-        if (path.parent / "transfer.json").is_file():  # a transfer directory: its rows against its sealed jobs
-            check_transfer_rows(path.parent, read)
-        rows.extend(read)
-    matrix = transfer_matrix(rows, args.at)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    csv_path = write_matrix_csv(out / "matrix.csv", matrix)
-    figures = write_matrix_figure(matrix, out / "matrix", args.at)
-    print(csv_path.read_text().rstrip())
-    print(f"\nmatrix: {csv_path}")
-    for path in figures:
         print(f"figure: {path}")
     return 0
 

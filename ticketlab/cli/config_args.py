@@ -1,4 +1,5 @@
-"""The config-shaping command-line flags of `find`, `sweep` and `config`, and their resolution into a config.
+"""The config-shaping command-line flags of `find`, `sweep`, `transfer` and `config`, and their resolution into a
+config.
 
 Torch-free (`ticketlab --help` imports it). Every check that needs no data runs here or in the config's own
 validation, so a bad value is refused before anything is loaded or written.
@@ -13,10 +14,9 @@ from typing import Any
 
 from ticketlab.config import ExperimentConfig, field_paths, load_config
 from ticketlab.errors import ConfigError
-from ticketlab.presets import preset
+from ticketlab.presets import DEFAULT_PRESET, preset
 from ticketlab.tasks import TASKS
 
-DEFAULT_PRESET = "mnist1d"
 # flag attribute -> the config field it sets
 SHORTCUTS = {
     "task": "task", "trials": "trials", "seed": "seed", "variants": "variants", "levels": "prune.levels",
@@ -37,7 +37,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, rewind: bool = True
     """--preset/--config/--task, the shortcuts (--trials, --steps, ...) and --SECTION.FIELD for every field.
 
     Help texts show the default preset's values, which is what a bare command runs. `levels` False leaves out
-    the --levels shortcut (a command that gives --levels another meaning; --prune.levels remains)."""
+    the --levels shortcut (transfer, where --levels is the old spelling of --level; --prune.levels remains); `rewind`
+    False leaves out the --rewind shortcut (sweep, where --rewind lists the steps to compare)."""
     shown = _flat_values(preset(DEFAULT_PRESET))
     parser.add_argument("--preset", help=f"starting config (default: {DEFAULT_PRESET}; see `ticketlab presets`)")
     parser.add_argument("--config", help="a .json or .toml config file, or a run directory's config.json "
