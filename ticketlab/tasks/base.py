@@ -69,6 +69,11 @@ class Task:
       takes: `export` checks an export's outputs on them and `cost` counts FLOPs per inference with them. None:
       the task's models take more than one tensor or carry state (language, translation, RL), so `export` and
       `cost` refuse its runs in one line before loading anything.
+    - `train_examples(data)` -> the number of training examples (the batch must fit in them; the population
+      memory estimate counts them); None: the task's data has no fixed example count (text streams, agents).
+    - `data_parallel`: whether its jobs train data-parallel under torchrun (its `train` takes `group=`).
+    - `stack_refusal`: why a model of this task cannot be stacked into a population, for the one-line notice
+      (e.g. "not a Flatten/Linear/ReLU stack ..."); empty: a generic notice naming the task.
     """
 
     name: str
@@ -90,6 +95,9 @@ class Task:
     example_inputs: Callable[[Any, str, int], Any] | None = None
     train_population: Callable[..., Any] | None = None
     population_size: Callable[[nn.Module, Any, ExperimentConfig], int] | None = None
+    train_examples: Callable[[Any], int | None] = lambda data: None
+    data_parallel: bool = False
+    stack_refusal: str = ""
 
 
 def load_task_data(task: Task, config: ExperimentConfig):

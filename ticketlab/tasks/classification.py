@@ -138,4 +138,7 @@ TASK = Task(
     score_losses=score_losses,
     ones_input=ones_input,
     example_inputs=first_inputs,
+    train_examples=lambda data: len(data.x_train) if isinstance(data, DataSplits) else None,  # not streamed folders
+    data_parallel=True,
+    stack_refusal="not a Flatten/Linear/ReLU stack or a built-in conv net without dropout",
 )
