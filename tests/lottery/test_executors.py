@@ -75,3 +75,23 @@ def test_a_toy_executor_is_one_registration(tmp_path, capsys):
     assert toy.results_csv.read_bytes() == local.results_csv.read_bytes()
     with pytest.raises(ConfigError, match="unknown executor 'toy'; allowed: local, ray"):
         check_choice(ExecutorChoice("toy"))
+
+
+def test_the_task_says_how_many_examples_a_batch_must_fit_in(tmp_path):
+    config = _config().replace(**{"train.batch_size": 76})  # 90 examples, 15 held out for validation
+    with pytest.raises(ConfigError, match="train.batch_size 76 is larger than the 75 training examples"):
+        find_tickets(config, root=tmp_path, data=_data(), progress=False, report=False)
+    assert not any(tmp_path.iterdir())  # refused before anything but the (removed) lock was written
+
+
+def test_the_task_says_why_a_model_does_not_stack(tmp_path, capsys):
+    from torch import nn
+
+    from ticketlab.lottery.planner import notify_unstacked
+
+    execution = _execution(tmp_path)
+    unstackable = nn.Sequential(nn.Linear(6, 8), nn.LayerNorm(8), nn.Linear(8, 3))
+    notify_unstacked(execution.ctx, unstackable, None)
+    assert capsys.readouterr().err == (f"ticketlab: Sequential cannot be stacked ({execution.ctx.task.stack_refusal}); "
+                                       "training its jobs one at a time\n")
+    assert "Flatten/Linear/ReLU" in execution.ctx.task.stack_refusal
