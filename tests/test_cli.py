@@ -81,7 +81,7 @@ def _find(root: Path, extra=()):
         ("1", "*/trial_0/level_01/*/checkpoint.safetensors"),  # mid-training of a level-1 job
         ("auto", "*/trial_0/level_00/dense/checkpoint.safetensors"),  # mid-training of the first population
         ("auto", "*/trial_0/level_01/*/checkpoint.safetensors"),  # mid-training of a later population
-        # populations split across 2 worker processes (ticketlab.lottery.processes), killed mid-population
+        # populations split across 2 worker processes (ticketlab.lottery.executors.processes), killed mid-population
         ("auto-workers", "*/trial_1/level_01/*/checkpoint.safetensors"),
     ],
 )

@@ -161,7 +161,9 @@ def test_worker_processes_for_unstacked_jobs_come_with_the_notice(tmp_path, monk
 
     monkeypatch.setattr(classification, "load_dataset", lambda data_config: splits)  # data load through the task
     parallel_runs = []
-    monkeypatch.setattr(experiment, "run_jobs_parallel",
+    from ticketlab.lottery.executors import processes
+
+    monkeypatch.setattr(processes, "run_jobs_parallel",
                         lambda ctx, graph, workers, bar, on_jobs_done: parallel_runs.append(workers))
     config = _config(**{"model.name": "conv2", "model.width": 4})
     find_tickets(config, root=tmp_path, workers=2, progress=False, report=False)

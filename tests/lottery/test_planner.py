@@ -7,7 +7,8 @@ import torch
 
 from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
 from ticketlab.data.splits import make_splits
-from ticketlab.lottery.experiment import _NoBar, model_factory
+from ticketlab.lottery.experiment import model_factory
+from ticketlab.lottery.progress import NoBar as _NoBar
 from ticketlab.lottery.jobs import DENSE, RESULT_FILE, ExperimentContext, JobKey, job_graph
 from ticketlab.lottery.planner import PLAN_FILE, choose_population_size, ready_jobs, run_graph
 from ticketlab.store import load_tensors, read_json, read_jsonl
@@ -174,7 +175,7 @@ def test_worker_schedule_advances_every_trials_ticket_chain_first(tmp_path, monk
     one trial's ticket and its own controls (which left the other trial's chain waiting)."""
     from concurrent.futures import Future
 
-    from ticketlab.lottery import processes
+    from ticketlab.lottery.executors import processes
 
     config = ExperimentConfig(model=ModelConfig(name="mlp", hidden=(8,)), prune=PruneConfig(levels=3), trials=2,
                               variants=("iterative_reset", "iterative_reinit", "random_pruning"))

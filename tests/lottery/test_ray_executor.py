@@ -16,7 +16,7 @@ from ticketlab.cli import main
 from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
 from ticketlab.errors import ConfigError
 from ticketlab.lottery import find_tickets
-from ticketlab.lottery.ray_executor import (
+from ticketlab.lottery.executors.ray import (
     TASK_NAME,
     RayExecutorError,
     check_ray_address,

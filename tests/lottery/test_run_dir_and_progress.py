@@ -6,6 +6,7 @@ import pytest
 from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
 from ticketlab.errors import ConfigError, DataError
 from ticketlab.lottery import experiment, find_tickets
+from ticketlab.lottery.progress import LabelledBar
 
 
 def _config(**changes):
@@ -71,7 +72,7 @@ class _RecordingBar:
 
 def test_the_bar_says_what_it_waits_for_until_the_first_step():
     recorded = _RecordingBar()
-    bar = experiment._LabelledBar(recorded)
+    bar = LabelledBar(recorded)
     assert recorded.descriptions == ["preparing the first job"]
     bar.set_waiting("starting 2 worker processes, each loads the data")
     bar.set_description("trial 0 level 0 dense")
@@ -79,7 +80,7 @@ def test_the_bar_says_what_it_waits_for_until_the_first_step():
     bar.update(10)
     assert recorded.descriptions[-1] == "trial 0 level 0 dense" and recorded.count == 10
     in_process = _RecordingBar()
-    bar = experiment._LabelledBar(in_process)
+    bar = LabelledBar(in_process)
     bar.set_description("trial 0 level 1 iterative_reset")  # in this process a job starts when it is labelled
     assert in_process.descriptions[-1] == "trial 0 level 1 iterative_reset"
 

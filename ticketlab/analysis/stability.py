@@ -183,8 +183,8 @@ def _stability_analysis(ctx: ExperimentContext, settings: StabilitySettings, aug
         for trial, levels in plan.items() for step in rewind_steps for level in levels for index in (0, 1)
         if not (_copy_dir(out_dir, settings, trial, step, level) / f"copy_{index}" / RESULT_FILE).exists()
     ]
-    bar = progress_bar(sum(ctx.total_steps - step for _, step, _, _ in pending), enabled=progress,
-                       description="stability copies")
+    steps_left = sum(ctx.total_steps - step for _, step, _, _ in pending)
+    bar = progress_bar(steps_left, enabled=progress and steps_left > 0, label="stability copies")
     try:
         for trial in sorted({trial for trial, _, _, _ in pending}):
             starts = rewind_points(ctx, out_dir, trial, rewind_steps, augment)

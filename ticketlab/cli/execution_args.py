@@ -48,7 +48,7 @@ def executor_options(args: argparse.Namespace) -> dict:
         raise ConfigError(f"--ray-cpus-per-task must be between 1 and {MAX_CPUS_PER_TASK}, "
                           f"got {args.ray_cpus_per_task}")
     if args.executor == "ray":
-        from ticketlab.lottery.ray_executor import check_ray_address, import_ray
+        from ticketlab.lottery.executors.ray import check_ray_address, import_ray
 
         import_ray()
         check_ray_address(args.ray_address)  # before any data load or run directory: nothing listening, one line
@@ -59,6 +59,6 @@ def ray_cluster_for(executor: dict):
     """One Ray cluster for every experiment a command runs (a sweep's rewinds); nothing for the local executor."""
     if executor["executor"] != "ray":
         return contextlib.nullcontext()
-    from ticketlab.lottery.ray_executor import ray_cluster
+    from ticketlab.lottery.executors.ray import ray_cluster
 
     return ray_cluster(executor["ray_address"])

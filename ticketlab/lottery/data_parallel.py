@@ -20,8 +20,6 @@ from ticketlab.config import ExperimentConfig
 from ticketlab.errors import ConfigError, TicketlabError
 from ticketlab.training.distributed import DataParallelGroup, check_batch_size, lost_connection
 
-SUPPORTED_TASKS = ("classification",)
-
 
 class LeaderStopped(ConfigError):
     """The leader ended the experiment with a user error; followers end with the same line."""
@@ -32,9 +30,11 @@ def check_ranks_agree(group: DataParallelGroup, config: ExperimentConfig, finger
     """Refusals every rank makes alike, before any file is touched: a task that does not train data-parallel, a
     batch that does not split evenly; then ConfigError unless all ranks run the same config (and custom model/data).
     Populations and worker processes are single-process features: under torchrun jobs train one at a time."""
-    if config.task not in SUPPORTED_TASKS:
+    from ticketlab.tasks import load_task
+
+    if not load_task(config.task).data_parallel:
         raise ConfigError(f"task {config.task!r} does not train data-parallel under torchrun; supported: "
-                          f"{', '.join(SUPPORTED_TASKS)} (run the other tasks without torchrun)")
+                          f"{', '.join(_data_parallel_tasks())} (run the other tasks without torchrun)")
     check_batch_size(config.train.batch_size, group.world_size)
     if group.is_leader and (workers > 1 or population not in (None, 1)):
         print(f"ticketlab: under torchrun each job trains data-parallel on all {group.world_size} processes, one job "
@@ -42,6 +42,20 @@ def check_ranks_agree(group: DataParallelGroup, config: ExperimentConfig, finger
     from hashlib import sha256
 
     group.agree(int(sha256((config.hash() + fingerprint).encode()).hexdigest()[:15], 16), "the config")
+
+
+def _data_parallel_tasks() -> list[str]:
+    """The tasks whose Task says they train data-parallel (tasks that cannot be imported here are left out)."""
+    from ticketlab.tasks import TASKS, load_task
+
+    names = []
+    for name in TASKS:
+        try:
+            if load_task(name).data_parallel:
+                names.append(name)
+        except ImportError:
+            continue
+    return names
 
 
 def announce_job(group: DataParallelGroup, start) -> None:

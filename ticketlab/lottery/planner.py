@@ -103,7 +103,8 @@ def choose_population_size(ctx: ExperimentContext, budget_bytes: int | None = No
     if not can_vectorize(model):
         return 1
     budget = memory_budget_bytes(ctx.device) if budget_bytes is None else budget_bytes
-    per_member = member_memory_bytes(model, ctx.config.train, len(ctx.data.x_train), ctx.data.input_shape)
+    train_examples = ctx.task.train_examples(ctx.data) or 0
+    per_member = member_memory_bytes(model, ctx.config.train, train_examples, getattr(ctx.data, "input_shape", None))
     return max(1, (budget - population_eval_bytes()) // per_member)
 
 
@@ -134,9 +135,9 @@ def notify_unstacked(ctx: ExperimentContext, model: nn.Module, population: int |
     elif ctx.task.stackable(model, ctx.device, 2):  # it could stack, but not by default on this device
         print(f"ticketlab: {name} trains one job at a time on {ctx.device.type} (stacked "
               "convolutions are slower there); --population N stacks N jobs", file=sys.stderr)
-    elif ctx.task.name == "classification":
-        print(f"ticketlab: {name} cannot be stacked (not a Flatten/Linear/ReLU stack or a "
-              "built-in conv net without dropout); training its jobs one at a time", file=sys.stderr)
+    elif ctx.task.stack_refusal:
+        print(f"ticketlab: {name} cannot be stacked ({ctx.task.stack_refusal}); training its jobs one at a time",
+              file=sys.stderr)
     elif ctx.task.train_population is not None:
         print(f"ticketlab: the {ctx.task.name} task cannot stack {name}; training its jobs one at a time",
               file=sys.stderr)

@@ -1,5 +1,5 @@
-"""Progress bars on stderr for the commands that train: one wrapper, so every command's bar counts optimizer steps
-the same way, and a bar that is off costs nothing (tqdm is imported only when a bar is shown)."""
+"""The one progress bar of commands that train: a tqdm bar on stderr that always says what is happening, or a
+bar that shows nothing (`--quiet`). Torch-free; tqdm is imported only when a bar is drawn."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 
 class NoBar:
-    """A bar that shows nothing: progress is off, or there is nothing left to train."""
+    """The bar of a quiet run: every call does nothing."""
 
     def update(self, count: int = 1) -> None: ...
     def set_description(self, text: str) -> None: ...
@@ -15,12 +15,49 @@ class NoBar:
     def close(self) -> None: ...
 
 
-def progress_bar(total: int, *, enabled: bool = True, description: str | None = None, initial: int = 0):
-    """A tqdm bar over `total` optimizer steps (`initial` of them already done) on stderr, labelled
-    `description`; a NoBar when not `enabled` or when `total` is 0 (a finished run shows no empty bar)."""
-    if not enabled or total == 0:
+class LabelledBar:
+    """A tqdm bar that always says what is happening: the job(s) training and, until the first steps are reported,
+    what the run waits for (preparing the first job; worker processes or Ray tasks starting and loading data)."""
+
+    FIRST_WAIT = "preparing the first job"
+
+    def __init__(self, bar, label: str = "", waiting: str = FIRST_WAIT) -> None:
+        self.bar, self.label, self.waiting = bar, label, waiting
+        self.waits_for_workers = False  # processes or Ray tasks still starting when the first jobs are handed out
+        self._show()
+
+    def _show(self) -> None:
+        text = self.label if not self.waiting else f"{self.label} ({self.waiting})" if self.label else self.waiting
+        self.bar.set_description(text)
+
+    def set_waiting(self, text: str) -> None:
+        self.waiting, self.waits_for_workers = text, True
+        self._show()
+
+    def set_description(self, text: str) -> None:
+        self.label = text
+        if not self.waits_for_workers:  # in this process: the job starts now
+            self.waiting = ""
+        self._show()
+
+    def update(self, count: int = 1) -> None:
+        if self.waiting:
+            self.waiting = ""
+            self._show()
+        self.bar.update(count)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def progress_bar(total: int, *, done: int = 0, enabled: bool = True, label: str = "") -> LabelledBar | NoBar:
+    """A bar over `total` steps (`done` of them already done, e.g. by an interrupted run), or a NoBar when not
+    `enabled`. With `label` (a command that trains one kind of work, e.g. "stability copies") the bar says it from
+    the start; without, it says what it waits for until the caller labels the first jobs."""
+    if not enabled:
         return NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, unit="it", unit_scale=True, dynamic_ncols=True, file=sys.stderr,
-                desc=description)
+    desc = label or LabelledBar.FIRST_WAIT
+    bar = tqdm(total=total, initial=done, unit="it", unit_scale=True, dynamic_ncols=True, file=sys.stderr, desc=desc)
+    return LabelledBar(bar, label, "" if label else LabelledBar.FIRST_WAIT)

@@ -126,8 +126,8 @@ def train_transfer_jobs(ctx: ExperimentContext, run: SourceRun, keys: list[JobKe
     size = (population or choose_population_size(ctx)) if stacks_jobs(ctx, template, population) else 1
     size = max(1, min(size, len(keys)))
     pending_total = sum(not is_done(ctx, key) for key in keys)
-    bar = progress_bar(pending_total * (ctx.total_steps - ctx.rewind_step), enabled=progress,
-                       description=f"transfer {run.name}")
+    steps_left = pending_total * (ctx.total_steps - ctx.rewind_step)
+    bar = progress_bar(steps_left, enabled=progress and steps_left > 0, label=f"transfer {run.name}")
     try:
         for index in range(0, len(keys), size):
             batch = [key for key in keys[index:index + size] if not is_done(ctx, key)]

@@ -85,6 +85,9 @@ class Task:
     - `model_for_shapes(config, input_shape, num_classes)` -> a fresh network for inputs of `input_shape` with
       `num_classes` outputs, without loading data: `load_export` rebuilds an export from its file's metadata with
       it. None: an export of this task is loaded only with a module of the run's architecture passed in.
+    - `data_parallel`: whether its jobs train data-parallel under torchrun (its `train` takes `group=`).
+    - `stack_refusal`: why a model of this task cannot be stacked into a population, for the one-line notice
+      (e.g. "not a Flatten/Linear/ReLU stack ..."); empty: a generic notice naming the task.
     """
 
     name: str
@@ -111,6 +114,8 @@ class Task:
     train_examples: Callable[[Any], int | None] = lambda data: None
     labelled_examples: Callable[[Any, str, int | None], Any] | None = None
     model_for_shapes: Callable[[ExperimentConfig, tuple[int, ...], int], nn.Module] | None = None
+    data_parallel: bool = False
+    stack_refusal: str = ""
 
 
 def load_task_data(task: Task, config: ExperimentConfig):

@@ -161,4 +161,6 @@ TASK = Task(
     train_examples=_train_examples,
     labelled_examples=_labelled_examples,
     model_for_shapes=_model_for_shapes,
+    data_parallel=True,
+    stack_refusal="not a Flatten/Linear/ReLU stack or a built-in conv net without dropout",
 )

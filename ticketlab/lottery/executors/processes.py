@@ -1,5 +1,5 @@
-"""Local worker processes for a lottery experiment: independent jobs one per process, or each population of the
-plan split across the processes.
+"""The executors of local worker processes (`--workers N`): independent jobs one per process ("processes", for
+models that are not stacked), or each population of the plan split across the processes ("population_processes").
 
 On a small CPU, two single-threaded processes beat one two-threaded process for the small networks of these
 experiments: every op of a small step pays for waking the second thread, and Python's per-step work runs on one
@@ -20,13 +20,19 @@ import queue
 import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Callable, Iterator
 
-import torch
-
+from ticketlab.lottery.context import WorkerSpec, worker_context
+from ticketlab.lottery.executors.base import EXECUTORS, LOCAL, Execution, Executor
 from ticketlab.lottery.jobs import ExperimentContext, JobKey, is_done, run_job
-from ticketlab.lottery.planner import job_priority, population_plan, train_batch
+from ticketlab.lottery.planner import (
+    graph_population_size,
+    job_priority,
+    notify_unstacked,
+    population_plan,
+    stacks_jobs,
+    train_batch,
+)
 
 _WORKER: dict = {}  # in a worker process: its experiment context and the progress queue
 
@@ -52,8 +58,7 @@ def worker_pool(ctx: ExperimentContext, workers: int, updates) -> Iterator[Proce
         max_workers=workers,
         mp_context=context,
         initializer=_worker_init,
-        initargs=(ctx.config.to_dict(), str(ctx.run_dir), str(ctx.device), ctx.checkpoint_interval_s, threads, updates,
-                  os.getpid()),
+        initargs=(WorkerSpec.of(ctx, threads), updates, os.getpid()),
     ) as pool:
         try:
             yield pool
@@ -160,28 +165,52 @@ def drain(updates, bar) -> None:
             return
 
 
+# --- the executors -------------------------------------------------------------------------------------
+
+
+def _trains_jobs_apart(execution: Execution) -> bool:
+    """Worker processes, a model the plan does not stack, and more than one job left to train."""
+    plan, ctx = execution.plan, execution.ctx
+    return (plan.workers > 1 and not stacks_jobs(ctx, execution.template, plan.population)
+            and sum(not is_done(ctx, key) for key in execution.graph) > 1)
+
+
+def _train_jobs_apart(execution: Execution) -> None:
+    plan, ctx = execution.plan, execution.ctx
+    notify_unstacked(ctx, execution.template, plan.population)
+    execution.bar.set_waiting(f"starting {plan.workers} worker processes, each loads the data")
+    run_jobs_parallel(ctx, execution.graph, plan.workers, execution.bar, execution.on_jobs_done)
+
+
+def _splits_populations(execution: Execution) -> bool:
+    """Worker processes on the CPU (outside torchrun), and populations of more than one job."""
+    plan, ctx = execution.plan, execution.ctx
+    return (plan.workers > 1 and ctx.device.type == "cpu" and plan.group is None
+            and stacks_jobs(ctx, execution.template, plan.population)
+            and graph_population_size(ctx, plan.population) > 1)
+
+
+def _train_split_populations(execution: Execution) -> None:
+    plan, ctx = execution.plan, execution.ctx
+    execution.bar.set_waiting(f"starting {plan.workers} worker processes, each loads the data")
+    run_populations_parallel(ctx, execution.graph, plan.workers, graph_population_size(ctx, plan.population),
+                             execution.bar, execution.on_jobs_start, execution.on_jobs_done)
+
+
+EXECUTORS.register("processes", Executor("processes", LOCAL, applies=_trains_jobs_apart, train=_train_jobs_apart))
+EXECUTORS.register("population_processes", Executor("population_processes", LOCAL, applies=_splits_populations,
+                                                    train=_train_split_populations))
+
+
 # --- in a worker process ---------------------------------------------------------------------------------
 
 
-def _worker_init(config_dict: dict, run_dir: str, device: str, checkpoint_interval_s: float, threads: int, updates,
-                 parent_pid: int):
+def _worker_init(spec: WorkerSpec, updates, parent_pid: int):
     import signal
-
-    from ticketlab.config import config_from_dict
-    from ticketlab.lottery.experiment import model_factory
-    from ticketlab.tasks import load_task
-    from ticketlab.tasks.base import load_task_data
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled once, by the main process
     _die_with_parent(parent_pid)
-    torch.set_num_threads(threads)
-    config = config_from_dict(config_dict)
-    task = load_task(config.task)
-    splits = task.bind_run(load_task_data(task, config), Path(run_dir)).to(device)
-    _WORKER["ctx"] = ExperimentContext(
-        config=config, run_dir=Path(run_dir), data=splits, make_model=model_factory(config, splits, None, task),
-        device=torch.device(device), checkpoint_interval_s=checkpoint_interval_s, task=task,
-    )
+    _WORKER["ctx"] = worker_context(spec)
     _WORKER["updates"] = updates
 
 

@@ -1,4 +1,4 @@
-"""Run a lottery experiment's job graph on a Ray cluster: each entry of the population plan is one Ray task.
+"""The Ray executor (`--executor ray`): each entry of the population plan is one Ray task on a cluster.
 
 The plan is the local planner's (`population_plan`): the same populations, so the same numbers. Entries run as
 soon as the entries holding their inputs are done, as many at once as the cluster has resources for (each task
@@ -25,13 +25,12 @@ import socket
 from pathlib import Path
 from typing import Callable, Iterator
 
-import torch
-
 from ticketlab.errors import ConfigError, TicketlabError
+from ticketlab.lottery.context import WorkerSpec, worker_context
+from ticketlab.lottery.executors.base import EXECUTORS, Execution, Executor, ExecutorChoice
 from ticketlab.lottery.jobs import ExperimentContext, JobKey, is_done, job_steps
 from ticketlab.lottery.planner import graph_population_size, population_plan, train_batch
 
-EXECUTORS = ("local", "ray")
 RAY_INSTALL = "pip install 'ticketlab[ray]'"
 MAX_RETRIES = 3  # per task, for lost workers and nodes (not for errors raised by training itself)
 TASK_NAME = "ticketlab_train_batch"  # what `ray status`, the dashboard and `ps` show for a running task
@@ -42,14 +41,20 @@ class RayExecutorError(TicketlabError):
     """The Ray cluster lost a task more often than it retries it, or cannot be reached."""
 
 
-def check_executor(executor: str, address: str | None = None) -> None:
-    """ConfigError for an executor other than 'local' or 'ray', or 'ray' without Ray installed; with 'ray', the
-    `address` must answer (`check_ray_address`)."""
-    if executor not in EXECUTORS:
-        raise ConfigError(f"unknown executor {executor!r}; allowed: {', '.join(EXECUTORS)}")
-    if executor == "ray":
-        import_ray()
-        check_ray_address(address)
+def check_ray(choice: ExecutorChoice) -> None:
+    """ConfigError without Ray installed; the cluster at `choice.ray_address` must answer (`check_ray_address`)."""
+    import_ray()
+    check_ray_address(choice.ray_address)
+
+
+def train_on_ray(execution: Execution) -> None:
+    """Train the run's graph as Ray tasks on the cluster the user chose (or a local one, see `ray_cluster`)."""
+    plan = execution.plan
+    execution.bar.set_waiting("starting the Ray tasks, each loads the data")
+    with ray_cluster(plan.executor.ray_address):
+        run_graph_ray(execution.ctx, execution.graph, population=plan.population, model=plan.model, data=plan.data,
+                      cpus_per_task=plan.executor.ray_cpus_per_task, on_progress=execution.on_progress,
+                      on_jobs_done=execution.on_jobs_done)
 
 
 def import_ray():
@@ -130,13 +135,8 @@ def run_graph_ray(
     done = {index for index, entry in enumerate(plan) if all(is_done(ctx, key) for key in entry)}
     waiting = [index for index in range(len(plan)) if index not in done]
 
-    spec = {
-        "config": ctx.config.to_dict(),
-        "run_dir": str(ctx.run_dir),
-        "device": "cuda" if ctx.device.type == "cuda" else str(ctx.device),  # Ray picks the GPU for each task
-        "checkpoint_interval_s": ctx.checkpoint_interval_s,
-        "threads": cpus_per_task,
-    }
+    # Ray picks the GPU of each task
+    spec = WorkerSpec.of(ctx, cpus_per_task, device="cuda" if ctx.device.type == "cuda" else str(ctx.device))
     task = ray.remote(_train_batch_task).options(
         name=TASK_NAME, num_cpus=cpus_per_task, num_gpus=1 if ctx.device.type == "cuda" else 0,
         max_retries=MAX_RETRIES, retry_exceptions=False,
@@ -188,35 +188,21 @@ def _result(ray, ref, keys: list[JobKey]) -> None:
 _WORKER_CONTEXT: dict = {}  # one experiment per worker process: data loaded once, reused by later tasks
 
 
-def _train_batch_task(spec: dict, model, data, keys: list[JobKey], size: int) -> list[JobKey]:
+def _train_batch_task(spec: WorkerSpec, model, data, keys: list[JobKey], size: int) -> list[JobKey]:
     """A Ray task: train one population (or job) of the plan into the shared run directory."""
     ctx = _worker_context(spec, model, data)
     train_batch(ctx, keys, size)
     return keys
 
 
-def _worker_context(spec: dict, model, data) -> ExperimentContext:
-    from ticketlab.config import config_from_dict
-    from ticketlab.lottery.experiment import model_factory
-    from ticketlab.tasks import load_task
-    from ticketlab.tasks.base import load_task_data
-
-    cache_key = (spec["run_dir"], spec["device"], spec["threads"])
+def _worker_context(spec: WorkerSpec, model, data) -> ExperimentContext:
+    cache_key = (spec.run_dir, spec.device, spec.threads)
     cached = _WORKER_CONTEXT.get("ctx")
     if cached is not None and _WORKER_CONTEXT["key"] == cache_key:
         return cached
     _WORKER_CONTEXT.clear()
-    run_dir = Path(spec["run_dir"])
-    check_shared_run_dir(run_dir)
-    torch.set_num_threads(spec["threads"])
-    config = config_from_dict(spec["config"])
-    task = load_task(config.task)
-    splits = data if data is not None else task.bind_run(load_task_data(task, config), run_dir)
-    ctx = ExperimentContext(
-        config=config, run_dir=run_dir, data=splits.to(spec["device"]),
-        make_model=model_factory(config, splits, model, task), device=torch.device(spec["device"]),
-        checkpoint_interval_s=spec["checkpoint_interval_s"], task=task,
-    )
+    check_shared_run_dir(Path(spec.run_dir))
+    ctx = worker_context(spec, model, data)
     _WORKER_CONTEXT.update(ctx=ctx, key=cache_key)
     return ctx
 
@@ -235,3 +221,6 @@ def check_shared_run_dir(run_dir: Path) -> None:
     except OSError as error:
         raise ConfigError(f"the Ray worker on {host} cannot write run directory {run_dir} "
                           f"({error.strerror}): --root must be writable from every Ray node") from None
+
+
+EXECUTORS.register("ray", Executor("ray", "ray", applies=lambda execution: True, train=train_on_ray, check=check_ray))
