@@ -52,10 +52,8 @@ class Variant:
     label: str  # figure legends, Markdown tables, HTML
     short_label: str  # terminal tables (13 characters at most)
     channel_units: bool = False  # has a rule for prune.unit 'channel' (`channel_mask`)
-    selectable: bool = True  # False: a job the graph adds for other variants (the dense run, a search), not a name
-    # for `variants`
-    rank: int = LAST  # order among a level's jobs (graph order, ties of the population planner): what others read
-    # first
+    selectable: bool = True  # False: a job added for other variants (the dense run, a search), not a name to ask for
+    rank: int = LAST  # order among a level's jobs (graph order, planner ties): the jobs others read come first
     chain: bool = False  # other jobs wait for this one: the planner trains it first to shorten the critical path
     own_runner: bool = False  # trained by `run`, not by the task's training loop (and alone, never in a population)
 
