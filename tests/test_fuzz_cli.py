@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ticketlab.cli import main
-from ticketlab.config import INIT_NAMES, VARIANT_NAMES
+from ticketlab.config import INIT_NAMES
+from ticketlab.lottery.variants import variant_names
 from ticketlab.tasks import DATASET_NAMES, MODEL_NAMES
 
 SETTINGS = dict(deadline=None, derandomize=True, database=None,
@@ -42,7 +43,7 @@ OPTIONAL = {"train.clip_grad_norm", "prune.output_rate", "prune.target_remaining
             "model.embedding_dim", "prune.finetune_steps"}
 UNSET_TEXTS = ("none", "null", "")
 _KNOWN_NAMES = set(DATASET_NAMES) | set(MODEL_NAMES) | set(INIT_NAMES) | {"classification", "language"}
-_VARIANTS = VARIANT_NAMES
+_VARIANTS = variant_names()
 WORDS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_:-./ ", min_size=1, max_size=12)
 NON_FINITE = st.sampled_from(["nan", "NaN", "inf", "-inf", "Infinity", "1e400", "-1e400"])
 

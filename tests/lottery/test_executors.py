@@ -10,7 +10,7 @@ from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainCo
 from ticketlab.data.splits import make_splits
 from ticketlab.errors import ConfigError
 from ticketlab.lottery import find_tickets
-from ticketlab.lottery.context import model_factory
+from ticketlab.lottery.workers import model_factory
 from ticketlab.lottery.executors import (
     EXECUTORS,
     Execution,

@@ -12,8 +12,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ticketlab.config import ExperimentConfig, field_paths, load_config
+from ticketlab.config import DEFAULT_VARIANTS, ExperimentConfig, field_paths, load_config
 from ticketlab.errors import ConfigError
+from ticketlab.lottery.variants import check_variants, variant_names
 from ticketlab.presets import DEFAULT_PRESET, preset
 from ticketlab.tasks import TASKS
 
@@ -48,8 +49,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, rewind: bool = True
     parser.add_argument("--trials", help=f"independent repetitions (different init and data order; "
                         f"{DEFAULT_PRESET} preset: {shown['trials']})")
     parser.add_argument("--seed", help="base seed every random choice derives from")
-    parser.add_argument("--variants", help="comma-separated subset of: iterative_reset, iterative_reinit, "
-                        "oneshot_reset, oneshot_reinit, random_pruning, finetune (default: all)")
+    parser.add_argument("--variants", help=f"comma-separated subset of: {', '.join(variant_names())} (default: "
+                        f"{', '.join(DEFAULT_VARIANTS)})")
     if levels:
         parser.add_argument("--levels", help=f"pruning rounds after the dense network (prune.levels; "
                             f"{DEFAULT_PRESET} preset: {shown['prune.levels']}); not with --target-remaining")
@@ -107,7 +108,9 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
             + ("" if target_key in changes else f" (or add --{target_key} none)"))
     if target_key in changes and target_set:
         changes[levels_key] = 10_000  # the target decides; the levels are recorded as unbounded
-    return config.replace(**changes) if changes else config.validate()
+    config = config.replace(**changes) if changes else config.validate()
+    check_variants(config)  # the names are the variants registry's to check
+    return config
 
 
 def check_run_arguments(args: argparse.Namespace, config: ExperimentConfig) -> None:

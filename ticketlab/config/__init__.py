@@ -12,11 +12,8 @@ dataset and model name checks.
 
 from ticketlab.config.checks import check_bool, check_choice, check_int, check_number, check_step
 from ticketlab.config.experiment import (
-    AT_INIT_METHODS,
-    AT_INIT_VARIANTS,
     DEFAULT_VARIANTS,
     EARLY_BIRD_VARIANTS,
-    VARIANT_NAMES,
     ExperimentConfig,
     check_steps,
     config_from_dict,
@@ -54,10 +51,10 @@ from ticketlab.config.sections import (
 from ticketlab.config.steps import check_step_unit, parse_step, step_count
 
 __all__ = [
-    "AT_INIT_METHODS", "AT_INIT_VARIANTS", "CHANNEL_SCORE_NAMES", "CONV_DEPTHS", "DEFAULT_VARIANTS",
+    "CHANNEL_SCORE_NAMES", "CONV_DEPTHS", "DEFAULT_VARIANTS",
     "EARLY_BIRD_CRITERIA", "EARLY_BIRD_VARIANTS", "EXPERIMENT_CHECKS", "IMAGENET_RESNET_NAMES", "INIT_NAMES",
     "MAX_DEPTH", "MAX_LR", "MAX_WIDTH", "OPTIMIZER_NAMES", "SCHEDULE_NAMES", "SCOPE_NAMES", "STRATEGY_NAMES",
-    "TASK_SECTIONS", "UNIT_NAMES", "VARIANT_NAMES", "VGG_DEPTHS", "DataConfig", "ExperimentConfig", "ModelConfig",
+    "TASK_SECTIONS", "UNIT_NAMES", "VGG_DEPTHS", "DataConfig", "ExperimentConfig", "ModelConfig",
     "PlanEstimate", "PlanLimit", "PruneConfig", "TrainConfig", "check_against_data", "check_bool", "check_choice",
     "check_int", "check_number", "check_plan", "check_step", "check_step_unit", "check_steps", "config_from_dict",
     "field_paths", "load_config", "parse_classes", "parse_step", "plan_estimate", "register_check",

@@ -70,14 +70,14 @@ def load_ticket(run_dir: str | Path, level: int, trial: int = 0, variant: str = 
 
     The run's config.json and the job's sealed result and files are checked first (IntegrityError naming the
     damaged files). Runs with a custom model or data need the same `model` / `data` again."""
-    from ticketlab.config import VARIANT_NAMES
     from ticketlab.lottery.jobs import DENSE, JobKey
+    from ticketlab.lottery.variants import variant_names
 
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
     task_with_example_inputs(config, run_dir, "export")
-    if variant not in VARIANT_NAMES:
-        raise ConfigError(f"unknown variant {variant!r}; allowed: {', '.join(VARIANT_NAMES)}")
+    if variant not in variant_names():
+        raise ConfigError(f"unknown variant {variant!r}; allowed: {', '.join(variant_names())}")
     for label, value in (("level", level), ("trial", trial)):
         if not isinstance(value, int) or value < 0:
             raise ConfigError(f"{label} {value!r} must be an integer >= 0")

@@ -33,9 +33,9 @@ def _missing_need(task, score: Score) -> str | None:
 
 
 def _refusal(task, variant: str, need: str) -> ConfigError:
-    from ticketlab.config import AT_INIT_METHODS  # the variant names; the lottery layer may read the config
+    from ticketlab.lottery.variants.at_init import METHODS
 
-    usable = [method for method in AT_INIT_METHODS
+    usable = [method for method in METHODS
               if (score := method_score(method)) is not None and _missing_need(task, score) is None]
     return ConfigError(f"variant {variant} needs {NEEDS[need]}, which task {task.name!r} does not supply; "
                        f"choose among {', '.join(usable)}")

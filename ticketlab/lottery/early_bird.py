@@ -12,6 +12,8 @@ detection step, the training saved (1 - detection step / training steps) and the
 The search trains without checkpoints: a killed search starts again from θ0 (it is one partial dense run), and a
 finished one is never repeated. The `early_bird` variant trains the level's mask from the detection-point weights
 to the end of the schedule (fresh optimizer state, as a rewound ticket); `early_bird_reset` from θ0 / θk.
+The variants themselves are declared in `ticketlab.lottery.variants.early_bird`; this module is their runner and
+knows no variant name (each function is given the search job's key).
 """
 
 from __future__ import annotations
@@ -25,16 +27,9 @@ import torch
 from ticketlab.config import parse_step
 from ticketlab.errors import ConfigError
 from ticketlab.lottery.integrity import seal_result
-from ticketlab.lottery.jobs import (
-    EARLY_BIRD_SEARCH,
-    RESULT_FILE,
-    ExperimentContext,
-    JobKey,
-    _plan_total,
-    _starting_point,
-    is_done,
-    read_result,
-)
+from ticketlab.lottery.context import ExperimentContext, is_done, plan_total, read_result
+from ticketlab.lottery.keys import RESULT_FILE, JobKey
+from ticketlab.lottery.starts import init_start
 from ticketlab.pruning import keep_top, strategy_scores
 from ticketlab.pruning.early_bird import EarlyBirdDetector, batchnorm_scales, channel_mask
 from ticketlab.seeds import derive_seed
@@ -43,10 +38,6 @@ from ticketlab.store import atomic_write_bytes, load_tensors, save_tensors, writ
 
 class _AllDetected(Exception):
     """Raised from the snapshot hook to end the search's training once every level's ticket is detected."""
-
-
-def _search_key(key: JobKey) -> JobKey:
-    return JobKey(key.trial, 0, EARLY_BIRD_SEARCH)
 
 
 def run_early_bird_search(ctx: ExperimentContext, key: JobKey, on_progress=None) -> dict:
@@ -59,13 +50,11 @@ def run_early_bird_search(ctx: ExperimentContext, key: JobKey, on_progress=None)
     every = parse_step(prune.early_bird_every, ctx.steps_per_epoch)
     plan = ctx.keep_plan()
     levels = list(range(1, len(plan)))
-    model, _, _, _ = _starting_point(ctx, key)
+    model, _, _, _ = init_start(ctx, key.trial)
     prunable = ctx.task.prunable(model)
     all_weights = sum(weight.numel() for weight in prunable.values())
+    check_criterion(config, model)
     has_batchnorm = bool(batchnorm_scales(model))
-    if prune.early_bird_criterion == "channels" and not has_batchnorm:
-        raise ConfigError("prune.early_bird_criterion 'channels' needs BatchNorm layers, which "
-                          f"{type(model).__name__} does not have; use 'weights'")
     detectors = {level: EarlyBirdDetector(prune.early_bird_window, prune.early_bird_threshold) for level in levels}
     channel_detectors = {level: EarlyBirdDetector(prune.early_bird_window, prune.early_bird_threshold)
                          for level in levels} if has_batchnorm else {}
@@ -90,7 +79,7 @@ def run_early_bird_search(ctx: ExperimentContext, key: JobKey, on_progress=None)
                 continue
             entry = {"step": step, "weights_distance": detectors[level].observe(masks[level])}
             if scales:
-                fraction = _plan_total(plan[level]) / all_weights
+                fraction = plan_total(plan[level]) / all_weights
                 entry["channels_distance"] = channel_detectors[level].observe(channel_mask(scales, fraction))
             history[level].append(entry)
             chosen = channel_detectors if prune.early_bird_criterion == "channels" else detectors
@@ -122,7 +111,7 @@ def run_early_bird_search(ctx: ExperimentContext, key: JobKey, on_progress=None)
         "window": prune.early_bird_window, "threshold": prune.early_bird_threshold,
         "stopped_at_step": stopped_at, "training_saved_fraction": 1.0 - stopped_at / total,
         "levels": {str(level): {"detected": level in found, "detection_step": found.get(level, total),
-                                "weights_remaining_percent": 100.0 * _plan_total(plan[level]) / all_weights,
+                                "weights_remaining_percent": 100.0 * plan_total(plan[level]) / all_weights,
                                 "training_saved_fraction": 1.0 - found.get(level, total) / total,
                                 "history": history[level]} for level in levels},
         "wall_time_s": time.time() - started,
@@ -132,28 +121,37 @@ def run_early_bird_search(ctx: ExperimentContext, key: JobKey, on_progress=None)
     return record
 
 
-def detection_step(ctx: ExperimentContext, key: JobKey) -> int:
-    """The step at which the level's early-bird ticket was detected (the training steps when it was not)."""
-    return int(read_result(ctx, _search_key(key))["levels"][str(key.level)]["detection_step"])
+def check_criterion(config, model) -> None:
+    """ConfigError for `prune.early_bird_criterion channels` on a model without BatchNorm layers."""
+    if config.prune.early_bird_criterion == "channels" and not batchnorm_scales(model):
+        raise ConfigError("prune.early_bird_criterion 'channels' needs BatchNorm layers, which "
+                          f"{type(model).__name__} does not have; use 'weights'")
 
 
-def early_bird_mask(ctx: ExperimentContext, key: JobKey) -> dict[str, torch.Tensor]:
-    path = _search_key(key).directory(ctx.run_dir) / f"mask_level_{key.level:02d}.safetensors"
+def detection_step(ctx: ExperimentContext, search: JobKey, level: int) -> int:
+    """The step at which the level's early-bird ticket was detected by the `search` job (the training steps when it
+    was not)."""
+    return int(read_result(ctx, search)["levels"][str(level)]["detection_step"])
+
+
+def early_bird_mask(ctx: ExperimentContext, search: JobKey, level: int) -> dict[str, torch.Tensor]:
+    """The level's mask the `search` job stored at detection."""
+    path = search.directory(ctx.run_dir) / f"mask_level_{level:02d}.safetensors"
     return {name: mask.float() for name, mask in load_tensors(path).items()}
 
 
-def detection_start(ctx: ExperimentContext, key: JobKey):
+def detection_start(ctx: ExperimentContext, search: JobKey, level: int):
     """(model with the detection-point weights, detection step, no optimizer state, training steps)."""
     model = ctx.make_model(0)
-    path = _search_key(key).directory(ctx.run_dir) / f"weights_level_{key.level:02d}.safetensors"
+    path = search.directory(ctx.run_dir) / f"weights_level_{level:02d}.safetensors"
     model.load_state_dict(load_tensors(path))
-    return model, detection_step(ctx, key), None, ctx.total_steps
+    return model, detection_step(ctx, search, level), None, ctx.total_steps
 
 
-def write_early_bird_csvs(ctx: ExperimentContext, graph: dict) -> None:
+def write_early_bird_csvs(ctx: ExperimentContext, searches) -> None:
     """early_bird.csv (per trial and level: detection step, training saved) and early_bird_distances.csv (the
-    mask distance at every check), from the finished search jobs; nothing when the run has none."""
-    searches = [key for key in graph if key.variant == EARLY_BIRD_SEARCH and is_done(ctx, key)]
+    mask distance at every check), from the finished jobs among the `searches`; nothing when none is finished."""
+    searches = [key for key in searches if is_done(ctx, key)]
     if not searches:
         return
     summary, distances = io.StringIO(), io.StringIO()

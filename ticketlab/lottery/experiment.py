@@ -17,7 +17,7 @@ from torch import nn
 from ticketlab.config import ExperimentConfig, PlanLimit, check_against_data
 from ticketlab.errors import ConfigError, IntegrityError, TicketlabError
 from ticketlab.lottery import provenance
-from ticketlab.lottery.context import model_factory
+from ticketlab.lottery.workers import model_factory
 from ticketlab.lottery.executors import Execution, ExecutorChoice, RunPlan, check_choice, choose_executor
 from ticketlab.lottery.executors.base import LOCAL
 from ticketlab.lottery.integrity import LOCK_FILE, repair_run, run_lock
@@ -28,11 +28,14 @@ from ticketlab.lottery.jobs import (
     DENSE,
     ExperimentContext,
     JobKey,
+    check_task_supports,
     is_done,
     job_graph,
     job_steps,
     read_result,
+    write_variant_summaries,
 )
+from ticketlab.lottery.variants import check_variants
 from ticketlab.tasks import load_task
 from ticketlab.tasks.base import TaskData, load_task_data
 from ticketlab.store import atomic_write_bytes, read_json_record, write_json
@@ -121,6 +124,7 @@ def find_tickets(
     if ray_cpus_per_task < 1:
         raise ConfigError(f"ray_cpus_per_task must be at least 1, got {ray_cpus_per_task}")
     config = config.validate()
+    check_variants(config)
     fingerprint = ""
     if model is not None:
         config = config.replace(**{"model.name": f"custom:{type(model).__name__}"})
@@ -178,8 +182,6 @@ def _run_experiment(plan: RunPlan) -> ExperimentResult:
     splits = (plan.data if plan.data is not None else load_task_data(task, config)).to(plan.device)
     check_against_data(config, task.steps_per_epoch(splits, config.train), task.train_examples(splits),
                        plan.plan_limit)
-    from ticketlab.lottery.at_init import check_task_supports
-
     check_task_supports(task, config.variants)
     ctx = ExperimentContext(
         config=config,
@@ -269,9 +271,7 @@ def write_results_csv(ctx: ExperimentContext, graph: dict[JobKey, tuple]) -> Pat
                 layer_writer.writerow([key.variant, key.trial, key.level, layer, remaining, total,
                                        round(100.0 * remaining / total, 4)])
     atomic_write_bytes(ctx.run_dir / "layer_sparsity.csv", layers.getvalue().encode())
-    from ticketlab.lottery.early_bird import write_early_bird_csvs
-
-    write_early_bird_csvs(ctx, graph)
+    write_variant_summaries(ctx, graph)
     return path
 
 

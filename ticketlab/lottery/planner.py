@@ -21,12 +21,10 @@ import torch
 from torch import nn
 
 from ticketlab.errors import ConfigError, IntegrityError
+from ticketlab.lottery.graph import on_chain, trains_alone, variant_rank
 from ticketlab.lottery.jobs import (
-    DENSE,
-    EARLY_BIRD_SEARCH,
     ExperimentContext,
     JobKey,
-    _variant_rank,
     finish_job,
     is_done,
     prepare_job,
@@ -42,9 +40,6 @@ from ticketlab.training.population import (
     train_population,
 )
 
-# Jobs other jobs wait for: training them first shortens the experiment's critical path.
-CHAIN_VARIANTS = (DENSE, "iterative_reset", "finetune", EARLY_BIRD_SEARCH)
-SOLO_VARIANTS = (EARLY_BIRD_SEARCH,)
 CPU_MEMORY_FRACTION = 0.25  # of the machine's memory: other processes need the rest
 CUDA_MEMORY_FRACTION = 0.5  # of the device's memory
 PLAN_FILE = "population.json"
@@ -58,8 +53,9 @@ def ready_jobs(ctx: ExperimentContext, graph: dict[JobKey, tuple[JobKey, ...]]) 
 
 def job_priority(key: JobKey) -> tuple:
     """Sort key of ready jobs: the dependency chains (dense, ticket, fine-tune) first, then by level and trial, so
-    every trial's chain advances and the controls fill in around it."""
-    return (key.variant not in CHAIN_VARIANTS, key.level, key.trial, _variant_rank(key))
+    every trial's chain advances and the controls fill in around it. (Jobs other jobs wait for: training them
+    first shortens the experiment's critical path.)"""
+    return (not on_chain(key), key.level, key.trial, variant_rank(key))
 
 
 def population_plan(graph: dict[JobKey, tuple[JobKey, ...]], size: int) -> list[list[JobKey]]:
@@ -186,7 +182,7 @@ def train_batch(ctx: ExperimentContext, batch: list[JobKey], size: int,
     """Train one entry of the population plan (`population_plan(graph, size)`): its solo jobs one at a time, the
     rest as one population (or the one job, for size 1). Done jobs are skipped, partial ones resume."""
     # jobs with their own runner (the early-bird search) never join a population
-    alone = [key for key in batch if key.variant in SOLO_VARIANTS]
+    alone = [key for key in batch if trains_alone(key)]
     for key in alone:
         run_job(ctx, key, on_progress=on_progress)
     stacked = [key for key in batch if key not in alone]

@@ -30,6 +30,7 @@ from ticketlab.lottery.experiment import (
 )
 from ticketlab.lottery.integrity import read_sealed_result, repair_run, run_lock, seal_result
 from ticketlab.lottery.jobs import DENSE, RESULT_FILE, ExperimentContext, JobKey, job_graph, run_job
+from ticketlab.lottery.variants import check_variants
 from ticketlab.store import atomic_write_bytes, write_csv, write_json
 from ticketlab.tasks import load_task
 from ticketlab.tasks.base import TaskData, load_task_data
@@ -67,6 +68,7 @@ def rewind_sweep(
     rewind step, bars min..max over trials) into ``root/rewind_sweep_<data>_<model>_<digest>/``.
     """
     config = config.validate()
+    check_variants(config)
     if not rewinds or len(set(rewinds)) != len(rewinds):
         raise ConfigError(f"rewinds {list(rewinds)} must be a non-empty list without repeats")
     if FIGURE_VARIANT not in config.variants:

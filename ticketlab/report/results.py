@@ -17,79 +17,9 @@ from typing import Any
 import numpy as np
 
 from ticketlab.errors import TicketlabError
+# the variants' labels and order are the variants registry's (torch-free); re-exported for the report modules
+from ticketlab.lottery.variants import variant_label, variant_short_label, variant_sort_key  # noqa: F401
 from ticketlab.tasks.metrics import Metric, metric_named
-
-#: Canonical plotting/table order of the variants; unknown variants follow, sorted by name.
-VARIANT_ORDER: tuple[str, ...] = (
-    "iterative_reset",
-    "iterative_reinit",
-    "oneshot_reset",
-    "oneshot_reinit",
-    "random_pruning",
-    "finetune",
-    "snip",
-    "grasp",
-    "synflow",
-    "magnitude_at_init",
-    "snip_shuffled",
-    "grasp_shuffled",
-    "synflow_shuffled",
-    "magnitude_at_init_shuffled",
-    "snip_reinit",
-    "grasp_reinit",
-    "synflow_reinit",
-    "magnitude_at_init_reinit",
-    "early_bird",
-    "early_bird_reset",
-)
-
-#: Readable names of the known variants (figure legends, Markdown tables).
-VARIANT_LABELS: dict[str, str] = {
-    "iterative_reset": "iterative + reset (winning ticket)",
-    "iterative_reinit": "iterative + random reinit",
-    "oneshot_reset": "one-shot + reset",
-    "oneshot_reinit": "one-shot + random reinit",
-    "random_pruning": "random pruning",
-    "finetune": "prune + fine-tune",
-    "snip": "SNIP at init",
-    "grasp": "GraSP at init",
-    "synflow": "SynFlow at init",
-    "magnitude_at_init": "magnitude at init",
-    "snip_shuffled": "SNIP, shuffled in layers",
-    "grasp_shuffled": "GraSP, shuffled in layers",
-    "synflow_shuffled": "SynFlow, shuffled in layers",
-    "magnitude_at_init_shuffled": "magnitude at init, shuffled in layers",
-    "snip_reinit": "SNIP + random reinit",
-    "grasp_reinit": "GraSP + random reinit",
-    "synflow_reinit": "SynFlow + random reinit",
-    "magnitude_at_init_reinit": "magnitude at init + random reinit",
-    "early_bird": "early-bird ticket (detection weights)",
-    "early_bird_reset": "early-bird mask + reset",
-}
-
-#: Short names of the known variants (terminal tables).
-VARIANT_SHORT_LABELS: dict[str, str] = {
-    "iterative_reset": "iter-reset",
-    "iterative_reinit": "iter-reinit",
-    "oneshot_reset": "1shot-reset",
-    "oneshot_reinit": "1shot-reinit",
-    "random_pruning": "random",
-    "finetune": "finetune",
-    "snip": "snip",
-    "grasp": "grasp",
-    "synflow": "synflow",
-    "magnitude_at_init": "mag-init",
-    "snip_shuffled": "snip-shuf",
-    "grasp_shuffled": "grasp-shuf",
-    "synflow_shuffled": "synflow-shuf",
-    "magnitude_at_init_shuffled": "mag-init-shuf",
-    "snip_reinit": "snip-reinit",
-    "grasp_reinit": "grasp-reinit",
-    "synflow_reinit": "synflow-rein",
-    "magnitude_at_init_reinit": "mag-init-rein",
-    "early_bird": "early-bird",
-    "early_bird_reset": "eb-reset",
-}
 
 #: Integer-valued metric columns (training steps).
 INT_COLUMNS: tuple[str, ...] = ("early_stop_iteration", "final_iteration")
@@ -126,24 +56,6 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("variant", "trial", "level", "weights_remai
 )
 
 STATS: tuple[str, ...] = ("mean", "min", "max", "std")
-
-
-def variant_sort_key(variant: str) -> tuple[int, str]:
-    """Sort key putting the known variants first (in paper order), then others by name."""
-    try:
-        return (VARIANT_ORDER.index(variant), "")
-    except ValueError:
-        return (len(VARIANT_ORDER), variant)
-
-
-def variant_label(variant: str) -> str:
-    """Readable name of a variant (unknown ones: underscores become spaces)."""
-    return VARIANT_LABELS.get(variant, variant.replace("_", " "))
-
-
-def variant_short_label(variant: str) -> str:
-    """Short name of a variant for terminal tables (unknown ones: at most 12 characters)."""
-    return VARIANT_SHORT_LABELS.get(variant, variant.replace("_", "-")[:12])
 
 
 def ordered_variants(summary: Iterable[Mapping[str, Any]]) -> list[str]:

@@ -22,7 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-from ticketlab.lottery.context import WorkerSpec, worker_context
+from ticketlab.lottery.workers import WorkerSpec, worker_context
 from ticketlab.lottery.executors.base import EXECUTORS, LOCAL, Execution, Executor
 from ticketlab.lottery.jobs import ExperimentContext, JobKey, is_done, run_job
 from ticketlab.lottery.planner import (

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ticketlab.errors import ConfigError, TicketlabError
-from ticketlab.lottery.context import WorkerSpec, worker_context
+from ticketlab.lottery.workers import WorkerSpec, worker_context
 from ticketlab.lottery.executors.base import EXECUTORS, Execution, Executor, ExecutorChoice
 from ticketlab.lottery.jobs import ExperimentContext, JobKey, is_done, job_steps
 from ticketlab.lottery.planner import graph_population_size, population_plan, train_batch

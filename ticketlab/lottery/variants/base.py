@@ -1,0 +1,141 @@
+"""What a lottery variant is, and the registry the job graph, the report and `find --help` read.
+
+A variant is one `Variant` object: its name, its labels for figures and tables, whether it works on channel units,
+and its rules — the jobs whose outputs it reads, how it makes its mask, where its weights start and how long it
+trains. The job machinery (`ticketlab.lottery.jobs`) asks the variant of a job for each of these and never tests a
+variant's name, so a new variant is one file that registers its objects (a test can register a toy one, run it and
+unregister it).
+
+Torch-free: the declarations are read by the report and the CLI on machines without torch. The rules reach the
+torch code (masks, starting points) through `Deferred` modules, imported when a rule first runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from ticketlab.errors import ConfigError
+from ticketlab.lottery.keys import DENSE, JobKey
+from ticketlab.registry import Registry
+
+LAST = 100  # `Variant.rank` of the jobs nothing else reads
+
+
+class Deferred:
+    """A module imported on first attribute access, so that a variant file declares its rules without importing
+    torch (`masks = Deferred("ticketlab.lottery.masks")`, then `masks.job_mask(...)` inside a rule)."""
+
+    def __init__(self, module: str):
+        self._module = module
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(importlib.import_module(self._module), name)
+
+
+masks = Deferred("ticketlab.lottery.masks")
+starts = Deferred("ticketlab.lottery.starts")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to draw and train a ticket at each pruning level; subclasses override the rules that differ.
+
+    The defaults are the reset ticket of Frankle & Carbin: it reads the dense job, starts from the dense run's
+    weights at the rewind step (θ0 when it is 0) and trains to the end of the schedule. `mask` has no default.
+    The rules get the job's `ticketlab.lottery.context.ExperimentContext` (`ctx`: config, run directory, data,
+    model factory, task, keep plan) and its `JobKey`; `ctx` is not annotated here, as importing it needs torch.
+    """
+
+    name: str
+    label: str  # figure legends, Markdown tables, HTML
+    short_label: str  # terminal tables (13 characters at most)
+    channel_units: bool = False  # has a rule for prune.unit 'channel' (`channel_mask`)
+    selectable: bool = True  # False: a job added for other variants (the dense run, a search), not a name to ask for
+    rank: int = LAST  # order among a level's jobs (graph order, planner ties): the jobs others read come first
+    chain: bool = False  # other jobs wait for this one: the planner trains it first to shorten the critical path
+    own_runner: bool = False  # trained by `run`, not by the task's training loop (and alone, never in a population)
+
+    def inputs(self, key: JobKey) -> tuple[JobKey, ...]:
+        """The jobs whose outputs this job reads; the graph adds those not asked for (a hidden ticket chain)."""
+        return (JobKey(key.trial, 0, DENSE),)
+
+    def mask(self, ctx, key: JobKey) -> dict:
+        """The job's mask (tensor name -> 0/1 float tensor) under prune.unit 'weight'."""
+        raise NotImplementedError(f"variant {self.name!r} has no mask rule")
+
+    def channel_mask(self, ctx, key: JobKey) -> dict:
+        """The job's mask under prune.unit 'channel' (whole filters / neurons); only when `channel_units`."""
+        raise ValueError(f"no mask rule for variant {self.name!r}")
+
+    def start(self, ctx, key: JobKey) -> tuple:
+        """(model with its starting weights, start step, optimizer state or None, total steps)."""
+        return starts.reset_start(ctx, key.trial)
+
+    def steps(self, ctx, key: JobKey) -> int:
+        """Optimizer steps the job takes (for progress bars)."""
+        return ctx.total_steps - ctx.rewind_step
+
+    def check_model(self, config, model) -> None:
+        """ConfigError, before anything trains, when the variant needs what `model` lacks."""
+
+    def check_task(self, task) -> None:
+        """ConfigError, before anything trains, when the variant needs what the task does not supply."""
+
+    def run(self, ctx, key: JobKey, on_progress=None) -> dict:
+        """Train the job and return its sealed record (only for `own_runner` variants)."""
+        raise NotImplementedError(f"variant {self.name!r} is trained by the task's training loop")
+
+    def write_summary(self, ctx, graph: dict) -> None:
+        """Write the variant's own files into the run directory after results.csv (e.g. early_bird.csv)."""
+
+
+VARIANTS: Registry[Variant] = Registry("variant")
+
+
+def register(*variants: Variant) -> None:
+    """Add variants to the registry (a variant file calls this when it is imported)."""
+    for variant in variants:
+        VARIANTS.register(variant.name, variant)
+
+
+def variant_named(name: str) -> Variant:
+    """The registered variant (or hidden job kind) `name`; ConfigError naming the allowed names otherwise."""
+    return VARIANTS.get(name)
+
+
+def variant_names() -> tuple[str, ...]:
+    """The names `variants` may list, in registry order (the order of tables and figures)."""
+    return tuple(name for name, variant in VARIANTS.items() if variant.selectable)
+
+
+def check_variants(config) -> None:
+    """ConfigError for a name in `config.variants` that no variant has, or one without a channel rule under
+    prune.unit 'channel'. (The config checks only that the list is non-empty strings without repeats.)"""
+    allowed = variant_names()
+    for name in config.variants:
+        if name not in allowed:
+            raise ConfigError(f"unknown variants {name!r}; allowed: {', '.join(allowed)}")
+    if config.prune.unit == "channel":
+        weight_only = [name for name in config.variants if not VARIANTS.get(name).channel_units]
+        if weight_only:
+            channel = [name for name in allowed if VARIANTS.get(name).channel_units]
+            raise ConfigError(f"variant {weight_only[0]!r} prunes single weights; with prune.unit 'channel' use "
+                              f"{', '.join(channel)}")
+
+
+def variant_label(name: str) -> str:
+    """Readable name of a variant (unknown ones: underscores become spaces)."""
+    return VARIANTS.get(name).label if name in variant_names() else name.replace("_", " ")
+
+
+def variant_short_label(name: str) -> str:
+    """Short name of a variant for terminal tables (unknown ones: at most 12 characters)."""
+    return VARIANTS.get(name).short_label if name in variant_names() else name.replace("_", "-")[:12]
+
+
+def variant_sort_key(name: str) -> tuple[int, str]:
+    """Sort key putting the registered variants first (in registry order: paper order), then others by name."""
+    order = variant_names()
+    return (order.index(name), "") if name in order else (len(order), name)
