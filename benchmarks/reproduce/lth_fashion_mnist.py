@@ -9,7 +9,7 @@ reinitialized tickets fall off below ~21%.
 
 Scaled for about an hour of 2 CPU cores: 4,000 iterations a level instead of 50,000 (the dense net early-stops
 well before 4,000 on Fashion-MNIST), 15 rounds (to 3.6% remaining), 3 trials. Everything else is the paper's.
-`--quick`: an MLP 32-32 on MNIST-1D (generated, no download), 60 iterations, 3 rounds, 2 trials.
+`--quick`: an MLP 32-32 on MNIST-1D (generated, no download), 40 iterations, 2 rounds, 2 trials.
 
     python -m benchmarks.reproduce.lth_fashion_mnist [--quick] [--out DIR] [--trials N] [--workers 2]
 """
@@ -29,7 +29,7 @@ def protocol(quick: bool, trials: int | None):
 
     if quick:
         config = ticketlab.preset("mnist1d").replace(**{
-            "model.hidden": [32, 32], "train.steps": "60it", "train.eval_every": "20it", "prune.levels": 3,
+            "model.hidden": [32, 32], "train.steps": "40it", "train.eval_every": "20it", "prune.levels": 2,
             "trials": 2})
     else:
         config = ticketlab.preset("lenet_fashion_mnist").replace(**{
