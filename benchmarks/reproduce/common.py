@@ -161,12 +161,15 @@ def write_figure(out_dir: Path, rows: Sequence[Mapping[str, Any]], *, title: str
     figure, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4), squeeze=False)
     for axis, metric in zip(axes[0], metrics):
         chosen = [row for row in rows if row["metric"] == metric]
-        for group in dict.fromkeys(row["group"] for row in chosen):
+        groups = list(dict.fromkeys(row["group"] for row in chosen))
+        colours = plt.cm.tab20.colors if len(groups) > 10 else plt.cm.tab10.colors
+        for index, group in enumerate(groups):
             points = sorted((row for row in chosen if row["group"] == group), key=lambda row: row["x"])
             xs, means = [row["x"] for row in points], [row["mean"] for row in points]
             low = [row["mean"] - row["min"] for row in points]
             high = [row["max"] - row["mean"] for row in points]
-            axis.errorbar(xs, means, yerr=[low, high], marker="o", markersize=3, capsize=2, label=group)
+            axis.errorbar(xs, means, yerr=[low, high], marker="o", markersize=3, capsize=2, label=group,
+                          color=colours[index % len(colours)], linestyle=_line_style(group))
         if log_x:
             axis.set_xscale("log")
         if reverse_x:
@@ -183,6 +186,13 @@ def write_figure(out_dir: Path, rows: Sequence[Mapping[str, Any]], *, title: str
     plt.close(figure)
     os.replace(temporary, path)
     return path
+
+
+def _line_style(group: str) -> str:
+    """Controls dashed or dotted, so a figure of many variants stays readable."""
+    if "reinit" in group or "random" in group:
+        return "--"
+    return ":" if "shuffled" in group else "-"
 
 
 def finish(out_dir: Path, rows: Sequence[Mapping[str, Any]], *, title: str, note: str, started: float,

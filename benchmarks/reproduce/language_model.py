@@ -51,7 +51,7 @@ def protocol(quick: bool, trials: int | None, out_dir: Path):
 
 
 def main(argv: Sequence[str] | None = None) -> common.Outputs:
-    args = common.parse_args(__doc__, argv, "results/reproduce/language_model")
+    args = common.parse_args(__doc__, argv, "runs/reproduce/language_model")
     started = time.time()
     result = common.find(protocol(args.quick, args.trials, args.out), args.out, workers=args.workers)
     rows = common.results_table(result.run_dir, args.out, "early_stop_test_metric")

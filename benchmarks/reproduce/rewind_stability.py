@@ -8,9 +8,8 @@ the rewind step k:
   data orders, for the dense network and the IMP subnetwork (`ticketlab.analysis.stability`).
 
 The paper (CIFAR-10 ResNet-20, 30K iterations, SGD 0.1 momentum 0.9, batch 128, global pruning 20% a round):
-the dense network is unstable at k = 0 and stable from k ≈ 2,000 iterations (~3% of training); the IMP
-subnetwork at 16.8% weights remaining is unstable at k = 0 (barrier ~ 25-50 points) and matching once stable
-(k ≥ 2,000), where the barrier falls to ~0.
+the IMP subnetwork at 16.8% weights remaining is unstable at k = 0 (a large test-error barrier) and not matching;
+rewound to k ≈ 2,000 iterations (~3% of training) it becomes stable (barrier ~0) and matching.
 
 Scaled for about an hour of 2 CPU cores: ResNet-20 of width 8 (the paper's is 16), 10,000 Fashion-MNIST images
 (28x28, one channel), 1,200 iterations a network (lr x0.1 at 900 and 1,100), 5 rounds to 32.8% remaining (the
@@ -60,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> common.Outputs:
     from ticketlab.config import parse_step
     from ticketlab.lottery.sweep import rewind_sweep
 
-    args = common.parse_args(__doc__, argv, "results/reproduce/rewind_stability")
+    args = common.parse_args(__doc__, argv, "runs/reproduce/rewind_stability")
     started = time.time()
     config, rewinds, settings, data = protocol(args.quick, args.trials)
     sweep = rewind_sweep(config, list(rewinds), root=common.runs_root(args.out), data=data, progress=False,

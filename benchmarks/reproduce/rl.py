@@ -40,7 +40,7 @@ def protocol(quick: bool, trials: int | None):
 
 
 def main(argv: Sequence[str] | None = None) -> common.Outputs:
-    args = common.parse_args(__doc__, argv, "results/reproduce/rl")
+    args = common.parse_args(__doc__, argv, "runs/reproduce/rl")
     started = time.time()
     rows = []
     for config in protocol(args.quick, args.trials):

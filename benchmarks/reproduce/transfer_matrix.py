@@ -10,7 +10,8 @@ Adam <-> SGD tickets transfer (their Figure 6) at most sparsities; random ticket
 
 Scaled for about an hour of 2 CPU cores: LeNet-300-100 (the paper's conv nets do not fit), 2,000 iterations a
 network, Adam 1.2e-3 (Frankle & Carbin) or SGD 0.05 momentum 0.9, 8 rounds of 20% (to 16.8% remaining; output
-layer 10%), transfers at levels 4 and 8 (41.0% and 16.8%), 3 trials. `--quick`: MLP 32-32 on MNIST-1D, two
+layer 10%), transfers at levels 4 and 8 (41.0% and 16.8%), 3 trials: 108 source jobs and 288 transfer jobs,
+504,000 iterations. `--quick`: MLP 32-32 on MNIST-1D, two
 configs only (classes 0-4 with Adam, 5-9 with SGD), 40 iterations, 1 round.
 
     python -m benchmarks.reproduce.transfer_matrix [--quick] [--out DIR] [--trials N]
@@ -53,7 +54,7 @@ def protocol(quick: bool, trials: int | None):
 def main(argv: Sequence[str] | None = None) -> common.Outputs:
     import ticketlab
 
-    args = common.parse_args(__doc__, argv, "results/reproduce/transfer_matrix")
+    args = common.parse_args(__doc__, argv, "runs/reproduce/transfer_matrix")
     started = time.time()
     configs, levels = protocol(args.quick, args.trials)
     source_runs = [common.find(config, args.out, workers=args.workers).run_dir for config in configs]

@@ -3,7 +3,7 @@ de->en, IMP tickets with late rewinding against the reinitialized tickets and ra
 of the checkpoint at the validation-loss minimum (greedy decoding).
 
 The paper (Transformer-base on WMT'14 En-De, 20% a round, late rewinding to ~1/50 of training): tickets keep
-the dense BLEU (~27) down to about a third of the weights, above both random controls.
+near-dense BLEU with a third of the weights (their abstract), above both random controls.
 
 A protocol that converges: the early-stop point (the validation-loss minimum) must come before the last
 evaluation, so each network trains past its minimum. Scaled for 2 CPU cores: the `transformer_multi30k_small`
@@ -62,7 +62,7 @@ def protocol(quick: bool, trials: int | None, out_dir: Path):
 
 
 def main(argv: Sequence[str] | None = None) -> common.Outputs:
-    args = common.parse_args(__doc__, argv, "results/reproduce/translation")
+    args = common.parse_args(__doc__, argv, "runs/reproduce/translation")
     started = time.time()
     result = common.find(protocol(args.quick, args.trials, args.out), args.out, workers=args.workers)
     rows = common.results_table(result.run_dir, args.out, "early_stop_test_metric")
