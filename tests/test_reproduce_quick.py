@@ -15,6 +15,24 @@ QUICK = ["lth_fashion_mnist", "pruning_at_init", "early_bird", "language_model",
 SLOW = ["rewind_stability", "translation", "rl"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _mnist1d_generated_once():
+    """MNIST-1D is generated on every load (~5 CPU-s, most of a quick mode's time): generate it once for the module
+    and hand each load its own copy of the same seeded arrays, so the results are those of an ordinary load."""
+    from ticketlab.data import mnist1d
+
+    generate, cache = mnist1d.generate_mnist1d, {}
+
+    def generated_once(seed: int = 42):
+        if seed not in cache:
+            cache[seed] = generate(seed)
+        return {name: array.copy() for name, array in cache[seed].items()}
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mnist1d, "generate_mnist1d", generated_once)
+        yield
+
+
 def _rows(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))

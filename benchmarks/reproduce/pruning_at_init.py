@@ -14,7 +14,8 @@ GraSP at T = 1 and its results are not yet the paper's GraSP (issue 29).
 
 Scaled for about an hour of 2 CPU cores: LeNet-300-100 on Fashion-MNIST (the paper's conv nets do not fit),
 3,000 iterations a network (Adam 1.2e-3, batch 60: Frankle & Carbin's LeNet protocol, shortened as in script 1),
-8 rounds of 20% to 16.8% (output layer 10%), 3 trials: 267 jobs, 801,000 iterations. `--quick`: MLP 32-32 on MNIST-1D, 40 iterations, 2 rounds, 2 trials.
+8 rounds of 20% to 16.8% (output layer 10%), 3 trials: 267 jobs, 801,000 iterations. `--quick`: MLP 32-32 on
+MNIST-1D, 40 iterations, 2 rounds, 2 trials.
 
     python -m benchmarks.reproduce.pruning_at_init [--quick] [--out DIR] [--trials N]
 """
