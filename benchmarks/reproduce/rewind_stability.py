@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> common.Outputs:
                                  x_label="rewind step k (iterations)", metric="early_stop_test_accuracy",
                                  label=lambda row: f"IMP level {level}")
     host = sweep.experiments[rewinds[0]].run_dir
-    analysis = stability_analysis(host, settings, data=data, progress=False)
+    analysis = stability_analysis(host, settings, data=data, progress=False, figures=not args.quick)
     stability = common.read_csv(analysis.files["stability_csv"])
     rows += common.aggregate(stability, run=host.name, source=str(STABILITY_DIR / "stability.csv"),
                              group_by=("level", "rewind_step"), x="rewind_step", metric="test_barrier",

@@ -5,14 +5,14 @@ target's own tickets, random tickets of the same layer-wise sparsity and the den
 Sources and targets: Fashion-MNIST classes 0-4 and 5-9, each with Adam and with SGD (momentum 0.9): 4 configs,
 every one a source for the other three (`ticketlab.transfer_tickets`, the output layer left dense as in Morcos
 et al.'s transfers between datasets of different classes). The paper (VGG-19 / ResNet-50 on CIFAR-10/100, SVHN,
-Fashion-MNIST, ImageNet, 4-6 trials): tickets from larger datasets transfer, often as well as the target's own;
-Adam <-> SGD tickets transfer (their Figure 6) at most sparsities; random tickets fall below both.
+Fashion-MNIST, ImageNet): tickets from larger datasets transfer, often as well as the target's own;
+Adam <-> SGD tickets transfer at most sparsities; random tickets fall below both.
 
-Scaled for about an hour of 2 CPU cores: LeNet-300-100 (the paper's conv nets do not fit), 2,000 iterations a
-network, Adam 1.2e-3 (Frankle & Carbin) or SGD 0.05 momentum 0.9, 8 rounds of 20% (to 16.8% remaining; output
-layer 10%), transfers at levels 4 and 8 (41.0% and 16.8%), 3 trials: 108 source jobs and 288 transfer jobs,
-504,000 iterations. `--quick`: MLP 32-32 on MNIST-1D, two
-configs only (classes 0-4 with Adam, 5-9 with SGD), 40 iterations, 1 round.
+Scaled for about an hour of 2 CPU cores: LeNet-300-100 (the paper's conv nets do not fit), 5,000 iterations a
+network (as script 1), Adam 1.2e-3 (Frankle & Carbin) or SGD 0.05 momentum 0.9, 8 rounds of 20% (to 16.8% remaining;
+output layer 10%), transfers at levels 4 and 8 (41.0% and 16.8%), 3 trials: 108 source jobs and 288 transfer jobs,
+1.26M iterations at ~3.5 ms, ~1.2 CPU-hours. `--quick`: MLP 32-32 on MNIST-1D, two configs only (classes 0-4 with
+Adam, 5-9 with SGD), 40 iterations, 1 round.
 
     python -m benchmarks.reproduce.transfer_matrix [--quick] [--out DIR] [--trials N]
 """
@@ -40,7 +40,7 @@ def protocol(quick: bool, trials: int | None):
         levels = [1]
     else:
         base = ticketlab.preset("lenet_fashion_mnist").replace(**{
-            "train.steps": "2000it", "prune.levels": 8, "data.data_dir": common.fashion_mnist_dir(),
+            "train.steps": "5000it", "prune.levels": 8, "data.data_dir": common.fashion_mnist_dir(),
             "data.download": False, "trials": 3})
         levels = [4, 8]
     base = base.replace(variants=["iterative_reset"], trials=trials or base.trials)
