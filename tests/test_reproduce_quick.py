@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-QUICK = ["lth_fashion_mnist", "pruning_at_init", "early_bird", "language_model", "transfer_matrix"]
-# the slowest quick modes (10+ s of CPU each): kept out of the default suite so the file stays well under a minute
-SLOW = ["rewind_stability", "translation", "rl"]
+# every script, in the default suite so none can rot: ~40 s for the whole file on a lightly loaded 2-core machine
+SCRIPTS = ["lth_fashion_mnist", "rewind_stability", "transfer_matrix", "language_model", "translation", "rl",
+           "pruning_at_init", "early_bird"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -69,7 +69,7 @@ def _run(name: str, out: Path):
     return module.main(["--quick", "--out", str(out)])
 
 
-@pytest.mark.parametrize("name", QUICK + [pytest.param(name, marks=pytest.mark.slow) for name in SLOW])
+@pytest.mark.parametrize("name", SCRIPTS)
 def test_quick_mode_writes_a_table_that_matches_its_runs(name, tmp_path, one_thread):
     _check_outputs(tmp_path, _run(name, tmp_path))
 
