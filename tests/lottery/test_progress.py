@@ -4,7 +4,7 @@ from ticketlab.lottery.progress import NoBar, progress_bar
 
 
 def test_no_bar_when_off_or_nothing_to_train(capsys):
-    for bar in (progress_bar(100, enabled=False), progress_bar(0, description="transfer x")):
+    for bar in (progress_bar(100, enabled=False), progress_bar(0, label="transfer x")):
         assert isinstance(bar, NoBar)
         bar.update(5)
         bar.set_description("y")
@@ -13,9 +13,9 @@ def test_no_bar_when_off_or_nothing_to_train(capsys):
 
 
 def test_bar_counts_steps_on_stderr(capsys):
-    bar = progress_bar(10, description="stability copies")
+    bar = progress_bar(10, label="stability copies")
     bar.update(4)
-    assert bar.n == 4 and bar.total == 10
+    assert bar.bar.n == 4 and bar.bar.total == 10
     bar.close()
     captured = capsys.readouterr()
     assert captured.out == "" and "stability copies" in captured.err

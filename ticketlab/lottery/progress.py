@@ -52,9 +52,10 @@ class LabelledBar:
 
 def progress_bar(total: int, *, done: int = 0, enabled: bool = True, label: str = "") -> LabelledBar | NoBar:
     """A bar over `total` steps (`done` of them already done, e.g. by an interrupted run), or a NoBar when not
-    `enabled`. With `label` (a command that trains one kind of work, e.g. "stability copies") the bar says it from
-    the start; without, it says what it waits for until the caller labels the first jobs."""
-    if not enabled:
+    `enabled` or when `total` is 0 (a command with nothing to train shows no empty bar). With `label` (a command
+    that trains one kind of work, e.g. "stability copies") the bar says it from the start; without, it says what
+    it waits for until the caller labels the first jobs."""
+    if not enabled or total == 0:
         return NoBar()
     from tqdm import tqdm
 
