@@ -100,6 +100,13 @@ def test_the_engine_keeps_masks_exact_logs_rows_and_reports_the_early_stopping_p
     assert procedure.closed and not (tmp_path / CHECKPOINT_FILE).exists()  # done: the checkpoint is gone
 
 
+def test_a_job_with_no_steps_left_is_evaluated_once_for_its_result(tmp_path):
+    model, procedure, result = _train(tmp_path, start_step=12)
+    assert read_jsonl(tmp_path / METRICS_FILE) == []  # no row: nothing was trained
+    assert result.final_iteration == result.early_stop_iteration == 12
+    assert result.final_val_loss == procedure.record.last_row["val_loss"] == result.early_stop_val_loss
+
+
 def test_a_killed_run_resumes_bit_for_bit(tmp_path):
     reference, _, reference_result = _train(tmp_path / "whole")
     with pytest.raises(TrainingInterrupted):

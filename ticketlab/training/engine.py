@@ -22,7 +22,7 @@ from ticketlab.store import set_aside
 from ticketlab.training.bookkeeping import StepBookkeeping
 from ticketlab.training.checkpoint import read_checkpoint_parts, save_checkpoint_parts
 from ticketlab.training.distributed import DataParallelGroup
-from ticketlab.training.early_stop import TrainResult
+from ticketlab.training.early_stop import EarlyStop, TrainResult
 from ticketlab.training.masked_step import masked_optimizer_step, prepare_masked_training
 from ticketlab.training.optim import learning_rate_at, load_optimizer_tensors, optimizer_tensors
 
@@ -32,11 +32,13 @@ Update = Callable[[torch.Tensor], None]
 class Procedure(Protocol):
     """What one task's training supplies to `train_masked`.
 
+    `record`: its early-stop record, which `observe` fills.
     `checkpoint_json_keys`: the metadata entries of its checkpoint that hold JSON (its records).
     `grads_to_none`: gradients are freed (None) before each backward pass instead of zeroed; faster, but a task
     keeps the choice it was recorded with (a zeroed gradient can keep a -0.0 that a fresh one does not).
     `checkpoint_on_stop`: `stop_after_step` writes a checkpoint first (tests of a kill right after one)."""
 
+    record: EarlyStop
     checkpoint_json_keys: tuple[str, ...]
     grads_to_none: bool
     checkpoint_on_stop: bool
@@ -63,7 +65,7 @@ class Procedure(Protocol):
         """Training stopped (at the end or by an error): free what `start` opened (data workers, environments)."""
 
     def result(self, step: int) -> TrainResult:
-        """The run's result after its last step `step`."""
+        """The run's result after its last step `step` (the record holds an evaluation at `step`)."""
 
 
 def train_masked(
@@ -144,6 +146,9 @@ def train_masked(
         procedure.close()
     if group is not None and not group.is_leader:
         return None
+    last_row = procedure.record.last_row
+    if last_row is None or last_row["step"] != step:  # no training happened (start == total): evaluate once
+        procedure.observe(step, float("nan"))
     result = procedure.result(step)
     books.finish()
     return result

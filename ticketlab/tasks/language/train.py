@@ -132,8 +132,6 @@ class _LanguageModelling:
 
     def result(self, step: int) -> TrainResult:
         record, model, data, metric = self.record, self.model, self.data, self.metric
-        if record.last_row is None or record.last_row["step"] != step:  # no training happened (start == total)
-            self.observe(step, float("nan"))
         last = record.last_row
         if "test_loss" in last:
             final_test = {"loss": last["test_loss"], metric: last[f"test_{metric}"]}

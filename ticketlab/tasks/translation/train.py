@@ -120,8 +120,6 @@ class _Translation:
         """Test BLEU is decoded only where a reported number needs it: for the early-stopping weights and for the
         final ones, once where they are the same weights."""
         record, model, data, beam = self.record, self.model, self.data, self.config.beam_size
-        if record.last_row is None or record.last_row["step"] != step:  # no training happened (start == total)
-            self.observe(step, float("nan"))
         final_test_loss = split_loss(model, data, "test")
         final_bleu, signature = _test_bleu(model, data, beam, "final weights", self.show_progress)
         train_loss = record.last_row["train_loss"]  # label-smoothed, the mean over the last evaluation interval
