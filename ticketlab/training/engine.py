@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Protocol, TypedDict
 
 import torch
 from torch import nn
@@ -27,6 +27,21 @@ from ticketlab.training.masked_step import masked_optimizer_step, prepare_masked
 from ticketlab.training.optim import learning_rate_at, load_optimizer_tensors, optimizer_tensors
 
 Update = Callable[[torch.Tensor], None]
+
+
+class RunOptions(TypedDict, total=False):
+    """The keywords every task's trainer takes beside model, data, config, masks, data_seed and augment (the
+    contract of `Task.train`); `train_masked` says what they mean."""
+
+    start_step: int
+    total_steps: int | None
+    optimizer_state: dict[str, torch.Tensor] | None
+    job_dir: Path | None
+    snapshot_steps: tuple[int, ...]
+    on_snapshot: Callable[[int, nn.Module, torch.optim.Optimizer], None] | None
+    on_progress: Callable[[int], None] | None
+    checkpoint_interval_s: float
+    stop_after_step: int | None
 
 
 class Procedure(Protocol):

@@ -11,8 +11,7 @@ and at `start_step` when no checkpoint is resumed (e.g. a rewound run starting m
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable
+from typing import Callable, Unpack
 
 import torch
 from torch import nn
@@ -25,31 +24,16 @@ from ticketlab.tasks.language.evaluate import EVAL_STREAMS, check_vocabulary, ev
 from ticketlab.tasks.language.streams import batchify, steps_per_epoch, training_segment
 from ticketlab.training.bookkeeping import TrainingInterrupted
 from ticketlab.training.early_stop import EarlyStop, TrainResult
-from ticketlab.training.engine import json_metadata, train_masked
+from ticketlab.training.engine import RunOptions, json_metadata, train_masked
 
 __all__ = ["LanguageTrainResult", "TrainingInterrupted", "train_language_model"]
 
 LanguageTrainResult = TrainResult  # the one result class; details: early_stop_test_loss, final_test_loss, final_train_loss
 
 
-def train_language_model(
-    model: nn.Module,
-    data,
-    config: TrainConfig,
-    *,
-    masks: dict[str, torch.Tensor],
-    data_seed: int,
-    start_step: int = 0,
-    total_steps: int | None = None,
-    optimizer_state: dict[str, torch.Tensor] | None = None,
-    job_dir: Path | None = None,
-    snapshot_steps: tuple[int, ...] = (),
-    on_snapshot: Callable[[int, nn.Module, torch.optim.Optimizer], None] | None = None,
-    on_progress: Callable[[int], None] | None = None,
-    checkpoint_interval_s: float = 30.0,
-    stop_after_step: int | None = None,
-    augment: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
-) -> TrainResult:
+def train_language_model(model: nn.Module, data, config: TrainConfig, *, masks: dict[str, torch.Tensor],
+                         data_seed: int, augment: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+                         **run: Unpack[RunOptions]) -> TrainResult:
     """Train `model` in place on `data` (TokenSplits) from `start_step` to `total_steps` (default: config.steps).
 
     A step is one segment of `data.sequence_length` tokens from each of `config.batch_size` streams; the loss is
@@ -60,11 +44,8 @@ def train_language_model(
     """
     check_vocabulary(model, data)
     procedure = _LanguageModelling(model, data, config, data_seed, augment)
-    return train_masked(model, config, procedure, steps_per_epoch=steps_per_epoch(data, config),
-                        device=data.train.device, masks=masks, start_step=start_step, total_steps=total_steps,
-                        optimizer_state=optimizer_state, job_dir=job_dir, snapshot_steps=snapshot_steps,
-                        on_snapshot=on_snapshot, on_progress=on_progress, checkpoint_interval_s=checkpoint_interval_s,
-                        stop_after_step=stop_after_step)
+    return train_masked(model, config, procedure, steps_per_epoch=procedure.per_epoch, device=data.train.device,
+                        masks=masks, **run)
 
 
 class _LanguageModelling:

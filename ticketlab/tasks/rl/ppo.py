@@ -23,7 +23,7 @@ and the result the `early_stop_*_returns` and `final_*_returns` behind its means
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Unpack
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ from ticketlab.tasks.rl.rollout import EnvRunner, sample_actions
 from ticketlab.training.bookkeeping import TrainingInterrupted
 from ticketlab.training.checkpoint import save_checkpoint_parts
 from ticketlab.training.early_stop import EarlyStop, TrainResult
-from ticketlab.training.engine import json_metadata, train_masked
+from ticketlab.training.engine import RunOptions, json_metadata, train_masked
 from ticketlab.training.optim import optimizer_tensors
 
 __all__ = ["AgentTrainResult", "TrainingInterrupted", "train_agent"]
@@ -47,33 +47,13 @@ __all__ = ["AgentTrainResult", "TrainingInterrupted", "train_agent"]
 AgentTrainResult = TrainResult
 
 
-def train_agent(
-    model: nn.Module,
-    data,
-    config: TrainConfig,
-    *,
-    rl=None,
-    masks: dict[str, torch.Tensor],
-    data_seed: int,
-    start_step: int = 0,
-    total_steps: int | None = None,
-    optimizer_state: dict[str, torch.Tensor] | None = None,
-    job_dir: Path | None = None,
-    snapshot_steps: tuple[int, ...] = (),
-    on_snapshot: Callable[[int, nn.Module, torch.optim.Optimizer], None] | None = None,
-    on_progress: Callable[[int], None] | None = None,
-    checkpoint_interval_s: float = 30.0,
-    stop_after_step: int | None = None,
-    augment: Callable | None = None,
-) -> TrainResult:
+def train_agent(model: nn.Module, data, config: TrainConfig, *, rl=None, masks: dict[str, torch.Tensor],
+                data_seed: int, augment: Callable | None = None, **run: Unpack[RunOptions]) -> TrainResult:
     """Train the actor-critic `model` in place with PPO (settings `rl`, an RLConfig) from `start_step` to
-    `total_steps` iterations; the keyword arguments mean what they mean for `ticketlab.training.loop.train_model`."""
+    `total_steps` iterations; the keyword arguments mean what they mean for `ticketlab.training.loop.train_model`
+    (`augment` is not used)."""
     procedure = _PPO(model, data, config, rl or data.rl, data_seed)
-    return train_masked(model, config, procedure, steps_per_epoch=1, device=procedure.device, masks=masks,
-                        start_step=start_step, total_steps=total_steps, optimizer_state=optimizer_state,
-                        job_dir=job_dir, snapshot_steps=snapshot_steps, on_snapshot=on_snapshot,
-                        on_progress=on_progress, checkpoint_interval_s=checkpoint_interval_s,
-                        stop_after_step=stop_after_step)
+    return train_masked(model, config, procedure, steps_per_epoch=1, device=procedure.device, masks=masks, **run)
 
 
 class _PPO:

@@ -13,8 +13,7 @@ bit for bit.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable
+from typing import Callable, Unpack
 
 import torch
 from torch import nn
@@ -28,7 +27,7 @@ from ticketlab.tasks.translation.evaluate import decoding_progress, split_bleu, 
 from ticketlab.tasks.translation.tokenizer import PAD_ID
 from ticketlab.training.bookkeeping import TrainingInterrupted
 from ticketlab.training.early_stop import EarlyStop, TrainResult
-from ticketlab.training.engine import json_metadata, train_masked
+from ticketlab.training.engine import RunOptions, json_metadata, train_masked
 
 __all__ = ["TranslationTrainResult", "TrainingInterrupted", "train_translation_model"]
 
@@ -36,33 +35,15 @@ __all__ = ["TranslationTrainResult", "TrainingInterrupted", "train_translation_m
 TranslationTrainResult = TrainResult
 
 
-def train_translation_model(
-    model: nn.Module,
-    data,
-    config: TrainConfig,
-    *,
-    masks: dict[str, torch.Tensor],
-    data_seed: int,
-    start_step: int = 0,
-    total_steps: int | None = None,
-    optimizer_state: dict[str, torch.Tensor] | None = None,
-    job_dir: Path | None = None,
-    snapshot_steps: tuple[int, ...] = (),
-    on_snapshot: Callable[[int, nn.Module, torch.optim.Optimizer], None] | None = None,
-    on_progress: Callable[[int], None] | None = None,
-    checkpoint_interval_s: float = 30.0,
-    stop_after_step: int | None = None,
-    augment: Callable | None = None,
-) -> TrainResult:
+def train_translation_model(model: nn.Module, data, config: TrainConfig, *, masks: dict[str, torch.Tensor],
+                            data_seed: int, augment: Callable | None = None,
+                            **run: Unpack[RunOptions]) -> TrainResult:
     """Train `model` in place on `data` (TranslationData) from `start_step` to `total_steps` (default:
-    config.steps); the keyword arguments mean what they mean for `ticketlab.training.loop.train_model`. Losses are
-    nats per target token; the metric is test BLEU (sacrebleu)."""
-    procedure = _Translation(model, data, config, data_seed, show_progress=on_progress is not None)
+    config.steps); the keyword arguments mean what they mean for `ticketlab.training.loop.train_model` (`augment`
+    is not used). Losses are nats per target token; the metric is test BLEU (sacrebleu)."""
+    procedure = _Translation(model, data, config, data_seed, show_progress=run.get("on_progress") is not None)
     return train_masked(model, config, procedure, steps_per_epoch=steps_per_epoch(data, config),
-                        device=data.train.source.device, masks=masks, start_step=start_step,
-                        total_steps=total_steps, optimizer_state=optimizer_state, job_dir=job_dir,
-                        snapshot_steps=snapshot_steps, on_snapshot=on_snapshot, on_progress=on_progress,
-                        checkpoint_interval_s=checkpoint_interval_s, stop_after_step=stop_after_step)
+                        device=data.train.source.device, masks=masks, **run)
 
 
 class _Translation:
