@@ -40,7 +40,7 @@ from ticketlab.data.splits import DataSplits
 from ticketlab.models import initialize
 from ticketlab.models.mlp import MLP
 from ticketlab.pruning import keep_top, prunable_weights, random_scores
-from ticketlab.training import loop
+from ticketlab.training import evaluation
 from ticketlab.training import population as population_module
 from ticketlab.training.loop import TrainingInterrupted, train_model
 from ticketlab.training.population import PopulationMember, train_population
@@ -180,14 +180,14 @@ def population_run(spec: dict, data: DataSplits, count: int, iterations: int, ev
 def reference_eval_share(spec: dict, data: DataSplits, steps: int, eval_every: int) -> dict:
     """train_model on one job: the share of its wall time (end-of-job evaluation left out) spent evaluating."""
     timer = EvalTimer(data)
-    original = loop.evaluate
-    loop.evaluate = timer.wrap(original, 1)
+    original = evaluation.evaluate
+    evaluation.evaluate = timer.wrap(original, 1)
     model = make_model(spec, 0)
     start = clock()
     try:
         train_model(model, data, train_config(spec, steps, eval_every), masks=half_masks(model, 0), data_seed=0)
     finally:
-        loop.evaluate = original
+        evaluation.evaluate = original
     wall = clock() - start - timer.final
     return dict(eval_share=timer.periodic / wall, rate=steps / (wall - timer.periodic),
                 eval_per_member=timer.periodic / max(steps // eval_every, 1))

@@ -22,115 +22,86 @@ and the result the `early_stop_*_returns` and `final_*_returns` behind its means
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Unpack
 
 import numpy as np
 import torch
 from torch import nn
 
-from ticketlab.config import TrainConfig, parse_step
+from ticketlab.config import TrainConfig
 from ticketlab.seeds import derive_seed
 from ticketlab.tasks.rl.rollout import EnvRunner, sample_actions
-from ticketlab.training.loop import (
-    StepBookkeeping,
-    TrainingInterrupted,
-    masked_optimizer_step,
-    prepare_masked_training,
-    read_checkpoint_parts,
-    save_checkpoint_parts,
-)
-from ticketlab.training.optim import learning_rate_at, load_optimizer_tensors, optimizer_tensors
+from ticketlab.training.bookkeeping import TrainingInterrupted
+from ticketlab.training.checkpoint import save_checkpoint_parts
+from ticketlab.training.early_stop import EarlyStop, TrainResult
+from ticketlab.training.engine import RunOptions, json_metadata, train_masked
+from ticketlab.training.optim import optimizer_tensors
 
 __all__ = ["AgentTrainResult", "TrainingInterrupted", "train_agent"]
 
-
-@dataclass(frozen=True)
-class AgentTrainResult:
-    """Returns are undiscounted episode returns, averaged over the evaluation episodes."""
-
-    early_stop_iteration: int
-    early_stop_val_loss: float  # the negative validation return at the best evaluation
-    early_stop_val_return: float
-    early_stop_test_metric: float
-    final_iteration: int
-    final_val_loss: float
-    final_test_metric: float
-    final_train_return: float  # mean return of the training episodes finished in the last evaluation interval
-    env_steps: int
-    # the evaluation episodes' returns behind each mean above (None: a row from a checkpoint written before them)
-    early_stop_val_returns: list[float] | None = None
-    early_stop_test_returns: list[float] | None = None
-    final_val_returns: list[float] | None = None
-    final_test_returns: list[float] | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+# The one result class. Returns are undiscounted episode returns, averaged over the evaluation episodes;
+# early_stop_val_loss is the negative validation return at the best evaluation. Details: early_stop_val_return,
+# final_train_return (the training episodes finished in the last evaluation interval), env_steps, and the
+# evaluation episodes' returns behind each mean (None: a row from a checkpoint written before they were kept).
+AgentTrainResult = TrainResult
 
 
-def train_agent(
-    model: nn.Module,
-    data,
-    config: TrainConfig,
-    *,
-    rl=None,
-    masks: dict[str, torch.Tensor],
-    data_seed: int,
-    start_step: int = 0,
-    total_steps: int | None = None,
-    optimizer_state: dict[str, torch.Tensor] | None = None,
-    job_dir: Path | None = None,
-    snapshot_steps: tuple[int, ...] = (),
-    on_snapshot: Callable[[int, nn.Module, torch.optim.Optimizer], None] | None = None,
-    on_progress: Callable[[int], None] | None = None,
-    checkpoint_interval_s: float = 30.0,
-    stop_after_step: int | None = None,
-    augment: Callable | None = None,
-) -> AgentTrainResult:
+def train_agent(model: nn.Module, data, config: TrainConfig, *, rl=None, masks: dict[str, torch.Tensor],
+                data_seed: int, augment: Callable | None = None, **run: Unpack[RunOptions]) -> TrainResult:
     """Train the actor-critic `model` in place with PPO (settings `rl`, an RLConfig) from `start_step` to
-    `total_steps` iterations; the keyword arguments mean what they mean for `ticketlab.training.loop.train_model`."""
-    from ticketlab.tasks.rl.evaluate import episode_returns
+    `total_steps` iterations; the keyword arguments mean what they mean for `ticketlab.training.loop.train_model`
+    (`augment` is not used)."""
+    procedure = _PPO(model, data, config, rl or data.rl, data_seed)
+    return train_masked(model, config, procedure, steps_per_epoch=1, device=procedure.device, masks=masks, **run)
 
-    rl = rl or data.rl
-    total = parse_step(config.steps, 1) if total_steps is None else total_steps
-    eval_every = parse_step(config.eval_every, 1)
-    device = torch.device(data.device)
-    optimizer, masked_pairs, all_parameters = prepare_masked_training(model, masks, config, optimizer_state, device)
 
-    step, record = start_step, EvalRecord()
-    books = StepBookkeeping(start_step=start_step, total=total, eval_every=eval_every, job_dir=job_dir,
-                            snapshot_steps=snapshot_steps, on_snapshot=on_snapshot, on_progress=on_progress,
-                            checkpoint_interval_s=checkpoint_interval_s, stop_after_step=stop_after_step,
-                            device=device, checkpoint_on_stop=True)
-    checkpoint_path = books.checkpoint_path
-    checkpoint = read_checkpoint_parts(checkpoint_path, device, ("record", "envs")) if checkpoint_path else None
-    runner = EnvRunner(data.name, rl.num_envs, data_seed, rl.episodic_life)
-    try:
-        env_state = None
-        if checkpoint is not None:
-            step, env_state = _load_checkpoint(checkpoint, model, optimizer, record)
-        books.begin(step, checkpoint is not None, model, optimizer)
-        observations = runner.start(env_state or fresh_env_state(rl.num_envs))
-        while step < total:
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate_at(step, config, total, 1)
-            observations, finished = _iteration(model, optimizer, runner, observations, masked_pairs,
-                                                all_parameters, config, rl, data_seed, step, device)
-            record.train_returns += finished
-            step += 1
-            books.after_step(
-                step, None, model, optimizer,
-                observe=lambda _: record.observe(step, model, data, rl, step * rl.num_envs * rl.rollout_steps,
-                                                 episode_returns),
-                save=lambda: _save_checkpoint(checkpoint_path, model, optimizer, step, record, runner.state()))
-    finally:
-        runner.close()
+class _PPO:
+    """PPO for `train_masked`: a step is one rollout and update (`_iteration`); checkpoints add each
+    environment's episode number and actions since its reset ("envs"), which are replayed on resume."""
 
-    result = agent_result(record, step, model, data, rl, episode_returns)
-    books.finish()
-    return result
+    checkpoint_json_keys = ("record", "envs")
+    grads_to_none = False
+    checkpoint_on_stop = True
+
+    def __init__(self, model: nn.Module, data, config: TrainConfig, rl, data_seed: int) -> None:
+        from ticketlab.tasks.rl.evaluate import episode_returns
+
+        self.model, self.data, self.config, self.rl, self.data_seed = model, data, config, rl, data_seed
+        self.play = episode_returns
+        self.device = torch.device(data.device)
+        self.record = EvalRecord()
+        self.env_state: dict | None = None
+        self.runner = EnvRunner(data.name, rl.num_envs, data_seed, rl.episodic_life)
+
+    def restore(self, parts: dict, metadata: dict) -> str | None:
+        self.record.load(metadata["record"])
+        self.env_state = metadata["envs"]
+        return None
+
+    def start(self, step: int, total: int, forward: nn.Module) -> None:
+        self.observations = self.runner.start(self.env_state or fresh_env_state(self.rl.num_envs))
+
+    def train_step(self, step: int, update) -> None:
+        self.observations, finished = _iteration(self.model, update, self.runner, self.observations, self.rl,
+                                                 self.data_seed, step, self.device)
+        self.record.train_returns += finished
+        return None
+
+    def observe(self, step: int, train_loss: float) -> dict:
+        return self.record.observe(step, self.model, self.data, self.rl, self.env_steps(step), self.play)
+
+    def env_steps(self, step: int) -> int:
+        return step * self.rl.num_envs * self.rl.rollout_steps
+
+    def checkpoint_state(self) -> tuple[dict, dict]:
+        return {}, json_metadata(record=self.record.state(), envs=self.runner.state())
+
+    def close(self) -> None:
+        self.runner.close()
+
+    def result(self, step: int) -> TrainResult:
+        return agent_result(self.record, step, self.model, self.data, self.rl, self.play)
 
 
 def generalized_advantages(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, next_value: torch.Tensor,
@@ -154,7 +125,7 @@ def fresh_env_state(num_envs: int) -> dict:
     return {"episodes": [0] * num_envs, "actions": [[] for _ in range(num_envs)]}
 
 
-def agent_result(record: "EvalRecord", step: int, model: nn.Module, data, rl, play) -> AgentTrainResult:
+def agent_result(record: "EvalRecord", step: int, model: nn.Module, data, rl, play) -> TrainResult:
     """The result of an agent that stopped training at `step` with evaluation record `record`; `play(model, data,
     split, rl)` gives a split's evaluation episode returns (see `EvalRecord.observe`)."""
     from ticketlab.tasks.rl.evaluate import mean_return
@@ -166,26 +137,23 @@ def agent_result(record: "EvalRecord", step: int, model: nn.Module, data, rl, pl
     if final_test is None:
         final_test_returns = play(model, data, "test", rl)
         final_test = mean_return(final_test_returns)
-    return AgentTrainResult(
+    return TrainResult(
         early_stop_iteration=record.best_step,
-        early_stop_val_loss=-record.best_val_return,
-        early_stop_val_return=record.best_val_return,
+        early_stop_val_loss=record.best_val_loss,
         early_stop_test_metric=record.best_test_return,
         final_iteration=step,
         final_val_loss=-last["val_return"],
         final_test_metric=final_test,
-        final_train_return=last["train_return"],
-        env_steps=step * rl.num_envs * rl.rollout_steps,
-        early_stop_val_returns=record.best_val_returns,
-        early_stop_test_returns=record.best_test_returns,
-        final_val_returns=last.get("val_returns"),
-        final_test_returns=final_test_returns,
+        details={"early_stop_val_return": record.best_val_return, "final_train_return": last["train_return"],
+                 "env_steps": step * rl.num_envs * rl.rollout_steps,
+                 "early_stop_val_returns": record.best_val_returns, "early_stop_test_returns": record.best_test_returns,
+                 "final_val_returns": last.get("val_returns"), "final_test_returns": final_test_returns},
     )
 
 
-def _iteration(model, optimizer, runner: EnvRunner, observations, masked_pairs, all_parameters, config, rl,
-               data_seed: int, iteration: int, device):
-    """One rollout and PPO update; returns (the observations the next rollout starts from, finished returns)."""
+def _iteration(model, update, runner: EnvRunner, observations, rl, data_seed: int, iteration: int, device):
+    """One rollout and PPO update (`update(loss)` for each minibatch: the engine's exact-mask step); returns (the
+    observations the next rollout starts from, finished returns)."""
     steps, envs = rl.rollout_steps, rl.num_envs
     shape = observations.shape[1:]
     obs_buffer = torch.zeros((steps, envs, *shape), dtype=torch.as_tensor(observations).dtype, device=device)
@@ -238,23 +206,33 @@ def _iteration(model, optimizer, runner: EnvRunner, observations, masked_pairs, 
                 value_loss = 0.5 * torch.max((value - ret) ** 2, (clipped - ret) ** 2).mean()
             else:
                 value_loss = 0.5 * ((value - ret) ** 2).mean()
-            loss = policy_loss - rl.entropy_coef * entropy + rl.value_coef * value_loss
-            optimizer.zero_grad(set_to_none=False)
-            loss.backward()
-            masked_optimizer_step(optimizer, masked_pairs, all_parameters, config.clip_grad_norm)
+            update(policy_loss - rl.entropy_coef * entropy + rl.value_coef * value_loss)
     return observations, finished_returns
 
 
-class EvalRecord:
-    """The best validation return, its step and the test return there (with their episode returns); the training
-    returns since the last row."""
+class EvalRecord(EarlyStop):
+    """An agent's early stopping: the best validation return (its negative is the record's loss), its step and the
+    test return there (with their episode returns); the training returns since the last row."""
 
     def __init__(self) -> None:
-        self.best_step, self.best_val_return, self.best_test_return = -1, -float("inf"), float("nan")
-        self.best_val_returns: list[float] | None = None
-        self.best_test_returns: list[float] | None = None
-        self.last_row: dict | None = None
+        super().__init__({"test_return": float("nan"), "val_returns": None, "test_returns": None})
         self.train_returns: list[float] = []
+
+    @property
+    def best_val_return(self) -> float:
+        return -self.best_val_loss
+
+    @property
+    def best_test_return(self) -> float:
+        return self.best["test_return"]
+
+    @property
+    def best_val_returns(self) -> list[float] | None:
+        return self.best["val_returns"]
+
+    @property
+    def best_test_returns(self) -> list[float] | None:
+        return self.best["test_returns"]
 
     def observe(self, step, model, data, rl, env_steps: int, play) -> dict:
         """The metrics row of an evaluation at `step`: `play(model, data, split, rl)` gives the episode returns of
@@ -267,37 +245,29 @@ class EvalRecord:
         row = {"step": step, "env_steps": env_steps, "train_return": train_return,
                "train_returns": list(self.train_returns), "val_return": val, "val_returns": val_returns}
         self.train_returns = []
-        if val > self.best_val_return:
+        best = None
+        if self.improves(-val):
             test_returns = list(play(model, data, "test", rl))
-            test = mean_return(test_returns)
-            self.best_step, self.best_val_return, self.best_test_return = step, val, test
-            self.best_val_returns, self.best_test_returns = val_returns, test_returns
-            row["test_return"], row["test_returns"] = test, test_returns
-        self.last_row = row
-        return row
+            best = {"test_return": mean_return(test_returns), "val_returns": val_returns, "test_returns": test_returns}
+            row["test_return"], row["test_returns"] = best["test_return"], test_returns
+        return super().observe(row, -val, lambda: best)
 
     def state(self) -> dict:
+        """The checkpoint's record, in the agent's own names (returns, not losses)."""
         return {"best_step": self.best_step, "best_val_return": self.best_val_return,
                 "best_test_return": self.best_test_return, "last_row": self.last_row,
                 "train_returns": self.train_returns, "best_val_returns": self.best_val_returns,
                 "best_test_returns": self.best_test_returns}
 
     def load(self, state: dict) -> None:
-        self.best_step, self.best_val_return = state["best_step"], state["best_val_return"]
-        self.best_test_return, self.last_row = state["best_test_return"], state["last_row"]
-        self.train_returns = list(state["train_returns"])
-        self.best_val_returns = state.get("best_val_returns")  # absent in checkpoints written before they were kept
-        self.best_test_returns = state.get("best_test_returns")
+        self.best_step, self.best_val_loss = state["best_step"], -state["best_val_return"]
+        self.last_row, self.train_returns = state["last_row"], list(state["train_returns"])
+        self.best = {"test_return": state["best_test_return"],
+                     # absent in checkpoints written before they were kept
+                     "val_returns": state.get("best_val_returns"), "test_returns": state.get("best_test_returns")}
 
 
 def _save_checkpoint(path: Path, model: nn.Module, optimizer, step: int, record: EvalRecord, env_state: dict) -> None:
+    """An agent's checkpoint in the engine's format (the stacked agent populations write each member's with it)."""
     save_checkpoint_parts(path, {"model": model.state_dict(), "optim": optimizer_tensors(optimizer)},
-                          {"step": str(step), "record": json.dumps(record.state()), "envs": json.dumps(env_state)})
-
-
-def _load_checkpoint(checkpoint, model: nn.Module, optimizer, record: EvalRecord):
-    parts, metadata = checkpoint
-    model.load_state_dict(parts["model"])
-    load_optimizer_tensors(optimizer, parts.get("optim", {}))
-    record.load(metadata["record"])
-    return metadata["step"], metadata["envs"]
+                          {"step": str(step), **json_metadata(record=record.state(), envs=env_state)})
