@@ -151,3 +151,16 @@ def test_learning_rate_rewinding_on_the_language_task(tmp_path, capsys, one_thre
         assert 0 < kept.float().mean() < 1
         assert torch.equal(start[name], dense_final[name] * kept)
         assert not final[name][~kept].any()
+
+
+def test_a_stacked_population_draws_the_same_tickets(clean, tmp_path, tiny_data_for_module):
+    stacked = find_tickets(_config(), root=tmp_path, data=tiny_data_for_module, progress=False, report=False,
+                           population=None)
+    for variant in VARIANTS:
+        for level in (1, 2):
+            alone = _tensors(clean[0].run_dir, level, variant, "mask.safetensors")
+            together = _tensors(stacked.run_dir, level, variant, "mask.safetensors")
+            assert all(np.array_equal(alone[name], together[name]) for name in NAMES)
+    accuracy = {(row["level"], row["variant"]): row["final_test_accuracy"] for row in clean[0].rows}
+    assert {(row["level"], row["variant"]): row["final_test_accuracy"] for row in stacked.rows} == pytest.approx(
+        accuracy, abs=0.02)
