@@ -13,7 +13,8 @@ TOTAL = 36 + 40_000 + 1_000
 
 def test_erk_matches_the_formula_with_the_small_conv_made_dense():
     # ERK raw densities: (sum of dims) / (product): conv 11/36, hidden 500/40000, out 110/1000. With ε over all
-    # three, ε·11/36 = (0.1·41036)/(11+500+110)·11/36 ≈ 2.02 > 1, so the conv is dense and the others share the rest.
+    # three, ε·11/36 = (0.1·41036)/(11+500+110)·11/36 ≈ 2.02 > 1, so the conv is dense and the others share the
+    # rest.
     epsilon = (0.1 * TOTAL - 36) / (500 + 110)
     densities = layer_densities(SHAPES, 0.1, "erk")
     assert densities["conv"] == 1.0
@@ -24,7 +25,6 @@ def test_erk_matches_the_formula_with_the_small_conv_made_dense():
 
 
 def test_erk_without_redistribution_and_er_ignoring_the_kernel():
-    densities = layer_densities(SHAPES, 0.5, "erk")  # ε·11/36 would be ~10: still dense; check the plain case
     shapes = {"a": (64, 32), "b": (32, 16, 3, 3)}
     erk = layer_densities(shapes, 0.3, "erk")
     epsilon = 0.3 * (2048 + 4608) / ((96 / 2048) * 2048 + (54 / 4608) * 4608)
@@ -32,7 +32,9 @@ def test_erk_without_redistribution_and_er_ignoring_the_kernel():
     er = layer_densities(shapes, 0.3, "er")  # ER: (n_out + n_in) / (n_out·n_in), kernel ignored
     epsilon = 0.3 * (2048 + 4608) / ((96 / 2048) * 2048 + (48 / 512) * 4608)
     assert er == pytest.approx({"a": epsilon * 96 / 2048, "b": epsilon * 48 / 512})
-    assert densities["conv"] == 1.0 and max(densities.values()) <= 1.0
+    densities = layer_densities(SHAPES, 0.5, "erk")  # two rounds of redistribution: conv, then out, dense
+    assert densities["conv"] == densities["out"] == 1.0
+    assert densities["hidden"] == pytest.approx((0.5 * TOTAL - 36 - 1_000) / 40_000)
 
 
 def test_uniform_counts_and_bad_input():

@@ -46,8 +46,8 @@ def test_exactly_n_of_every_m_and_the_numpy_recomputation(n, m):
         assert np.array_equal(masks[name].numpy().astype(bool), _numpy_n_m(score.numpy(), n, m))
     total = masks_from_scores(scores, sum(sizes.values()), n_m=(n, m))  # global scope: the same
     assert all(torch.equal(total[name], masks[name]) for name in scores)
-    scores["fc"][0, :4] = 1.0  # ties go to the earlier positions
-    assert masks_from_scores(scores, sizes, n_m=(n, m))["fc"][0, :4].tolist() == [1.0] * min(n, 4) + [0.0] * (4 - min(n, 4))
+    scores["fc"][0, :m] = 1.0  # ties go to the earlier positions
+    assert masks_from_scores(scores, sizes, n_m=(n, m))["fc"][0, :m].tolist() == [1.0] * n + [0.0] * (m - n)
 
 
 def test_below_n_over_m_the_pattern_caps_each_group_and_the_count_holds():
@@ -150,8 +150,8 @@ def test_a_pattern_the_model_cannot_hold_is_refused_through_main(tmp_path, capsy
 
 
 @pytest.mark.parametrize("pattern, message", [
-    ("1:3", "prune.n_m '1:3' needs every pruned layer's input size to be a multiple of 3; policy_trunk.0.weight has input "
-            "size 4"),
+    ("1:3", "prune.n_m '1:3' needs every pruned layer's input size to be a multiple of 3; policy_trunk.0.weight "
+            "has input size 4"),
     ("4:4", "prune.n_m '4:4' must be N:M with 1 <= N < M, e.g. 2:4 or 1:4"),
 ])
 def test_the_installed_executable_refuses_in_one_line(pattern, message, tmp_path):
