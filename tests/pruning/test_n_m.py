@@ -138,6 +138,17 @@ def test_semi_structured_2_4_on_cuda(finished, tiny_data_for_module):
     torch.testing.assert_close(sparse @ inputs, weight @ inputs, rtol=1e-2, atol=1e-2)
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--prune.n_m", "abc"], "prune.n_m 'abc' must be N:M with 1 <= N < M, e.g. 2:4 or 1:4"),
+    (["--prune.n_m", "2:4", "--prune.unit", "channel"],
+     "prune.n_m '2:4' is a pattern of single weights; use it with prune.unit 'weight'"),
+])
+def test_bad_settings_are_refused_through_main(extra, message, tmp_path, capsys):
+    assert main(["find", *extra, "--root", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"ticketlab: error: {message}"]
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_pattern_the_model_cannot_hold_is_refused_through_main(tmp_path, capsys):
     code = main(["find", "--model.hidden", "16,16", "--steps", "4it", "--levels", "1", "--trials", "1",
                  "--data.train_size", "500", "--quiet", "--no-report", "--workers", "1", "--prune.n_m", "1:3",
