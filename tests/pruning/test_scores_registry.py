@@ -73,7 +73,8 @@ def test_toy_score_masks_match_numpy(toy_score):
     # the lottery's pruning-at-init dispatch reads the registry: 'closeness_at_init' is the toy score
     task = SimpleNamespace(name="toy", prunable=prunable_weights, score_losses=None, ones_input=None)
     ctx = SimpleNamespace(task=task, device="cpu", data=None,
-                          config=SimpleNamespace(prune=SimpleNamespace(score_batches=1), train=None))
+                          config=SimpleNamespace(prune=SimpleNamespace(score_batches=1, n_m_pattern=lambda: None),
+                                                 train=None))
     check_task_supports(task, ["closeness_at_init", "closeness_at_init_shuffled"])
     masks = at_init_mask(ctx, "closeness_at_init", model, 40, seed=0)
     assert np.concatenate([masks[name].numpy().ravel() for name in sizes]).astype(bool).tolist() == \

@@ -33,6 +33,7 @@ CONV_DEPTHS = {"conv": "even (two convs per pooling block)", "vgg": "one of 11, 
 VGG_DEPTHS = (11, 13, 16, 19)
 
 _UNIFORM_INIT = re.compile(r"^uniform_(\d+(\.\d*)?|\.\d+)$")
+_N_M = re.compile(r"^(\d{1,4}):(\d{1,4})$", re.ASCII)
 _CLASS_ITEM = re.compile(r"^\s*(\d{1,6})\s*(?:-\s*(\d{1,6})\s*)?$", re.ASCII)
 
 
@@ -227,6 +228,18 @@ class PruneConfig:
     early_bird_criterion: str = "weights"  # 'channels': the masks compared are BatchNorm-scale channel masks
     unit: str = "weight"  # 'channel': prune whole output channels / neurons (rates are fractions of channels)
     channel_score: str = "l1"  # unit 'channel': 'l1' (filter L1 norm) or 'bn_scale' (|BatchNorm scale|)
+    # N:M sparsity ('2:4'): at most N of every M consecutive weights along each layer's input dimension survive,
+    # exactly N while a level keeps at least N/M of the layer (the pattern sparse tensor cores run)
+    n_m: str | None = None
+
+    def n_m_pattern(self) -> tuple[int, int] | None:
+        """(N, M) of `n_m`, or None when unset."""
+        if self.n_m is None:
+            return None
+        match = _N_M.match(self.n_m) if isinstance(self.n_m, str) else None
+        if match is None or not 1 <= int(match[1]) < int(match[2]):
+            raise ConfigError(f"prune.n_m {self.n_m!r} must be N:M with 1 <= N < M, e.g. 2:4 or 1:4")
+        return int(match[1]), int(match[2])
 
     def validate(self) -> None:
         check_choice("prune.strategy", self.strategy, STRATEGY_NAMES)
@@ -272,6 +285,9 @@ class PruneConfig:
         if self.unit == "channel" and self.strategy != "magnitude":
             raise ConfigError(f"prune.strategy {self.strategy!r} scores single weights; with prune.unit 'channel' "
                               "channels are scored by prune.channel_score (l1 or bn_scale)")
+        if self.n_m_pattern() is not None and self.unit == "channel":
+            raise ConfigError(f"prune.n_m {self.n_m!r} is a pattern of single weights; use it with prune.unit "
+                              "'weight'")
 
 
 def _conv_depth_ok(family: str, depth: int) -> bool:

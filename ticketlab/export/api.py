@@ -8,7 +8,10 @@ Formats (each file is a safetensors state dict whose metadata says how to rebuil
 - sparse: Linear / Conv2d weights as CSR parts, run with torch.sparse kernels;
 - onnx-dense / onnx-compact: ONNX graphs of the dense and compact networks (optional extra `ticketlab[export]`).
 Every export is read back and run on test examples against the masked model before it is kept (written to a
-temporary name, renamed when it matches within `TOLERANCE`).
+temporary name, renamed when it matches within `TOLERANCE`). A ticket of a run with prune.n_m keeps its N:M pattern:
+the masked weights, and the weights read back from a prune or dense export, are checked to hold at most N nonzeros
+in every group of M along the input dimension (torch's semi-structured 2:4 kernels need CUDA; the check runs
+everywhere).
 """
 
 from __future__ import annotations
@@ -141,6 +144,8 @@ def export_ticket(ticket: Ticket, format: str, output: str | Path, *, sparse_lay
     output.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"format": format, "config": ticket.config.to_json(), "input_shape": json.dumps(ticket.input_shape),
                 "num_classes": str(ticket.num_classes), "job": ticket.job}
+    n_m = ticket.config.prune.n_m_pattern()
+    _check_n_m(ticket, ticket.model.state_dict(), n_m, "the ticket")
     original_cost = model_cost(ticket.model, ticket.examples[:1]).totals()
     with torch.no_grad():
         reference = ticket.model(ticket.examples)
@@ -155,6 +160,8 @@ def export_ticket(ticket: Ticket, format: str, output: str | Path, *, sparse_lay
             tensors, extra = _tensors_of(network, ticket, format, sparse_layout, blocksize)
             save_tensors(temporary, tensors, metadata=metadata | extra)
             reloaded = load_export(temporary, model=_fresh_model(ticket))
+            if format in ("prune", "dense"):
+                _check_n_m(ticket, reloaded.state_dict(), n_m, f"the {format} export")
             with torch.no_grad():
                 outputs = reloaded(ticket.examples)
             cost = model_cost(network if format != "sparse" else ticket.model, ticket.examples[:1]).totals()
@@ -167,6 +174,22 @@ def export_ticket(ticket: Ticket, format: str, output: str | Path, *, sparse_lay
     finally:
         temporary.unlink(missing_ok=True)
     return ExportResult(output, format, output.stat().st_size, difference, cost, original_cost)
+
+
+def n_m_violations(state: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], n_m: tuple[int, int]) -> list[str]:
+    """The masked tensors of `state` holding more than N nonzeros in some group of M consecutive entries of a row."""
+    n, m = n_m
+    return [name for name in masks
+            if int((state[name].detach().reshape(-1, m) != 0).sum(dim=1).max()) > n]
+
+
+def _check_n_m(ticket: Ticket, state: dict[str, torch.Tensor], n_m: tuple[int, int] | None, what: str) -> None:
+    if n_m is None:
+        return
+    bad = n_m_violations(state, ticket.masks, n_m)
+    if bad:
+        raise ExportCheckError(f"{what} of {ticket.job} breaks the run's {n_m[0]}:{n_m[1]} pattern in {bad[0]}; "
+                               "not written")
 
 
 def _fresh_model(ticket: Ticket) -> nn.Module:

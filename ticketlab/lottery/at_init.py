@@ -83,4 +83,4 @@ def at_init_mask(ctx, method: str, model: nn.Module, keep: dict[str, int] | int,
                          losses=losses if "losses" in score.needs else None,
                          ones_input=task.ones_input(ctx.data) if "ones_input" in score.needs else None)
     rounds = getattr(prune, score.rounds_setting) if score.rounds_setting else 1
-    return score_mask(score, model, inputs, keep, rounds)
+    return score_mask(score, model, inputs, keep, rounds, n_m=prune.n_m_pattern())

@@ -22,7 +22,7 @@ from ticketlab.config import ExperimentConfig, parse_step
 from ticketlab.lottery.integrity import read_sealed_result
 from ticketlab.lottery.keys import DENSE, MASK_COST_FILE, RESULT_FILE, JobKey
 from ticketlab.lottery.variants import variant_named
-from ticketlab.pruning import next_keep_counts, output_weight_names, prunable_weights
+from ticketlab.pruning import check_n_m, next_keep_counts, output_weight_names, prunable_weights
 from ticketlab.pruning.channels import channel_groups, channel_keep_plan
 from ticketlab.tasks import load_task
 from ticketlab.tasks.base import Task
@@ -88,6 +88,8 @@ def keep_plan(config: ExperimentConfig, model: nn.Module, prunable: Callable = p
     ConfigError for settings the model cannot satisfy, so they are refused before anything trains.
     """
     check_model_settings(config, model)
+    if config.prune.n_m_pattern() is not None:
+        check_n_m(prunable(model), config.prune.n_m_pattern())
     if config.prune.unit == "channel":
         return _channel_keep_plan(config, model)
     weights = prunable(model)

@@ -69,7 +69,7 @@ def run_early_bird_search(ctx: ExperimentContext, key: JobKey, on_progress=None)
     def level_masks(trained):
         weights = {name: weight.detach().cpu() for name, weight in ctx.task.prunable(trained).items()}
         scores = strategy_scores(prune.strategy, weights)
-        return {level: keep_top(scores, plan[level]) for level in levels}
+        return {level: keep_top(scores, plan[level], n_m=prune.n_m_pattern()) for level in levels}
 
     def check(step: int, trained, optimizer) -> None:
         masks = level_masks(trained)

@@ -1,6 +1,7 @@
 """A job's mask, computed once by its variant and stored in its directory, and the building blocks the variants'
 mask rules share: prune a parent job's trained weights, score the dense run's final weights, match another mask's
-per-layer counts at random — each over single weights or over channel groups (prune.unit 'channel')."""
+per-layer counts at random — each over single weights or over channel groups (prune.unit 'channel'); masks of
+single weights keep the N:M pattern of prune.n_m when it is set."""
 
 from __future__ import annotations
 
@@ -59,13 +60,14 @@ def every_weight(ctx: ExperimentContext) -> dict[str, torch.Tensor]:
 def prune_from(ctx: ExperimentContext, parent: JobKey, keep) -> dict[str, torch.Tensor]:
     """Prune the parent job's trained weights, among the weights its mask left, down to `keep`."""
     scores = strategy_scores(ctx.config.prune.strategy, final_prunable_weights(ctx, parent))
-    return keep_top(scores, keep, eligible=job_mask(ctx, parent))
+    return keep_top(scores, keep, eligible=job_mask(ctx, parent), n_m=ctx.config.prune.n_m_pattern())
 
 
 def prune_dense(ctx: ExperimentContext, key: JobKey) -> dict[str, torch.Tensor]:
     """One shot: the dense run's final weights pruned to the level's keep counts."""
     dense_final = final_prunable_weights(ctx, JobKey(key.trial, 0, DENSE))
-    return keep_top(strategy_scores(ctx.config.prune.strategy, dense_final), ctx.keep_plan()[key.level])
+    return keep_top(strategy_scores(ctx.config.prune.strategy, dense_final), ctx.keep_plan()[key.level],
+                    n_m=ctx.config.prune.n_m_pattern())
 
 
 def random_like(ctx: ExperimentContext, key: JobKey, ticket: JobKey) -> dict[str, torch.Tensor]:
@@ -73,7 +75,7 @@ def random_like(ctx: ExperimentContext, key: JobKey, ticket: JobKey) -> dict[str
     ticket_counts = remaining_counts(job_mask(ctx, ticket))
     shapes = ctx.task.prunable(ctx.make_model(0))
     scores = random_scores(shapes, derive_seed(ctx.config.seed, key.trial, "random_mask", key.level))
-    return keep_top(scores, ticket_counts)
+    return keep_top(scores, ticket_counts, n_m=ctx.config.prune.n_m_pattern())
 
 
 def final_prunable_weights(ctx: ExperimentContext, key: JobKey) -> dict[str, torch.Tensor]:

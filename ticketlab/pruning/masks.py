@@ -130,11 +130,33 @@ def next_keep_counts(current: dict[str, int], rates: dict[str, float], scope: st
 
 
 Keep = dict[str, int] | int  # survivors per tensor (layerwise) or in total across tensors (global)
+NM = tuple[int, int]  # an N:M pattern: at most N of every M consecutive weights along the input dimension
+
+
+def check_n_m(weights: dict[str, torch.Tensor], n_m: NM) -> None:
+    """ConfigError naming the first tensor whose input size (the product of its dimensions after the first: a
+    Linear's in_features, a Conv's in_channels * kernel) M does not divide, so its groups of M would cross rows."""
+    n, m = n_m
+    for name, weight in weights.items():
+        size = math.prod(weight.shape[1:])
+        if size % m:
+            raise ConfigError(f"prune.n_m '{n}:{m}' needs every pruned layer's input size to be a multiple of {m}; "
+                              f"{name} has input size {size}")
+
+
+def _n_m_candidates(flat: torch.Tensor, n_m: NM) -> torch.Tensor:
+    """`flat` (one tensor's scores in row-major order, rows of a multiple of M) with every entry outside the N
+    best of its group of M set to -inf; ties go to the earlier position."""
+    n, m = n_m
+    groups = flat.view(-1, m)
+    best = torch.sort(groups, dim=1, descending=True, stable=True).indices[:, :n]
+    inside = torch.zeros_like(groups, dtype=torch.bool).scatter_(1, best, True)
+    return torch.where(inside, groups, torch.full_like(groups, -math.inf)).flatten()
 
 
 def masks_from_scores(scores: dict[str, torch.Tensor], keep: Keep | None = None, *, sparsity: float | None = None,
                       scope: str = "layerwise", layer_sparsity: dict[str, float] | None = None,
-                      eligible: Masks | None = None, min_per_tensor: int = 0) -> Masks:
+                      eligible: Masks | None = None, min_per_tensor: int = 0, n_m: NM | None = None) -> Masks:
     """The one place scores (higher = keep) become a 0/1 mask, for every score and unit (weights or channels).
 
     How many survive: `keep`, per tensor (a dict) or in total across tensors (an int), as a lottery keep plan
@@ -144,6 +166,10 @@ def masks_from_scores(scores: dict[str, torch.Tensor], keep: Keep | None = None,
     Entries outside `eligible` (already pruned) are never kept. Under a total, each tensor's `min_per_tensor`
     best entries are kept first (channel pruning keeps every layer connected). Ties are broken by position, the
     lowest-scoring entries being removed first as torch.topk(largest=False) returns them.
+
+    `n_m` (N, M) constrains every tensor to an N:M pattern along its input dimension: only the N best eligible
+    entries of each group of M consecutive entries of a row may survive, and the counts are capped at what the
+    pattern allows, so a tensor keeping at least N/M of its entries keeps exactly N of every M.
     """
     if (keep is None) == (sparsity is None):
         raise ValueError("masks_from_scores takes either keep counts or a sparsity")
@@ -155,6 +181,12 @@ def masks_from_scores(scores: dict[str, torch.Tensor], keep: Keep | None = None,
         flat_scores[name] = flat
     if keep is None:
         keep = _keep_for_sparsity(scores, sparsity, scope, layer_sparsity or {}, eligible)
+    if n_m is not None:
+        check_n_m(scores, n_m)
+        flat_scores = {name: _n_m_candidates(flat, n_m) for name, flat in flat_scores.items()}
+        allowed = {name: int((flat > -math.inf).sum()) for name, flat in flat_scores.items()}
+        keep = ({name: min(count, allowed[name]) for name, count in keep.items()} if isinstance(keep, dict)
+                else min(keep, sum(allowed.values())))
     if isinstance(keep, dict):
         return {name: _keep_top_flat(flat, keep[name]).view_as(scores[name]) for name, flat in flat_scores.items()}
     forced = {}
@@ -172,10 +204,11 @@ def masks_from_scores(scores: dict[str, torch.Tensor], keep: Keep | None = None,
     return masks
 
 
-def keep_top(scores: dict[str, torch.Tensor], keep: Keep, eligible: Masks | None = None) -> Masks:
-    """Keep the highest-scoring eligible weights: `keep` per layer (dict) or in total across layers (int); see
-    `masks_from_scores`."""
-    return masks_from_scores(scores, keep, eligible=eligible)
+def keep_top(scores: dict[str, torch.Tensor], keep: Keep, eligible: Masks | None = None,
+             n_m: NM | None = None) -> Masks:
+    """Keep the highest-scoring eligible weights: `keep` per layer (dict) or in total across layers (int), in the
+    N:M pattern `n_m` when given; see `masks_from_scores`."""
+    return masks_from_scores(scores, keep, eligible=eligible, n_m=n_m)
 
 
 def _keep_for_sparsity(scores: dict[str, torch.Tensor], sparsity: float, scope: str,
@@ -218,9 +251,18 @@ def exponential_keep_schedule(total: Keep, keep: Keep, rounds: int) -> list:
     return counts(total, keep)
 
 
-def shuffle_within_layers(masks: Masks, seed: int) -> Masks:
+def shuffle_within_layers(masks: Masks, seed: int, n_m: NM | None = None) -> Masks:
     """Each layer's mask with its entries permuted at random (same count per layer): Frankle et al. (2021)'s
-    layer-wise shuffling control."""
+    layer-wise shuffling control. Under an N:M pattern the groups of M are permuted within the layer and the entries
+    within each group, so the shuffled mask keeps the pattern (and each group's count)."""
     generator = torch.Generator().manual_seed(seed)
-    return {name: mask.flatten()[torch.randperm(mask.numel(), generator=generator)].view_as(mask)
-            for name, mask in masks.items()}
+    if n_m is None:
+        return {name: mask.flatten()[torch.randperm(mask.numel(), generator=generator)].view_as(mask)
+                for name, mask in masks.items()}
+    shuffled = {}
+    for name, mask in masks.items():
+        groups = mask.flatten().view(-1, n_m[1])
+        groups = groups[torch.randperm(groups.shape[0], generator=generator)]
+        within = torch.argsort(torch.rand(groups.shape, generator=generator), dim=1)
+        shuffled[name] = torch.gather(groups, 1, within).view_as(mask)
+    return shuffled

@@ -35,6 +35,8 @@ _KNOWN_STYLES: dict[str, tuple[str, str, str]] = {
     "oneshot_reinit": ("tab:red", "v", "--"),
     "random_pruning": ("tab:purple", "D", ":"),
     "finetune": ("tab:brown", "P", "-."),
+    "lr_rewind": ("tab:blue", "d", "-."),  # learning-rate rewinding: the ticket's colour, dash-dotted
+    "lr_rewind_oneshot": ("tab:green", "d", "-."),
     # pruning at init: one colour per method; its shuffled control dotted, its reinit control dashed
     "snip": ("tab:cyan", "X", "-"),
     "grasp": ("tab:olive", "*", "-"),

@@ -1,8 +1,9 @@
 """The lottery variants: one `Variant` object each, one file per family, in the `VARIANTS` registry.
 
 Built in, in the order of tables and figures: `imp` (the dense run, iterative pruning with reset, its reinit and
-random controls, one-shot, fine-tuning), `at_init` (SNIP, GraSP, SynFlow, magnitude at init and their shuffled and
-reinit controls), `early_bird` (early-bird tickets and their search job). A new variant is one file: subclass
+random controls, one-shot, fine-tuning), `lr_rewind` (learning-rate rewinding, iterative and one-shot), `at_init`
+(SNIP, GraSP, SynFlow, magnitude at init and their shuffled and reinit controls), `early_bird` (early-bird tickets
+and their search job). A new variant is one file: subclass
 `Variant` (override the rules that differ from the reset ticket: `mask`, and `inputs`, `start`, `steps` where
 they differ), `register` an instance, and import the file (here for a built-in one). Torch-free.
 """
@@ -22,7 +23,7 @@ from ticketlab.lottery.variants.base import (
     variant_short_label,
     variant_sort_key,
 )
-from ticketlab.lottery.variants import imp, at_init, early_bird  # noqa: E402,F401  (the built-ins register)
+from ticketlab.lottery.variants import imp, lr_rewind, at_init, early_bird  # noqa: E402,F401  (built-ins register)
 
 __all__ = ["LAST", "VARIANTS", "Deferred", "Variant", "check_variants", "register", "variant_label", "variant_named",
            "variant_names", "variant_short_label", "variant_sort_key"]

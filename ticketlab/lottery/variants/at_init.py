@@ -43,7 +43,7 @@ class Shuffled(AtInit):
     def mask(self, ctx, key):
         mask = masks.job_mask(ctx, JobKey(key.trial, key.level, self.method))  # stored in the method's directory
         seed = seeds.derive_seed(ctx.config.seed, key.trial, "shuffle", self.method, key.level)
-        return pruning.shuffle_within_layers(mask, seed)
+        return pruning.shuffle_within_layers(mask, seed, ctx.config.prune.n_m_pattern())
 
 
 @dataclass(frozen=True)

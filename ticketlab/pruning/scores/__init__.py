@@ -26,23 +26,24 @@ import ticketlab.pruning.scores.channels  # noqa: F401  isort: skip
 
 
 def score_mask(score: str | Score, model: nn.Module, inputs: ScoreInputs, keep: Keep, rounds: int = 1,
-               eligible: Masks | None = None) -> Masks:
+               eligible: Masks | None = None, n_m: tuple[int, int] | None = None) -> Masks:
     """The mask that keeps `model`'s `keep` highest-scoring prunable weights (per tensor for a dict, in total for an
     int) under `score` (a registered name or a Score), among `eligible`.
 
     An iterative score (`Score.rounds_setting`, SynFlow) is scored `rounds` times: round k scores the network with
     the mask so far applied and keeps total * (keep / total) ** (k / rounds) of the weights
-    (`exponential_keep_schedule`), ending with exactly `keep`; a one-shot score is scored once."""
+    (`exponential_keep_schedule`), ending with exactly `keep`; a one-shot score is scored once. `n_m`: every
+    round's mask in that N:M pattern (`masks_from_scores`)."""
     entry = SCORES.get(score) if isinstance(score, str) else score
     if entry.rounds_setting is None:
-        return masks_from_scores(entry.compute(model, inputs), keep, eligible=eligible)
+        return masks_from_scores(entry.compute(model, inputs), keep, eligible=eligible, n_m=n_m)
     tensors = inputs.prunable(model)
     sizes = {name: tensor.numel() for name, tensor in tensors.items()}
     total = sizes if isinstance(keep, dict) else sum(sizes.values())
     masks = eligible or {name: torch.ones(tensor.shape, dtype=torch.float32) for name, tensor in tensors.items()}
     for round_keep in exponential_keep_schedule(total, keep, rounds):
         scores = entry.compute(model, replace(inputs, masks=masks))
-        masks = masks_from_scores(scores, round_keep, eligible=masks)
+        masks = masks_from_scores(scores, round_keep, eligible=masks, n_m=n_m)
     return masks
 
 
