@@ -47,8 +47,9 @@ from ticketlab.analysis.distance import weight_distance
 from ticketlab.config import check_step_unit, config_from_dict, parse_step
 from ticketlab.errors import ConfigError, TicketlabError
 from ticketlab.lottery.experiment import model_factory, resolve_device
-from ticketlab.lottery.integrity import run_lock
-from ticketlab.lottery.jobs import DENSE, ExperimentContext
+from ticketlab.lottery.run_lock import run_lock
+from ticketlab.lottery.context import ExperimentContext
+from ticketlab.lottery.keys import DENSE
 from ticketlab.lottery.progress import progress_bar
 from ticketlab.pruning import full_masks, remaining_percent
 from ticketlab.store import load_tensors, read_json, write_csv, write_json

@@ -70,7 +70,7 @@ def load_ticket(run_dir: str | Path, level: int, trial: int = 0, variant: str = 
 
     The run's config.json and the job's sealed result and files are checked first (IntegrityError naming the
     damaged files). Runs with a custom model or data need the same `model` / `data` again."""
-    from ticketlab.lottery.jobs import DENSE, JobKey
+    from ticketlab.lottery.keys import DENSE, JobKey
     from ticketlab.lottery.variants import variant_names
 
     run_dir = Path(run_dir)

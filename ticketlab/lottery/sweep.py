@@ -17,7 +17,7 @@ from pathlib import Path
 
 from torch import nn
 
-from ticketlab.config import ExperimentConfig, check_against_data, parse_step
+from ticketlab.config import ExperimentConfig, parse_step
 from ticketlab.errors import ConfigError
 from ticketlab.lottery.experiment import (
     ExperimentResult,
@@ -28,8 +28,12 @@ from ticketlab.lottery.experiment import (
     model_factory,
     run_directory,
 )
-from ticketlab.lottery.integrity import read_sealed_result, repair_run, run_lock, seal_result
-from ticketlab.lottery.jobs import DENSE, RESULT_FILE, ExperimentContext, JobKey, job_graph, run_job
+from ticketlab.lottery.estimate import check_against_data
+from ticketlab.lottery.integrity import read_sealed_result, repair_run, seal_result
+from ticketlab.lottery.run_lock import run_lock
+from ticketlab.lottery.context import ExperimentContext
+from ticketlab.lottery.jobs import job_graph, run_job
+from ticketlab.lottery.keys import DENSE, RESULT_FILE, JobKey
 from ticketlab.lottery.variants import check_variants
 from ticketlab.store import atomic_write_bytes, write_csv, write_json
 from ticketlab.tasks import load_task
@@ -63,7 +67,7 @@ def rewind_sweep(
 ) -> SweepResult:
     """Run `config` once per rewind step in `rewinds` ('0it', '500it', '2ep'), training the dense network once.
 
-    Extra keyword arguments go to `find_tickets` (workers, progress, report, ...). Writes summary.csv and
+    Extra keyword arguments go to `find_tickets` (workers, progress, on_finished, ...). Writes summary.csv and
     rewind_sweep.png/.svg (early-stop test accuracy of iterative_reset vs weights remaining, one line per
     rewind step, bars min..max over trials) into ``root/rewind_sweep_<data>_<model>_<digest>/``.
     """

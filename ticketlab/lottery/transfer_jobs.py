@@ -15,7 +15,9 @@ import torch
 from torch import nn
 
 from ticketlab.config import ExperimentConfig
-from ticketlab.lottery.jobs import DENSE, ExperimentContext, JobKey, JobStart, finish_job, is_done
+from ticketlab.lottery.context import ExperimentContext, is_done
+from ticketlab.lottery.jobs import JobStart, finish_job
+from ticketlab.lottery.keys import DENSE, JobKey
 from ticketlab.lottery.planner import choose_population_size, stacks_jobs
 from ticketlab.lottery.progress import progress_bar
 from ticketlab.lottery.transfer_results import TRANSFERRED

@@ -14,7 +14,7 @@ from pathlib import Path
 from ticketlab.config import ExperimentConfig, config_from_dict
 from ticketlab.errors import ConfigError
 from ticketlab.lottery.integrity import job_key_of, read_finished_jobs, read_sealed_result
-from ticketlab.lottery.jobs import DENSE
+from ticketlab.lottery.keys import DENSE
 from ticketlab.store import read_json, write_csv
 
 TRANSFERRED, RANDOM_TICKET, TARGET_FOUND = "transferred", "random_ticket", "target_found"

@@ -63,7 +63,8 @@ def compare_runs(run_dirs: list[str | os.PathLike[str]], labels: list[str] | Non
 
 def _read_runs(run_dirs, labels) -> tuple[list[dict], list[list[dict]]]:
     from ticketlab.errors import TicketlabError
-    from ticketlab.report.results import read_results, summarize_results, with_dense_level
+    from ticketlab.lottery.results_csv import read_results
+    from ticketlab.report.results import summarize_results, with_dense_level
     from ticketlab.report.run_state import is_run_directory, stored_config
 
     if len(run_dirs) < 2:

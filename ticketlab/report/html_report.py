@@ -115,7 +115,8 @@ def _state_section(state) -> str:
 
 def _results_section(run_dir: Path) -> str:
     from ticketlab.errors import TicketlabError
-    from ticketlab.report.results import read_results, summarize_results, summary_metric, with_dense_level
+    from ticketlab.lottery.results_csv import read_results
+    from ticketlab.report.results import summarize_results, summary_metric, with_dense_level
 
     csv_path = run_dir / "results.csv"
     if not csv_path.is_file():

@@ -77,6 +77,11 @@ class Variant:
         """Optimizer steps the job takes (for progress bars)."""
         return ctx.total_steps - ctx.rewind_step
 
+    def planned_steps(self, total: int, rewind: int, finetune: int) -> int:
+        """Optimizer steps the job takes at most, from the config's step counts alone (train.steps, prune.rewind,
+        prune.finetune_steps): `ticketlab.lottery.estimate` sizes an experiment with it before anything loads."""
+        return max(total - rewind, 0)
+
     def check_model(self, config, model) -> None:
         """ConfigError, before anything trains, when the variant needs what `model` lacks."""
 

@@ -30,6 +30,9 @@ class Search(Variant):
     def steps(self, ctx, key):
         return ctx.total_steps  # at most: the search stops at detection
 
+    def planned_steps(self, total, rewind, finetune):
+        return total
+
     def run(self, ctx, key, on_progress=None):
         return search.run_early_bird_search(ctx, key, on_progress=on_progress)
 

@@ -34,6 +34,9 @@ class Dense(Variant):
     def steps(self, ctx, key):
         return ctx.total_steps
 
+    def planned_steps(self, total, rewind, finetune):
+        return total
+
 
 @dataclass(frozen=True)
 class Iterative(Variant):
@@ -103,6 +106,9 @@ class Finetune(Variant):
 
     def steps(self, ctx, key):
         return ctx.finetune_steps()
+
+    def planned_steps(self, total, rewind, finetune):
+        return finetune
 
 
 register(
