@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the sweep described by parsed `args`; prints where the figure and each run went."""
     from ticketlab.config import step_count
     from ticketlab.lottery.estimate import PlanLimit, check_plan
+    from ticketlab.lottery.variants import winning_ticket
 
     if args.rewinds is None:  # not argparse's `required`: the old spelling --rewinds counts too
         raise ConfigError("the following arguments are required: --rewind (see ticketlab sweep --help)")
@@ -59,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     check_run_arguments(args, config)
     executor = executor_options(args)
-    if "iterative_reset" not in config.variants:
-        raise ConfigError("a rewind sweep needs the variant 'iterative_reset' in --variants")
+    if winning_ticket() not in config.variants:
+        raise ConfigError(f"a rewind sweep needs the variant {winning_ticket()!r} in --variants")
     limit = None if args.allow_large else PlanLimit()
     for text in rewinds:
         step_count(text)  # a malformed step is named before any other check

@@ -15,7 +15,6 @@ Torch-free: `ticketlab verify` imports this module without torch.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import re
@@ -26,6 +25,7 @@ from typing import Collection
 
 from ticketlab.errors import IntegrityError, TicketlabError
 from ticketlab.lottery.results_csv import check_against_jobs, read_results
+from ticketlab.lottery.variants import VARIANTS
 from ticketlab.store import check_tensors_payload, file_sha256, read_json, set_aside
 
 RESULT_FILE = "result.json"
@@ -155,14 +155,14 @@ def repair_run(ctx, graph: dict) -> list:
 
 
 def _readers(graph: dict) -> dict:
-    """job -> the jobs that read its outputs: its children in the graph, plus the random-pruning control of a
-    level, which copies the per-layer counts of that level's ticket mask (not one of its graph inputs)."""
+    """job -> the jobs that read its outputs: its children in the graph, plus the jobs whose mask reads a stored
+    mask of the same level (`Variant.mask_sources`: e.g. the random-pruning control copies the per-layer counts
+    of that level's ticket mask, not one of its graph inputs)."""
     readers: dict = {key: set() for key in graph}
     for key, inputs in graph.items():
-        for source in inputs:
+        mask_sources = VARIANTS.get(key.variant).mask_sources(key) if key.variant in VARIANTS else ()
+        for source in (*inputs, *mask_sources):
             readers.setdefault(source, set()).add(key)
-        if key.variant == "random_pruning":
-            readers.setdefault(dataclasses.replace(key, variant="iterative_reset"), set()).add(key)
     return readers
 
 

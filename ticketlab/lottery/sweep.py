@@ -34,7 +34,7 @@ from ticketlab.lottery.run_lock import run_lock
 from ticketlab.lottery.context import ExperimentContext
 from ticketlab.lottery.jobs import job_graph, run_job
 from ticketlab.lottery.keys import DENSE, RESULT_FILE, JobKey
-from ticketlab.lottery.variants import check_variants
+from ticketlab.lottery.variants import check_variants, winning_ticket
 from ticketlab.store import atomic_write_bytes, write_csv, write_json
 from ticketlab.tasks import load_task
 from ticketlab.tasks.base import TaskData, load_task_data
@@ -42,7 +42,6 @@ from ticketlab.tasks.metrics import Metric, metric_named
 
 SHARED_DENSE_FILES = ("mask.safetensors", "weights_init.safetensors", "weights_final.safetensors", "metrics.jsonl")
 REWIND_FILES = ("weights_rewind.safetensors", "optimizer_rewind.safetensors")
-FIGURE_VARIANT = "iterative_reset"
 
 
 @dataclass(frozen=True)
@@ -75,8 +74,8 @@ def rewind_sweep(
     check_variants(config)
     if not rewinds or len(set(rewinds)) != len(rewinds):
         raise ConfigError(f"rewinds {list(rewinds)} must be a non-empty list without repeats")
-    if FIGURE_VARIANT not in config.variants:
-        raise ConfigError(f"a rewind sweep needs the variant {FIGURE_VARIANT!r} in variants")
+    if winning_ticket() not in config.variants:
+        raise ConfigError(f"a rewind sweep needs the variant {winning_ticket()!r} in variants")
     effective, fingerprint = config, ""
     if model is not None:  # the same run directories find_tickets derives for custom models and data
         effective = effective.replace(**{"model.name": f"custom:{type(model).__name__}"})
@@ -159,9 +158,10 @@ def _share_dense_job(host_ctx: ExperimentContext, trial: int, siblings: list[tup
         write_json(target / RESULT_FILE, seal_result(target, read_sealed_result(host_dir / RESULT_FILE)))
 
 
-def summarize_sweep(rows_by_rewind: dict[str, list[dict]], variant: str = FIGURE_VARIANT) -> list[dict]:
+def summarize_sweep(rows_by_rewind: dict[str, list[dict]], variant: str | None = None) -> list[dict]:
     """Per (rewind, level): mean weights remaining and mean/min/max of the early-stop test metric over trials
-    (`test_metric_*`; for classification also named `test_accuracy_*`)."""
+    (`test_metric_*`; for classification also named `test_accuracy_*`) of `variant` (None: the winning ticket)."""
+    variant = variant or winning_ticket()
     summary = []
     for text, rows in rows_by_rewind.items():
         by_level: dict[int, list[dict]] = {}

@@ -50,6 +50,7 @@ from ticketlab.lottery.transfer_results import (
     transfer_rows,
     write_transfer_csv,
 )
+from ticketlab.lottery.variants import winning_ticket
 from ticketlab.lottery.workers import model_factory
 from ticketlab.store import load_tensors, read_json, write_json
 from ticketlab.tasks import load_task
@@ -214,12 +215,12 @@ def _target_experiment(target, root, workers, population, device, progress, chec
                        executor) -> Path:
     """Run (or reuse) the target's own IMP experiment: its tickets are the `target_found` control. Variants and
     trials already recorded in that run directory are kept, so its results.csv keeps every curve it had."""
-    variants, trials = ("iterative_reset",), target.trials
+    variants, trials = (winning_ticket(),), target.trials
     existing = Path(root) / target.run_name() / "config.json"
     if existing.is_file():
         try:
             stored = read_json(existing)["config"]
-            variants = tuple(dict.fromkeys([*stored.get("variants", []), "iterative_reset"]))
+            variants = tuple(dict.fromkeys([*stored.get("variants", []), winning_ticket()]))
             trials = max(trials, int(stored.get("trials", trials)))
         except (ValueError, KeyError, TypeError):
             pass  # find_tickets reports a damaged config.json in its own words

@@ -15,9 +15,9 @@ from html import escape
 from pathlib import Path
 
 from ticketlab.errors import ConfigError
+from ticketlab.lottery.variants import winning_ticket
 from ticketlab.store import atomic_write_bytes  # atomic, with the umask's mode (0644 under umask 022)
 
-DEFAULT_VARIANT = "iterative_reset"
 OUTPUT_STEM = "comparison"
 _COLOURS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown", "tab:pink", "tab:olive",
             "tab:cyan", "tab:gray")
@@ -132,8 +132,8 @@ def _shared_variant(summaries: list[list[dict]], variant: str | None, run_dirs) 
             raise ConfigError(f"--variant {variant!r} has no results in {', '.join(missing)}; allowed: "
                               f"{', '.join(sorted(shared)) or 'none (the runs share no variant)'}")
         return variant
-    if DEFAULT_VARIANT in shared:
-        return DEFAULT_VARIANT
+    if winning_ticket() in shared:  # the default: the winning ticket
+        return winning_ticket()
     if not shared:
         raise ConfigError("the runs share no variant with results; nothing to compare")
     from ticketlab.report.results import variant_sort_key
