@@ -14,9 +14,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ticketlab.errors import TicketlabError
-from ticketlab.lottery.variants import variant_style, variants_where, winning_ticket
+from ticketlab.lottery.variants import variant_label, variant_style, variants_where, winning_ticket
 from ticketlab.report.figures import _setup_x_axis, _tick_positions, _trial_phrase, save_figure
-from ticketlab.report.results import summary_metric, variant_label, with_dense_level
+from ticketlab.report.results import summary_metric, with_dense_level
 
 
 def at_init_methods() -> tuple[str, ...]:

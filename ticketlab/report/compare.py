@@ -136,7 +136,7 @@ def _shared_variant(summaries: list[list[dict]], variant: str | None, run_dirs) 
         return winning_ticket()
     if not shared:
         raise ConfigError("the runs share no variant with results; nothing to compare")
-    from ticketlab.report.results import variant_sort_key
+    from ticketlab.lottery.variants import variant_sort_key
 
     return sorted(shared, key=variant_sort_key)[0]
 
@@ -162,7 +162,7 @@ def _draw(runs: list[ComparedRun], metric, variant: str, stem: Path) -> list[Pat
     from matplotlib.ticker import NullFormatter, NullLocator
 
     from ticketlab.report.figures import format_percent, save_figure
-    from ticketlab.report.results import variant_label
+    from ticketlab.lottery.variants import variant_label
 
     scale = 100.0 if metric.percent else 1.0
     figure = Figure(figsize=(11, 4.6), layout="constrained")
@@ -207,7 +207,7 @@ def _page(runs: list[ComparedRun], metric, variant: str, rows: list[tuple], png:
 
     from ticketlab.report.config_diff import format_value
     from ticketlab.report.html_report import STYLE
-    from ticketlab.report.results import variant_label
+    from ticketlab.lottery.variants import variant_label
 
     scale = 100.0 if metric.percent else 1.0
     decimals = 2 if metric.percent else 3

@@ -14,9 +14,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ticketlab.lottery.variants import variant_style, winning_ticket
+from ticketlab.lottery.variants import variant_label, variant_style, winning_ticket
 from ticketlab.report.figures import format_percent, save_figure
-from ticketlab.report.results import ordered_variants, variant_label
+from ticketlab.report.results import ordered_variants
 from ticketlab.store import read_jsonl
 
 # column -> (axis label, scale); the first one the jobs log is drawn

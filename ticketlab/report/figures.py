@@ -19,13 +19,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter, NullLocator
 
-from ticketlab.lottery.variants import variant_style, winning_ticket
-from ticketlab.report.results import (
-    ordered_variants,
-    summary_metric,
-    variant_label,
-    with_dense_level,
-)
+from ticketlab.lottery.variants import variant_label, variant_style, winning_ticket
+from ticketlab.report.results import ordered_variants, summary_metric, with_dense_level
 from ticketlab.store import atomic_write_bytes
 
 # Styles of unregistered variants (the registered ones declare theirs: `Variant.style`).

@@ -15,8 +15,7 @@ import numpy as np
 
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.results_csv import METRIC_COLUMNS
-# the variants' labels and order are the variants registry's (torch-free); re-exported for the report modules
-from ticketlab.lottery.variants import variant_label, variant_short_label, variant_sort_key  # noqa: F401
+from ticketlab.lottery.variants import variant_sort_key
 from ticketlab.tasks.metrics import Metric, metric_named
 
 STATS: tuple[str, ...] = ("mean", "min", "max", "std")
