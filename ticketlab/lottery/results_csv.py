@@ -194,8 +194,9 @@ def check_against_jobs(
     Each row whose job has finished must hold its numbers (a flipped digit or a truncated cell is caught); with
     the run's ``variants`` and number of ``trials``, each row must name a job of the run and each finished job
     must have its rows (a lost row is caught). A row whose job has no result.json is not checked: that job
-    reads as unfinished (killed, or set aside to be recomputed). ``marked_missing`` (from :func:`read_results`) names per row the cells written as NaN
-    or an infinity: read as missing, with a warning, they are not compared (a report shows them as missing).
+    reads as unfinished (killed, or set aside to be recomputed). ``marked_missing`` (from :func:`read_results`)
+    names per row the cells written as NaN or an infinity: read as missing, with a warning, they are not compared
+    (a report shows them as missing).
     """
     hint = "rerun the run's `ticketlab find` command to rewrite it"
     seen = set()
