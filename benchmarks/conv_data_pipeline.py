@@ -132,7 +132,7 @@ def imp_peak_memory() -> dict:
     """
     from ticketlab.config import DataConfig, ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
     from ticketlab.data import make_splits
-    from ticketlab.lottery import find_tickets
+    from ticketlab.api import find_tickets
     import tempfile
 
     generator = torch.Generator().manual_seed(0)

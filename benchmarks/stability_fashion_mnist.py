@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ticketlab.analysis.stability import StabilitySettings, stability_analysis
-from ticketlab.lottery import find_tickets
+from ticketlab.api import find_tickets
 from ticketlab.presets import preset
 
 

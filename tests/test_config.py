@@ -157,7 +157,8 @@ def test_layer_rates_command_line_form():
 
 
 def test_steps_in_epochs_are_checked_once_the_epoch_length_is_known():
-    from ticketlab.config import check_against_data, check_steps
+    from ticketlab.config import check_steps
+    from ticketlab.lottery.estimate import check_against_data
 
     config = ExperimentConfig().replace(**{"train.steps": "100it", "prune.rewind": "3ep"})  # fine without data
     check_steps(config)
@@ -258,10 +259,11 @@ def test_make_splits_refuses_sizes_beyond_the_data():
 def test_plan_estimate_matches_the_job_graph(changes, tmp_path):
     import torch
 
-    from ticketlab.config import plan_estimate
+    from ticketlab.lottery.estimate import plan_estimate
     from ticketlab.data.splits import make_splits
     from ticketlab.lottery.experiment import model_factory
-    from ticketlab.lottery.jobs import ExperimentContext, job_graph, job_steps
+    from ticketlab.lottery.context import ExperimentContext
+    from ticketlab.lottery.jobs import job_graph, job_steps
 
     config = ExperimentConfig().replace(**{"model.hidden": [12], "train.steps": "20it", "train.batch_size": 10,
                                            "train.eval_every": "5it", **changes})
@@ -275,7 +277,7 @@ def test_plan_estimate_matches_the_job_graph(changes, tmp_path):
 
 
 def test_plan_estimate_is_an_upper_bound_with_a_target_and_slower_layers():
-    from ticketlab.config import check_plan, plan_estimate
+    from ticketlab.lottery.estimate import check_plan, plan_estimate
 
     config = ExperimentConfig().replace(**{"prune.target_remaining_percent": 30.0, "prune.levels": 10_000})
     plan = plan_estimate(config)  # output layer at 10% a round is the slowest: ceil(log 0.3 / log 0.9) = 12

@@ -16,7 +16,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ticketlab"
 
 # Bottom to top. A module may import modules of its own layer or of a lower one, never of a higher one.
 LAYERS = (
-    ("foundation", ("errors", "seeds", "store", "registry", "config", "presets")),  # presets: configs by name
+    # presets: configs by name; version: the package version every layer records
+    ("foundation", ("errors", "seeds", "store", "registry", "config", "presets", "version")),
     ("building blocks", ("models", "data", "pruning")),
     ("training", ("training",)),
     ("tasks", ("tasks",)),

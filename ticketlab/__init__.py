@@ -26,18 +26,17 @@ from ticketlab.config import (
 from ticketlab.errors import ConfigError, DataError, TicketlabError
 from ticketlab.tasks import TASKS as _TASKS  # noqa: F401  loads the built-in tasks: their config sections and checks
 from ticketlab.presets import preset
-
-__version__ = "0.1.0"
+from ticketlab.version import __version__  # noqa: F401  (ticketlab.__version__)
 
 _LAZY = {
-    "find_tickets": "ticketlab.lottery.experiment",
+    "find_tickets": "ticketlab.api",
     "ExperimentResult": "ticketlab.lottery.experiment",
     "run_directory": "ticketlab.lottery.experiment",
     "make_splits": "ticketlab.data.splits",
     "load_dataset": "ticketlab.data",
     "write_report": "ticketlab.report",
     "train_model": "ticketlab.training.loop",
-    "transfer_tickets": "ticketlab.lottery.transfer",
+    "transfer_tickets": "ticketlab.api",
     "target_config_for": "ticketlab.lottery.transfer",
 }
 

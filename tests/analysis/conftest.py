@@ -61,7 +61,7 @@ def synthetic_splits(seed: int = 0) -> DataSplits:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> TinyRun:
-    from ticketlab.lottery import find_tickets
+    from ticketlab.api import find_tickets
 
     config = ExperimentConfig(
         train=TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9, batch_size=20, steps="30it", eval_every="10it"),

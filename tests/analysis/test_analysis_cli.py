@@ -64,7 +64,7 @@ def test_user_errors(tiny_run, tmp_path):
 def test_stability_command_on_a_built_in_run(tmp_path, capsys):
     from ticketlab.config import DataConfig, ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
     from ticketlab.data.mnist import FASHION_MNIST_SYSTEM_DIR
-    from ticketlab.lottery import find_tickets
+    from ticketlab.api import find_tickets
 
     if not (Path(FASHION_MNIST_SYSTEM_DIR) / "train-images-idx3-ubyte.gz").exists():
         pytest.skip("Debian's fashion-mnist files are not installed")

@@ -15,7 +15,7 @@ from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainCo
 from ticketlab.errors import TicketlabError
 from ticketlab.data.splits import make_splits
 from ticketlab.export import FORMATS, export_ticket, load_export, load_ticket
-from ticketlab.lottery.experiment import find_tickets
+from ticketlab.api import find_tickets
 from ticketlab.models import build_model
 from ticketlab.pruning import prunable_weights
 from ticketlab.pruning.channels import alive_channels, channel_groups

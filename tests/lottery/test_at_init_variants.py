@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ticketlab.cli import main
 from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
-from ticketlab.lottery import find_tickets
+from ticketlab.api import find_tickets
 from ticketlab.store import load_tensors, read_json
 from ticketlab.training.loop import batch_indices
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from ticketlab.cli import main
 from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
-from ticketlab.lottery import find_tickets
+from ticketlab.api import find_tickets
 
 EXPORT_FORMATS = ("prune", "dense", "compact", "sparse")
 DAMAGE = ("truncate", "flip", "garbage", "delete", "not_utf8")

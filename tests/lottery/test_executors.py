@@ -9,7 +9,7 @@ import torch
 from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
 from ticketlab.data.splits import make_splits
 from ticketlab.errors import ConfigError
-from ticketlab.lottery import find_tickets
+from ticketlab.api import find_tickets
 from ticketlab.lottery.workers import model_factory
 from ticketlab.lottery.executors import (
     EXECUTORS,
@@ -21,7 +21,8 @@ from ticketlab.lottery.executors import (
     choose_executor,
 )
 from ticketlab.lottery.executors.in_process import train_in_process
-from ticketlab.lottery.jobs import ExperimentContext, job_graph
+from ticketlab.lottery.context import ExperimentContext
+from ticketlab.lottery.jobs import job_graph
 from ticketlab.lottery.progress import NoBar
 
 

@@ -18,10 +18,14 @@ import torch
 from ticketlab.cli import main
 from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
 from ticketlab.errors import ConfigError, IntegrityError, TicketlabError
-from ticketlab.lottery import find_tickets
+from ticketlab.api import find_tickets
 from ticketlab.lottery.experiment import model_factory
-from ticketlab.lottery.integrity import LOCK_FILE, record_digest, run_lock, verify_run
-from ticketlab.lottery.jobs import DENSE, ExperimentContext, JobKey, job_mask, prepare_job
+from ticketlab.lottery.integrity import record_digest, verify_run
+from ticketlab.lottery.run_lock import LOCK_FILE, run_lock
+from ticketlab.lottery.context import ExperimentContext
+from ticketlab.lottery.jobs import prepare_job
+from ticketlab.lottery.keys import DENSE, JobKey
+from ticketlab.lottery.masks import job_mask
 from ticketlab.lottery.planner import PLAN_FILE, settle_run_settings
 from ticketlab.store import read_json, read_jsonl, save_tensors
 from ticketlab.training.loop import CHECKPOINT_FILE, TrainingInterrupted, train_model
@@ -239,7 +243,7 @@ def test_the_lock_is_shared_within_a_process_and_released_after(tmp_path):
     with run_lock(tmp_path):
         with run_lock(tmp_path):  # nested: the rewind sweep around find_tickets
             pass
-        code = f"from ticketlab.lottery.integrity import run_lock\nwith run_lock({str(tmp_path)!r}): pass"
+        code = f"from ticketlab.lottery.run_lock import run_lock\nwith run_lock({str(tmp_path)!r}): pass"
         other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
         assert other.returncode == 1 and f"is in use by process {os.getpid()};" in other.stderr

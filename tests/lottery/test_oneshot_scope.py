@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
-from ticketlab.lottery import find_tickets
+from ticketlab.api import find_tickets
 from ticketlab.store import load_tensors
 
 

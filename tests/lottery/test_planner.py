@@ -9,7 +9,9 @@ from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainCo
 from ticketlab.data.splits import make_splits
 from ticketlab.lottery.experiment import model_factory
 from ticketlab.lottery.progress import NoBar as _NoBar
-from ticketlab.lottery.jobs import DENSE, RESULT_FILE, ExperimentContext, JobKey, job_graph
+from ticketlab.lottery.context import ExperimentContext
+from ticketlab.lottery.jobs import job_graph
+from ticketlab.lottery.keys import DENSE, RESULT_FILE, JobKey
 from ticketlab.lottery.planner import PLAN_FILE, choose_population_size, ready_jobs, run_graph
 from ticketlab.store import load_tensors, read_json, read_jsonl
 
@@ -89,7 +91,7 @@ def test_models_that_cannot_be_stacked_train_one_at_a_time_with_a_notice(tmp_pat
 
 
 def test_population_plan_respects_inputs_and_ignores_what_is_done():
-    from ticketlab.lottery.jobs import JobKey
+    from ticketlab.lottery.keys import JobKey
     from ticketlab.lottery.planner import population_plan
 
     graph = {JobKey(0, 0, "dense"): ()}

@@ -4,7 +4,7 @@ import csv
 
 import pytest
 
-from ticketlab.lottery.jobs import DENSE, JobKey
+from ticketlab.lottery.keys import DENSE, JobKey
 from ticketlab.lottery.executors.processes import population_parts
 from ticketlab.store import read_json
 

@@ -15,7 +15,7 @@ import torch
 from ticketlab.cli import main
 from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
 from ticketlab.errors import ConfigError
-from ticketlab.lottery import find_tickets
+from ticketlab.api import find_tickets
 from ticketlab.lottery.executors.ray import (
     TASK_NAME,
     RayExecutorError,
@@ -181,7 +181,7 @@ def test_a_worker_that_cannot_see_the_run_directory_says_so(tmp_path):
 
 
 def test_rewind_sweep_on_ray_gives_the_local_summary(tmp_path, tiny_data, ray_session, one_thread):
-    from ticketlab.lottery.sweep import rewind_sweep
+    from ticketlab.api import rewind_sweep
 
     config = _config(trials=1, variants=("iterative_reset",))
     options = {"data": tiny_data, "progress": False, "report": False, "population": 1}

@@ -44,7 +44,7 @@ def test_refused_before_the_dense_network_trains(extra, fragments, tmp_path, cap
 def test_a_batchnorm_model_is_accepted_by_the_same_checks():
     """The check does not refuse what works: VGG has BatchNorm after every conv (its output layer is no group)."""
     from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig
-    from ticketlab.lottery.jobs import check_model_settings
+    from ticketlab.lottery.context import check_model_settings
     from ticketlab.models import build_model
 
     config = ExperimentConfig(model=ModelConfig(name="vgg11", width=2),

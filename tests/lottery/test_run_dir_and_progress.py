@@ -5,7 +5,8 @@ import pytest
 
 from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
 from ticketlab.errors import ConfigError, DataError
-from ticketlab.lottery import experiment, find_tickets
+from ticketlab.api import find_tickets
+from ticketlab.lottery import experiment
 from ticketlab.lottery.progress import LabelledBar
 
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
-from ticketlab.lottery import find_tickets
+from ticketlab.api import find_tickets
 from ticketlab.models import build_model
 from ticketlab.store import load_tensors
 

@@ -7,9 +7,9 @@ import torch
 
 from ticketlab.config import DataConfig, ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
 from ticketlab.data import make_splits
-from ticketlab.lottery import find_tickets
+from ticketlab.api import find_tickets
 from ticketlab.lottery.integrity import verify_run
-from ticketlab.lottery.sweep import rewind_sweep
+from ticketlab.api import rewind_sweep
 from ticketlab.store import load_tensors
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from ticketlab.cli import main
 from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
-from ticketlab.lottery import find_tickets
+from ticketlab.api import find_tickets
 from ticketlab.lottery.keys import DENSE, JobKey
 from ticketlab.lottery.variants import VARIANTS, Variant, register, variant_label, variant_names
 from ticketlab.store import load_tensors, read_json

@@ -16,7 +16,8 @@ from ticketlab.data.mnist import FILE_NAME_BY_KEY
 from ticketlab.errors import ConfigError
 from ticketlab.lottery import transfer as transfer_module
 from ticketlab.lottery.integrity import verify_run
-from ticketlab.lottery.transfer import target_config_for, transfer_tickets
+from ticketlab.api import transfer_tickets
+from ticketlab.lottery.transfer import target_config_for
 from ticketlab.lottery.transfer_results import read_transfer_csv, transfer_matrix
 from ticketlab.models import build_model, initialize
 from ticketlab.seeds import derive_seed

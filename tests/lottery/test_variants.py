@@ -54,7 +54,7 @@ def test_weight_only_variants_are_refused_under_channel_units(variant, capsys, t
 
 
 def test_the_api_checks_the_names_too(tmp_path):
-    from ticketlab.lottery import find_tickets
+    from ticketlab.api import find_tickets
 
     with pytest.raises(ConfigError, match="unknown variants 'lucky'; allowed: iterative_reset, "):
         find_tickets(ExperimentConfig(variants=("iterative_reset", "lucky")), root=tmp_path, progress=False)

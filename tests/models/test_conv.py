@@ -136,7 +136,7 @@ def test_config_fields_default_out_of_the_hash_and_validate():
                                   "conv2_fashion_mnist_small",
                                   "vgg19_cifar10", "resnet20_cifar10", "resnet20_tiny"])
 def test_presets_name_real_layers(name):
-    from ticketlab.lottery.jobs import layer_rates
+    from ticketlab.lottery.context import layer_rates
     from ticketlab.presets import preset
 
     config = preset(name)

@@ -6,7 +6,7 @@ import torch
 
 from ticketlab.config import ExperimentConfig, PruneConfig
 from ticketlab.errors import ConfigError
-from ticketlab.lottery.jobs import keep_plan
+from ticketlab.lottery.context import keep_plan
 from ticketlab.models import build_model
 from ticketlab.pruning import prunable_weights
 from ticketlab.pruning.channels import (

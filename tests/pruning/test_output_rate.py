@@ -14,7 +14,7 @@ from torch import nn
 
 from ticketlab import cli
 from ticketlab.config import ExperimentConfig, PruneConfig
-from ticketlab.lottery.jobs import keep_plan
+from ticketlab.lottery.context import keep_plan
 from ticketlab.models import build_model
 from ticketlab.pruning import keep_top, output_layer_name, prunable_weights, random_scores
 from ticketlab.store import load_tensors
@@ -115,7 +115,7 @@ def test_output_layer_name_is_the_classifier_for_transfer():
 
 def test_a_layer_rates_override_still_wins_over_the_output_rate():
     model = LSTMLanguageModel(50, (16, 16), tie_weights=True)
-    from ticketlab.lottery.jobs import layer_rates
+    from ticketlab.lottery.context import layer_rates
 
     config = CONFIG.replace(**{"prune.layer_rates": (("encoder.weight", 0.3),)})
     rates = layer_rates(config, model)

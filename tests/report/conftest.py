@@ -26,7 +26,7 @@ def tiny_config(**changes) -> ExperimentConfig:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, tiny_data_for_module, one_thread_for_module):
     """The directory of a finished tiny run (with its report and report.html); copy it before changing it."""
-    from ticketlab.lottery import find_tickets
+    from ticketlab.api import find_tickets
 
     root = tmp_path_factory.mktemp("runs")
     return find_tickets(tiny_config(), root=root, data=tiny_data_for_module, progress=False).run_dir
@@ -35,7 +35,7 @@ def tiny_run(tmp_path_factory, tiny_data_for_module, one_thread_for_module):
 @pytest.fixture(scope="module")
 def late_rewind_run(tiny_run, tiny_data_for_module, one_thread_for_module):
     """The tiny run's config rewound to iteration 10 instead of 0, in the same root."""
-    from ticketlab.lottery import find_tickets
+    from ticketlab.api import find_tickets
 
     return find_tickets(tiny_config(**{"prune.rewind": "10it"}), root=tiny_run.parent, data=tiny_data_for_module,
                         progress=False, report=False).run_dir

@@ -135,7 +135,7 @@ def test_dataset_of_another_task_is_one_clear_error():
 
 
 def test_lottery_engine_runs_a_task_it_does_not_know(toy_task, tmp_path):
-    from ticketlab.lottery.experiment import find_tickets
+    from ticketlab.api import find_tickets
     from ticketlab.store import load_tensors
 
     result = find_tickets(toy_config(), root=tmp_path, progress=False)

@@ -74,7 +74,7 @@ def test_other_tasks_refuse_the_section_and_unregistering_removes_it(toy):
 
 
 def test_find_runs_the_toy_task_through_the_api(toy, tmp_path):
-    from ticketlab.lottery.experiment import find_tickets
+    from ticketlab.api import find_tickets
 
     result = find_tickets(_config(toy), root=tmp_path, progress=False, report=False)
     rows = _rows(result.results_csv)
@@ -98,7 +98,7 @@ def test_find_runs_the_toy_task_through_the_api(toy, tmp_path):
 
 
 def test_find_runs_the_toy_task_through_the_cli(toy, tmp_path, capsys):
-    from ticketlab.lottery.experiment import find_tickets
+    from ticketlab.api import find_tickets
 
     args = ["find", "--task", toy.NAME, "--model.name", "toy_mlp", "--data.name", "toy_points", "--toy.noise", "0.1",
             "--train.optimizer", "sgd", "--train.lr", "0.05", "--train.batch_size", "40", "--steps", "12it",

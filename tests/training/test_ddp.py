@@ -169,7 +169,7 @@ def _refuse_inside_a_job(rank, port, root, data, out_dir):
     import ticketlab.training.loop as loop
     from ticketlab.config import ExperimentConfig, ModelConfig
     from ticketlab.errors import TicketlabError
-    from ticketlab.lottery import find_tickets
+    from ticketlab.api import find_tickets
 
     os.environ.update(_rank_environment(rank, 2, port))
     torch.set_num_threads(1)

@@ -18,7 +18,8 @@ from torch import nn
 from ticketlab.analysis.connectivity import DEFAULT_POINTS, PathEvaluation, evaluate_path
 from ticketlab.analysis.distance import WeightDistance, weight_distance
 from ticketlab.config import ExperimentConfig, TrainConfig
-from ticketlab.lottery.jobs import DENSE, ExperimentContext, JobKey
+from ticketlab.lottery.context import ExperimentContext
+from ticketlab.lottery.keys import DENSE, JobKey
 from ticketlab.pruning import full_masks, prunable_weights
 from ticketlab.seeds import derive_seed
 from ticketlab.store import load_tensors, save_tensors, write_json

@@ -18,6 +18,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
 
+from ticketlab.lottery.keys import DENSE
+from ticketlab.lottery.variants import variants_where
 from ticketlab.store import atomic_write_bytes
 
 MAX_LEVEL_PANELS = 4  # interpolation figure: dense network plus up to 3 subnetworks (the CSV has them all)
@@ -158,15 +160,15 @@ def draw_mask_overlap(rows: Sequence[Mapping], path: Path, title: str | None = N
 
 def draw_layer_remaining(rows: Sequence[Mapping], path: Path, title: str | None = None) -> Path:
     """Per-layer remaining fraction (%) vs overall weights remaining, one panel per mask-owning variant."""
-    variants = [v for v in ("iterative_reset", "oneshot_reset", "random_pruning", "finetune")
-                if any(row["variant"] == v for row in rows)] or ["dense"]
+    owners = variants_where(family="imp", same_mask=False)  # = ticketlab.analysis.masks.mask_owners() (no torch)
+    variants = [v for v in owners if any(row["variant"] == v for row in rows)] or [DENSE]
     fig = Figure(figsize=(5.2 * len(variants) + 0.6, 4.6), layout="constrained")
     FigureCanvasAgg(fig)
     axes = np.atleast_1d(fig.subplots(1, len(variants), squeeze=False)[0])
     layers = list(dict.fromkeys(row["layer"] for row in rows))
     colours = colormaps["tab10"]
     for ax, variant in zip(axes, variants):
-        variant_rows = [row for row in rows if row["variant"] in (variant, "dense")]
+        variant_rows = [row for row in rows if row["variant"] in (variant, DENSE)]
         for index, layer in enumerate(layers):
             x, mean, low, high = _aggregate((r for r in variant_rows if r["layer"] == layer),
                                             "weights_remaining_percent", "remaining_fraction", scale=100.0)

@@ -14,6 +14,7 @@ from typing import Mapping
 import torch
 
 from ticketlab.errors import TicketlabError
+from ticketlab.lottery.variants import variants_where, winning_ticket
 from ticketlab.store import load_tensors, write_csv
 
 MASKS_DIR = Path("analysis") / "masks"
@@ -71,7 +72,8 @@ def mask_overlaps(masks: Mapping[tuple[int, int, str], Masks]) -> list[dict]:
     trial and level). The reinit variants share these masks and are skipped; level 0 is the dense mask.
     """
     rows = []
-    pruned = {key: value for key, value in masks.items() if key[1] > 0 and key[2] in _MASK_OWNERS}
+    owners = mask_owners()
+    pruned = {key: value for key, value in masks.items() if key[1] > 0 and key[2] in owners}
     by_variant_level: dict[tuple[str, int], list[int]] = {}
     for trial, level, variant in pruned:
         by_variant_level.setdefault((variant, level), []).append(trial)
@@ -81,9 +83,11 @@ def mask_overlaps(masks: Mapping[tuple[int, int, str], Masks]) -> list[dict]:
     for trial, level, variant in sorted(pruned):
         if (trial, level + 1, variant) in pruned:
             rows += _pair_rows("between_levels", masks, (trial, level, variant), (trial, level + 1, variant))
+    ticket, one_shot = winning_ticket(), variants_where(family="imp", same_mask=False, one_shot=True)
     for trial, level, variant in sorted(pruned):
-        if variant == "iterative_reset" and (trial, level, "oneshot_reset") in pruned:
-            rows += _pair_rows("iterative_vs_oneshot", masks, (trial, level, variant), (trial, level, "oneshot_reset"))
+        for partner in one_shot if variant == ticket else ():  # the ticket against the one-shot mask
+            if (trial, level, partner) in pruned:
+                rows += _pair_rows("iterative_vs_oneshot", masks, (trial, level, variant), (trial, level, partner))
     return rows
 
 
@@ -137,7 +141,9 @@ def mask_analysis(run_dir: str | Path, *, figures: bool = True) -> MaskAnalysisR
 
 # --- internals -----------------------------------------------------------------------------------
 
-_MASK_OWNERS = ("iterative_reset", "oneshot_reset", "random_pruning", "finetune")  # reinit variants reuse masks
+def mask_owners() -> tuple[str, ...]:
+    """The IMP family's variants with masks of their own (the reinit controls train their ticket's mask)."""
+    return variants_where(family="imp", same_mask=False)
 
 
 def _as_list(mask: Masks | torch.Tensor) -> list[torch.Tensor]:

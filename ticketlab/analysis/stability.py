@@ -20,7 +20,7 @@ metrics, result.json), so re-running an analysis reuses them and a killed run re
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -47,9 +47,11 @@ from ticketlab.analysis.distance import weight_distance
 from ticketlab.config import check_step_unit, config_from_dict, parse_step
 from ticketlab.errors import ConfigError, TicketlabError
 from ticketlab.lottery.experiment import model_factory, resolve_device
-from ticketlab.lottery.integrity import run_lock
-from ticketlab.lottery.jobs import DENSE, ExperimentContext
+from ticketlab.lottery.run_lock import run_lock
+from ticketlab.lottery.context import ExperimentContext
+from ticketlab.lottery.keys import DENSE
 from ticketlab.lottery.progress import progress_bar
+from ticketlab.lottery.variants import variants_where, winning_ticket
 from ticketlab.pruning import full_masks, remaining_percent
 from ticketlab.store import load_tensors, read_json, write_csv, write_json
 from ticketlab.tasks import load_task
@@ -57,7 +59,6 @@ from ticketlab.tasks.base import TaskData, load_task_data
 from ticketlab.training.loop import first_inputs
 
 STABILITY_DIR = Path("analysis") / "stability"
-SUBNETWORK_VARIANTS = ("iterative_reset", "oneshot_reset", "random_pruning")  # masks whose survivors take W_k
 STABILITY_COLUMNS = (
     "trial", "level", "variant", "weights_remaining_percent", "rewind_step",
     "data_order_l2", "data_order_relative", "data_order_angle_deg",
@@ -71,6 +72,12 @@ INTERPOLATION_COLUMNS = (
 )
 
 
+def subnetwork_variants() -> tuple[str, ...]:
+    """The variants whose masks the analysis takes: the IMP family's own masks whose survivors start from W_k
+    (iterative_reset, oneshot_reset, random_pruning)."""
+    return variants_where(family="imp", same_mask=False, rewound=True)
+
+
 @dataclass(frozen=True)
 class StabilitySettings:
     """What a stability analysis of a run directory measures. Steps are strings like '500it' or '2ep'."""
@@ -78,7 +85,7 @@ class StabilitySettings:
     rewind_steps: tuple[str, ...] = ("0it",)  # k: copies start from the dense run's weights after k steps
     levels: tuple[int, ...] | None = None  # pruning levels (0 = dense); None: every level with a mask
     trials: tuple[int, ...] | None = None  # None: every trial whose dense run has started
-    variant: str = "iterative_reset"  # whose masks: iterative_reset, oneshot_reset or random_pruning
+    variant: str = field(default_factory=winning_ticket)  # whose masks: one of `subnetwork_variants()`
     points: int = DEFAULT_POINTS  # evaluation points on the linear path, both ends included
     train_examples: int | None = None  # train error on the first N training examples (None: all)
     test_examples: int | None = None  # test error on the first N test examples (None: all)
@@ -93,8 +100,8 @@ class StabilitySettings:
         for text in self.rewind_steps:
             parse_step(text, iterations_per_epoch=1)
             check_step_unit("--rewind", text)
-        if self.variant not in SUBNETWORK_VARIANTS:
-            raise ConfigError(f"unknown variant {self.variant!r}; allowed: {', '.join(SUBNETWORK_VARIANTS)}")
+        if self.variant not in subnetwork_variants():
+            raise ConfigError(f"unknown variant {self.variant!r}; allowed: {', '.join(subnetwork_variants())}")
         interpolation_alphas(self.points)
         for label, value in (("train examples", self.train_examples), ("test examples", self.test_examples),
                              ("batchnorm examples", self.batchnorm_examples)):

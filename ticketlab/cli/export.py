@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ticketlab.cli.vocabulary import add_level_selection, add_trial_selection
+from ticketlab.lottery.variants import winning_ticket
 
 NAME = "export"
 FORMAT_NAMES = ("prune", "dense", "compact", "sparse", "onnx-dense", "onnx-compact")  # = api.FORMATS (torch-free)
@@ -25,7 +26,7 @@ def add_command(subparsers) -> argparse.ArgumentParser:
                         help="required: the pruning level (0: the dense network)")
     add_trial_selection(export, dest="trial", type=int, default=0, old=(), metavar="TRIAL",
                         help="the trial (default: 0)")
-    export.add_argument("--variant", default="iterative_reset", help="variant (default: iterative_reset)")
+    export.add_argument("--variant", default=winning_ticket(), help=f"variant (default: {winning_ticket()})")
     export.add_argument("--format", required=True, choices=FORMAT_NAMES, help="export format")
     export.add_argument("--output", required=True, help="the file to write")
     export.add_argument("--sparse-layout", default="csr", choices=("csr", "bsr"),

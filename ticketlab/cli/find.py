@@ -16,7 +16,7 @@ from ticketlab.cli.config_args import (
     resolve_config,
 )
 from ticketlab.cli.execution_args import add_execution_arguments, executor_options
-from ticketlab.config import PlanLimit, check_plan
+from ticketlab.lottery.estimate import PlanLimit, check_plan
 from ticketlab.presets import PRESET_HELP
 
 NAME = "find"
@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
     torchrun = launched_by_torchrun()  # each job trains data-parallel on all processes, one job at a time
     workers = args.workers or (1 if torchrun else max(1, min(os.cpu_count() or 1, config.trials)))
-    from ticketlab.lottery.experiment import find_tickets, run_directory
+    from ticketlab.api import find_tickets
+    from ticketlab.lottery.experiment import run_directory
 
     with logging_for(args.log if is_leader_process() else None, run_directory(config, args.root)):
         result = find_tickets(

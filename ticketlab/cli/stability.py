@@ -17,6 +17,7 @@ from ticketlab.cli.vocabulary import (
     typed,
 )
 from ticketlab.errors import ConfigError
+from ticketlab.lottery.variants import variants_where
 
 NAME = "stability"
 MAX_POINTS = 10_000
@@ -39,8 +40,9 @@ def add_command(subparsers) -> argparse.ArgumentParser:
     add_level_selection(stability, dest="levels",
                         help="comma-separated pruning levels (0 = dense; default: every level with a mask)")
     add_trial_selection(stability, dest="trials", help="comma-separated trials (default: every trial)")
-    stability.add_argument("--variant", default="iterative_reset",
-                           help="whose masks: iterative_reset (default), oneshot_reset or random_pruning")
+    ticket, *others = variants_where(family="imp", same_mask=False, rewound=True)  # = stability.subnetwork_variants()
+    stability.add_argument("--variant", default=ticket,
+                           help=f"whose masks: {ticket} (default), {', '.join(others[:-1])} or {others[-1]}")
     stability.add_argument("--points", type=int, default=30, help="points on the linear path (default: 30)")
     stability.add_argument("--train-examples", type=int, metavar="N",
                            help="measure train error on the first N training examples (default: all)")

@@ -44,7 +44,9 @@ def add_command(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run the sweep described by parsed `args`; prints where the figure and each run went."""
-    from ticketlab.config import PlanLimit, check_plan, step_count
+    from ticketlab.config import step_count
+    from ticketlab.lottery.estimate import PlanLimit, check_plan
+    from ticketlab.lottery.variants import winning_ticket
 
     if args.rewinds is None:  # not argparse's `required`: the old spelling --rewinds counts too
         raise ConfigError("the following arguments are required: --rewind (see ticketlab sweep --help)")
@@ -58,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     check_run_arguments(args, config)
     executor = executor_options(args)
-    if "iterative_reset" not in config.variants:
-        raise ConfigError("a rewind sweep needs the variant 'iterative_reset' in --variants")
+    if winning_ticket() not in config.variants:
+        raise ConfigError(f"a rewind sweep needs the variant {winning_ticket()!r} in --variants")
     limit = None if args.allow_large else PlanLimit()
     for text in rewinds:
         step_count(text)  # a malformed step is named before any other check
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         if limit is not None:
             check_plan(rewound, limit)
     Path(args.root).mkdir(parents=True, exist_ok=True)
-    from ticketlab.lottery.sweep import rewind_sweep
+    from ticketlab.api import rewind_sweep
 
     with ray_cluster_for(executor):  # one Ray cluster for every rewind's experiment
         result = rewind_sweep(config, rewinds, root=args.root, device=args.device, workers=args.workers,

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         args.root = str(first.resolve().parent)
     check_run_arguments(args, target)
     executor = executor_options(args)
-    from ticketlab.lottery.transfer import transfer_tickets
+    from ticketlab.api import transfer_tickets
 
     result = transfer_tickets(args.sources, target, levels=levels, root=args.root, output_layer=args.output_layer,
                               workers=args.workers, population=args.population, device=args.device,

@@ -28,7 +28,8 @@ def add_command(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ticketlab.lottery.transfer import check_transfer_rows, read_transfer_csv, transfer_matrix, write_matrix_csv
+    from ticketlab.lottery.transfer_results import (check_transfer_rows, read_transfer_csv, transfer_matrix,
+                                                    write_matrix_csv)
     from ticketlab.report.transfer import write_matrix_figure
 
     if not args.out.strip():

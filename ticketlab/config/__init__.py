@@ -3,7 +3,7 @@
 Modules: `steps` (step strings such as '500it' / '40ep'), `checks` (one-line value checks), `codec` (plain data
 to configs and back, the hash payload), `sections` (the core model / data / train / prune sections),
 `extensions` (the tables through which tasks add their own sections and checks), `experiment` (the experiment
-config, config files), `plan` (an experiment's size and limit).
+config, config files). An experiment's size and limit are the lottery layer's (`ticketlab.lottery.estimate`).
 
 This package must stay importable without torch (``ticketlab --help`` imports it), and it imports no task: the
 tasks registry (`ticketlab.tasks`, loaded by `import ticketlab`) registers the task sections (`rl`) and the task,
@@ -13,7 +13,6 @@ dataset and model name checks.
 from ticketlab.config.checks import check_bool, check_choice, check_int, check_number, check_step
 from ticketlab.config.experiment import (
     DEFAULT_VARIANTS,
-    EARLY_BIRD_VARIANTS,
     ExperimentConfig,
     check_steps,
     config_from_dict,
@@ -26,7 +25,6 @@ from ticketlab.config.extensions import (
     register_check,
     register_section,
 )
-from ticketlab.config.plan import PlanEstimate, PlanLimit, check_against_data, check_plan, plan_estimate
 from ticketlab.config.sections import (
     CHANNEL_SCORE_NAMES,
     CONV_DEPTHS,
@@ -52,11 +50,11 @@ from ticketlab.config.steps import check_step_unit, parse_step, step_count
 
 __all__ = [
     "CHANNEL_SCORE_NAMES", "CONV_DEPTHS", "DEFAULT_VARIANTS",
-    "EARLY_BIRD_CRITERIA", "EARLY_BIRD_VARIANTS", "EXPERIMENT_CHECKS", "IMAGENET_RESNET_NAMES", "INIT_NAMES",
+    "EARLY_BIRD_CRITERIA", "EXPERIMENT_CHECKS", "IMAGENET_RESNET_NAMES", "INIT_NAMES",
     "MAX_DEPTH", "MAX_LR", "MAX_WIDTH", "OPTIMIZER_NAMES", "SCHEDULE_NAMES", "SCOPE_NAMES", "STRATEGY_NAMES",
     "TASK_SECTIONS", "UNIT_NAMES", "VGG_DEPTHS", "DataConfig", "ExperimentConfig", "ModelConfig",
-    "PlanEstimate", "PlanLimit", "PruneConfig", "TrainConfig", "check_against_data", "check_bool", "check_choice",
-    "check_int", "check_number", "check_plan", "check_step", "check_step_unit", "check_steps", "config_from_dict",
-    "field_paths", "load_config", "parse_classes", "parse_step", "plan_estimate", "register_check",
+    "PruneConfig", "TrainConfig", "check_bool", "check_choice",
+    "check_int", "check_number", "check_step", "check_step_unit", "check_steps", "config_from_dict",
+    "field_paths", "load_config", "parse_classes", "parse_step", "register_check",
     "register_section", "step_count",
 ]

@@ -31,8 +31,6 @@ DEFAULT_VARIANTS = (
     "random_pruning",
     "finetune",
 )
-# plan_estimate's arithmetic counts the early-bird search job (to leave with plan_estimate for the lottery layer)
-EARLY_BIRD_VARIANTS = ("early_bird", "early_bird_reset")
 
 _SECTIONS_BEFORE = "variants"  # config.json and the flags list the task sections after the core ones, before this
 
@@ -199,7 +197,7 @@ def check_steps(config: ExperimentConfig, iterations_per_epoch: int | None = Non
     """Cross-field step checks: the rewind point before the end of training, milestones and warmup within it.
 
     Steps written in different units (iterations and epochs) are compared only once `iterations_per_epoch` is
-    known (`check_against_data`); in the same unit they are compared here already.
+    known (`ticketlab.lottery.estimate.check_against_data`); in the same unit they are compared here already.
     """
     train, prune = config.train, config.prune
     pairs = [("prune.rewind", prune.rewind, "before the end of training", lambda at, end: at < end),

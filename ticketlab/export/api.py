@@ -67,15 +67,17 @@ class ExportResult:
     original_cost: dict = field(default_factory=dict)  # the same totals of the masked network it was exported from
 
 
-def load_ticket(run_dir: str | Path, level: int, trial: int = 0, variant: str = "iterative_reset", *,
+def load_ticket(run_dir: str | Path, level: int, trial: int = 0, variant: str | None = None, *,
                 model: nn.Module | None = None, data=None) -> Ticket:
-    """The trained network of job (trial, level, variant) of a run (level 0: the dense job), masked, eval mode.
+    """The trained network of job (trial, level, variant) of a run (level 0: the dense job), masked, eval mode;
+    `variant` None is the winning ticket (iterative_reset).
 
     The run's config.json and the job's sealed result and files are checked first (IntegrityError naming the
     damaged files). Runs with a custom model or data need the same `model` / `data` again."""
-    from ticketlab.lottery.jobs import DENSE, JobKey
-    from ticketlab.lottery.variants import variant_names
+    from ticketlab.lottery.keys import DENSE, JobKey
+    from ticketlab.lottery.variants import variant_names, winning_ticket
 
+    variant = variant or winning_ticket()
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
     task_with_example_inputs(config, run_dir, "export")

@@ -10,54 +10,31 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
 
-from ticketlab.config import ExperimentConfig, PlanLimit, check_against_data
+from ticketlab.config import ExperimentConfig
 from ticketlab.errors import ConfigError, IntegrityError, TicketlabError
 from ticketlab.lottery import provenance
+from ticketlab.lottery.estimate import PlanLimit, check_against_data
 from ticketlab.lottery.workers import model_factory
 from ticketlab.lottery.executors import Execution, ExecutorChoice, RunPlan, check_choice, choose_executor
 from ticketlab.lottery.executors.base import LOCAL
-from ticketlab.lottery.integrity import LOCK_FILE, repair_run, run_lock
+from ticketlab.lottery.integrity import repair_run
+from ticketlab.lottery.run_lock import LOCK_FILE, run_lock
 from ticketlab.lottery.planner import settle_run_settings
 from ticketlab.lottery.progress import NoBar
 from ticketlab.lottery.progress import progress_bar
-from ticketlab.lottery.jobs import (
-    DENSE,
-    ExperimentContext,
-    JobKey,
-    check_task_supports,
-    is_done,
-    job_graph,
-    job_steps,
-    read_result,
-    write_variant_summaries,
-)
+from ticketlab.lottery.context import ExperimentContext, is_done, read_result
+from ticketlab.lottery.jobs import check_task_supports, job_graph, job_steps, write_variant_summaries
+from ticketlab.lottery.keys import DENSE, JobKey
+from ticketlab.lottery.results_csv import result_row, results_csv_bytes
 from ticketlab.lottery.variants import check_variants
 from ticketlab.tasks import load_task
 from ticketlab.tasks.base import TaskData, load_task_data
 from ticketlab.store import atomic_write_bytes, read_json_record, write_json
-
-RESULT_COLUMNS = (
-    "variant",
-    "trial",
-    "level",
-    "weights_remaining_percent",
-    "early_stop_iteration",
-    "early_stop_test_accuracy",
-    "early_stop_val_loss",
-    "early_stop_val_accuracy",
-    "final_test_accuracy",
-    "final_train_accuracy",
-    "final_val_loss",
-    "final_iteration",
-    # task-neutral: the task's primary test metric (accuracy, perplexity, bits_per_char, ...)
-    "metric",
-    "early_stop_test_metric",
-    "final_test_metric",
-)
 
 
 @dataclass(frozen=True)
@@ -89,14 +66,14 @@ def find_tickets(
     population: int | None = None,
     device: str = "auto",
     progress: bool = True,
-    report: bool = True,
+    on_finished: Callable[[Path], dict[str, Path]] | None = None,
     checkpoint_interval_s: float = 30.0,
     plan_limit: PlanLimit | None = None,
     executor: str = "local",
     ray_address: str | None = None,
     ray_cpus_per_task: int = 1,
 ) -> ExperimentResult:
-    """Run (or resume) a lottery-ticket experiment and write results.csv and the report.
+    """Run (or resume) a lottery-ticket experiment and write results.csv (`ticketlab.find_tickets` adds the report).
 
     `model` (any nn.Module; its Linear/Conv/Embedding weights are pruned) and `data` (see
     `ticketlab.data.make_splits`) replace the config's built-in model and dataset. Jobs that are ready
@@ -111,7 +88,9 @@ def find_tickets(
     refusal, e.g. data missing) is removed again.
 
     One process at a time trains a run directory (RunLockedError for a second one), always with the population
-    size and device type of its first run (ConfigError for another).
+    size and device type of its first run (ConfigError for another). `on_finished` is called with the run
+    directory once results.csv is complete, still under the lock (the report layer above draws the report there);
+    the files it returns are the result's `report_files`.
 
     `executor` "ray" trains the populations of the same plan as Ray tasks (`ticketlab.lottery.executors.ray`) of
     `ray_cpus_per_task` CPUs each (and a GPU on CUDA), on the cluster at `ray_address` ("auto": the one this node
@@ -137,7 +116,7 @@ def find_tickets(
     from ticketlab.training.distributed import from_environment
 
     plan = RunPlan(config=config, run_dir=run_dir, device=torch_device, fingerprint=fingerprint, model=model,
-                   data=data, workers=workers, population=population, progress=progress, report=report,
+                   data=data, workers=workers, population=population, progress=progress, on_finished=on_finished,
                    checkpoint_interval_s=checkpoint_interval_s, plan_limit=plan_limit, executor=choice,
                    group=from_environment(torch_device))  # launched by torchrun: this rank's place in the group
     if plan.group is None:
@@ -176,7 +155,7 @@ def _follow_experiment(plan: RunPlan) -> ExperimentResult:
 
 def _run_experiment(plan: RunPlan) -> ExperimentResult:
     """The body of `find_tickets`, run while it holds the run directory's lock: check, prepare, train with the
-    executor the table chooses (`ticketlab.lottery.executors`), write results.csv and the report."""
+    executor the table chooses (`ticketlab.lottery.executors`), write results.csv and call `on_finished`."""
     config, run_dir = plan.config, plan.run_dir
     task = load_task(config.task)
     splits = (plan.data if plan.data is not None else load_task_data(task, config)).to(plan.device)
@@ -223,13 +202,7 @@ def _run_experiment(plan: RunPlan) -> ExperimentResult:
 
     provenance.end_session(run_dir, session)
     rows = results_rows(ctx, graph)
-    report_files: dict[str, Path] = {}
-    if plan.report:
-        from ticketlab.report import write_report
-        from ticketlab.report.html_report import write_html_report
-
-        report_files = write_report(run_dir)
-        report_files["html"] = write_html_report(run_dir)
+    report_files = plan.on_finished(run_dir) if plan.on_finished is not None else {}
     return ExperimentResult(run_dir, run_dir / "results.csv", rows, report_files)
 
 
@@ -241,27 +214,14 @@ def results_rows(ctx: ExperimentContext, graph: dict[JobKey, tuple]) -> list[dic
             for level in range(ctx.levels + 1):
                 key = JobKey(trial, 0, DENSE) if level == 0 else JobKey(trial, level, variant)
                 if key in graph and is_done(ctx, key):
-                    result = with_generic_metric(read_result(ctx, key))
-                    rows.append({column: result.get(column) for column in RESULT_COLUMNS} | {"variant": variant})
+                    rows.append(result_row(read_result(ctx, key), variant))
     return rows
-
-
-def with_generic_metric(result: dict) -> dict:
-    """A job's result with the task-neutral metric keys; results written before tasks existed are accuracy."""
-    if "metric" in result:
-        return result
-    return result | {"metric": "accuracy", "early_stop_test_metric": result.get("early_stop_test_accuracy"),
-                     "final_test_metric": result.get("final_test_accuracy")}
 
 
 def write_results_csv(ctx: ExperimentContext, graph: dict[JobKey, tuple]) -> Path:
     """Rewrite results.csv (and layer_sparsity.csv) from every finished job's result.json."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(results_rows(ctx, graph))
     path = ctx.run_dir / "results.csv"
-    atomic_write_bytes(path, buffer.getvalue().encode())
+    atomic_write_bytes(path, results_csv_bytes(results_rows(ctx, graph)))
     layers = io.StringIO()
     layer_writer = csv.writer(layers, lineterminator="\n")
     layer_writer.writerow(["variant", "trial", "level", "layer", "remaining", "total", "remaining_percent"])

@@ -1,4 +1,5 @@
-"""Run-directory integrity: sealed result.json files, their checks and repair, and the one-writer lock.
+"""Run-directory integrity: sealed result.json files, their checks and repair (the one-writer lock:
+`ticketlab.lottery.run_lock`).
 
 A finished job's result.json records the sha256 of every artifact the job wrote (`artifacts`) and, under
 `digest`, the sha256 of the canonical JSON of the rest of the record, so a flipped bit in a weight file and an
@@ -14,24 +15,22 @@ Torch-free: `ticketlab verify` imports this module without torch.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
-import os
 import re
 import sys
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection, Iterator
+from typing import Collection
 
-from ticketlab.errors import IntegrityError, RunLockedError, TicketlabError
+from ticketlab.errors import IntegrityError, TicketlabError
+from ticketlab.lottery.results_csv import check_against_jobs, read_results
+from ticketlab.lottery.variants import VARIANTS
 from ticketlab.store import check_tensors_payload, file_sha256, read_json, set_aside
 
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 MASK_FILE = "mask.safetensors"
-LOCK_FILE = ".lock"
 DIGEST_FIELD = "digest"  # sha256 of the canonical JSON of the record without this field
 ARTIFACTS_FIELD = "artifacts"  # file name -> sha256 of the file's bytes
 # What a job writes, in the order it writes them (result.json comes last and seals them).
@@ -156,14 +155,14 @@ def repair_run(ctx, graph: dict) -> list:
 
 
 def _readers(graph: dict) -> dict:
-    """job -> the jobs that read its outputs: its children in the graph, plus the random-pruning control of a
-    level, which copies the per-layer counts of that level's ticket mask (not one of its graph inputs)."""
+    """job -> the jobs that read its outputs: its children in the graph, plus the jobs whose mask reads a stored
+    mask of the same level (`Variant.mask_sources`: e.g. the random-pruning control copies the per-layer counts
+    of that level's ticket mask, not one of its graph inputs)."""
     readers: dict = {key: set() for key in graph}
     for key, inputs in graph.items():
-        for source in inputs:
+        mask_sources = VARIANTS.get(key.variant).mask_sources(key) if key.variant in VARIANTS else ()
+        for source in (*inputs, *mask_sources):
             readers.setdefault(source, set()).add(key)
-        if key.variant == "random_pruning":
-            readers.setdefault(dataclasses.replace(key, variant="iterative_reset"), set()).add(key)
     return readers
 
 
@@ -236,8 +235,6 @@ def verify_run(run_dir: str | Path) -> list[Damage]:
 
 def _results_problem(run_dir: Path, records: dict, config) -> str | None:
     """What is wrong with results.csv against the sealed results (None when it agrees or is absent)."""
-    from ticketlab.report.results import check_against_jobs, read_results
-
     path = run_dir / "results.csv"
     if not path.exists():
         return None
@@ -364,45 +361,3 @@ def _damage_line(problems: list[str]) -> str:
     """One line naming the damaged files (the first MAX_NAMED, 'path: what is wrong') and what to do."""
     more = f" and {len(problems) - MAX_NAMED} more" if len(problems) > MAX_NAMED else ""
     return f"damaged run files: {'; '.join(problems[:MAX_NAMED])}{more}; {REPAIR_HINT}"
-
-
-# --- one writer per run directory ------------------------------------------------------------------
-
-_HELD: dict[str, int] = {}  # run directories whose lock this process holds -> nesting depth
-
-
-@contextmanager
-def run_lock(run_dir: str | Path) -> Iterator[None]:
-    """Hold the run directory's lock (an exclusive flock on RUN_DIR/.lock, which records the holder's PID) for
-    the block; RunLockedError at once if another process holds it. Nested holds in one process share the lock
-    (the rewind sweep holds its runs while `find_tickets` trains each); worker processes take none."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    key = str(run_dir.resolve())
-    if key in _HELD:
-        _HELD[key] += 1
-        try:
-            yield
-        finally:
-            _HELD[key] -= 1
-        return
-    import fcntl  # POSIX; the lock is advisory and released by the kernel when the holder dies
-
-    descriptor = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        holder = os.read(descriptor, 64).decode(errors="replace").strip() or "unknown"
-        os.close(descriptor)
-        raise RunLockedError(
-            f"run directory {run_dir} is in use by process {holder}; wait for it to finish or stop it, then run "
-            "the command again (it resumes where that process stopped)") from None
-    try:
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
-        _HELD[key] = 1
-        yield
-    finally:
-        _HELD.pop(key, None)
-        fcntl.flock(descriptor, fcntl.LOCK_UN)
-        os.close(descriptor)

@@ -1,8 +1,8 @@
 """The lottery experiment as a graph of training jobs, and how one job is prepared, trained and recorded.
 
 Which jobs a variant needs, its mask, its starting weights and its length come from its `Variant` object in the
-registry (`ticketlab.lottery.variants`); this module never tests a variant's name. The job key, the experiment
-context and the keep plan live in `ticketlab.lottery.context` (re-exported here), the masks in
+registry (`ticketlab.lottery.variants`); this module never tests a variant's name. The job key lives in
+`ticketlab.lottery.keys`, the experiment context and the keep plan in `ticketlab.lottery.context`, the masks in
 `ticketlab.lottery.masks`, the starting points in `ticketlab.lottery.starts`.
 """
 
@@ -18,18 +18,11 @@ import torch
 from torch import nn
 
 from ticketlab.errors import TrainingDiverged
-from ticketlab.lottery.context import (  # noqa: F401  (re-exported: the job API other modules import from here)
-    ExperimentContext,
-    check_model_settings,
-    is_done,
-    keep_plan,
-    layer_rates,
-    read_result,
-)
-from ticketlab.lottery.graph import plan_graph, variant_rank as _variant_rank  # noqa: F401  (old name, re-exported)
+from ticketlab.lottery.context import ExperimentContext, is_done, read_result
+from ticketlab.lottery.graph import plan_graph
 from ticketlab.lottery.integrity import seal_result
-from ticketlab.lottery.keys import DENSE, MASK_COST_FILE, RESULT_FILE, JobKey  # noqa: F401  (re-exported)
-from ticketlab.lottery.masks import job_mask  # noqa: F401  (re-exported)
+from ticketlab.lottery.keys import DENSE, MASK_COST_FILE, RESULT_FILE, JobKey
+from ticketlab.lottery.masks import job_mask
 from ticketlab.lottery.variants import variant_named
 from ticketlab.pruning import remaining_counts, remaining_percent
 from ticketlab.seeds import derive_seed

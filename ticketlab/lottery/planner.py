@@ -22,15 +22,9 @@ from torch import nn
 
 from ticketlab.errors import ConfigError, IntegrityError
 from ticketlab.lottery.graph import on_chain, trains_alone, variant_rank
-from ticketlab.lottery.jobs import (
-    ExperimentContext,
-    JobKey,
-    finish_job,
-    is_done,
-    prepare_job,
-    read_result,
-    run_job,
-)
+from ticketlab.lottery.context import ExperimentContext, is_done, read_result
+from ticketlab.lottery.jobs import finish_job, prepare_job, run_job
+from ticketlab.lottery.keys import JobKey
 from ticketlab.store import read_json, write_json
 from ticketlab.training.population import (
     PopulationMember,

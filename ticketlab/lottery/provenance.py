@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ticketlab.store import read_json, write_json
+from ticketlab.version import __version__
 
 PROVENANCE_FILE = "provenance.json"
 
@@ -29,14 +30,12 @@ def utc_now() -> str:
 
 def start_session(run_dir: Path, device: object) -> dict:
     """Append this session's record (versions, git commit, host, device, command, start time); returns it."""
-    import ticketlab
-
     torch = sys.modules.get("torch")
     record = {
         "started_at": utc_now(),
         "ended_at": None,
         "wall_s": None,
-        "ticketlab": ticketlab.__version__,
+        "ticketlab": __version__,
         "torch": getattr(torch, "__version__", None),
         "python": platform.python_version(),
         "git_commit": source_commit(),

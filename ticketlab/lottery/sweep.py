@@ -17,7 +17,7 @@ from pathlib import Path
 
 from torch import nn
 
-from ticketlab.config import ExperimentConfig, check_against_data, parse_step
+from ticketlab.config import ExperimentConfig, parse_step
 from ticketlab.errors import ConfigError
 from ticketlab.lottery.experiment import (
     ExperimentResult,
@@ -28,9 +28,13 @@ from ticketlab.lottery.experiment import (
     model_factory,
     run_directory,
 )
-from ticketlab.lottery.integrity import read_sealed_result, repair_run, run_lock, seal_result
-from ticketlab.lottery.jobs import DENSE, RESULT_FILE, ExperimentContext, JobKey, job_graph, run_job
-from ticketlab.lottery.variants import check_variants
+from ticketlab.lottery.estimate import check_against_data
+from ticketlab.lottery.integrity import read_sealed_result, repair_run, seal_result
+from ticketlab.lottery.run_lock import run_lock
+from ticketlab.lottery.context import ExperimentContext
+from ticketlab.lottery.jobs import job_graph, run_job
+from ticketlab.lottery.keys import DENSE, RESULT_FILE, JobKey
+from ticketlab.lottery.variants import check_variants, winning_ticket
 from ticketlab.store import atomic_write_bytes, write_csv, write_json
 from ticketlab.tasks import load_task
 from ticketlab.tasks.base import TaskData, load_task_data
@@ -38,7 +42,6 @@ from ticketlab.tasks.metrics import Metric, metric_named
 
 SHARED_DENSE_FILES = ("mask.safetensors", "weights_init.safetensors", "weights_final.safetensors", "metrics.jsonl")
 REWIND_FILES = ("weights_rewind.safetensors", "optimizer_rewind.safetensors")
-FIGURE_VARIANT = "iterative_reset"
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ def rewind_sweep(
 ) -> SweepResult:
     """Run `config` once per rewind step in `rewinds` ('0it', '500it', '2ep'), training the dense network once.
 
-    Extra keyword arguments go to `find_tickets` (workers, progress, report, ...). Writes summary.csv and
+    Extra keyword arguments go to `find_tickets` (workers, progress, on_finished, ...). Writes summary.csv and
     rewind_sweep.png/.svg (early-stop test accuracy of iterative_reset vs weights remaining, one line per
     rewind step, bars min..max over trials) into ``root/rewind_sweep_<data>_<model>_<digest>/``.
     """
@@ -71,8 +74,8 @@ def rewind_sweep(
     check_variants(config)
     if not rewinds or len(set(rewinds)) != len(rewinds):
         raise ConfigError(f"rewinds {list(rewinds)} must be a non-empty list without repeats")
-    if FIGURE_VARIANT not in config.variants:
-        raise ConfigError(f"a rewind sweep needs the variant {FIGURE_VARIANT!r} in variants")
+    if winning_ticket() not in config.variants:
+        raise ConfigError(f"a rewind sweep needs the variant {winning_ticket()!r} in variants")
     effective, fingerprint = config, ""
     if model is not None:  # the same run directories find_tickets derives for custom models and data
         effective = effective.replace(**{"model.name": f"custom:{type(model).__name__}"})
@@ -155,9 +158,10 @@ def _share_dense_job(host_ctx: ExperimentContext, trial: int, siblings: list[tup
         write_json(target / RESULT_FILE, seal_result(target, read_sealed_result(host_dir / RESULT_FILE)))
 
 
-def summarize_sweep(rows_by_rewind: dict[str, list[dict]], variant: str = FIGURE_VARIANT) -> list[dict]:
+def summarize_sweep(rows_by_rewind: dict[str, list[dict]], variant: str | None = None) -> list[dict]:
     """Per (rewind, level): mean weights remaining and mean/min/max of the early-stop test metric over trials
-    (`test_metric_*`; for classification also named `test_accuracy_*`)."""
+    (`test_metric_*`; for classification also named `test_accuracy_*`) of `variant` (None: the winning ticket)."""
+    variant = variant or winning_ticket()
     summary = []
     for text, rows in rows_by_rewind.items():
         by_level: dict[int, list[dict]] = {}

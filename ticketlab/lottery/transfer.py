@@ -31,26 +31,27 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from torch import nn
 
 from ticketlab.config import ExperimentConfig
 from ticketlab.errors import ConfigError
-from ticketlab.lottery.experiment import find_tickets, model_factory, resolve_device
-from ticketlab.lottery.integrity import finished_job_problems, read_run_config, repair_run, run_lock
-from ticketlab.lottery.jobs import ExperimentContext, JobKey
+from ticketlab.lottery.experiment import find_tickets, resolve_device
+from ticketlab.lottery.integrity import finished_job_problems, read_run_config, repair_run
+from ticketlab.lottery.context import ExperimentContext
+from ticketlab.lottery.keys import JobKey
+from ticketlab.lottery.run_lock import run_lock
 from ticketlab.lottery.transfer_jobs import SourceRun, output_prefix_of, train_transfer_jobs
-from ticketlab.lottery.transfer_results import (  # noqa: F401  (check/read/matrix: transfer-matrix's import path)
+from ticketlab.lottery.transfer_results import (
     RANDOM_TICKET,
     SOURCE_RECORD,
     TRANSFERRED,
-    check_transfer_rows,
-    read_transfer_csv,
-    transfer_matrix,
     transfer_rows,
-    write_matrix_csv,
     write_transfer_csv,
 )
+from ticketlab.lottery.variants import winning_ticket
+from ticketlab.lottery.workers import model_factory
 from ticketlab.store import load_tensors, read_json, write_json
 from ticketlab.tasks import load_task
 
@@ -107,17 +108,20 @@ def transfer_tickets(
     population: int | None = None,
     device: str = "auto",
     progress: bool = True,
-    report: bool = True,
+    on_finished: Callable[[Path, list[dict]], list[Path]] | None = None,
     checkpoint_interval_s: float = 30.0,
     **executor,
 ) -> TransferResult:
     """Train each source run's tickets (at `levels`, default every finished level) on `target`, with the
-    target's own IMP tickets, random tickets and the dense network as controls; write transfer.csv and a figure.
+    target's own IMP tickets, random tickets and the dense network as controls; write transfer.csv
+    (`ticketlab.transfer_tickets` adds the figure).
 
     `target` is a full config (see `target_config_for`); its `trials` are the trials transferred (source trial t
     gives target trial t) and its architecture must be the sources'. `root` (default: the first source's parent)
     holds the transfer directory and the target's own run. Re-running trains nothing new; a killed run resumes.
     `executor` (find_tickets' executor, ray_address, ray_cpus_per_task) runs the target's own run.
+    `on_finished` is called with the transfer directory and the rows once transfer.csv is written, still under the
+    lock (the report layer draws the figure there); the files it returns are the result's `figure_files`.
     """
     target = target.validate()
     if output_layer not in OUTPUT_LAYER_MODES:
@@ -158,11 +162,7 @@ def transfer_tickets(
             train_transfer_jobs(ctx, run, keys, output_layer, population, progress)
         rows = transfer_rows(transfer_dir, target_run, target)
         csv_path = write_transfer_csv(transfer_dir / "transfer.csv", rows)
-        figure_files: list[Path] = []
-        if report:
-            from ticketlab.report.transfer import write_transfer_figure
-
-            figure_files = write_transfer_figure(rows, transfer_dir / "transfer")
+        figure_files = on_finished(transfer_dir, rows) if on_finished is not None else []
     return TransferResult(transfer_dir, csv_path, target_run, rows, figure_files)
 
 
@@ -215,18 +215,18 @@ def _target_experiment(target, root, workers, population, device, progress, chec
                        executor) -> Path:
     """Run (or reuse) the target's own IMP experiment: its tickets are the `target_found` control. Variants and
     trials already recorded in that run directory are kept, so its results.csv keeps every curve it had."""
-    variants, trials = ("iterative_reset",), target.trials
+    variants, trials = (winning_ticket(),), target.trials
     existing = Path(root) / target.run_name() / "config.json"
     if existing.is_file():
         try:
             stored = read_json(existing)["config"]
-            variants = tuple(dict.fromkeys([*stored.get("variants", []), "iterative_reset"]))
+            variants = tuple(dict.fromkeys([*stored.get("variants", []), winning_ticket()]))
             trials = max(trials, int(stored.get("trials", trials)))
         except (ValueError, KeyError, TypeError):
             pass  # find_tickets reports a damaged config.json in its own words
     config = target.replace(variants=list(variants), trials=trials)
     result = find_tickets(config, root=root, workers=workers, population=population, device=device,
-                          progress=progress, report=False, checkpoint_interval_s=checkpoint_interval_s, **executor)
+                          progress=progress, checkpoint_interval_s=checkpoint_interval_s, **executor)
     return result.run_dir
 
 

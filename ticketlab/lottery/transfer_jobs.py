@@ -15,10 +15,13 @@ import torch
 from torch import nn
 
 from ticketlab.config import ExperimentConfig
-from ticketlab.lottery.jobs import DENSE, ExperimentContext, JobKey, JobStart, finish_job, is_done
+from ticketlab.lottery.context import ExperimentContext, is_done
+from ticketlab.lottery.jobs import JobStart, finish_job
+from ticketlab.lottery.keys import DENSE, JobKey
 from ticketlab.lottery.planner import choose_population_size, stacks_jobs
 from ticketlab.lottery.progress import progress_bar
 from ticketlab.lottery.transfer_results import TRANSFERRED
+from ticketlab.lottery.variants import winning_ticket
 from ticketlab.pruning import full_masks, keep_top, output_layer_name, random_scores, remaining_counts
 from ticketlab.seeds import derive_seed
 from ticketlab.store import load_tensors, save_tensors
@@ -37,7 +40,7 @@ class SourceRun:
 
     def ticket_dir(self, trial: int, level: int) -> Path:
         return JobKey(trial, 0, DENSE).directory(self.run_dir) if level == 0 else \
-            JobKey(trial, level, "iterative_reset").directory(self.run_dir)
+            JobKey(trial, level, winning_ticket()).directory(self.run_dir)
 
 
 def output_prefix_of(model: nn.Module) -> str:

@@ -14,7 +14,8 @@ from pathlib import Path
 from ticketlab.config import ExperimentConfig, config_from_dict
 from ticketlab.errors import ConfigError
 from ticketlab.lottery.integrity import job_key_of, read_finished_jobs, read_sealed_result
-from ticketlab.lottery.jobs import DENSE
+from ticketlab.lottery.keys import DENSE
+from ticketlab.lottery.variants import winning_ticket
 from ticketlab.store import read_json, write_csv
 
 TRANSFERRED, RANDOM_TICKET, TARGET_FOUND = "transferred", "random_ticket", "target_found"
@@ -46,7 +47,7 @@ def transfer_rows(transfer_dir: Path, target_run: Path, target: ExperimentConfig
                              target_label, target, result))
     for result_path in sorted(target_run.glob("trial_*/level_*/*/result.json")):
         variant = result_path.parent.name
-        if variant not in (DENSE, "iterative_reset"):
+        if variant not in (DENSE, winning_ticket()):
             continue
         result = read_sealed_result(result_path) | {"variant": DENSE if variant == DENSE else TARGET_FOUND}
         if result["trial"] < target.trials:
@@ -143,7 +144,7 @@ def check_transfer_rows(transfer_dir: Path, rows: list[dict]) -> None:
     if target_run is not None and target_run.is_dir():
         for job_dir, record in read_finished_jobs(target_run).items():
             trial, level, variant = job_key_of(job_dir)
-            if variant in (DENSE, "iterative_reset"):
+            if variant in (DENSE, winning_ticket()):
                 records[(target_run.name, trial, level, DENSE if variant == DENSE else TARGET_FOUND)] = record
     seen = set()
     for row in rows:

@@ -10,7 +10,7 @@ import importlib
 
 _EXPORTS = {
     "write_report": "ticketlab.report.report",
-    "read_results": "ticketlab.report.results",
+    "read_results": "ticketlab.lottery.results_csv",  # the reader lives with the writer
     "summarize_results": "ticketlab.report.results",
 }
 

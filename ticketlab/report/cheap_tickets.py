@@ -14,15 +14,24 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ticketlab.errors import TicketlabError
-from ticketlab.report.figures import _KNOWN_STYLES, _setup_x_axis, _tick_positions, _trial_phrase, save_figure
-from ticketlab.report.results import summary_metric, variant_label, with_dense_level
+from ticketlab.lottery.variants import variant_label, variant_style, variants_where, winning_ticket
+from ticketlab.report.figures import _setup_x_axis, _tick_positions, _trial_phrase, save_figure
+from ticketlab.report.results import summary_metric, with_dense_level
 
-AT_INIT_METHODS = ("snip", "grasp", "synflow", "magnitude_at_init")
-REFERENCES = ("iterative_reset", "random_pruning")
+
+def at_init_methods() -> tuple[str, ...]:
+    """The pruning-at-init methods (the registry's at_init family, less their controls)."""
+    return variants_where(family="at_init", control_of=None)
+
+
+def references() -> tuple[str, ...]:
+    """The IMP curves the at-init methods are drawn against: the winning ticket and its random-mask control."""
+    ticket = winning_ticket()
+    return (ticket, *variants_where(control_of=ticket, same_mask=False))
 
 
 def has_at_init_variants(summary: Sequence[Mapping[str, Any]]) -> bool:
-    return any(str(entry["variant"]).startswith(AT_INIT_METHODS) for entry in summary)
+    return any(str(entry["variant"]) in variants_where(family="at_init") for entry in summary)
 
 
 def _curve(ax, entries: list, variant: str, column: str, scale: float) -> bool:
@@ -30,14 +39,14 @@ def _curve(ax, entries: list, variant: str, column: str, scale: float) -> bool:
                     key=lambda e: -float(e["weights_remaining_percent"]))
     if not points:
         return False
-    colour, marker, linestyle = _KNOWN_STYLES.get(variant, ("black", "o", "-"))
+    colour, marker, linestyle = variant_style(variant) or ("black", "o", "-")
     x = np.array([float(e["weights_remaining_percent"]) for e in points])
     mean = np.array([float(e[f"{column}_mean"]) for e in points]) * scale
     low = np.array([float(e[f"{column}_min"]) for e in points]) * scale
     high = np.array([float(e[f"{column}_max"]) for e in points]) * scale
     ax.errorbar(x, mean, yerr=np.vstack([mean - low, high - mean]), color=colour, marker=marker,
-                linestyle=linestyle, linewidth=2.2 if variant == "iterative_reset" else 1.4, markersize=5, capsize=3,
-                elinewidth=1, label=variant_label(variant), zorder=3 if variant == "iterative_reset" else 2)
+                linestyle=linestyle, linewidth=2.2 if variant == winning_ticket() else 1.4, markersize=5, capsize=3,
+                elinewidth=1, label=variant_label(variant), zorder=3 if variant == winning_ticket() else 2)
     return True
 
 
@@ -50,11 +59,11 @@ def draw_at_init_figure(summary: Sequence[Mapping[str, Any]], path_stem: str | P
     metric = summary_metric(filled)
     scale = 100.0 if metric.percent else 1.0
     variants = {str(e["variant"]) for e in filled}
-    methods = [method for method in AT_INIT_METHODS if method in variants]
-    panels = [("Pruning at init vs IMP and random", list(REFERENCES) + methods)]
-    panels += [(f"{variant_label(method)}: sanity controls",
-                ["iterative_reset", "random_pruning", method, f"{method}_shuffled", f"{method}_reinit"])
-               for method in methods if f"{method}_shuffled" in variants or f"{method}_reinit" in variants]
+    methods = [method for method in at_init_methods() if method in variants]
+    panels = [("Pruning at init vs IMP and random", list(references()) + methods)]
+    panels += [(f"{variant_label(method)}: sanity controls", [*references(), method, *controls])
+               for method in methods for controls in [variants_where(control_of=method)]
+               if any(control in variants for control in controls)]
     columns = min(3, len(panels))
     rows = math.ceil(len(panels) / columns)
     fig = Figure(figsize=(5.2 * columns, 4.4 * rows), layout="constrained")

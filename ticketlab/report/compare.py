@@ -15,9 +15,9 @@ from html import escape
 from pathlib import Path
 
 from ticketlab.errors import ConfigError
+from ticketlab.lottery.variants import winning_ticket
 from ticketlab.store import atomic_write_bytes  # atomic, with the umask's mode (0644 under umask 022)
 
-DEFAULT_VARIANT = "iterative_reset"
 OUTPUT_STEM = "comparison"
 _COLOURS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown", "tab:pink", "tab:olive",
             "tab:cyan", "tab:gray")
@@ -63,7 +63,8 @@ def compare_runs(run_dirs: list[str | os.PathLike[str]], labels: list[str] | Non
 
 def _read_runs(run_dirs, labels) -> tuple[list[dict], list[list[dict]]]:
     from ticketlab.errors import TicketlabError
-    from ticketlab.report.results import read_results, summarize_results, with_dense_level
+    from ticketlab.lottery.results_csv import read_results
+    from ticketlab.report.results import summarize_results, with_dense_level
     from ticketlab.report.run_state import is_run_directory, stored_config
 
     if len(run_dirs) < 2:
@@ -131,11 +132,11 @@ def _shared_variant(summaries: list[list[dict]], variant: str | None, run_dirs) 
             raise ConfigError(f"--variant {variant!r} has no results in {', '.join(missing)}; allowed: "
                               f"{', '.join(sorted(shared)) or 'none (the runs share no variant)'}")
         return variant
-    if DEFAULT_VARIANT in shared:
-        return DEFAULT_VARIANT
+    if winning_ticket() in shared:  # the default: the winning ticket
+        return winning_ticket()
     if not shared:
         raise ConfigError("the runs share no variant with results; nothing to compare")
-    from ticketlab.report.results import variant_sort_key
+    from ticketlab.lottery.variants import variant_sort_key
 
     return sorted(shared, key=variant_sort_key)[0]
 
@@ -161,7 +162,7 @@ def _draw(runs: list[ComparedRun], metric, variant: str, stem: Path) -> list[Pat
     from matplotlib.ticker import NullFormatter, NullLocator
 
     from ticketlab.report.figures import format_percent, save_figure
-    from ticketlab.report.results import variant_label
+    from ticketlab.lottery.variants import variant_label
 
     scale = 100.0 if metric.percent else 1.0
     figure = Figure(figsize=(11, 4.6), layout="constrained")
@@ -206,7 +207,7 @@ def _page(runs: list[ComparedRun], metric, variant: str, rows: list[tuple], png:
 
     from ticketlab.report.config_diff import format_value
     from ticketlab.report.html_report import STYLE
-    from ticketlab.report.results import variant_label
+    from ticketlab.lottery.variants import variant_label
 
     scale = 100.0 if metric.percent else 1.0
     decimals = 2 if metric.percent else 3

@@ -14,8 +14,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ticketlab.report.figures import _KNOWN_STYLES, format_percent, save_figure
-from ticketlab.report.results import ordered_variants, variant_label
+from ticketlab.lottery.variants import variant_label, variant_style, winning_ticket
+from ticketlab.report.figures import format_percent, save_figure
+from ticketlab.report.results import ordered_variants
 from ticketlab.store import read_jsonl
 
 # column -> (axis label, scale); the first one the jobs log is drawn
@@ -77,8 +78,8 @@ def draw_learning_curves(run_dir: str | Path, path_stem: str | Path, remaining: 
             steps, values = _aligned(trials, column)
             if not steps:
                 continue
-            colour, _, linestyle = _KNOWN_STYLES.get("iterative_reset" if variant == DENSE_DIR else variant,
-                                                     ("black", "o", "-"))
+            colour, _, linestyle = (variant_style(winning_ticket() if variant == DENSE_DIR else variant)
+                                    or ("black", "o", "-"))
             mean = np.nanmean(values, axis=0) * scale
             (line,) = ax.plot(steps, mean, color="black" if variant == DENSE_DIR else colour, linestyle=linestyle,
                               linewidth=1.8)

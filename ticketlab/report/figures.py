@@ -19,40 +19,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter, NullLocator
 
-from ticketlab.report.results import (
-    ordered_variants,
-    summary_metric,
-    variant_label,
-    with_dense_level,
-)
+from ticketlab.lottery.variants import variant_label, variant_style, winning_ticket
+from ticketlab.report.results import ordered_variants, summary_metric, with_dense_level
 from ticketlab.store import atomic_write_bytes
 
-# Fixed style per known variant: (colour, marker, linestyle). Reinit variants are dashed.
-_KNOWN_STYLES: dict[str, tuple[str, str, str]] = {
-    "iterative_reset": ("tab:blue", "o", "-"),
-    "iterative_reinit": ("tab:orange", "s", "--"),
-    "oneshot_reset": ("tab:green", "^", "-"),
-    "oneshot_reinit": ("tab:red", "v", "--"),
-    "random_pruning": ("tab:purple", "D", ":"),
-    "finetune": ("tab:brown", "P", "-."),
-    "lr_rewind": ("tab:blue", "d", "-."),  # learning-rate rewinding: the ticket's colour, dash-dotted
-    "lr_rewind_oneshot": ("tab:green", "d", "-."),
-    # pruning at init: one colour per method; its shuffled control dotted, its reinit control dashed
-    "snip": ("tab:cyan", "X", "-"),
-    "grasp": ("tab:olive", "*", "-"),
-    "synflow": ("tab:pink", "h", "-"),
-    "magnitude_at_init": ("tab:gray", "p", "-"),
-    "snip_shuffled": ("tab:cyan", "X", ":"),
-    "grasp_shuffled": ("tab:olive", "*", ":"),
-    "synflow_shuffled": ("tab:pink", "h", ":"),
-    "magnitude_at_init_shuffled": ("tab:gray", "p", ":"),
-    "snip_reinit": ("tab:cyan", "X", "--"),
-    "grasp_reinit": ("tab:olive", "*", "--"),
-    "synflow_reinit": ("tab:pink", "h", "--"),
-    "magnitude_at_init_reinit": ("tab:gray", "p", "--"),
-    "early_bird": ("black", "<", "-"),
-    "early_bird_reset": ("black", ">", "--"),
-}
+# Styles of unregistered variants (the registered ones declare theirs: `Variant.style`).
 _EXTRA_COLOURS: tuple[str, ...] = ("tab:pink", "tab:gray", "tab:olive", "tab:cyan", "black")
 _EXTRA_MARKERS: tuple[str, ...] = ("X", "*", "h", "<", ">", "p")
 
@@ -69,8 +40,8 @@ def format_percent(value: float) -> str:
 
 
 def _style(variant: str, extra_index: int) -> tuple[str, str, str]:
-    if variant in _KNOWN_STYLES:
-        return _KNOWN_STYLES[variant]
+    if variant_style(variant) is not None:
+        return variant_style(variant)
     return (
         _EXTRA_COLOURS[extra_index % len(_EXTRA_COLOURS)],
         _EXTRA_MARKERS[extra_index % len(_EXTRA_MARKERS)],
@@ -139,7 +110,7 @@ def build_lottery_figure(summary: Sequence[Mapping[str, Any]], title: str | None
             key=lambda e: (-float(e["weights_remaining_percent"]), int(e["level"])),
         )
         colour, marker, linestyle = _style(variant, extra)
-        if variant not in _KNOWN_STYLES:
+        if variant_style(variant) is None:
             extra += 1
         handle = None
         for ax, column, scale, _ in panels:
@@ -165,12 +136,12 @@ def build_lottery_figure(summary: Sequence[Mapping[str, Any]], title: str | None
                 color=colour,
                 marker=marker,
                 linestyle=linestyle,
-                linewidth=2.2 if variant == "iterative_reset" else 1.5,
+                linewidth=2.2 if variant == winning_ticket() else 1.5,
                 markersize=5,
                 capsize=3,
                 elinewidth=1,
                 alpha=0.95,
-                zorder=3 if variant == "iterative_reset" else 2,
+                zorder=3 if variant == winning_ticket() else 2,
             )
             xs_all.extend(x.tolist())
             if handle is None:

@@ -115,7 +115,8 @@ def _state_section(state) -> str:
 
 def _results_section(run_dir: Path) -> str:
     from ticketlab.errors import TicketlabError
-    from ticketlab.report.results import read_results, summarize_results, summary_metric, with_dense_level
+    from ticketlab.lottery.results_csv import read_results
+    from ticketlab.report.results import summarize_results, summary_metric, with_dense_level
 
     csv_path = run_dir / "results.csv"
     if not csv_path.is_file():
@@ -135,7 +136,8 @@ def _results_section(run_dir: Path) -> str:
 
 def results_table(summary: Sequence[Mapping[str, Any]], metric) -> str:
     """One row per variant and level: weights remaining, the metric with an inline SVG error bar, iterations."""
-    from ticketlab.report.results import ordered_variants, variant_label
+    from ticketlab.lottery.variants import variant_label
+    from ticketlab.report.results import ordered_variants
 
     scale = 100.0 if metric.percent else 1.0
     unit = " %" if metric.percent else ""

@@ -6,14 +6,10 @@ import os
 from pathlib import Path
 
 from ticketlab.errors import TicketlabError
+from ticketlab.lottery.results_csv import check_against_jobs, read_results
 from ticketlab.report.curves import draw_learning_curves
 from ticketlab.report.figures import draw_lottery_figure
-from ticketlab.report.results import (
-    check_against_jobs,
-    read_results,
-    summarize_results,
-    summary_metric,
-)
+from ticketlab.report.results import summarize_results, summary_metric
 from ticketlab.report.table import summary_markdown
 from ticketlab.store import atomic_write_bytes
 

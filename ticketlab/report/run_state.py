@@ -1,6 +1,6 @@
 """How far a run directory has got: jobs finished and planned, levels, damage, size. Torch-free (`ticketlab runs`).
 
-Planned jobs come from the config's arithmetic plan (`ticketlab.config.plan_estimate`), finished ones from the
+Planned jobs come from the plan estimate (`ticketlab.lottery.estimate.plan_estimate`), finished ones from the
 job directories holding a result.json; damage from `ticketlab.lottery.integrity.verify_run`, which hashes every
 artifact (skip it with `verify=False` where speed matters more).
 """
@@ -91,7 +91,8 @@ def stored_config(run_dir: Path) -> dict | None:
 def _plan(config: dict, run_dir: Path) -> tuple[int, int]:
     """(jobs, levels) planned. A target-percent run plans at most the rounds its slowest rate needs; once every
     trial has reached the target, the level that reached it is the plan."""
-    from ticketlab.config import config_from_dict, plan_estimate
+    from ticketlab.config import config_from_dict
+    from ticketlab.lottery.estimate import plan_estimate
 
     try:
         experiment = config_from_dict(config)

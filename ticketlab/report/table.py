@@ -8,13 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from ticketlab.report.results import (
-    ordered_variants,
-    summary_metric,
-    variant_label,
-    variant_short_label,
-    with_dense_level,
-)
+from ticketlab.lottery.variants import variant_label, variant_short_label
+from ticketlab.report.results import ordered_variants, summary_metric, with_dense_level
 
 MISSING = "–"
 _SHORT = {"perplexity": "ppl", "bits_per_char": "bpc"}  # terminal-table headings of the metrics

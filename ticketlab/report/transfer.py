@@ -106,7 +106,7 @@ def _order(variant: str, label: str) -> tuple[int, str]:
 
 
 def write_matrix_figure(matrix: Mapping[str, Any], stem: Path, at_percent: float) -> list[Path]:
-    """A heat map of `matrix` (from `ticketlab.lottery.transfer.transfer_matrix`): rows sources, columns
+    """A heat map of `matrix` (from `ticketlab.lottery.transfer_results.transfer_matrix`): rows sources, columns
     targets, each cell the mean accuracy (%, as its colour and the colour bar) and the weights remaining it was
     read at."""
     sources, targets = matrix["sources"], matrix["targets"]

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ticketlab.config import ExperimentConfig, PlanLimit
+from ticketlab.config import ExperimentConfig
 from ticketlab.errors import ConfigError
+from ticketlab.lottery.estimate import PlanLimit
 from ticketlab.registry import Registry
 
 LOCAL = "local"  # the --executor value of the executors on this machine (in-process, processes, torchrun)
@@ -47,7 +48,7 @@ class RunPlan:
     workers: int = 1
     population: int | None = None
     progress: bool = True
-    report: bool = True
+    on_finished: Callable[[Path], dict[str, Path]] | None = None  # draws the report; its files are returned
     checkpoint_interval_s: float = 30.0
     plan_limit: PlanLimit | None = None
     executor: ExecutorChoice = ExecutorChoice()

@@ -24,7 +24,9 @@ from typing import Callable, Iterator
 
 from ticketlab.lottery.workers import WorkerSpec, worker_context
 from ticketlab.lottery.executors.base import EXECUTORS, LOCAL, Execution, Executor
-from ticketlab.lottery.jobs import ExperimentContext, JobKey, is_done, run_job
+from ticketlab.lottery.context import ExperimentContext, is_done
+from ticketlab.lottery.jobs import run_job
+from ticketlab.lottery.keys import JobKey
 from ticketlab.lottery.planner import (
     graph_population_size,
     job_priority,

@@ -28,7 +28,9 @@ from typing import Callable, Iterator
 from ticketlab.errors import ConfigError, TicketlabError
 from ticketlab.lottery.workers import WorkerSpec, worker_context
 from ticketlab.lottery.executors.base import EXECUTORS, Execution, Executor, ExecutorChoice
-from ticketlab.lottery.jobs import ExperimentContext, JobKey, is_done, job_steps
+from ticketlab.lottery.context import ExperimentContext, is_done
+from ticketlab.lottery.jobs import job_steps
+from ticketlab.lottery.keys import JobKey
 from ticketlab.lottery.planner import graph_population_size, population_plan, train_batch
 
 RAY_INSTALL = "pip install 'ticketlab[ray]'"

@@ -22,8 +22,12 @@ from ticketlab.lottery.variants.base import (
     variant_names,
     variant_short_label,
     variant_sort_key,
+    variant_style,
+    variants_where,
+    winning_ticket,
 )
 from ticketlab.lottery.variants import imp, lr_rewind, at_init, early_bird  # noqa: E402,F401  (built-ins register)
 
 __all__ = ["LAST", "VARIANTS", "Deferred", "Variant", "check_variants", "register", "variant_label", "variant_named",
-           "variant_names", "variant_short_label", "variant_sort_key"]
+           "variant_names", "variant_short_label", "variant_sort_key", "variant_style", "variants_where",
+           "winning_ticket"]

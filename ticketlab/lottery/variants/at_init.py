@@ -40,6 +40,9 @@ class AtInit(Variant):
 class Shuffled(AtInit):
     """The method's mask permuted within each layer (same per-layer counts, no structure)."""
 
+    def mask_sources(self, key):
+        return (JobKey(key.trial, key.level, self.method),)
+
     def mask(self, ctx, key):
         mask = masks.job_mask(ctx, JobKey(key.trial, key.level, self.method))  # stored in the method's directory
         seed = seeds.derive_seed(ctx.config.seed, key.trial, "shuffle", self.method, key.level)
@@ -49,6 +52,9 @@ class Shuffled(AtInit):
 @dataclass(frozen=True)
 class Reinit(AtInit):
     """The method's mask on freshly drawn weights."""
+
+    def mask_sources(self, key):
+        return (JobKey(key.trial, key.level, self.method),)
 
     def mask(self, ctx, key):
         return masks.job_mask(ctx, JobKey(key.trial, key.level, self.method))
@@ -72,7 +78,13 @@ _LABELS = {
     "synflow_reinit": ("SynFlow + random reinit", "synflow-rein"),
     "magnitude_at_init_reinit": ("magnitude at init + random reinit", "mag-init-rein"),
 }
-_KINDS = {"": AtInit, "_shuffled": Shuffled, "_reinit": Reinit}
+# figure colour and marker per method; line style per kind (method solid, shuffled dotted, reinit dashed)
+_MARKS = {"snip": ("tab:cyan", "X"), "grasp": ("tab:olive", "*"), "synflow": ("tab:pink", "h"),
+          "magnitude_at_init": ("tab:gray", "p")}
+# suffix: (kind, line style, what the control keeps of the method's ticket)
+_KINDS = {"": (AtInit, "-", {}), "_shuffled": (Shuffled, ":", {}),
+          "_reinit": (Reinit, "--", {"same_mask": True, "rewound": False})}
 
-register(*(kind(f"{method}{suffix}", *_LABELS[f"{method}{suffix}"], method=method)
-           for suffix, kind in _KINDS.items() for method in METHODS))
+register(*(kind(f"{method}{suffix}", *_LABELS[f"{method}{suffix}"], method=method, family="at_init",
+                control_of=method if suffix else None, style=(*_MARKS[method], line), **declared)
+           for suffix, (kind, line, declared) in _KINDS.items() for method in METHODS))

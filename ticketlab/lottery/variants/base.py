@@ -56,10 +56,23 @@ class Variant:
     rank: int = LAST  # order among a level's jobs (graph order, planner ties): the jobs others read come first
     chain: bool = False  # other jobs wait for this one: the planner trains it first to shorten the critical path
     own_runner: bool = False  # trained by `run`, not by the task's training loop (and alone, never in a population)
+    # What the report and the analyses read (so that they never name a variant):
+    family: str = ""  # "imp" (pruning trained weights), "at_init", "early_bird": figures and analyses group by it
+    winning_ticket: bool = False  # THE ticket (iterative_reset): transfer, sweeps and figures default to / stress it
+    control_of: str | None = None  # the ticket this one is a control of (reinit, random, shuffled controls)
+    same_mask: bool = False  # a control that trains its ticket's very mask (the reinit controls): no mask of its own
+    one_shot: bool = False  # prunes the dense run straight to the level's sparsity (no pruning chain)
+    rewound: bool = True  # starts from the dense run's weights at the rewind step (W_k) under its mask
+    style: tuple[str, str, str] | None = None  # figure colour, marker, line style (None: one is derived)
 
     def inputs(self, key: JobKey) -> tuple[JobKey, ...]:
         """The jobs whose outputs this job reads; the graph adds those not asked for (a hidden ticket chain)."""
         return (JobKey(key.trial, 0, DENSE),)
+
+    def mask_sources(self, key: JobKey) -> tuple[JobKey, ...]:
+        """Jobs of the same level whose stored mask this job's mask reads (not graph inputs: nothing waits for
+        them); a damaged one makes `ticketlab.lottery.integrity` recompute this job too."""
+        return ()
 
     def mask(self, ctx, key: JobKey) -> dict:
         """The job's mask (tensor name -> 0/1 float tensor) under prune.unit 'weight'."""
@@ -76,6 +89,11 @@ class Variant:
     def steps(self, ctx, key: JobKey) -> int:
         """Optimizer steps the job takes (for progress bars)."""
         return ctx.total_steps - ctx.rewind_step
+
+    def planned_steps(self, total: int, rewind: int, finetune: int) -> int:
+        """Optimizer steps the job takes at most, from the config's step counts alone (train.steps, prune.rewind,
+        prune.finetune_steps): `ticketlab.lottery.estimate` sizes an experiment with it before anything loads."""
+        return max(total - rewind, 0)
 
     def check_model(self, config, model) -> None:
         """ConfigError, before anything trains, when the variant needs what `model` lacks."""
@@ -123,6 +141,23 @@ def check_variants(config) -> None:
             channel = [name for name in allowed if VARIANTS.get(name).channel_units]
             raise ConfigError(f"variant {weight_only[0]!r} prunes single weights; with prune.unit 'channel' use "
                               f"{', '.join(channel)}")
+
+
+def variants_where(**declared) -> tuple[str, ...]:
+    """The selectable variants whose declarations have the given values (`variants_where(family="at_init")`), in
+    registry order."""
+    return tuple(name for name in variant_names()
+                 if all(getattr(VARIANTS.get(name), field) == value for field, value in declared.items()))
+
+
+def winning_ticket() -> str:
+    """The name of the winning-ticket variant (the one declared `winning_ticket`)."""
+    return variants_where(winning_ticket=True)[0]
+
+
+def variant_style(name: str) -> tuple[str, str, str] | None:
+    """A registered variant's declared figure style (colour, marker, line style), None for others."""
+    return VARIANTS.get(name).style if name in VARIANTS else None
 
 
 def variant_label(name: str) -> str:

@@ -30,6 +30,9 @@ class Search(Variant):
     def steps(self, ctx, key):
         return ctx.total_steps  # at most: the search stops at detection
 
+    def planned_steps(self, total, rewind, finetune):
+        return total
+
     def run(self, ctx, key, on_progress=None):
         return search.run_early_bird_search(ctx, key, on_progress=on_progress)
 
@@ -62,7 +65,10 @@ class EarlyBird(Variant):
 
 
 register(
-    EarlyBird("early_bird", "early-bird ticket (detection weights)", "early-bird"),
-    EarlyBird("early_bird_reset", "early-bird mask + reset", "eb-reset", reset=True),
-    Search(SEARCH, "early bird search", "early-bird-s", selectable=False, chain=True, own_runner=True),
+    EarlyBird("early_bird", "early-bird ticket (detection weights)", "early-bird", family="early_bird",
+              rewound=False, style=("black", "<", "-")),
+    EarlyBird("early_bird_reset", "early-bird mask + reset", "eb-reset", reset=True, family="early_bird",
+              style=("black", ">", "--")),
+    Search(SEARCH, "early bird search", "early-bird-s", selectable=False, chain=True, own_runner=True,
+           family="early_bird"),
 )

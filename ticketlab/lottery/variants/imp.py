@@ -34,6 +34,9 @@ class Dense(Variant):
     def steps(self, ctx, key):
         return ctx.total_steps
 
+    def planned_steps(self, total, rewind, finetune):
+        return total
+
 
 @dataclass(frozen=True)
 class Iterative(Variant):
@@ -78,6 +81,9 @@ class RandomPruning(Variant):
     def inputs(self, key):
         return (_dense(key), chain_parent(key, TICKET_CHAIN))
 
+    def mask_sources(self, key):
+        return (JobKey(key.trial, key.level, TICKET_CHAIN),)  # the per-layer counts of the level's ticket
+
     def mask(self, ctx, key):
         return masks.random_like(ctx, key, JobKey(key.trial, key.level, TICKET_CHAIN))
 
@@ -104,14 +110,24 @@ class Finetune(Variant):
     def steps(self, ctx, key):
         return ctx.finetune_steps()
 
+    def planned_steps(self, total, rewind, finetune):
+        return finetune
+
 
 register(
-    Dense(DENSE, "dense", "dense", channel_units=True, selectable=False, rank=0, chain=True),
-    Iterative("iterative_reset", "iterative + reset (winning ticket)", "iter-reset", channel_units=True, rank=1,
-              chain=True),
-    Iterative("iterative_reinit", "iterative + random reinit", "iter-reinit", channel_units=True, rank=3, reinit=True),
-    OneShot("oneshot_reset", "one-shot + reset", "1shot-reset", channel_units=True, rank=5),
-    OneShot("oneshot_reinit", "one-shot + random reinit", "1shot-reinit", channel_units=True, rank=6, reinit=True),
-    RandomPruning("random_pruning", "random pruning", "random", channel_units=True, rank=4),
-    Finetune("finetune", "prune + fine-tune", "finetune", channel_units=True, rank=2, chain=True),
+    Dense(DENSE, "dense", "dense", channel_units=True, selectable=False, rank=0, chain=True, family="imp"),
+    Iterative(TICKET_CHAIN, "iterative + reset (winning ticket)", "iter-reset", channel_units=True, rank=1,
+              chain=True, family="imp", winning_ticket=True, style=("tab:blue", "o", "-")),
+    Iterative("iterative_reinit", "iterative + random reinit", "iter-reinit", channel_units=True, rank=3, reinit=True,
+              family="imp", control_of=TICKET_CHAIN, same_mask=True, rewound=False,
+              style=("tab:orange", "s", "--")),
+    OneShot("oneshot_reset", "one-shot + reset", "1shot-reset", channel_units=True, rank=5, family="imp",
+            one_shot=True, style=("tab:green", "^", "-")),
+    OneShot("oneshot_reinit", "one-shot + random reinit", "1shot-reinit", channel_units=True, rank=6, reinit=True,
+            family="imp", one_shot=True, control_of="oneshot_reset", same_mask=True, rewound=False,
+            style=("tab:red", "v", "--")),
+    RandomPruning("random_pruning", "random pruning", "random", channel_units=True, rank=4, family="imp",
+                  control_of=TICKET_CHAIN, style=("tab:purple", "D", ":")),
+    Finetune("finetune", "prune + fine-tune", "finetune", channel_units=True, rank=2, chain=True, family="imp",
+             rewound=False, style=("tab:brown", "P", "-.")),
 )

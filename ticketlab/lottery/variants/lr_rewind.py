@@ -48,8 +48,10 @@ class LearningRateRewinding(Variant):
 
 
 register(
+    # the ticket's colour (or the one-shot ticket's), dash-dotted: retrained from trained weights, not rewound
     LearningRateRewinding("lr_rewind", "iterative + learning-rate rewinding", "iter-lr-rew", channel_units=True,
-                          rank=2, chain=True),
+                          rank=2, chain=True, family="imp", rewound=False, style=("tab:blue", "d", "-.")),
     LearningRateRewinding("lr_rewind_oneshot", "one-shot + learning-rate rewinding", "1shot-lr-rew",
-                          channel_units=True, rank=7, oneshot=True),
+                          channel_units=True, rank=7, oneshot=True, family="imp", one_shot=True, rewound=False,
+                          style=("tab:green", "d", "-.")),
 )

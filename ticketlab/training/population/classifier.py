@@ -6,19 +6,30 @@ member's validation minimum, and checkpoints in `train_model`'s format.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import torch
 from torch.nn import functional as F
 
 from ticketlab.config import TrainConfig, parse_step
-from ticketlab.data.splits import DataSplits
 from ticketlab.seeds import derive_seed
 from ticketlab.training.loop import EarlyStopRecord, epoch_order, iterations_per_epoch, write_checkpoint
 from ticketlab.training.population.classifier_nets import FunctionalNet, LinearReluNet
 from ticketlab.training.population.member import MemberProgress, PopulationMember
 from ticketlab.training.population.stack import RowStack
 from ticketlab.training.population.stackable import functional_vectorizable, mlp_linears
+
+
+class TensorSplits(Protocol):
+    """What a classifier population reads of its data: the three splits as in-memory tensors (the engine asks for
+    these fields, not for a data class of the tasks)."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
 
 
 @dataclass(eq=False)
@@ -39,7 +50,7 @@ class ClassifierProgress(MemberProgress):
 class ClassifierPopulation:
     """Stacked weights, gradients, optimizer state and masks of the classifier members still training."""
 
-    def __init__(self, members: Sequence[PopulationMember], data: DataSplits, config: TrainConfig,
+    def __init__(self, members: Sequence[PopulationMember], data: TensorSplits, config: TrainConfig,
                  keep_best: bool = False) -> None:
         template = members[0].model
         self.keep_best = keep_best
@@ -106,7 +117,7 @@ class ClassifierPopulation:
         for row in rows:
             self.progress[row].test_pending = True
 
-    def resolve_pending_tests(self, rows: list[int], data: DataSplits) -> None:
+    def resolve_pending_tests(self, rows: list[int], data: TensorSplits) -> None:
         """Evaluate the test accuracy of the validation minima still pending among `rows`."""
         pending = [row for row in rows if self.progress[row].test_pending]
         if not pending:
@@ -119,7 +130,7 @@ class ClassifierPopulation:
 
     # --- training ---
 
-    def batch(self, data: DataSplits, augment) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, data: TensorSplits, augment) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs [K, B, features] and labels [K, B]: member k's batch at its own step, from its own data order."""
         batch_size = self.config.batch_size
         positions = []
@@ -148,7 +159,7 @@ class ClassifierPopulation:
             ])
         return inputs, labels
 
-    def train_step(self, data: DataSplits, augment) -> None:
+    def train_step(self, data: TensorSplits, augment) -> None:
         """One batched step of every member: its batch, forward and backward, masked gradients and optimizer
         update; then every member's optimizer step counts advance."""
         inputs, labels = self.batch(data, augment)

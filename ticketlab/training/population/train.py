@@ -17,18 +17,17 @@ from typing import Callable, Sequence
 import torch
 
 from ticketlab.config import TrainConfig, parse_step
-from ticketlab.data.splits import DataSplits
 from ticketlab.store import append_jsonl
 from ticketlab.training.allocator import keep_freed_memory
 from ticketlab.training.loop import TrainingInterrupted, TrainResult, read_checkpoint_or_set_aside, reset_metrics
-from ticketlab.training.population.classifier import ClassifierPopulation
+from ticketlab.training.population.classifier import ClassifierPopulation, TensorSplits
 from ticketlab.training.population.member import PopulationMember, advance_members, report_progress
 
 
 @torch.no_grad()
 def train_population(
     members: Sequence[PopulationMember],
-    data: DataSplits,
+    data: TensorSplits,
     config: TrainConfig,
     *,
     on_progress: Callable[[int], None] | None = None,
@@ -87,7 +86,7 @@ def train_population(
     return results
 
 
-def _evaluate_members(population: ClassifierPopulation, data: DataSplits, rows: list[int], on_progress,
+def _evaluate_members(population: ClassifierPopulation, data: TensorSplits, rows: list[int], on_progress,
                       checkpoint_interval_s: float, test_at_every_minimum: bool) -> None:
     """The evaluation point of the members in `rows`: validation for all, test only at a new minimum (and
     unless `test_at_every_minimum`, only once that minimum is reported or checkpointed)."""
@@ -119,7 +118,7 @@ def _evaluate_members(population: ClassifierPopulation, data: DataSplits, rows: 
         on_progress(progressed)
 
 
-def _finish_members(population: ClassifierPopulation, data: DataSplits, results: list) -> None:
+def _finish_members(population: ClassifierPopulation, data: TensorSplits, results: list) -> None:
     """Report and remove the members that reached their total steps (final test and train evaluations)."""
     rows = [row for row, progress in enumerate(population.progress) if progress.step >= progress.total]
     if not rows:

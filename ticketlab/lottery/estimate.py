@@ -1,14 +1,20 @@
 """An experiment's size from its config alone (jobs, levels, iterations), the limit beyond which `find` asks
-first, and the checks that need the data's size."""
+first, and the checks that need the data's size.
+
+Torch-free: the jobs are those of the variants' declared graph (`ticketlab.lottery.graph.plan_graph`) and each
+job's length is its variant's `planned_steps`, so `ticketlab find` refuses too large an experiment before it
+imports torch or loads data.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from ticketlab.config.experiment import EARLY_BIRD_VARIANTS, ExperimentConfig, check_steps
-from ticketlab.config.steps import parse_step, step_count
+from ticketlab.config import ExperimentConfig, check_steps, parse_step, step_count
 from ticketlab.errors import ConfigError
+from ticketlab.lottery.graph import plan_graph
+from ticketlab.lottery.variants import variant_named
 
 
 def check_against_data(config: ExperimentConfig, iterations_per_epoch: int, train_examples: int | None = None,
@@ -35,38 +41,37 @@ class PlanLimit:
 
 @dataclass(frozen=True)
 class PlanEstimate:
-    """An experiment's size, computed arithmetically from the config (no model or job graph is built)."""
+    """An experiment's size, computed from the config and the variants' declarations (no model is built)."""
 
     jobs: int
     levels: int  # pruning levels after the dense one (an upper bound when a target percent decides it)
     iterations: int | None  # optimizer steps of all jobs; None when steps are in epochs and the data size unknown
 
 
-def plan_estimate(config: ExperimentConfig, iterations_per_epoch: int | None = None) -> PlanEstimate:
-    """Jobs (trials x (1 + levels x variants), plus the hidden ticket chain of reinit/random controls) and total
-    iterations; `levels` is at most prune.levels, or the rounds the slowest rate needs to reach the target."""
+def planned_levels(config: ExperimentConfig) -> int:
+    """prune.levels, or (with a target percent) the rounds the slowest rate needs to reach the target."""
     prune = config.prune
-    levels = prune.levels
-    if prune.target_remaining_percent is not None:
-        slowest = min([prune.rate] + [rate for rate in (prune.output_rate,) if rate is not None]
-                      + [rate for _, rate in prune.layer_rates])
-        fraction = prune.target_remaining_percent / 100
-        levels = 0 if fraction >= 1 else min(10_000, math.ceil(math.log(fraction) / math.log1p(-slowest)))
-    variants = config.variants
-    hidden_chain = levels >= 1 and "iterative_reset" not in variants and any(
-        variant in variants for variant in ("iterative_reinit", "random_pruning"))
-    early_bird_search = levels >= 1 and any(variant in EARLY_BIRD_VARIANTS for variant in variants)
-    per_trial_jobs = 1 + levels * len(variants) + (levels - 1 if hidden_chain else 0) + int(early_bird_search)
-    texts = [config.train.steps, prune.rewind, prune.finetune_steps or config.train.steps]
+    if prune.target_remaining_percent is None:
+        return prune.levels
+    slowest = min([prune.rate] + [rate for rate in (prune.output_rate,) if rate is not None]
+                  + [rate for _, rate in prune.layer_rates])
+    fraction = prune.target_remaining_percent / 100
+    return 0 if fraction >= 1 else min(10_000, math.ceil(math.log(fraction) / math.log1p(-slowest)))
+
+
+def plan_estimate(config: ExperimentConfig, iterations_per_epoch: int | None = None) -> PlanEstimate:
+    """Jobs (every trial's job graph: the dense run, each level's variants and the jobs they read that were not
+    asked for, such as the hidden ticket chain of the reinit/random controls or the early-bird search) and total
+    iterations (each job's `Variant.planned_steps`; the early-bird search counted whole, an upper bound)."""
+    levels = planned_levels(config)
+    trial_graph = plan_graph(config.variants, 1, levels)  # every trial's graph is the same
+    texts = [config.train.steps, config.prune.rewind, config.prune.finetune_steps or config.train.steps]
     iterations = None
     if iterations_per_epoch is not None or all(step_count(text)[1] == "it" for text in texts):
-        steps, rewind, finetune = (parse_step(text, iterations_per_epoch) for text in texts)
-        retrain = max(steps - rewind, 0)
-        per_level = sum(finetune if variant == "finetune" else retrain for variant in variants)
-        per_trial = (steps + levels * per_level + (levels - 1 if hidden_chain else 0) * retrain
-                     + (steps if early_bird_search else 0))  # the search stops at detection: an upper bound
-        iterations = config.trials * per_trial
-    return PlanEstimate(config.trials * per_trial_jobs, levels, iterations)
+        total, rewind, finetune = (parse_step(text, iterations_per_epoch) for text in texts)
+        iterations = config.trials * sum(variant_named(key.variant).planned_steps(total, rewind, finetune)
+                                         for key in trial_graph)
+    return PlanEstimate(config.trials * len(trial_graph), levels, iterations)
 
 
 def check_plan(config: ExperimentConfig, limit: PlanLimit = PlanLimit(),
