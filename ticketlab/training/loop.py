@@ -93,8 +93,9 @@ def train_model(
 ) -> TrainResult | None:
     """Train `model` in place from `start_step` to `total_steps` (default: config.steps) under `masks`.
 
-    `data` is in-memory splits (`DataSplits`), or streamed data such as `ticketlab.data.image_folder.FolderData`
-    (batches decoded by worker processes; see `training_batches` and `evaluate_split`).
+    `data` is in-memory tensor splits (x_train, y_train, ...), or streamed data such as
+    `ticketlab.data.image_folder.FolderData` (batches decoded by worker processes; see `training_batches` and
+    `evaluate_split`).
 
     With `job_dir`, metrics go to metrics.jsonl and a checkpoint is written at evaluation points at most every
     `checkpoint_interval_s` seconds; a later call with the same arguments resumes from it. `snapshot_steps`
