@@ -3,14 +3,20 @@
 A copy is trained from weights W_k (the dense run's after k steps, replayed once and kept as a rewind point) to
 the end of training with its own data order; stored in a job directory (weights, metrics, result.json), a
 finished copy is reused and a killed one resumes.
+
+Copies read no other copy's output, so how they train never changes their numbers: one at a time (the reference
+path), several stacked into one population (`ticketlab.training.population`, whose members are bitwise the jobs
+trained alone), or in worker processes that rebuild the run from its directory (`train_copies_in_workers`).
 """
 
 from __future__ import annotations
 
 import copy
+import multiprocessing
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -45,6 +51,7 @@ def train_from(
     on_progress: Callable[[int], None] | None = None,
     train: Callable = train_model,
     prunable: Callable = prunable_weights,
+    checkpoint_interval_s: float = 30.0,
 ) -> dict[str, torch.Tensor]:
     """Train `model` in place from its current weights, taken to be those after `start_step` steps, to
     `total_steps` (default: train_config.steps) with data order `data_seed`; returns the final state (CPU).
@@ -52,6 +59,7 @@ def train_from(
     With `job_dir`, a finished run (result.json present) is loaded instead of retrained and a killed one
     resumes. `masks` default to the dense network (all ones); `augment` is train_model's per-step hook. `train`
     and `prunable` are the task's (default: classification's `train_model` and Linear/Conv/Embedding weights).
+    A job directory gets a resume checkpoint at most every `checkpoint_interval_s` seconds.
     """
     job_dir = Path(job_dir) if job_dir is not None else None
     if job_dir is not None and (job_dir / RESULT_FILE).exists():
@@ -62,13 +70,96 @@ def train_from(
     result = train(
         model, data, train_config, masks=masks, data_seed=data_seed, start_step=start_step,
         total_steps=total_steps, optimizer_state=optimizer_state, job_dir=job_dir, augment=augment,
-        on_progress=on_progress,
+        on_progress=on_progress, checkpoint_interval_s=checkpoint_interval_s,
     )
+    return _store_copy(model, job_dir, data_seed, start_step, result)
+
+
+def _store_copy(model: nn.Module, job_dir: Path | None, data_seed: int, start_step: int, result,
+                **record) -> dict[str, torch.Tensor]:
+    """The trained copy's final state (CPU), saved with its result.json (written last: "done") under `job_dir`."""
     final = {name: value.detach().cpu() for name, value in model.state_dict().items()}
     if job_dir is not None:
         save_tensors(job_dir / "weights_final.safetensors", final)
-        write_json(job_dir / RESULT_FILE, {"data_seed": data_seed, "start_step": start_step, **result.to_dict()})
+        write_json(job_dir / RESULT_FILE,
+                   {"data_seed": data_seed, "start_step": start_step, **result.to_dict(), **record})
     return final
+
+
+@dataclass(frozen=True)
+class CopyJob:
+    """One copy of a run's network to train, in plain values (it is pickled to worker processes): the files it
+    starts from, its data order and where it is stored."""
+
+    job_dir: str
+    weights: str  # the starting weights W_k
+    optimizer: str | None  # the dense run's optimizer state at step k; None: a fresh optimizer
+    mask: str | None  # the subnetwork's mask; None: the dense network
+    data_seed: int
+    start_step: int
+
+
+def train_copies(ctx: ExperimentContext, jobs: Sequence[CopyJob], *, augment: Callable | None = None,
+                 on_progress: Callable[[int], None] | None = None) -> None:
+    """Train `jobs` to the end of the run's training: one job alone (the task's trainer), several as one stacked
+    population (the task's population trainer, else the classification engine); the caller decides they stack.
+    A killed job resumes from its checkpoint whichever way it trains next."""
+    networks, masks, optimizer_states = [], [], []
+    for job in jobs:
+        network = ctx.make_model(0)
+        network.load_state_dict(load_tensors(job.weights))
+        networks.append(network)
+        masks.append(full_masks(ctx.task.prunable(network)) if job.mask is None
+                     else {name: value.float() for name, value in load_tensors(job.mask).items()})
+        optimizer_states.append((load_tensors(job.optimizer) or None) if job.optimizer is not None else None)
+    if len(jobs) == 1:
+        train_from(networks[0].to(ctx.device), ctx.data, ctx.config.train, masks=masks[0],
+                   start_step=jobs[0].start_step, total_steps=ctx.total_steps, optimizer_state=optimizer_states[0],
+                   data_seed=jobs[0].data_seed, job_dir=Path(jobs[0].job_dir),
+                   augment=per_step_hook(ctx, networks[0], augment), on_progress=on_progress,
+                   train=ctx.task.train, prunable=ctx.task.prunable, checkpoint_interval_s=ctx.checkpoint_interval_s)
+        return
+    from ticketlab.training.population import PopulationMember, train_population
+
+    members = [PopulationMember(model=network, masks=mask, data_seed=job.data_seed, start_step=job.start_step,
+                                total_steps=ctx.total_steps, optimizer_state=optimizer_state,
+                                job_dir=Path(job.job_dir))
+               for job, network, mask, optimizer_state in zip(jobs, networks, masks, optimizer_states)]
+    if ctx.task.train_population is not None:  # the task's own population trainer, as `find` uses it
+        results = ctx.task.train_population(members, ctx.data, ctx.config.train, on_progress=on_progress,
+                                            checkpoint_interval_s=ctx.checkpoint_interval_s)
+    else:  # stackable models have no dropout: the per-step hook only augments the batch, the same for every copy
+        results = train_population(members, ctx.data, ctx.config.train, on_progress=on_progress,
+                                   checkpoint_interval_s=ctx.checkpoint_interval_s,
+                                   augment=per_step_hook(ctx, networks[0], augment))
+    for job, member, result in zip(jobs, members, results):
+        _store_copy(member.model, Path(job.job_dir), job.data_seed, job.start_step, result,
+                    population_size=len(jobs))
+
+
+def train_copies_in_workers(ctx: ExperimentContext, batches: Sequence[Sequence[CopyJob]], workers: int,
+                            bar) -> None:
+    """Train each batch of copies (`train_copies`) in one of `workers` spawned processes that rebuild the run from
+    its directory and data, as `find`'s worker processes do; their progress goes onto `bar`. Only built-in models
+    and data (a worker cannot rebuild the caller's)."""
+    from ticketlab.lottery.executors.processes import drain, worker_pool
+
+    updates = multiprocessing.get_context("spawn").Queue()
+    with worker_pool(ctx, workers, updates) as pool:
+        running = {pool.submit(_train_copies_in_worker, list(batch)) for batch in batches}
+        while running:
+            finished, running = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+            drain(updates, bar)
+            for future in finished:
+                future.result()  # re-raise a worker's error here
+        drain(updates, bar)
+
+
+def _train_copies_in_worker(jobs: list[CopyJob]) -> None:
+    from ticketlab.lottery.executors.processes import worker_experiment
+
+    ctx, report_progress = worker_experiment()
+    train_copies(ctx, jobs, on_progress=report_progress)
 
 
 @dataclass(frozen=True)
@@ -153,10 +244,18 @@ def rewind_points(ctx: ExperimentContext, out_dir: Path, trial: int, steps: list
             pass
     for step in steps:
         if step > 0:
-            step_dir = folder / f"step_{step:07d}"
-            points[step] = (load_tensors(step_dir / "weights.safetensors"),
-                            load_tensors(step_dir / "optimizer.safetensors") or None)
+            weights, optimizer = rewind_point_files(ctx, out_dir, trial, step)
+            points[step] = (load_tensors(weights), load_tensors(optimizer) or None)
     return points
+
+
+def rewind_point_files(ctx: ExperimentContext, out_dir: Path, trial: int, step: int) -> tuple[Path, Path | None]:
+    """The files of the rewind point `rewind_points` keeps: (weights, optimizer state); at step 0 the dense run's
+    initialization and no optimizer state."""
+    if step == 0:
+        return dense_init_path(ctx, trial), None
+    step_dir = out_dir / "rewind_points" / f"trial_{trial}" / f"step_{step:07d}"
+    return step_dir / "weights.safetensors", step_dir / "optimizer.safetensors"
 
 
 def per_step_hook(ctx: ExperimentContext, model: nn.Module, augment: Callable | None) -> Callable | None:

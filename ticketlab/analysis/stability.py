@@ -14,11 +14,14 @@ the L2 distance divided by the mean L2 norm of the two weight vectors (``relativ
 between the two vectors in degrees.
 
 Over a run directory the trained copies are stored in ``RUN_DIR/analysis/stability/copies/...`` (weights,
-metrics, result.json), so re-running an analysis reuses them and a killed run resumes.
+metrics, result.json), so re-running an analysis reuses them and a killed run resumes. How the copies train
+(`population` of them stacked into one network, `workers` processes, `checkpoint_interval_s`) never changes
+their numbers (see `ticketlab.analysis.copies`).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,11 +40,13 @@ from ticketlab.analysis.connectivity import (
 )
 from ticketlab.analysis.copies import (
     RESULT_FILE,
+    CopyJob,
     copy_data_seed,
     dense_init_path,
-    per_step_hook,
+    rewind_point_files,
     rewind_points,
-    train_from,
+    train_copies,
+    train_copies_in_workers,
 )
 from ticketlab.analysis.distance import weight_distance
 from ticketlab.config import check_step_unit, config_from_dict, parse_step
@@ -49,7 +54,8 @@ from ticketlab.errors import ConfigError, TicketlabError
 from ticketlab.lottery.experiment import model_factory, resolve_device
 from ticketlab.lottery.run_lock import run_lock
 from ticketlab.lottery.context import ExperimentContext
-from ticketlab.lottery.keys import DENSE
+from ticketlab.lottery.keys import DENSE, JobKey
+from ticketlab.lottery.planner import notify_unstacked, stacks_jobs
 from ticketlab.lottery.progress import progress_bar
 from ticketlab.lottery.variants import variants_where, winning_ticket
 from ticketlab.pruning import full_masks, remaining_percent
@@ -126,7 +132,8 @@ class StabilityResult:
 
 
 def load_run(
-    run_dir: str | Path, *, model: nn.Module | None = None, data: TaskData | None = None, device: str = "cpu"
+    run_dir: str | Path, *, model: nn.Module | None = None, data: TaskData | None = None, device: str = "cpu",
+    checkpoint_interval_s: float = 30.0,
 ) -> ExperimentContext:
     """The context of an existing run directory: its config, its data, and its seeded model factory.
 
@@ -145,7 +152,7 @@ def load_run(
     splits = (data if data is not None else task.bind_run(load_task_data(task, config), run_dir)).to(torch_device)
     return ExperimentContext(
         config=config, run_dir=run_dir, data=splits, make_model=model_factory(config, splits, model, task),
-        device=torch_device, task=task,
+        device=torch_device, checkpoint_interval_s=checkpoint_interval_s, task=task,
     )
 
 
@@ -159,6 +166,9 @@ def stability_analysis(
     augment: Callable | None = None,
     progress: bool = True,
     figures: bool = True,
+    population: int = 1,
+    workers: int = 1,
+    checkpoint_interval_s: float = 30.0,
 ) -> StabilityResult:
     """Data-order stability, pruning stability and instability of a run's dense network and subnetworks.
 
@@ -169,15 +179,37 @@ def stability_analysis(
     `model`/`data` are needed again for runs made with a custom model or data. Copies get the same per-step
     randomness as the run's jobs (augmentation, dropout seeds); `augment` (train_model's per-step hook)
     overrides it.
+
+    How the copies train, never what they compute: `population` copies at a time stacked into one network where
+    the task stacks the model (1: one at a time, the reference path), in `workers` processes of CPU cores /
+    workers threads each (built-in models and data only: a worker rebuilds the run from its directory), with a
+    resume checkpoint at most every `checkpoint_interval_s` seconds.
     """
     settings = settings.validate()
-    ctx = load_run(run_dir, model=model, data=data, device=device)
+    _check_execution(population, workers, checkpoint_interval_s, custom=(model, data, augment))
+    ctx = load_run(run_dir, model=model, data=data, device=device, checkpoint_interval_s=checkpoint_interval_s)
     with run_lock(ctx.run_dir):  # it trains into the run directory: one writer at a time, as for `find`
-        return _stability_analysis(ctx, settings, augment, progress, figures)
+        return _stability_analysis(ctx, settings, augment, progress, figures, population, workers)
+
+
+MAX_WORKERS = 256
+MAX_POPULATION = 100_000
+
+
+def _check_execution(population: int, workers: int, checkpoint_interval_s: float, custom: tuple) -> None:
+    for name, value, high in (("population", population, MAX_POPULATION), ("workers", workers, MAX_WORKERS)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+            raise ConfigError(f"{name} {value!r} must be an integer between 1 and {high:,}")
+    if not (isinstance(checkpoint_interval_s, (int, float)) and math.isfinite(checkpoint_interval_s)
+            and checkpoint_interval_s >= 0):
+        raise ConfigError(f"checkpoint interval {checkpoint_interval_s!r} must be a finite number of seconds >= 0")
+    if workers > 1 and any(value is not None for value in custom):
+        raise ConfigError(f"workers {workers} rebuild the run from its directory and cannot take a custom model, data "
+                          "or augment; train the copies in this process (workers 1)")
 
 
 def _stability_analysis(ctx: ExperimentContext, settings: StabilitySettings, augment: Callable | None,
-                        progress: bool, figures: bool) -> StabilityResult:
+                        progress: bool, figures: bool, population: int, workers: int) -> StabilityResult:
     out_dir = ctx.run_dir / STABILITY_DIR
     rewind_steps = _rewind_steps(ctx, settings)
     plan = _plan(ctx, settings)  # trial -> {level: mask}
@@ -185,29 +217,28 @@ def _stability_analysis(ctx: ExperimentContext, settings: StabilitySettings, aug
     names = [name for name, _ in template.named_parameters()] if settings.all_parameters else list(
         ctx.task.prunable(template))
 
-    pending = [
+    copies = [
         (trial, step, level, index)
         for trial, levels in plan.items() for step in rewind_steps for level in levels for index in (0, 1)
-        if not (_copy_dir(out_dir, settings, trial, step, level) / f"copy_{index}" / RESULT_FILE).exists()
     ]
+    pending = [copy for copy in copies if not (_copy_job_dir(out_dir, settings, *copy) / RESULT_FILE).exists()]
+    left = set(pending)
+    # populations are cut from every copy (never from those left), so a resumed run re-forms the ones it started
+    size = _population_size(ctx, template, population) if pending else 1
+    batches = [[_copy_job(ctx, out_dir, settings, *copy) for copy in copies[start:start + size] if copy in left]
+               for start in range(0, len(copies), size)]
+    batches = [batch for batch in batches if batch]
     steps_left = sum(ctx.total_steps - step for _, step, _, _ in pending)
     bar = progress_bar(steps_left, enabled=progress and steps_left > 0, label="stability copies")
     try:
         for trial in sorted({trial for trial, _, _, _ in pending}):
-            starts = rewind_points(ctx, out_dir, trial, rewind_steps, augment)
-            for _, step, level, index in (job for job in pending if job[0] == trial):
-                weights, optimizer_state = starts[step]
-                network = ctx.make_model(0)
-                network.load_state_dict(weights)
-                train_from(
-                    network.to(ctx.device), ctx.data, ctx.config.train, masks=plan[trial][level], start_step=step,
-                    total_steps=ctx.total_steps,
-                    optimizer_state=optimizer_state if settings.restore_optimizer else None,
-                    data_seed=copy_data_seed(ctx.config, trial, index),
-                    job_dir=_copy_dir(out_dir, settings, trial, step, level) / f"copy_{index}",
-                    augment=per_step_hook(ctx, network, augment), on_progress=bar.update,
-                    train=ctx.task.train, prunable=ctx.task.prunable,
-                )
+            rewind_points(ctx, out_dir, trial, rewind_steps, augment)  # the starting points W_k, replayed once
+        if workers > 1 and len(batches) > 1:
+            bar.set_waiting(f"starting {min(workers, len(batches))} worker processes, each loads the data")
+            train_copies_in_workers(ctx, batches, min(workers, len(batches)), bar)
+        else:
+            for batch in batches:
+                train_copies(ctx, batch, augment=augment, on_progress=bar.update)
     finally:
         bar.close()
 
@@ -271,6 +302,31 @@ def _plan(ctx: ExperimentContext, settings: StabilitySettings) -> dict[int, dict
             for level in levels
         }
     return plan
+
+
+def _population_size(ctx: ExperimentContext, template: nn.Module, population: int) -> int:
+    """Copies per population: `population` where the task stacks the model, else 1 (said on stderr)."""
+    if population > 1 and not stacks_jobs(ctx, template, population):
+        notify_unstacked(ctx, template, population)
+        return 1
+    return population
+
+
+def _copy_job_dir(out_dir: Path, settings: StabilitySettings, trial: int, step: int, level: int, index: int) -> Path:
+    return _copy_dir(out_dir, settings, trial, step, level) / f"copy_{index}"
+
+
+def _copy_job(ctx: ExperimentContext, out_dir: Path, settings: StabilitySettings, trial: int, step: int, level: int,
+              index: int) -> CopyJob:
+    """Copy `index` of (trial, k, level): W_k masked by the level's mask (its plan's file), with its data order."""
+    weights, optimizer = rewind_point_files(ctx, out_dir, trial, step)
+    mask = None if level == 0 else JobKey(trial, level, settings.variant).directory(ctx.run_dir) / "mask.safetensors"
+    return CopyJob(
+        job_dir=str(_copy_job_dir(out_dir, settings, trial, step, level, index)), weights=str(weights),
+        optimizer=str(optimizer) if optimizer is not None and settings.restore_optimizer else None,
+        mask=None if mask is None else str(mask), data_seed=copy_data_seed(ctx.config, trial, index),
+        start_step=step,
+    )
 
 
 def _copy_dir(out_dir: Path, settings: StabilitySettings, trial: int, step: int, level: int) -> Path:

@@ -6,7 +6,9 @@ Importing this module must not import torch; the command imports the analysis mo
 from __future__ import annotations
 
 import argparse
+import math
 
+from ticketlab.cli.config_args import MAX_POPULATION, MAX_WORKERS
 from ticketlab.cli.run_dirs import check_run_dir
 from ticketlab.cli.vocabulary import (
     add_level_selection,
@@ -21,6 +23,7 @@ from ticketlab.lottery.variants import variants_where
 
 NAME = "stability"
 MAX_POINTS = 10_000
+RAY_REFUSED = "ray runs find, sweep and transfer, not stability"
 
 
 def add_command(subparsers) -> argparse.ArgumentParser:
@@ -55,6 +58,16 @@ def add_command(subparsers) -> argparse.ArgumentParser:
     stability.add_argument("--fresh-optimizer", action="store_true",
                            help="copies start with a fresh optimizer instead of the dense run's state at step k")
     stability.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    stability.add_argument("--workers", type=int, default=1,
+                           help="train the copies in N processes of CPU cores / N threads each, which rebuild the run "
+                           "from RUN_DIR (default: 1, this process); the numbers are the same")
+    stability.add_argument("--population", type=int, default=1,
+                           help="copies trained together as one stacked network where the model stacks (default: 1, "
+                           "one at a time, the reference path); the numbers are the same")
+    stability.add_argument("--checkpoint-every", type=float, default=30.0, metavar="SECONDS",
+                           help="write a copy's resume checkpoint at most this often during training (default: 30)")
+    stability.add_argument("--executor", default="local",
+                           help=f"local (default): this process and its --workers processes; {RAY_REFUSED}")
     stability.add_argument("--quiet", action="store_true", help="no progress bar")
     return stability
 
@@ -62,6 +75,14 @@ def add_command(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     if not 2 <= args.points <= MAX_POINTS:
         raise ConfigError(f"--points {args.points} must be between 2 and {MAX_POINTS:,}")
+    if args.executor != "local":
+        raise ConfigError(f"--executor {args.executor!r} is not allowed for stability; allowed: local; {RAY_REFUSED}")
+    for flag, value, high in (("--workers", args.workers, MAX_WORKERS), ("--population", args.population,
+                                                                         MAX_POPULATION)):
+        if not 1 <= value <= high:
+            raise ConfigError(f"{flag} {value} must be between 1 and {high:,}")
+    if not (math.isfinite(args.checkpoint_every) and args.checkpoint_every >= 0):
+        raise ConfigError(f"--checkpoint-every {args.checkpoint_every} must be a finite number of seconds >= 0")
     settings_values = {
         "rewind_steps": comma_items(args.rewind, typed(args, "rewind", "--rewind")),
         "levels": comma_integers(args.levels, typed(args, "levels", "--level")),
@@ -78,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
     from ticketlab.analysis.stability import StabilitySettings, stability_analysis
 
     result = stability_analysis(
-        args.run_dir, StabilitySettings(**settings_values), device=args.device, progress=not args.quiet
+        args.run_dir, StabilitySettings(**settings_values), device=args.device, progress=not args.quiet,
+        population=args.population, workers=args.workers, checkpoint_interval_s=args.checkpoint_every,
     )
     print(f"{'trial':>5} {'level':>5} {'remain%':>8} {'k':>7} {'order dist':>10} {'prune dist':>10} "
           f"{'train barrier':>13} {'test barrier':>12}")

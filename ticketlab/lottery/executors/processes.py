@@ -232,6 +232,12 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def worker_experiment() -> tuple[ExperimentContext, Callable[[int], None]]:
+    """In a process of `worker_pool`: the experiment it rebuilt and its progress reporter, for work submitted from
+    above the lottery layer (the stability analysis's copies)."""
+    return _WORKER["ctx"], _WORKER["updates"].put
+
+
 def _worker_run(key: JobKey) -> JobKey:
     run_job(_WORKER["ctx"], key, on_progress=_WORKER["updates"].put)
     return key
