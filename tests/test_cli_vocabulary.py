@@ -76,6 +76,13 @@ def test_every_command_that_trains_takes_the_execution_flags(command):
             "--ray-cpus-per-task", "--root"} <= flags
 
 
+def test_stability_takes_the_local_execution_flags():
+    parser = build_parser()
+    subparsers = next(action for action in parser._actions if hasattr(action, "choices") and action.choices)
+    flags = {flag for action in subparsers.choices["stability"]._actions for flag in action.option_strings}
+    assert {"--executor", "--population", "--workers", "--checkpoint-every", "--device"} <= flags
+
+
 def test_help_shows_only_the_new_spellings(capsys):
     for command, new, old in (("transfer", "--level", "--levels"), ("stability", "--trial", "--trials"),
                               ("sweep", "--rewind", "--rewinds")):
@@ -212,6 +219,22 @@ def test_stability_selections_and_old_spellings(monkeypatch, capsys):
     for flag in ("--trial", "--trials"):
         code, _, err = run(["stability", "run", flag, "a"], capsys)
         assert_one_line_error(code, err, f"{flag} 'a' must be comma-separated integers")
+
+
+def test_stability_passes_the_execution_flags(monkeypatch, capsys):
+    import ticketlab.analysis.stability as stability
+    import ticketlab.cli.stability as command
+
+    calls = []
+    monkeypatch.setattr(stability, "stability_analysis", lambda run_dir, given, **kwargs: calls.append(kwargs)
+                        or SimpleNamespace(rows=[], trained_copies=0, files={}))
+    monkeypatch.setattr(command, "check_run_dir", lambda run_dir, needs_config=False: None)
+    code, _, err = run(["stability", "run", "--workers", "3", "--population", "4", "--checkpoint-every", "2.5",
+                        "--executor", "local"], capsys)
+    assert code == 0 and err == []
+    assert (calls[0]["workers"], calls[0]["population"], calls[0]["checkpoint_interval_s"]) == (3, 4, 2.5)
+    assert run(["stability", "run"], capsys)[0] == 0
+    assert (calls[1]["workers"], calls[1]["population"], calls[1]["checkpoint_interval_s"]) == (1, 1, 30.0)
 
 
 def test_transfer_matrix_output_and_its_other_spelling(tmp_path, capsys):

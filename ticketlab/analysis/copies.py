@@ -12,6 +12,7 @@ trained alone), or in worker processes that rebuild the run from its directory (
 from __future__ import annotations
 
 import copy
+import math
 import multiprocessing
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
@@ -24,8 +25,10 @@ from torch import nn
 from ticketlab.analysis.connectivity import DEFAULT_POINTS, PathEvaluation, evaluate_path
 from ticketlab.analysis.distance import WeightDistance, weight_distance
 from ticketlab.config import ExperimentConfig, TrainConfig
+from ticketlab.errors import ConfigError
 from ticketlab.lottery.context import ExperimentContext
 from ticketlab.lottery.keys import DENSE, JobKey
+from ticketlab.lottery.planner import notify_unstacked, stacks_jobs
 from ticketlab.pruning import full_masks, prunable_weights
 from ticketlab.seeds import derive_seed
 from ticketlab.store import load_tensors, save_tensors, write_json
@@ -135,6 +138,43 @@ def train_copies(ctx: ExperimentContext, jobs: Sequence[CopyJob], *, augment: Ca
     for job, member, result in zip(jobs, members, results):
         _store_copy(member.model, Path(job.job_dir), job.data_seed, job.start_step, result,
                     population_size=len(jobs))
+
+
+MAX_WORKERS = 256
+MAX_POPULATION = 100_000
+
+
+def check_copy_execution(population: int, workers: int, checkpoint_interval_s: float, custom: tuple = ()) -> None:
+    """ConfigError for a population or a number of workers out of range, a checkpoint interval that is not a
+    finite number of seconds >= 0, or worker processes asked to train a caller's own model, data or augment."""
+    for name, value, high in (("population", population, MAX_POPULATION), ("workers", workers, MAX_WORKERS)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+            raise ConfigError(f"{name} {value!r} must be an integer between 1 and {high:,}")
+    if not (isinstance(checkpoint_interval_s, (int, float)) and math.isfinite(checkpoint_interval_s)
+            and checkpoint_interval_s >= 0):
+        raise ConfigError(f"checkpoint interval {checkpoint_interval_s!r} must be a finite number of seconds >= 0")
+    if workers > 1 and any(value is not None for value in custom):
+        raise ConfigError(f"workers {workers} rebuild the run from its directory and cannot take a custom model, data "
+                          "or augment; train the copies in this process (workers 1)")
+
+
+def copies_per_population(ctx: ExperimentContext, template: nn.Module, population: int) -> int:
+    """Copies per population: `population` where the task stacks the model, else 1 (said on stderr)."""
+    if population > 1 and not stacks_jobs(ctx, template, population):
+        notify_unstacked(ctx, template, population)
+        return 1
+    return population
+
+
+def train_copy_batches(ctx: ExperimentContext, batches: Sequence[Sequence[CopyJob]], workers: int, *,
+                       augment: Callable | None = None, bar) -> None:
+    """Train every batch (`train_copies`): in this process, or in up to `workers` worker processes."""
+    if workers > 1 and len(batches) > 1:
+        bar.set_waiting(f"starting {min(workers, len(batches))} worker processes, each loads the data")
+        train_copies_in_workers(ctx, batches, min(workers, len(batches)), bar)
+        return
+    for batch in batches:
+        train_copies(ctx, batch, augment=augment, on_progress=bar.update)
 
 
 def train_copies_in_workers(ctx: ExperimentContext, batches: Sequence[Sequence[CopyJob]], workers: int,

@@ -21,7 +21,6 @@ their numbers (see `ticketlab.analysis.copies`).
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,12 +40,13 @@ from ticketlab.analysis.connectivity import (
 from ticketlab.analysis.copies import (
     RESULT_FILE,
     CopyJob,
+    check_copy_execution,
+    copies_per_population,
     copy_data_seed,
     dense_init_path,
     rewind_point_files,
     rewind_points,
-    train_copies,
-    train_copies_in_workers,
+    train_copy_batches,
 )
 from ticketlab.analysis.distance import weight_distance
 from ticketlab.config import check_step_unit, config_from_dict, parse_step
@@ -55,7 +55,6 @@ from ticketlab.lottery.experiment import model_factory, resolve_device
 from ticketlab.lottery.run_lock import run_lock
 from ticketlab.lottery.context import ExperimentContext
 from ticketlab.lottery.keys import DENSE, JobKey
-from ticketlab.lottery.planner import notify_unstacked, stacks_jobs
 from ticketlab.lottery.progress import progress_bar
 from ticketlab.lottery.variants import variants_where, winning_ticket
 from ticketlab.pruning import full_masks, remaining_percent
@@ -186,26 +185,10 @@ def stability_analysis(
     resume checkpoint at most every `checkpoint_interval_s` seconds.
     """
     settings = settings.validate()
-    _check_execution(population, workers, checkpoint_interval_s, custom=(model, data, augment))
+    check_copy_execution(population, workers, checkpoint_interval_s, custom=(model, data, augment))
     ctx = load_run(run_dir, model=model, data=data, device=device, checkpoint_interval_s=checkpoint_interval_s)
     with run_lock(ctx.run_dir):  # it trains into the run directory: one writer at a time, as for `find`
         return _stability_analysis(ctx, settings, augment, progress, figures, population, workers)
-
-
-MAX_WORKERS = 256
-MAX_POPULATION = 100_000
-
-
-def _check_execution(population: int, workers: int, checkpoint_interval_s: float, custom: tuple) -> None:
-    for name, value, high in (("population", population, MAX_POPULATION), ("workers", workers, MAX_WORKERS)):
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
-            raise ConfigError(f"{name} {value!r} must be an integer between 1 and {high:,}")
-    if not (isinstance(checkpoint_interval_s, (int, float)) and math.isfinite(checkpoint_interval_s)
-            and checkpoint_interval_s >= 0):
-        raise ConfigError(f"checkpoint interval {checkpoint_interval_s!r} must be a finite number of seconds >= 0")
-    if workers > 1 and any(value is not None for value in custom):
-        raise ConfigError(f"workers {workers} rebuild the run from its directory and cannot take a custom model, data "
-                          "or augment; train the copies in this process (workers 1)")
 
 
 def _stability_analysis(ctx: ExperimentContext, settings: StabilitySettings, augment: Callable | None,
@@ -224,7 +207,7 @@ def _stability_analysis(ctx: ExperimentContext, settings: StabilitySettings, aug
     pending = [copy for copy in copies if not (_copy_job_dir(out_dir, settings, *copy) / RESULT_FILE).exists()]
     left = set(pending)
     # populations are cut from every copy (never from those left), so a resumed run re-forms the ones it started
-    size = _population_size(ctx, template, population) if pending else 1
+    size = copies_per_population(ctx, template, population) if pending else 1
     batches = [[_copy_job(ctx, out_dir, settings, *copy) for copy in copies[start:start + size] if copy in left]
                for start in range(0, len(copies), size)]
     batches = [batch for batch in batches if batch]
@@ -233,12 +216,7 @@ def _stability_analysis(ctx: ExperimentContext, settings: StabilitySettings, aug
     try:
         for trial in sorted({trial for trial, _, _, _ in pending}):
             rewind_points(ctx, out_dir, trial, rewind_steps, augment)  # the starting points W_k, replayed once
-        if workers > 1 and len(batches) > 1:
-            bar.set_waiting(f"starting {min(workers, len(batches))} worker processes, each loads the data")
-            train_copies_in_workers(ctx, batches, min(workers, len(batches)), bar)
-        else:
-            for batch in batches:
-                train_copies(ctx, batch, augment=augment, on_progress=bar.update)
+        train_copy_batches(ctx, batches, workers, augment=augment, bar=bar)
     finally:
         bar.close()
 
@@ -302,14 +280,6 @@ def _plan(ctx: ExperimentContext, settings: StabilitySettings) -> dict[int, dict
             for level in levels
         }
     return plan
-
-
-def _population_size(ctx: ExperimentContext, template: nn.Module, population: int) -> int:
-    """Copies per population: `population` where the task stacks the model, else 1 (said on stderr)."""
-    if population > 1 and not stacks_jobs(ctx, template, population):
-        notify_unstacked(ctx, template, population)
-        return 1
-    return population
 
 
 def _copy_job_dir(out_dir: Path, settings: StabilitySettings, trial: int, step: int, level: int, index: int) -> Path:
