@@ -107,3 +107,26 @@ def test_the_python_api_checks_the_execution_values(tmp_path):
         stability_analysis(tmp_path, checkpoint_interval_s=-1)
     with pytest.raises(ConfigError, match="cannot take a custom model"):
         stability_analysis(tmp_path, workers=2, model=object())
+
+
+def test_both_copies_of_a_pair_start_from_the_rewound_optimizer_state(tiny_run):
+    """The optimizer steps its state in place; the second copy must not start from the first copy's final state
+    (it did: with one data order the two copies then differed)."""
+    import torch
+
+    from ticketlab.analysis.copies import data_order_stability
+    from ticketlab.config import TrainConfig
+    from ticketlab.training.optim import optimizer_tensors
+
+    model = tiny_run.model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for parameter in model.parameters():
+        parameter.grad = torch.full_like(parameter, 0.5)
+    optimizer.step()
+    state = optimizer_tensors(optimizer)
+    before = {name: value.clone() for name, value in state.items()}
+    config = TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9, batch_size=20, steps="15it", eval_every="15it")
+    pair = data_order_stability(model, tiny_run.data, config, data_seeds=(4, 4), start_step=5, optimizer_state=state,
+                                points=3)
+    assert (pair.distance.l2, pair.distance.relative) == (0.0, 0.0)
+    assert state.keys() == before.keys() and all(torch.equal(state[name], before[name]) for name in state)

@@ -62,7 +62,8 @@ def train_from(
     With `job_dir`, a finished run (result.json present) is loaded instead of retrained and a killed one
     resumes. `masks` default to the dense network (all ones); `augment` is train_model's per-step hook. `train`
     and `prunable` are the task's (default: classification's `train_model` and Linear/Conv/Embedding weights).
-    A job directory gets a resume checkpoint at most every `checkpoint_interval_s` seconds.
+    A job directory gets a resume checkpoint at most every `checkpoint_interval_s` seconds. `optimizer_state` is
+    left as it was (the copies of a pair start from the same state).
     """
     job_dir = Path(job_dir) if job_dir is not None else None
     if job_dir is not None and (job_dir / RESULT_FILE).exists():
@@ -70,6 +71,8 @@ def train_from(
         model.load_state_dict(final)
         return final
     masks = dict(masks) if masks is not None else full_masks(prunable(model))
+    if optimizer_state is not None:  # the optimizer steps its state in place: every copy starts from its own
+        optimizer_state = {name: value.clone() for name, value in optimizer_state.items()}
     result = train(
         model, data, train_config, masks=masks, data_seed=data_seed, start_step=start_step,
         total_steps=total_steps, optimizer_state=optimizer_state, job_dir=job_dir, augment=augment,
