@@ -61,7 +61,7 @@ def protocol(quick: bool, trials: int | None):
 def main(argv: Sequence[str] | None = None) -> common.Outputs:
     from ticketlab.analysis.stability import STABILITY_DIR, stability_analysis
     from ticketlab.config import parse_step
-    from ticketlab.lottery.sweep import rewind_sweep
+    from ticketlab.api import rewind_sweep
 
     args = common.parse_args(__doc__, argv, "runs/reproduce/rewind_stability")
     started = time.time()

@@ -12,7 +12,7 @@ import torch
 
 from ticketlab import cli
 from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
-from ticketlab.lottery import find_tickets
+from ticketlab.api import find_tickets
 from ticketlab.lottery.experiment import model_factory
 from ticketlab.lottery.jobs import DENSE, ExperimentContext, JobKey, prepare_job
 from ticketlab.store import load_tensors, read_json

@@ -15,13 +15,14 @@ from ticketlab.lottery.variants import (VARIANTS, Variant, register, variant_nam
 
 def test_the_derived_groups_are_the_former_tables():
     assert winning_ticket() == "iterative_reset"
-    # analysis/masks: the IMP masks of their own (the reinit controls train their ticket's mask)
+    # analysis/masks: the IMP masks of their own (the reinit controls train their ticket's mask); the
+    # learning-rate rewinding variants (registered after the former tables were written) prune their own
     assert variants_where(family="imp", same_mask=False) == ("iterative_reset", "oneshot_reset", "random_pruning",
-                                                             "finetune")
+                                                             "finetune", "lr_rewind", "lr_rewind_oneshot")
     # analysis/stability: those whose survivors start from W_k
     assert variants_where(family="imp", same_mask=False, rewound=True) == ("iterative_reset", "oneshot_reset",
                                                                            "random_pruning")
-    assert variants_where(family="imp", same_mask=False, one_shot=True) == ("oneshot_reset",)
+    assert variants_where(family="imp", same_mask=False, one_shot=True) == ("oneshot_reset", "lr_rewind_oneshot")
     # report/cheap_tickets: the at-init methods, each method's controls, the IMP references
     assert variants_where(family="at_init", control_of=None) == ("snip", "grasp", "synflow", "magnitude_at_init")
     assert variants_where(control_of="snip") == ("snip_shuffled", "snip_reinit")

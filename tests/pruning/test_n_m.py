@@ -12,7 +12,7 @@ import torch
 from ticketlab.cli import main
 from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
 from ticketlab.errors import ConfigError
-from ticketlab.lottery import find_tickets
+from ticketlab.api import find_tickets
 from ticketlab.lottery.keys import DENSE, JobKey
 from ticketlab.pruning import masks_from_scores, shuffle_within_layers
 from ticketlab.store import load_tensors
