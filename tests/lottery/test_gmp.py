@@ -1,7 +1,7 @@
 """Gradual magnitude pruning (Zhu & Gupta 2017) against independent computations: the mask is updated at t0,
 t0 + Δt, ... and t_end; the sparsity at each update is the cubic schedule (recomputed here); the mask at an update
 is a numpy top-k of the weights' magnitudes at that step; pruned weights are exactly 0 after training and the stored
-mask is the final one; a job killed in the middle of its schedule resumes to the same bytes (the mask in force is
+mask is the final one (and the early-stopping point one under it); a job killed in the middle of its schedule resumes to the same bytes (the mask in force is
 in the checkpoint); the job trains alone beside stacked jobs; bad schedules are refused in one line."""
 
 import shutil
@@ -130,6 +130,7 @@ def test_pruned_weights_are_zero_after_training_and_the_stored_mask_is_the_final
         record = read_json(job / "result.json")
         assert record["weights_remaining_percent"] == pytest.approx(100 * 0.5 ** level)
         assert record["start_step"] == 0 and record["final_iteration"] == TOTAL
+        assert record["early_stop_iteration"] > T_END  # the early-stopping point is under the final mask
 
 
 def test_gmp_jobs_train_alone_beside_a_stacked_population(clean):

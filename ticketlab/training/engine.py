@@ -41,7 +41,9 @@ class MaskSchedule(Protocol):
     weights at 0, so an entry a later mask keeps again (regrowth) starts from 0. The mask in force is saved in the
     checkpoint and restored on resume (before the call at the resumed step), so a schedule that is a pure function
     of (step, weights, mask) resumes bit for bit; when training returns, the caller's `masks` dict holds the final
-    mask.
+    mask. A schedule may declare `settled_step`, the first step whose evaluation runs under its final mask: the
+    evaluations before it are logged but never become the early-stopping point (`EarlyStop.candidate`), so a
+    job's early-stop numbers are those of its final sparsity.
 
     Gradual magnitude pruning (`ticketlab.lottery.variants.gmp`) answers at its update steps with the magnitude
     mask at the scheduled sparsity. Dynamic sparse training plugs in the same way: SET drops the smallest kept
@@ -166,7 +168,10 @@ def train_masked(
             loss.backward()
             masked_optimizer_step(optimizer, masked_pairs, all_parameters, config.clip_grad_norm)
 
+        settled = getattr(mask_schedule, "settled_step", 0) if mask_schedule is not None else 0
+
         def observe(train_loss: float) -> dict:
+            procedure.record.candidate = step >= settled
             if group is not None:  # the global batch's loss, and a cheap check that the ranks still agree
                 train_loss = group.mean(train_loss)
                 group.check_identical(model, masks, step)
@@ -198,6 +203,7 @@ def train_masked(
         return None
     last_row = procedure.record.last_row
     if last_row is None or last_row["step"] != step:  # no training happened (start == total): evaluate once
+        procedure.record.candidate = True
         procedure.observe(step, float("nan"))
     result = procedure.result(step)
     books.finish()

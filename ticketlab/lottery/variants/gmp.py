@@ -5,7 +5,9 @@ sparsity s_f at step t_end (prune.gmp_end) on the cubic schedule
     s_t = s_f + (s_i - s_f) * (1 - (t - t0) / (t_end - t0)) ** 3,
 
 the mask recomputed from the weights' magnitudes at t0, t0 + Δt, t0 + 2Δt, ... (Δt = prune.gmp_every) and at t_end
-(the paper's t0 + nΔt when Δt divides the span), then trained to the end of the schedule under the final mask.
+(the paper's t0 + nΔt when Δt divides the span), then trained to the end of the schedule under the final mask; the
+early-stopping point is the best evaluation under the final mask (after t_end), so early-stop numbers are those of
+the level's sparsity.
 Each level is one such run to that level's keep counts (`ctx.keep_plan()`): per layer under prune.scope
 'layerwise' (each layer on its own cubic), over all layers together under 'global'. Masks come from the shared
 `masks_from_scores` (in prune.n_m's pattern when set); a pruned weight is never kept again.
@@ -57,6 +59,8 @@ class GradualMagnitudeSchedule:
 
     def __post_init__(self) -> None:
         self.updates = frozenset(self.schedule.update_steps())
+        # the final mask is installed before the step from t_end: evaluations from t_end + 1 on are the level's
+        self.settled_step = self.schedule.end + 1
 
     def keep_at(self, step: int, sizes: dict[str, int]) -> dict[str, int] | int:
         """Survivors at an update: n - round(s_t * n), per tensor or over all of them."""
