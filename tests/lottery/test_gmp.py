@@ -214,3 +214,27 @@ def test_the_installed_entry_point_refuses_a_schedule_past_the_end(tmp_path):
     err = completed.stderr.strip().splitlines()
     assert completed.returncode == 2 and len(err) == 1, completed.stderr
     assert err[0] == "ticketlab: error: prune.gmp_end '3ep' must be before the end of training (train.steps '2ep')"
+
+
+def test_gradual_magnitude_pruning_on_the_language_task(tmp_path, capsys, one_thread):
+    corpus = tmp_path / "data"
+    corpus.mkdir()
+    text = " the cat sat on the mat \n the dog sat \n a cat and a dog \n"
+    for split, copies in (("train", 8), ("valid", 1), ("test", 1)):
+        (corpus / f"ptb.{split}.txt").write_text(text * copies)
+    argv = ["find", "--preset", "lstm_ptb_small", "--data-dir", str(corpus), "--root", str(tmp_path / "runs"),
+            "--quiet", "--trials", "1", "--levels", "1", "--steps", "8it", "--rewind", "0it",
+            "--train.milestones", "6it", "--train.eval_every", "4it", "--prune.gmp_start", "1it", "--prune.gmp_end", "5it", "--prune.gmp_every", "2it", "--model.hidden", "8,8",
+            "--data.sequence_length", "5", "--train.batch_size", "2", "--workers", "1", "--variants", "gmp"]
+    assert cli.main(argv) == 0
+    capsys.readouterr()
+    run_dir = next((tmp_path / "runs").glob("ptb_lstm_*"))
+    job = JobKey(0, 1, "gmp").directory(run_dir)
+    mask, final = load_tensors(job / "mask.safetensors"), load_tensors(job / "weights_final.safetensors")
+    record = read_json(job / "result.json")
+    kept = sum(int(value.sum()) for value in mask.values())
+    total = sum(value.numel() for value in mask.values())
+    assert record["weights_remaining_percent"] == pytest.approx(100 * kept / total) and 0 < kept < total
+    for name, value in mask.items():
+        assert not final[name][~value].any()
+    assert record["early_stop_iteration"] == 8  # the evaluation at 4 ran under an earlier mask
