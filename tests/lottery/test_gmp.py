@@ -1,8 +1,9 @@
 """Gradual magnitude pruning (Zhu & Gupta 2017) against independent computations: the mask is updated at t0,
 t0 + Δt, ... and t_end; the sparsity at each update is the cubic schedule (recomputed here); the mask at an update
-is a numpy top-k of the weights' magnitudes at that step; pruned weights are exactly 0 after training and the stored
-mask is the final one (and the early-stopping point one under it); a job killed in the middle of its schedule resumes to the same bytes (the mask in force is
-in the checkpoint); the job trains alone beside stacked jobs; bad schedules are refused in one line."""
+is a numpy top-k of the weights' magnitudes at that step; pruned weights are exactly 0 after training, the stored
+mask is the final one and the early-stopping point one under it; a job killed in the middle of its schedule
+resumes to the same bytes (the mask in force is in the checkpoint); the job trains alone beside stacked jobs and
+on the language task; bad schedules are refused in one line."""
 
 import shutil
 import subprocess
@@ -69,7 +70,8 @@ def clean(tmp_path_factory, tiny_data_for_module, one_thread_for_module):
         new = original(self, step, model, mask)
         if new is not None:
             weights = {name: value.detach().numpy().copy() for name, value in self.prunable(model).items()}
-            updates.append((self.final_keep, step, weights, {name: value.numpy().copy() for name, value in mask.items()},
+            in_force = {name: value.numpy().copy() for name, value in mask.items()}
+            updates.append((self.final_keep, step, weights, in_force,
                             {name: value.numpy().copy() for name, value in new.items()}))
         return new
 
@@ -224,7 +226,8 @@ def test_gradual_magnitude_pruning_on_the_language_task(tmp_path, capsys, one_th
         (corpus / f"ptb.{split}.txt").write_text(text * copies)
     argv = ["find", "--preset", "lstm_ptb_small", "--data-dir", str(corpus), "--root", str(tmp_path / "runs"),
             "--quiet", "--trials", "1", "--levels", "1", "--steps", "8it", "--rewind", "0it",
-            "--train.milestones", "6it", "--train.eval_every", "4it", "--prune.gmp_start", "1it", "--prune.gmp_end", "5it", "--prune.gmp_every", "2it", "--model.hidden", "8,8",
+            "--train.milestones", "6it", "--train.eval_every", "4it", "--prune.gmp_start", "1it",
+            "--prune.gmp_end", "5it", "--prune.gmp_every", "2it", "--model.hidden", "8,8",
             "--data.sequence_length", "5", "--train.batch_size", "2", "--workers", "1", "--variants", "gmp"]
     assert cli.main(argv) == 0
     capsys.readouterr()
