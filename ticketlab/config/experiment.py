@@ -201,13 +201,21 @@ def check_steps(config: ExperimentConfig, iterations_per_epoch: int | None = Non
     """
     train, prune = config.train, config.prune
     pairs = [("prune.rewind", prune.rewind, "before the end of training", lambda at, end: at < end),
-             ("train.warmup", train.warmup, "at most the training length", lambda at, end: at <= end)]
+             ("train.warmup", train.warmup, "at most the training length", lambda at, end: at <= end),
+             ("prune.gmp_start", prune.gmp_start, "before the end of training", lambda at, end: at < end)]
+    if prune.gmp_end is not None:
+        pairs.append(("prune.gmp_end", prune.gmp_end, "before the end of training", lambda at, end: at < end))
     pairs += [("train.milestones", milestone, "within training", lambda at, end: at <= end)
               for milestone in train.milestones]
     for label, text, where, fits in pairs:
         at, end = comparable_steps(text, train.steps, iterations_per_epoch)
         if at is not None and not fits(at, end):
             raise ConfigError(f"{label} {text!r} must be {where} (train.steps {train.steps!r})")
+    if prune.gmp_end is not None:
+        start, end = comparable_steps(prune.gmp_start, prune.gmp_end, iterations_per_epoch)
+        if start is not None and start > end:
+            raise ConfigError(f"prune.gmp_end {prune.gmp_end!r} must not come before prune.gmp_start "
+                              f"{prune.gmp_start!r}")
     if iterations_per_epoch is not None and parse_step(train.steps, iterations_per_epoch) < 1:
         raise ConfigError(f"train.steps {train.steps!r} is less than 1 iteration")
 

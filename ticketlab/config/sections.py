@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ticketlab.config.codec import unhashed
 from ticketlab.config.checks import check_bool, check_choice, check_int, check_number, check_step
-from ticketlab.config.steps import step_count
+from ticketlab.config.steps import comparable_steps, step_count
 from ticketlab.errors import ConfigError
 
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
@@ -231,6 +231,12 @@ class PruneConfig:
     # N:M sparsity ('2:4'): at most N of every M consecutive weights along each layer's input dimension survive,
     # exactly N while a level keeps at least N/M of the layer (the pattern sparse tensor cores run)
     n_m: str | None = None
+    # gradual magnitude pruning (variant 'gmp', Zhu & Gupta 2017): from gmp_start to gmp_end the sparsity rises
+    # from gmp_initial_sparsity to the level's on the cubic schedule, the mask recomputed every gmp_every steps
+    gmp_start: str = "0it"
+    gmp_end: str | None = None  # None: 3/4 of train.steps or gmp_start if later (the rest trains the final mask)
+    gmp_every: str = "100it"
+    gmp_initial_sparsity: float = 0.0
 
     def n_m_pattern(self) -> tuple[int, int] | None:
         """(N, M) of `n_m`, or None when unset."""
@@ -280,6 +286,7 @@ class PruneConfig:
             check_step("prune.finetune_steps", self.finetune_steps)
             if step_count(self.finetune_steps)[0] < 1:
                 raise ConfigError(f"prune.finetune_steps {self.finetune_steps!r} must be at least 1 iteration")
+        self._validate_gmp()
         check_choice("prune.unit", self.unit, UNIT_NAMES)
         check_choice("prune.channel_score", self.channel_score, CHANNEL_SCORE_NAMES)
         if self.unit == "channel" and self.strategy != "magnitude":
@@ -288,6 +295,20 @@ class PruneConfig:
         if self.n_m_pattern() is not None and self.unit == "channel":
             raise ConfigError(f"prune.n_m {self.n_m!r} is a pattern of single weights; use it with prune.unit "
                               "'weight'")
+
+    def _validate_gmp(self) -> None:
+        check_step("prune.gmp_start", self.gmp_start)
+        if self.gmp_end is not None:
+            check_step("prune.gmp_end", self.gmp_end)
+            start, end = comparable_steps(self.gmp_start, self.gmp_end, None)
+            if start is not None and start > end:
+                raise ConfigError(f"prune.gmp_end {self.gmp_end!r} must not come before prune.gmp_start "
+                                  f"{self.gmp_start!r}")
+        check_step("prune.gmp_every", self.gmp_every)
+        if step_count(self.gmp_every)[0] < 1:
+            raise ConfigError(f"prune.gmp_every {self.gmp_every!r} must be at least 1 iteration")
+        check_number("prune.gmp_initial_sparsity", self.gmp_initial_sparsity, 0, 1, high_open=True,
+                     what="a fraction")
 
 
 def _conv_depth_ok(family: str, depth: int) -> bool:

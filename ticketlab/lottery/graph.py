@@ -45,5 +45,5 @@ def on_chain(key: JobKey) -> bool:
 
 
 def trains_alone(key: JobKey) -> bool:
-    """Whether the job has its own runner (never stacked in a population)."""
-    return key.variant in VARIANTS and VARIANTS.get(key.variant).own_runner
+    """Whether the job is never stacked in a population (it has its own runner, or its mask changes in training)."""
+    return key.variant in VARIANTS and (VARIANTS.get(key.variant).own_runner or VARIANTS.get(key.variant).trains_alone)

@@ -17,12 +17,12 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ticketlab.errors import TrainingDiverged
+from ticketlab.errors import ConfigError, TrainingDiverged
 from ticketlab.lottery.context import ExperimentContext, is_done, read_result
 from ticketlab.lottery.graph import plan_graph
 from ticketlab.lottery.integrity import seal_result
 from ticketlab.lottery.keys import DENSE, MASK_COST_FILE, RESULT_FILE, JobKey
-from ticketlab.lottery.masks import job_mask
+from ticketlab.lottery.masks import compute_mask, job_mask
 from ticketlab.lottery.variants import variant_named
 from ticketlab.pruning import remaining_counts, remaining_percent
 from ticketlab.seeds import derive_seed
@@ -69,12 +69,16 @@ class JobStart:
     snapshot_steps: tuple[int, ...]
     on_snapshot: Callable | None
     augment: Callable | None
+    mask_schedule: Callable | None = None  # changes `mask` in place while the job trains (`Variant.mask_schedule`)
 
 
 def prepare_job(ctx: ExperimentContext, key: JobKey) -> JobStart:
-    """Compute the job's mask and masked starting weights (saved as weights_init) and its training hooks."""
-    mask = job_mask(ctx, key)
-    model, start_step, optimizer_state, total_steps = variant_named(key.variant).start(ctx, key)
+    """Compute the job's mask and masked starting weights (saved as weights_init) and its training hooks. A job
+    whose mask changes in training starts from its variant's mask every time (its stored mask is the final one)."""
+    variant = variant_named(key.variant)
+    mask_schedule = variant.mask_schedule(ctx, key)
+    mask = job_mask(ctx, key) if mask_schedule is None else compute_mask(ctx, key)
+    model, start_step, optimizer_state, total_steps = variant.start(ctx, key)
     parameters = dict(model.named_parameters())
     with torch.no_grad():
         for name, value in mask.items():
@@ -92,6 +96,7 @@ def prepare_job(ctx: ExperimentContext, key: JobKey) -> JobStart:
         snapshot_steps=tuple(sorted(rewind_points)),
         on_snapshot=_save_rewind_point(rewind_points) if rewind_points else None,
         augment=ctx.task.per_step_hook(ctx.config, model),
+        mask_schedule=mask_schedule,
     )
 
 
@@ -102,6 +107,8 @@ def finish_job(ctx: ExperimentContext, key: JobKey, start: JobStart, result, **e
     final_state = {name: value.detach().cpu() for name, value in start.model.state_dict().items()}
     _check_finite(ctx, key, final_state, result)
     _check_pruned_weights_are_zero(final_state, start.mask, key)
+    if start.mask_schedule is not None:  # the mask in force at the end is the job's mask
+        save_tensors(job_dir / "mask.safetensors", {name: value.bool() for name, value in start.mask.items()})
     save_tensors(job_dir / "weights_final.safetensors", final_state)
     counts = remaining_counts(start.mask)
     record = {
@@ -141,12 +148,15 @@ def run_job(ctx: ExperimentContext, key: JobKey, on_progress: Callable[[int], No
         return variant.run(ctx, key, on_progress=on_progress)
     started = time.time()
     start = prepare_job(ctx, key)
-    parallel = {}
+    extra = {} if start.mask_schedule is None else {"mask_schedule": start.mask_schedule}
     if ctx.group is not None:
+        if start.mask_schedule is not None:
+            raise ConfigError(f"variant {key.variant!r} changes its mask while it trains and does not train "
+                              "data-parallel yet; run it without torchrun")
         from ticketlab.lottery.data_parallel import announce_job
 
         announce_job(ctx.group, start)
-        parallel = {"group": ctx.group}
+        extra["group"] = ctx.group
     result = ctx.task.train(
         start.model.to(ctx.device),
         ctx.data,
@@ -162,7 +172,7 @@ def run_job(ctx: ExperimentContext, key: JobKey, on_progress: Callable[[int], No
         on_progress=on_progress,
         checkpoint_interval_s=ctx.checkpoint_interval_s,
         augment=start.augment,
-        **parallel,
+        **extra,
     )
     if ctx.group is not None:
         from ticketlab.lottery.data_parallel import job_trained

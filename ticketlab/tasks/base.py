@@ -41,8 +41,8 @@ class Task:
     - `build_model(config, data)` -> an nn.Module sized for the data; `initialize(model, config, seed)` re-draws
       every parameter from `seed` (no global RNG) and returns it.
     - `train(model, data, train_config, *, masks, data_seed, start_step, total_steps, optimizer_state, job_dir,
-      snapshot_steps, on_snapshot, on_progress, checkpoint_interval_s, stop_after_step, augment)` trains in place
-      with exact masks and exact resume (the contract of `ticketlab.training.loop.train_model`) and returns an
+      snapshot_steps, on_snapshot, on_progress, checkpoint_interval_s, stop_after_step, augment, mask_schedule)`
+      trains in place with exact masks and exact resume (the contract of `ticketlab.training.loop.train_model`) and returns an
       object whose `to_dict()` holds GENERIC_RESULT_KEYS plus the task's own columns.
     - `evaluate(model, data, split)` -> {"loss": mean loss, metric.name: value} on "train", "val" or "test".
     - `metric(config)` -> the primary Metric (it may depend on the dataset: perplexity or bits per character).

@@ -17,17 +17,19 @@ class EarlyStop:
     """The lowest validation loss so far, its step, the numbers `best` kept for it and the last metrics row.
 
     `keep_first`: the first evaluation is kept even when its loss is no number (a trainer that must hold the
-    weights of some evaluation, such as the translator's)."""
+    weights of some evaluation, such as the translator's). `candidate` False: the evaluations that follow are
+    logged but never kept (the engine sets it while a `MaskSchedule` is still changing the mask)."""
 
     def __init__(self, best: dict | None = None, keep_first: bool = False) -> None:
         self.best_step, self.best_val_loss = -1, math.inf
         self.best: dict = dict(best or {})
         self.last_row: dict | None = None
         self.keep_first = keep_first
+        self.candidate = True
 
     def improves(self, val_loss: float) -> bool:
         """Whether an evaluation with this validation loss is a new minimum (and so needs the test numbers)."""
-        return val_loss < self.best_val_loss or (self.keep_first and self.best_step < 0)
+        return self.candidate and (val_loss < self.best_val_loss or (self.keep_first and self.best_step < 0))
 
     def observe(self, row: dict, val_loss: float, at_best: Callable[[], dict] | None = None) -> dict:
         """Keep metrics `row` (it holds "step") as the last one; where `val_loss` is a new minimum, keep its step,

@@ -4,8 +4,9 @@ A task supplies a `Procedure`: its batches and loss (`train_step`), its evaluati
 the state it adds to a checkpoint. The engine owns the rest: the optimizer and the exact-mask update
 (`masked_step`), the learning rate of each step (a pure function of the step), metrics rows, rewind snapshots,
 progress, the checkpoint timer and `stop_after_step` (`bookkeeping`), and the checkpoint file (`checkpoint`).
-Resume: a checkpoint holds the weights, the optimizer state, the step and the task's records; a task whose data
-order and noise are pure functions of (data_seed, step) then repeats the uninterrupted run bit for bit.
+Resume: a checkpoint holds the weights, the optimizer state, the step and the task's records (and the mask in
+force, when a `MaskSchedule` changes it); a task whose data order and noise are pure functions of (data_seed, step)
+then repeats the uninterrupted run bit for bit.
 """
 
 from __future__ import annotations
@@ -29,6 +30,32 @@ from ticketlab.training.optim import learning_rate_at, load_optimizer_tensors, o
 Update = Callable[[torch.Tensor], None]
 
 
+class MaskSchedule(Protocol):
+    """A mask that changes during one training run: the engine's one hook for pruning (or regrowing) while training.
+
+    Before the optimizer step that takes the model from `step` to `step + 1` (and before the learning rate of that
+    step is set), the engine calls `schedule(step, model, masks)` with the weights after `step` steps and the mask
+    in force (name -> 0/1 tensor, the same names as the job's mask). It returns None to keep the mask, or the new
+    mask (same names and shapes). The engine then installs it as it installs any mask: the weights and the
+    optimizer state (momentum, Adam moments) of the pruned entries are set to 0, and the masked step keeps the
+    weights at 0, so an entry a later mask keeps again (regrowth) starts from 0. The mask in force is saved in the
+    checkpoint and restored on resume (before the call at the resumed step), so a schedule that is a pure function
+    of (step, weights, mask) resumes bit for bit; when training returns, the caller's `masks` dict holds the final
+    mask. A schedule may declare `settled_step`, the first step whose evaluation runs under its final mask: the
+    evaluations before it are logged but never become the early-stopping point (`EarlyStop.candidate`), so a
+    job's early-stop numbers are those of its final sparsity.
+
+    Gradual magnitude pruning (`ticketlab.lottery.variants.gmp`) answers at its update steps with the magnitude
+    mask at the scheduled sparsity. Dynamic sparse training plugs in the same way: SET drops the smallest kept
+    magnitudes and regrows at random (a seed derived from the step keeps resume exact); RigL regrows by dense-
+    gradient magnitude, which its schedule computes itself on the batch of `step` (the task's `score_losses`
+    gives a seeded training loss) before it answers, since the engine's own gradients are masked.
+    """
+
+    def __call__(self, step: int, model: nn.Module, masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+        ...
+
+
 class RunOptions(TypedDict, total=False):
     """The keywords every task's trainer takes beside model, data, config, masks, data_seed and augment (the
     contract of `Task.train`); `train_masked` says what they mean."""
@@ -42,6 +69,7 @@ class RunOptions(TypedDict, total=False):
     on_progress: Callable[[int], None] | None
     checkpoint_interval_s: float
     stop_after_step: int | None
+    mask_schedule: MaskSchedule | None
 
 
 class Procedure(Protocol):
@@ -100,6 +128,7 @@ def train_masked(
     on_progress: Callable[[int], None] | None = None,
     checkpoint_interval_s: float = 30.0,
     stop_after_step: int | None = None,
+    mask_schedule: MaskSchedule | None = None,
     group: DataParallelGroup | None = None,
 ) -> TrainResult | None:
     """Train `model` in place from `start_step` to `total_steps` (default: config.steps, counted with
@@ -108,7 +137,7 @@ def train_masked(
     With `job_dir`, metrics go to metrics.jsonl and a checkpoint is written at evaluation points at most every
     `checkpoint_interval_s` seconds; a later call with the same arguments resumes from it. `snapshot_steps`
     call `on_snapshot(step, model, optimizer)` when the model has taken exactly that many steps (rewind points).
-    `on_progress(n)` reports n more steps done.
+    `on_progress(n)` reports n more steps done. `mask_schedule` changes the mask during training (`MaskSchedule`).
 
     With a data-parallel `group` (torchrun), every rank calls this with the same arguments except that only the
     leader (rank 0) passes `job_dir` and the callbacks: the leader evaluates, logs and checkpoints, and followers
@@ -122,7 +151,9 @@ def train_masked(
                                 snapshot_steps=snapshot_steps, on_snapshot=on_snapshot, on_progress=on_progress,
                                 checkpoint_interval_s=checkpoint_interval_s, stop_after_step=stop_after_step,
                                 device=device, checkpoint_on_stop=procedure.checkpoint_on_stop)
-        step = _resume(books.checkpoint_path, device, model, optimizer, procedure)
+        install_mask = _mask_installer(masks, masked_pairs, optimizer)
+        step = _resume(books.checkpoint_path, device, model, optimizer, procedure,
+                       install_mask if mask_schedule is not None else None)
         resumed = step is not None
         step = start_step if step is None else step
         books.begin(step, resumed, model, optimizer)
@@ -137,7 +168,10 @@ def train_masked(
             loss.backward()
             masked_optimizer_step(optimizer, masked_pairs, all_parameters, config.clip_grad_norm)
 
+        settled = getattr(mask_schedule, "settled_step", 0) if mask_schedule is not None else 0
+
         def observe(train_loss: float) -> dict:
+            procedure.record.candidate = step >= settled
             if group is not None:  # the global batch's loss, and a cheap check that the ranks still agree
                 train_loss = group.mean(train_loss)
                 group.check_identical(model, masks, step)
@@ -147,11 +181,17 @@ def train_masked(
 
         def save() -> None:
             parts, metadata = procedure.checkpoint_state()
+            if mask_schedule is not None:  # the mask in force, for an exact resume
+                parts = {**parts, "mask": {name: mask.bool() for name, mask in masks.items()}}
             save_checkpoint_parts(books.checkpoint_path,
                                   {"model": model.state_dict(), "optim": optimizer_tensors(optimizer), **parts},
                                   {"step": str(step), **metadata})
 
         while step < total:
+            if mask_schedule is not None:
+                changed = mask_schedule(step, model, dict(masks))
+                if changed is not None:
+                    install_mask(changed)
             for param_group in optimizer.param_groups:
                 param_group["lr"] = learning_rate_at(step, config, total, steps_per_epoch)
             loss = procedure.train_step(step, update)
@@ -163,25 +203,51 @@ def train_masked(
         return None
     last_row = procedure.record.last_row
     if last_row is None or last_row["step"] != step:  # no training happened (start == total): evaluate once
+        procedure.record.candidate = True
         procedure.observe(step, float("nan"))
     result = procedure.result(step)
     books.finish()
     return result
 
 
-def _resume(path: Path | None, device, model: nn.Module, optimizer, procedure: Procedure) -> int | None:
-    """The step of the job's checkpoint, with the model, optimizer and task state restored from it; None when
-    there is none, or it is damaged or incomplete (set aside with a one-line warning, nothing restored)."""
+def _mask_installer(masks: dict[str, torch.Tensor], masked_pairs: list, optimizer):
+    """install(new_mask): make `new_mask` the mask in force (`MaskSchedule` says what that sets)."""
+
+    @torch.no_grad()
+    def install(new_mask: dict[str, torch.Tensor]) -> None:
+        if set(new_mask) != set(masks):
+            raise ValueError(f"a mask schedule returned tensors {sorted(new_mask)}, not the job's {sorted(masks)}")
+        for (parameter, in_force), name in zip(masked_pairs, list(masks)):  # prepare_masked_training's order
+            in_force.copy_(new_mask[name])
+            parameter.mul_(in_force)
+            for value in optimizer.state.get(parameter, {}).values():
+                if torch.is_tensor(value) and value.shape == parameter.shape:
+                    value.mul_(in_force)
+            masks[name] = in_force.to(masks[name].device, copy=True)
+
+    return install
+
+
+def _resume(path: Path | None, device, model: nn.Module, optimizer, procedure: Procedure,
+            install_mask=None) -> int | None:
+    """The step of the job's checkpoint, with the model, optimizer and task state (and, with `install_mask`, the
+    mask in force) restored from it; None when there is none, or it is damaged or incomplete (set aside with a
+    one-line warning, nothing restored)."""
     checkpoint = read_checkpoint_parts(path, device, procedure.checkpoint_json_keys) if path else None
     if checkpoint is None:
         return None
     parts, metadata = checkpoint
-    missing = "model weights" if "model" not in parts else procedure.restore(parts, metadata)
+    missing = "model weights" if "model" not in parts else None
+    if missing is None and install_mask is not None and "mask" not in parts:
+        missing = "mask"
+    missing = missing or procedure.restore(parts, metadata)
     if missing is not None:
         set_aside(path, f"checkpoint {path} lacks its {missing}; the job restarts from its start")
         return None
     model.load_state_dict(parts["model"])
     load_optimizer_tensors(optimizer, parts.get("optim", {}))
+    if install_mask is not None:
+        install_mask(parts["mask"])
     return metadata["step"]
 
 

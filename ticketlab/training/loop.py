@@ -89,6 +89,7 @@ def train_model(
     checkpoint_interval_s: float = 30.0,
     stop_after_step: int | None = None,
     augment: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+    mask_schedule: Callable | None = None,
     group: DataParallelGroup | None = None,
 ) -> TrainResult | None:
     """Train `model` in place from `start_step` to `total_steps` (default: config.steps) under `masks`.
@@ -102,6 +103,7 @@ def train_model(
     call `on_snapshot(step, model, optimizer)` when the model has taken exactly that many steps (used to
     save rewind points). `on_progress(n)` reports n more steps done. `augment(batch, seed)` transforms each
     training batch on its device; its seed is derived from (data_seed, step) so resumed runs repeat it.
+    `mask_schedule` changes the mask during training (`ticketlab.training.engine.MaskSchedule`).
     Every trainer of every task takes these keywords (`tasks.base.Task.train`).
 
     With a data-parallel `group` (torchrun), every rank calls this with the same arguments except that only the
@@ -113,7 +115,7 @@ def train_model(
                         masks=masks, start_step=start_step, total_steps=total_steps, optimizer_state=optimizer_state,
                         job_dir=job_dir, snapshot_steps=snapshot_steps, on_snapshot=on_snapshot,
                         on_progress=on_progress, checkpoint_interval_s=checkpoint_interval_s,
-                        stop_after_step=stop_after_step, group=group)
+                        stop_after_step=stop_after_step, mask_schedule=mask_schedule, group=group)
 
 
 class _Classifier:

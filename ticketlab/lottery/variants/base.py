@@ -56,6 +56,7 @@ class Variant:
     rank: int = LAST  # order among a level's jobs (graph order, planner ties): the jobs others read come first
     chain: bool = False  # other jobs wait for this one: the planner trains it first to shorten the critical path
     own_runner: bool = False  # trained by `run`, not by the task's training loop (and alone, never in a population)
+    trains_alone: bool = False  # never stacked in a population (its mask changes during training: `mask_schedule`)
     # What the report and the analyses read (so that they never name a variant):
     family: str = ""  # "imp" (pruning trained weights), "at_init", "early_bird": figures and analyses group by it
     winning_ticket: bool = False  # THE ticket (iterative_reset): transfer, sweeps and figures default to / stress it
@@ -85,6 +86,11 @@ class Variant:
     def start(self, ctx, key: JobKey) -> tuple:
         """(model with its starting weights, start step, optimizer state or None, total steps)."""
         return starts.reset_start(ctx, key.trial)
+
+    def mask_schedule(self, ctx, key: JobKey):
+        """None, or the `ticketlab.training.engine.MaskSchedule` that changes the job's mask while it trains (the
+        mask rule then gives the mask it starts from, and the job stores the mask in force at the end)."""
+        return None
 
     def steps(self, ctx, key: JobKey) -> int:
         """Optimizer steps the job takes (for progress bars)."""
