@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ticketlab.errors import ConfigError
-from ticketlab.training.loop import evaluate
+from ticketlab.training.evaluation import evaluate
 
 BATCHNORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 DEFAULT_POINTS = 30

@@ -33,7 +33,8 @@ from ticketlab.pruning import full_masks, prunable_weights
 from ticketlab.seeds import derive_seed
 from ticketlab.store import load_tensors, save_tensors, write_json
 from ticketlab.tasks.base import TaskData
-from ticketlab.training.loop import TrainingInterrupted, train_model
+from ticketlab.training.bookkeeping import TrainingInterrupted
+from ticketlab.training.loop import train_model
 from ticketlab.training.optim import optimizer_tensors
 
 RESULT_FILE = "result.json"

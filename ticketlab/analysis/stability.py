@@ -61,7 +61,7 @@ from ticketlab.pruning import full_masks, remaining_percent
 from ticketlab.store import load_tensors, read_json, write_csv, write_json
 from ticketlab.tasks import load_task
 from ticketlab.tasks.base import TaskData, load_task_data
-from ticketlab.training.loop import first_inputs
+from ticketlab.training.batches import first_inputs
 
 STABILITY_DIR = Path("analysis") / "stability"
 STABILITY_COLUMNS = (

@@ -18,15 +18,15 @@ from ticketlab.models import build_model, initialize, set_noise_seed
 from ticketlab.seeds import derive_seed
 from ticketlab.tasks.base import Task
 from ticketlab.tasks.metrics import METRICS, Metric
-from ticketlab.training.loop import (
-    first_inputs,
-    evaluate_split,
-    iterations_per_epoch,
+from ticketlab.training.batches import (
     data_device,
+    first_inputs,
+    iterations_per_epoch,
     num_train_examples,
-    train_model,
     training_batches,
 )
+from ticketlab.training.evaluation import evaluate_split
+from ticketlab.training.loop import train_model
 from ticketlab.training.population import can_vectorize, prefers_population
 
 

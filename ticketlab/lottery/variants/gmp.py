@@ -22,7 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ticketlab.lottery.variants.base import Deferred, Variant, masks, register, starts
+from ticketlab.lottery.variants.base import Deferred, Variant, register
+from ticketlab.lottery.variants.imp import Dense
 
 pruning = Deferred("ticketlab.pruning")
 steps = Deferred("ticketlab.config")
@@ -89,27 +90,15 @@ def cubic_schedule(ctx) -> CubicSchedule:
 
 
 @dataclass(frozen=True)
-class GradualMagnitude(Variant):
-    """A fresh dense start (θ0 of the trial) pruned gradually to the level's sparsity in one training run."""
+class GradualMagnitude(Dense):
+    """The dense run's job (θ0 of the trial, the whole schedule, no inputs) with a mask that the engine changes on
+    the cubic schedule, pruned gradually to the level's sparsity in one training run."""
 
-    def inputs(self, key):
-        return ()
-
-    def mask(self, ctx, key):
-        return masks.every_weight(ctx)
+    channel_mask = Variant.channel_mask  # single weights only (the dense run has a channel rule; gmp has none)
 
     def mask_schedule(self, ctx, key):
         return GradualMagnitudeSchedule(cubic_schedule(ctx), ctx.keep_plan()[key.level], ctx.task.prunable,
                                         ctx.config.prune.n_m_pattern())
-
-    def start(self, ctx, key):
-        return starts.init_start(ctx, key.trial)
-
-    def steps(self, ctx, key):
-        return ctx.total_steps
-
-    def planned_steps(self, total, rewind, finetune):
-        return total
 
 
 register(

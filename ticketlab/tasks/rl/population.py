@@ -54,7 +54,8 @@ from ticketlab.tasks.rl.rollout import EnvRunner
 from ticketlab.tasks.rl.stacked_policy import StackedActorCritic
 from ticketlab.tasks.rl.settings import RLConfig
 from ticketlab.training.allocator import keep_freed_memory
-from ticketlab.training.loop import read_checkpoint_parts, reset_metrics
+from ticketlab.training.bookkeeping import reset_metrics
+from ticketlab.training.checkpoint import read_checkpoint_parts
 from ticketlab.training.population import (
     MemberProgress,
     PopulationMember,

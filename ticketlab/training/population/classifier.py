@@ -13,7 +13,8 @@ from torch.nn import functional as F
 
 from ticketlab.config import TrainConfig, parse_step
 from ticketlab.seeds import derive_seed
-from ticketlab.training.loop import EarlyStopRecord, epoch_order, iterations_per_epoch, write_checkpoint
+from ticketlab.training.batches import epoch_order, iterations_per_epoch
+from ticketlab.training.loop import EarlyStopRecord, write_checkpoint
 from ticketlab.training.population.classifier_nets import FunctionalNet, LinearReluNet
 from ticketlab.training.population.member import MemberProgress, PopulationMember
 from ticketlab.training.population.stack import RowStack

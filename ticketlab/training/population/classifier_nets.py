@@ -23,7 +23,7 @@ from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 from torch.nn import functional as F
 
-from ticketlab.training.loop import EVAL_BATCH, eval_batch_size
+from ticketlab.training.evaluation import EVAL_BATCH, eval_batch_size
 from ticketlab.training.population.stack import RowStack
 
 # Evaluation runs in chunks whose widest activation holds at most this many floats for the whole population

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from ticketlab.training.loop import CHECKPOINT_FILE, METRICS_FILE
+from ticketlab.training.bookkeeping import CHECKPOINT_FILE, METRICS_FILE
 
 
 @dataclass

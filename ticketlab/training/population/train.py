@@ -19,7 +19,9 @@ import torch
 from ticketlab.config import TrainConfig, parse_step
 from ticketlab.store import append_jsonl
 from ticketlab.training.allocator import keep_freed_memory
-from ticketlab.training.loop import TrainingInterrupted, TrainResult, read_checkpoint_or_set_aside, reset_metrics
+from ticketlab.training.bookkeeping import TrainingInterrupted, reset_metrics
+from ticketlab.training.early_stop import TrainResult
+from ticketlab.training.loop import read_checkpoint_or_set_aside
 from ticketlab.training.population.classifier import ClassifierPopulation, TensorSplits
 from ticketlab.training.population.member import PopulationMember, advance_members, report_progress
 
