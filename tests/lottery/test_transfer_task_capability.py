@@ -45,3 +45,25 @@ def test_the_refusal_is_the_tasks_answer_not_its_name(tmp_path, monkeypatch):
     monkeypatch.setattr(transfer_module, "load_task", lambda name: dataclasses.replace(TASK, transfers=False))
     with pytest.raises(ConfigError, match="'classification' run, whose tickets do not transfer"):
         transfer_module.load_source(run_dir)
+
+
+def test_random_ticket_mask_keeps_the_source_n_m_pattern():
+    """The random-ticket control of an N:M source is N:M too (exactly N of every M where the ticket is that
+    sparse), with the ticket's per-tensor counts; a tensor denser than N/M (a dense output layer) is drawn freely."""
+    import numpy as np
+    import torch
+
+    from ticketlab.lottery.transfer_jobs import random_ticket_mask
+
+    generator = torch.Generator().manual_seed(0)
+    scores = {"a": torch.rand(6, 8, generator=generator), "b": torch.rand(3, 8, generator=generator)}
+    counts = {"a": 24, "b": 20}  # a: exactly half (2:4), b: denser than 2:4 allows
+    mask = random_ticket_mask(scores, counts, (2, 4))
+    assert {name: int(value.sum()) for name, value in mask.items()} == counts
+    groups = mask["a"].numpy().reshape(-1, 4)
+    assert (groups.sum(axis=1) == 2).all()
+    best = np.argsort(-scores["a"].numpy().reshape(-1, 4), axis=1, kind="stable")[:, :2]
+    expected = np.zeros_like(groups)
+    np.put_along_axis(expected, best, 1, axis=1)
+    assert (groups == expected).all()
+    assert torch.equal(random_ticket_mask(scores, counts, None)["b"], mask["b"])

@@ -73,7 +73,7 @@ def transfer_start(ctx: ExperimentContext, run: SourceRun, key: JobKey, output_l
     else:
         shapes = ctx.task.prunable(template)
         scores = random_scores(shapes, derive_seed(seed, trial, "random_ticket_mask", level))
-        mask = keep_top(scores, remaining_counts(ticket_mask))
+        mask = random_ticket_mask(scores, remaining_counts(ticket_mask), run.config.prune.n_m_pattern())
         model = ctx.make_model(derive_seed(seed, trial, "random_ticket", level))
     mask_path = job_dir / "mask.safetensors"
     if mask_path.exists():  # computed at the job's first start; equal by construction, reused as it is
@@ -88,6 +88,22 @@ def transfer_start(ctx: ExperimentContext, run: SourceRun, key: JobKey, output_l
     return JobStart(mask=mask, model=model, start_step=ctx.rewind_step, total_steps=ctx.total_steps,
                     optimizer_state=None, data_seed=derive_seed(seed, trial, "data_order"), snapshot_steps=(),
                     on_snapshot=None, augment=ctx.task.per_step_hook(ctx.config, model))
+
+
+def random_ticket_mask(scores: dict[str, torch.Tensor], counts: dict[str, int],
+                       n_m: tuple[int, int] | None) -> dict[str, torch.Tensor]:
+    """The random ticket's mask: `counts` per tensor at the highest random `scores`; when the source tickets are
+    N:M (`n_m`), every tensor sparse enough for the pattern (at most N/M kept) takes it too, as the ticket's
+    did, and the rest (a dense output layer, level 0) are drawn freely."""
+    if n_m is None:
+        return keep_top(scores, counts)
+    patterned = {name for name, score in scores.items() if counts[name] * n_m[1] <= score.numel() * n_m[0]}
+    mask = keep_top({name: scores[name] for name in scores if name not in patterned},
+                    {name: counts[name] for name in scores if name not in patterned}) if len(patterned) < len(scores) else {}
+    if patterned:
+        mask.update(keep_top({name: scores[name] for name in patterned}, {name: counts[name] for name in patterned},
+                             n_m=n_m))
+    return {name: mask[name] for name in scores}
 
 
 def transferred_mask(ctx: ExperimentContext, run: SourceRun, trial: int, level: int,
