@@ -3,7 +3,8 @@ each update the dropped set is a numpy bottom-k of the weights' magnitudes among
 a numpy top-k of the dense gradient (recomputed here on the training batch of that step) among the inactive ones,
 SET's grown count right and its entries inactive before; α_t is the cosine decay; every layer keeps its count, the
 start is at the ERK densities (the formula, recomputed); masked weights are 0 at every step; a job killed in the
-middle of its schedule resumes to the same bytes; bad settings are refused in one line."""
+middle of its schedule resumes to the same bytes; under an N:M pattern the update is the greedy one and keeps the
+pattern; bad settings are refused in one line."""
 
 import math
 import shutil
@@ -22,6 +23,7 @@ from ticketlab.lottery.graph import trains_alone
 from ticketlab.lottery.jobs import ExperimentContext, JobKey, prepare_job
 from ticketlab.lottery.masks import compute_mask
 from ticketlab.lottery.variants import dst, variant_named
+from ticketlab.pruning import masks_from_scores
 from ticketlab.pruning.regrowth import drop_and_grow
 from ticketlab.seeds import derive_seed
 from ticketlab.store import load_tensors, load_tensors_and_metadata
@@ -269,16 +271,46 @@ def _language_find(tmp_path, *extra):
                      "--workers", "1", "--variants", "rigl,set", *extra])
 
 
-def test_an_n_m_pattern_is_refused_in_one_line(tmp_path, capsys):
-    assert _language_find(tmp_path, "--prune.n_m", "2:4") == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["ticketlab: error: variant 'rigl' moves single weights and does not keep prune.n_m '2:4''s "
-                   "pattern; run it without prune.n_m"]
-    assert not [path for path in (tmp_path / "runs").rglob("*") if path.is_file() and path.name != ".lock"]
+def _greedy_n_m(mask, drop, grow, fraction, n, m):
+    """The N:M update by its definition: drop the k smallest active, then walk the inactive entries best first and
+    grow one while its group holds fewer than N; if short, walk the dropped ones the same way."""
+    active = mask.ravel() > 0
+    count = min(math.floor(fraction * active.sum()), int((~active).sum()))
+    dropped = np.argsort(np.where(active, drop.ravel(), np.inf), kind="stable")[:count]
+    new = active.copy()
+    new[dropped] = False
+    taken = 0
+    inactive = [index for index in np.argsort(-grow.ravel(), kind="stable") if not active[index]]
+    returning = sorted(dropped.tolist(), key=lambda index: (-grow.ravel()[index], index))
+    for index in [*inactive, *returning]:
+        if taken < count and new[index // m * m:(index // m + 1) * m].sum() < n:
+            new[index] = True
+            taken += 1
+    assert taken == count
+    return new.reshape(mask.shape), dropped
 
 
-def test_find_runs_rigl_and_set_on_the_language_task_from_the_command_line(tmp_path, capsys, one_thread):
-    assert _language_find(tmp_path) == 0
+@pytest.mark.parametrize("n, m", [(2, 4), (1, 4), (3, 4)])
+def test_drop_and_grow_keeps_an_n_m_pattern_as_the_greedy_definition(n, m):
+    generator = torch.Generator().manual_seed(n * 10 + m)
+    returned = 0
+    for trial in range(6):
+        scores = {"w": torch.rand(8, 16, generator=generator)}
+        most = 8 * 16 * n // m  # every group full
+        keep = {"w": int(torch.randint(most // 2, most + 1, (1,), generator=generator))}
+        mask = masks_from_scores(scores, keep, n_m=(n, m))
+        drop, grow = torch.randn(8, 16, generator=generator), torch.randn(8, 16, generator=generator)
+        fraction = 0.2 + 0.1 * trial
+        new = drop_and_grow(mask, {"w": drop.abs()}, {"w": grow.abs()}, fraction, n_m=(n, m))["w"]
+        expected, dropped = _greedy_n_m(mask["w"].numpy(), drop.abs().numpy(), grow.abs().numpy(), fraction, n, m)
+        assert np.array_equal(new.numpy() > 0, expected)
+        assert new.sum() == mask["w"].sum() and (new.view(-1, m).sum(dim=1) <= n).all()
+        returned += int(new.flatten()[torch.from_numpy(dropped)].sum())
+    assert (returned > 0) == (n > m // 2)  # only with N > M/2 do dropped weights stay for want of room
+
+
+def test_find_runs_rigl_and_set_in_a_2_4_pattern_on_the_language_task(tmp_path, capsys, one_thread):
+    assert _language_find(tmp_path, "--prune.n_m", "2:4") == 0
     capsys.readouterr()
     run_dir = next((tmp_path / "runs").glob("ptb_lstm_*"))
     for variant in ("rigl", "set"):
@@ -289,4 +321,5 @@ def test_find_runs_rigl_and_set_on_the_language_task_from_the_command_line(tmp_p
         assert moved > 0  # connections moved between the random start and the end
         assert all(not final[name][~mask[name]].any() for name in mask)
         kept = sum(int(value.sum()) for value in mask.values())
-        assert 0 < kept < sum(value.numel() for value in mask.values())
+        assert 0 < kept <= sum(value.numel() for value in mask.values()) // 2
+        assert all((value.flatten().view(-1, 4).sum(dim=1) <= 2).all() for value in mask.values())  # still 2:4

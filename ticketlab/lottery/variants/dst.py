@@ -15,7 +15,8 @@ Each layer's count stays fixed; grown weights start at 0 (`ticketlab.pruning.reg
 grow). The mask changes through the engine's `MaskSchedule` hook (zeroed weights and optimizer state, exact masks,
 the mask in force checkpointed: exact resume); the early-stopping point is the best evaluation after the last
 update (under the stored, final mask). The jobs train alone (no stacked populations, no torchrun). Single weights
-only; prune.n_m is refused (drop and grow do not keep an N:M pattern). Torch-free.
+only. With prune.n_m the start mask is in the N:M pattern (each layer's count capped at N/M of it, as for every
+method) and weights grow only where their group has room, so every mask keeps the pattern. Torch-free.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class DynamicSparseSchedule:
     schedule: DropGrowSchedule
     prunable: Callable  # model -> name -> weight (the task's choice of pruned tensors)
     grow_scores: Callable
+    n_m: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         updates = self.schedule.update_steps()
@@ -71,7 +73,8 @@ class DynamicSparseSchedule:
         if step not in self.updates:
             return None
         magnitudes = {name: weight.detach().abs() for name, weight in self.prunable(model).items()}
-        return regrowth.drop_and_grow(mask, magnitudes, self.grow_scores(step, model), self.schedule.fraction(step))
+        return regrowth.drop_and_grow(mask, magnitudes, self.grow_scores(step, model), self.schedule.fraction(step),
+                                      self.n_m)
 
 
 def drop_grow_schedule(ctx) -> DropGrowSchedule:
@@ -123,12 +126,7 @@ class DynamicSparse(Dense):
 
     def mask_schedule(self, ctx, key):
         grow = gradient_grow_scores(ctx, key) if self.by_gradient else random_grow_scores(ctx, key)
-        return DynamicSparseSchedule(drop_grow_schedule(ctx), ctx.task.prunable, grow)
-
-    def check_model(self, config, model):
-        if config.prune.n_m is not None:
-            raise ConfigError(f"variant {self.name!r} moves single weights and does not keep prune.n_m "
-                              f"{config.prune.n_m!r}'s pattern; run it without prune.n_m")
+        return DynamicSparseSchedule(drop_grow_schedule(ctx), ctx.task.prunable, grow, ctx.config.prune.n_m_pattern())
 
     def check_task(self, task):
         if self.by_gradient and task.score_losses is None:
