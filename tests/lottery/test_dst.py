@@ -29,6 +29,7 @@ from ticketlab.seeds import derive_seed
 from ticketlab.store import load_tensors, load_tensors_and_metadata
 from ticketlab.tasks.classification import score_losses
 from ticketlab.training.batches import batch_indices
+from ticketlab.training import engine
 from ticketlab.training.loop import TrainingInterrupted
 
 TOTAL, EVERY, END, ALPHA = 20, 3, 15, 0.5
@@ -72,10 +73,28 @@ def clean(tmp_path_factory, tiny_data_for_module, one_thread_for_module):
         calls.append((variant, step, state, in_force, scores, copied))
         return new
 
+    original_installer = engine._mask_installer
+
+    def recording_installer(masks, masked_pairs, optimizer):  # the weights and optimizer state right after install
+        install = original_installer(masks, masked_pairs, optimizer)
+
+        def recorded(new_mask):
+            before = {name: value.numpy().copy() for name, value in masks.items()}
+            install(new_mask)
+            state = {name: [parameter.detach().numpy().copy()] + [
+                value.numpy().copy() for value in optimizer.state.get(parameter, {}).values()
+                if torch.is_tensor(value) and value.shape == parameter.shape]
+                for (parameter, _), name in zip(masked_pairs, list(masks))}
+            installs.append((before, {name: value.numpy().copy() for name, value in masks.items()}, state))
+
+        return recorded
+
+    installs = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(dst.DynamicSparseSchedule, "__call__", recording)
+        patch.setattr(engine, "_mask_installer", recording_installer)
         result = _find(tmp_path_factory.mktemp("dst"), tiny_data_for_module)
-    return result, calls
+    return result, calls, installs
 
 
 def _level(mask):
@@ -111,7 +130,7 @@ def _erk_counts(density):
 
 
 def test_updates_are_on_the_schedule_and_rigl_drops_and_grows_as_numpy(clean, tiny_data_for_module):
-    _, calls = clean
+    _, calls, _ = clean
     config = _config()
     model = model_factory(config, tiny_data_for_module, None)(0)
     data_seed = derive_seed(config.seed, 0, "data_order")  # the job's training order
@@ -137,7 +156,7 @@ def test_updates_are_on_the_schedule_and_rigl_drops_and_grows_as_numpy(clean, ti
 
 
 def test_set_drops_by_magnitude_and_grows_as_many_inactive_weights(clean):
-    _, calls = clean
+    _, calls, _ = clean
     updates = [call for call in calls if call[0] == "set" and call[5] is not None]
     assert len(updates) == 2 * len(UPDATES)
     for _, step, state, in_force, scores, new in updates:
@@ -155,7 +174,7 @@ def test_set_drops_by_magnitude_and_grows_as_many_inactive_weights(clean):
 
 
 def test_counts_stay_at_the_erk_densities_and_masked_weights_are_zero_at_every_step(clean):
-    result, calls = clean
+    result, calls, _ = clean
     plan_density = {1: 272 / 544, 2: 136 / 544}  # the IMP levels' overall density (rate 0.5 on every layer)
     for variant, step, state, in_force, _, new in calls:
         expected = _erk_counts(plan_density[_level(in_force)])
@@ -177,8 +196,23 @@ def test_counts_stay_at_the_erk_densities_and_masked_weights_are_zero_at_every_s
     assert trains_alone(JobKey(0, 1, "rigl")) and trains_alone(JobKey(0, 1, "set"))
 
 
+def test_right_after_an_update_dropped_and_regrown_weights_and_their_optimizer_state_are_zero(clean):
+    _, _, installs = clean
+    assert len(installs) == 4 * len(UPDATES)  # rigl and set, 2 levels
+    for before, after, state in installs:
+        for name in SHAPES:
+            regrown = (before[name] == 0) & (after[name] == 1)
+            assert regrown.any() and ((before[name] == 1) & (after[name] == 0)).sum() == regrown.sum()
+            weights, *optimizer_state = state[name]
+            assert optimizer_state  # SGD's momentum buffer
+            for tensor in (weights, *optimizer_state):
+                assert not tensor[after[name] == 0].any()  # dropped (and earlier pruned): exactly 0
+                assert not tensor[regrown].any()  # regrown: starts at 0, with no momentum
+            assert weights[after[name] == 1][~regrown[after[name] == 1]].all()  # the kept ones keep their values
+
+
 def test_a_job_killed_in_the_middle_of_its_schedule_resumes_to_the_same_bytes(clean, tmp_path, tiny_data_for_module):
-    result, calls = clean
+    result, calls, _ = clean
     run_dir = tmp_path / result.run_dir.name
     shutil.copytree(result.run_dir, run_dir)
     key = JobKey(0, 2, "rigl")

@@ -27,8 +27,8 @@ from ticketlab.pruning.masks import Masks
 
 
 def cosine_drop_fraction(step: int, end: int, drop_fraction: float) -> float:
-    """RigL's update schedule: α_t = α / 2 · (1 + cos(π t / T_end)) for t <= T_end, 0 after."""
-    if step > end:
+    """RigL's update schedule: α_t = α / 2 · (1 + cos(π t / T_end)) before T_end, 0 from it on."""
+    if step >= end:
         return 0.0
     return drop_fraction / 2 * (1 + math.cos(math.pi * step / end))
 
