@@ -357,3 +357,14 @@ def test_find_runs_rigl_and_set_in_a_2_4_pattern_on_the_language_task(tmp_path, 
         kept = sum(int(value.sum()) for value in mask.values())
         assert 0 < kept <= sum(value.numel() for value in mask.values()) // 2
         assert all((value.flatten().view(-1, 4).sum(dim=1) <= 2).all() for value in mask.values())  # still 2:4
+
+
+@pytest.mark.slow
+def test_rigl_on_the_rl_task_is_refused_in_one_line_before_anything_is_written(tmp_path, capsys):
+    root = tmp_path / "runs"
+    assert cli.main(["find", "--preset", "ppo_tiny", "--variants", "rigl", "--quiet", "--no-report",
+                     "--root", str(root)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "ticketlab: error: variant 'rigl' regrows by the gradient of the training loss, which task 'rl' does not "
+        "supply; use 'set' (random regrowth)"]
+    assert not root.exists() or not [path for path in root.rglob("*") if path.is_file() and path.name != ".lock"]
