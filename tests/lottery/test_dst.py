@@ -211,31 +211,34 @@ def test_right_after_an_update_dropped_and_regrown_weights_and_their_optimizer_s
             assert weights[after[name] == 1][~regrown[after[name] == 1]].all()  # the kept ones keep their values
 
 
-def test_a_job_killed_in_the_middle_of_its_schedule_resumes_to_the_same_bytes(clean, tmp_path, tiny_data_for_module):
+def test_jobs_killed_in_the_middle_of_their_schedule_resume_to_the_same_bytes(clean, tmp_path, tiny_data_for_module):
     result, calls, _ = clean
     run_dir = tmp_path / result.run_dir.name
     shutil.copytree(result.run_dir, run_dir)
-    key = JobKey(0, 2, "rigl")
-    job_dir = key.directory(run_dir)
-    for name in ("result.json", "weights_final.safetensors", "metrics.jsonl", "mask.safetensors"):
-        (job_dir / name).unlink()
     config = _config().validate()
     ctx = ExperimentContext(config=config, run_dir=run_dir, data=tiny_data_for_module,
                             make_model=model_factory(config, tiny_data_for_module, None))
-    start = prepare_job(ctx, key)
-    with pytest.raises(TrainingInterrupted):  # the last checkpoint is at step 10: the update at 12 remains
-        ctx.task.train(start.model, ctx.data, config.train, masks=start.mask, data_seed=start.data_seed,
-                       start_step=start.start_step, total_steps=start.total_steps, job_dir=job_dir,
-                       checkpoint_interval_s=0, stop_after_step=12, mask_schedule=start.mask_schedule)
-    tensors, metadata = load_tensors_and_metadata(job_dir / "checkpoint.safetensors")
-    assert metadata["step"] == "10"
-    in_force = next(call[3] for call in calls if call[0] == "rigl" and call[1] == 10 and _level(call[3]) == 2)
-    assert all(np.array_equal(tensors[f"mask.{name}"].numpy(), in_force[name] > 0) for name in SHAPES)
+    keys = (JobKey(0, 2, "rigl"), JobKey(0, 2, "set"))
+    for key in keys:
+        job_dir = key.directory(run_dir)
+        for name in ("result.json", "weights_final.safetensors", "metrics.jsonl", "mask.safetensors"):
+            (job_dir / name).unlink()
+        start = prepare_job(ctx, key)
+        with pytest.raises(TrainingInterrupted):  # the last checkpoint is at step 10: the update at 12 remains
+            ctx.task.train(start.model, ctx.data, config.train, masks=start.mask, data_seed=start.data_seed,
+                           start_step=start.start_step, total_steps=start.total_steps, job_dir=job_dir,
+                           checkpoint_interval_s=0, stop_after_step=12, mask_schedule=start.mask_schedule)
+        tensors, metadata = load_tensors_and_metadata(job_dir / "checkpoint.safetensors")
+        assert metadata["step"] == "10"
+        in_force = next(call[3] for call in calls
+                        if call[0] == key.variant and call[1] == 10 and _level(call[3]) == 2)
+        assert all(np.array_equal(tensors[f"mask.{name}"].numpy(), in_force[name] > 0) for name in SHAPES)
     rerun = find_tickets(_config(), root=tmp_path, data=tiny_data_for_module, progress=False, report=False,
                          population=None)
     assert rerun.rows == result.rows
-    for name in ("weights_final.safetensors", "mask.safetensors"):
-        assert (job_dir / name).read_bytes() == (key.directory(result.run_dir) / name).read_bytes()
+    for key in keys:
+        for name in ("weights_final.safetensors", "mask.safetensors"):
+            assert (key.directory(run_dir) / name).read_bytes() == (key.directory(result.run_dir) / name).read_bytes()
 
 
 def test_drop_and_grow_keeps_counts_and_leaves_a_dense_layer_alone():
