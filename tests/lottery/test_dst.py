@@ -284,6 +284,7 @@ def test_rigl_is_refused_for_a_task_without_a_training_loss():
     (["--prune.dst_end", "20it"], "prune.dst_end '20it' must be before the end of training (train.steps '20it')"),
     (["--prune.dst_end", "0it"], "prune.dst_end '0it' must be at least 1 iteration"),
     (["--prune.densities", "gaussian"], "unknown prune.densities 'gaussian'; allowed: uniform, er, erk"),
+    (["--prune.densities", "er", "--prune.unit", "channel"], "prune.densities 'er' distributes single weights"),
 ])
 def test_a_bad_setting_is_refused_in_one_line(extra, fragment, tmp_path, capsys):
     root = tmp_path / "runs"
