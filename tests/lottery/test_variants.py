@@ -17,7 +17,7 @@ def test_the_declarations_load_without_torch():
             "import ticketlab.report.results, ticketlab.lottery.graph; "
             "print(len(variant_names()), variant_label('snip'), 'torch' in sys.modules)")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert output.split() == ["23", "SNIP", "at", "init", "False"]
+    assert output.split() == ["25", "SNIP", "at", "init", "False"]  # 23 + rigl, set
 
 
 def test_find_help_lists_every_variant(capsys):
@@ -25,7 +25,7 @@ def test_find_help_lists_every_variant(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for name in variant_names():
         assert name in text
-    assert len(variant_names()) == 23 and set(DEFAULT_VARIANTS) <= set(variant_names())
+    assert len(variant_names()) == 25 and set(DEFAULT_VARIANTS) <= set(variant_names())
 
 
 def test_labels_are_unique_and_short_labels_fit_terminal_tables():

@@ -205,6 +205,8 @@ def check_steps(config: ExperimentConfig, iterations_per_epoch: int | None = Non
              ("prune.gmp_start", prune.gmp_start, "before the end of training", lambda at, end: at < end)]
     if prune.gmp_end is not None:
         pairs.append(("prune.gmp_end", prune.gmp_end, "before the end of training", lambda at, end: at < end))
+    if prune.dst_end is not None:
+        pairs.append(("prune.dst_end", prune.dst_end, "before the end of training", lambda at, end: at < end))
     pairs += [("train.milestones", milestone, "within training", lambda at, end: at <= end)
               for milestone in train.milestones]
     for label, text, where, fits in pairs:

@@ -23,6 +23,7 @@ STRATEGY_NAMES = ("magnitude",)
 UNIT_NAMES = ("weight", "channel")  # prune.unit: single weights, or whole channels / neurons (structured)
 CHANNEL_SCORE_NAMES = ("l1", "bn_scale")  # prune.channel_score under prune.unit channel
 EARLY_BIRD_CRITERIA = ("weights", "channels")
+DENSITY_NAMES = ("uniform", "er", "erk")  # prune.densities: layer density distributions (ticketlab.pruning.densities)
 
 MAX_WIDTH = 1_000_000  # hidden units, channels or embedding size: far beyond any network that fits in memory
 MAX_DEPTH = 10_000
@@ -237,6 +238,15 @@ class PruneConfig:
     gmp_end: str | None = None  # None: 3/4 of train.steps or gmp_start if later (the rest trains the final mask)
     gmp_every: str = "100it"
     gmp_initial_sparsity: float = 0.0
+    # layer densities for the methods that fix each layer's budget before they have scores ('uniform', 'er', 'erk'):
+    # None keeps each method's default (rigl and set: 'erk', as the papers; random_pruning: the ticket's per-layer
+    # counts); set, random_pruning draws its mask at the level's overall density with this distribution instead
+    densities: str | None = None
+    # dynamic sparse training (variants 'rigl', 'set'): every dst_every steps until dst_end, drop the fraction
+    # dst_drop_fraction / 2 * (1 + cos(pi * t / dst_end)) of each layer's active weights and regrow as many
+    dst_every: str = "100it"
+    dst_end: str | None = None  # None: 3/4 of train.steps
+    dst_drop_fraction: float = 0.3
 
     def n_m_pattern(self) -> tuple[int, int] | None:
         """(N, M) of `n_m`, or None when unset."""
@@ -287,6 +297,7 @@ class PruneConfig:
             if step_count(self.finetune_steps)[0] < 1:
                 raise ConfigError(f"prune.finetune_steps {self.finetune_steps!r} must be at least 1 iteration")
         self._validate_gmp()
+        self._validate_dst()
         check_choice("prune.unit", self.unit, UNIT_NAMES)
         check_choice("prune.channel_score", self.channel_score, CHANNEL_SCORE_NAMES)
         if self.unit == "channel" and self.strategy != "magnitude":
@@ -295,6 +306,22 @@ class PruneConfig:
         if self.n_m_pattern() is not None and self.unit == "channel":
             raise ConfigError(f"prune.n_m {self.n_m!r} is a pattern of single weights; use it with prune.unit "
                               "'weight'")
+        if self.densities is not None and self.unit == "channel":
+            raise ConfigError(f"prune.densities {self.densities!r} distributes single weights over the layers; use "
+                              "it with prune.unit 'weight'")
+
+    def _validate_dst(self) -> None:
+        if self.densities is not None:
+            check_choice("prune.densities", self.densities, DENSITY_NAMES)
+        check_step("prune.dst_every", self.dst_every)
+        if step_count(self.dst_every)[0] < 1:
+            raise ConfigError(f"prune.dst_every {self.dst_every!r} must be at least 1 iteration")
+        if self.dst_end is not None:
+            check_step("prune.dst_end", self.dst_end)
+            if step_count(self.dst_end)[0] < 1:
+                raise ConfigError(f"prune.dst_end {self.dst_end!r} must be at least 1 iteration")
+        check_number("prune.dst_drop_fraction", self.dst_drop_fraction, 0, 1, low_open=True, high_open=True,
+                     what="a fraction")
 
     def _validate_gmp(self) -> None:
         check_step("prune.gmp_start", self.gmp_start)

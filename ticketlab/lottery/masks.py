@@ -10,7 +10,7 @@ import time
 import torch
 
 from ticketlab.errors import IntegrityError
-from ticketlab.lottery.context import ExperimentContext
+from ticketlab.lottery.context import ExperimentContext, plan_total
 from ticketlab.lottery.keys import DENSE, MASK_COST_FILE, JobKey
 from ticketlab.lottery.variants import variant_named
 from ticketlab.pruning import full_masks, keep_top, random_scores, remaining_counts, strategy_scores
@@ -22,6 +22,7 @@ from ticketlab.pruning.channels import (
     keep_channels,
     random_channel_scores,
 )
+from ticketlab.pruning.densities import layer_keep_counts
 from ticketlab.seeds import derive_seed
 from ticketlab.store import load_tensors, save_tensors, set_aside, write_json
 
@@ -71,11 +72,30 @@ def prune_dense(ctx: ExperimentContext, key: JobKey) -> dict[str, torch.Tensor]:
 
 
 def random_like(ctx: ExperimentContext, key: JobKey, ticket: JobKey) -> dict[str, torch.Tensor]:
-    """A random mask with the per-layer survivor counts of `ticket`'s mask (seeded by trial and level)."""
+    """A random mask with the per-layer survivor counts of `ticket`'s mask (seeded by trial and level), or, with
+    prune.densities set, with the counts of that layer distribution at the level's overall density."""
+    seed = derive_seed(ctx.config.seed, key.trial, "random_mask", key.level)
+    if ctx.config.prune.densities is not None:
+        return random_at_densities(ctx, key.level, ctx.config.prune.densities, seed)
     ticket_counts = remaining_counts(job_mask(ctx, ticket))
     shapes = ctx.task.prunable(ctx.make_model(0))
-    scores = random_scores(shapes, derive_seed(ctx.config.seed, key.trial, "random_mask", key.level))
+    scores = random_scores(shapes, seed)
     return keep_top(scores, ticket_counts, n_m=ctx.config.prune.n_m_pattern())
+
+
+def density_counts(ctx: ExperimentContext, level: int, distribution: str) -> dict[str, int]:
+    """Weights each layer keeps at the level's overall density (its keep plan's total over all prunable weights),
+    spread over the layers by `distribution` ('uniform', 'er', 'erk': `ticketlab.pruning.densities`)."""
+    plan = ctx.keep_plan()
+    shapes = {name: tuple(weight.shape) for name, weight in ctx.task.prunable(ctx.make_model(0)).items()}
+    return layer_keep_counts(shapes, plan_total(plan[level]) / plan_total(plan[0]), distribution)
+
+
+def random_at_densities(ctx: ExperimentContext, level: int, distribution: str, seed: int) -> dict[str, torch.Tensor]:
+    """A random mask (uniform scores from `seed`) with `density_counts` per layer."""
+    weights = ctx.task.prunable(ctx.make_model(0))
+    return keep_top(random_scores(weights, seed), density_counts(ctx, level, distribution),
+                    n_m=ctx.config.prune.n_m_pattern())
 
 
 def final_prunable_weights(ctx: ExperimentContext, key: JobKey) -> dict[str, torch.Tensor]:

@@ -22,9 +22,9 @@ def language_metric(config: ExperimentConfig) -> Metric:
     return METRICS["perplexity"]  # Metric("perplexity", higher_is_better=False, log_scale=True, ...)
 
 
-def score_losses(model, data, config, seed: int, batches: int):
-    """Mean per-token cross-entropy of `model` on the first `batches` training segments of data seed `seed`
-    (each from a zero hidden state; dropout seeded per segment), for SNIP and GraSP."""
+def score_losses(model, data, config, seed: int, batches: int, first_batch: int = 0):
+    """Mean per-token cross-entropy of `model` on `batches` training segments of data seed `seed` from segment
+    `first_batch` on (each from a zero hidden state; dropout seeded per segment), for SNIP, GraSP and RigL."""
     import torch.nn.functional as F
 
     from ticketlab.models import set_noise_seed
@@ -33,7 +33,7 @@ def score_losses(model, data, config, seed: int, batches: int):
     stream = batchify(data.train, config.batch_size)
     per_epoch = steps_per_epoch(data, config)
     has_dropout = set_noise_seed(model, None)
-    for index in range(batches):
+    for index in range(first_batch, first_batch + batches):
         if has_dropout:
             set_noise_seed(model, derive_seed(seed, "score_dropout", index))
         inputs, targets, _ = training_segment(stream, index, per_epoch, data.sequence_length, seed)
