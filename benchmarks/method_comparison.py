@@ -45,7 +45,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from benchmarks.reproduce import common
+if __package__ in (None, ""):  # run as a file: python benchmarks/method_comparison.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.reproduce import common  # noqa: E402
 
 # in the order of the table; the ones the registry lacks (rigl, set before they are merged) are left out
 METHODS = ("iterative_reset", "lr_rewind", "finetune", "gmp", "rigl", "set", "snip", "synflow", "random_pruning")

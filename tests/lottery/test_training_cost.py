@@ -6,13 +6,17 @@ Old results.csv files without the columns are still read and reported, and a rer
 
 import csv
 import shutil
+from types import SimpleNamespace
 
 import pytest
+import torch
+from torch import nn
 
 from ticketlab import cli
 from ticketlab.api import find_tickets
 from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
 from ticketlab.lottery.results_csv import COST_COLUMNS, read_results
+from ticketlab.lottery.training_cost import ForwardCost, _forward_flops, forward_cost
 from ticketlab.report.cost_figure import has_training_cost
 from ticketlab.report.report import read_run_results
 from ticketlab.report.results import summarize_results
@@ -114,3 +118,25 @@ def test_ticketlab_report_draws_the_metric_against_training_cost(run, capsys):
     assert "training_cost.png" in (report / "summary.md").read_text()
     html = (run.run_dir / "report.html").read_text()
     assert html.index("report/lottery.png") < html.index("report/training_cost.png")  # the two views, in order
+
+
+def test_a_convolution_costs_each_weight_once_per_output_position():
+    def make_model(seed):
+        return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                             nn.Linear(4 * 4 * 4, 10))
+
+    task = SimpleNamespace(example_inputs=lambda data, split, count: torch.zeros(count, 1, 8, 8))
+    pricing = forward_cost(SimpleNamespace(task=task, make_model=make_model, data=None))
+    assert pricing.weights == {"0.weight": 36, "4.weight": 640}
+    assert pricing.flops({}) == 2 * (36 * 8 * 8 + 640)  # 3x3x1x4 weights at 64 positions, then the Linear
+    assert pricing.flops({"0.weight": 9}) == 2 * (9 * 64 + 640)
+    assert forward_cost(SimpleNamespace(task=SimpleNamespace(example_inputs=None))) is None  # no FLOPs count
+
+
+def test_a_global_keep_count_is_priced_between_the_dense_network_and_the_final_mask():
+    pricing = ForwardCost({"a": 2, "b": 20}, {"a": 100, "b": 100})
+    final, sizes = {"a": 10, "b": 50}, {"a": 100, "b": 100}
+    assert _forward_flops(pricing, 60, final, sizes) == pricing.flops(final) == 1020
+    assert _forward_flops(pricing, 200, final, sizes) == pricing.flops(sizes) == 2200
+    assert _forward_flops(pricing, 130, final, sizes) == pytest.approx((1020 + 2200) / 2)
+    assert _forward_flops(pricing, {"a": 50, "b": 80}, final, sizes) == 2 * 50 + 20 * 80  # per tensor: exact
