@@ -31,6 +31,7 @@ from ticketlab.lottery.context import ExperimentContext, is_done, read_result
 from ticketlab.lottery.jobs import check_task_supports, job_graph, job_steps, write_variant_summaries
 from ticketlab.lottery.keys import DENSE, JobKey
 from ticketlab.lottery.results_csv import result_row, results_csv_bytes
+from ticketlab.lottery.training_cost import training_costs
 from ticketlab.lottery.variants import check_variants
 from ticketlab.tasks import load_task
 from ticketlab.tasks.base import TaskData, load_task_data
@@ -207,14 +208,15 @@ def _run_experiment(plan: RunPlan) -> ExperimentResult:
 
 
 def results_rows(ctx: ExperimentContext, graph: dict[JobKey, tuple]) -> list[dict]:
-    """One row per (variant, trial, level) that has finished; level 0 of each variant is the dense job."""
-    rows = []
+    """One row per (variant, trial, level) that has finished, with its training cost; level 0 of each variant is
+    the dense job."""
+    rows, costs = [], training_costs(ctx, graph)
     for variant in ctx.config.variants:
         for trial in range(ctx.config.trials):
             for level in range(ctx.levels + 1):
                 key = JobKey(trial, 0, DENSE) if level == 0 else JobKey(trial, level, variant)
                 if key in graph and is_done(ctx, key):
-                    rows.append(result_row(read_result(ctx, key), variant))
+                    rows.append(result_row(read_result(ctx, key), variant) | costs.get(key, {}))
     return rows
 
 

@@ -37,7 +37,14 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "metric",
     "early_stop_test_metric",
     "final_test_metric",
+    # training cost of the result, every job that led to it included (`ticketlab.lottery.training_cost`)
+    "train_steps_total",
+    "train_flops_total",
 )
+
+#: Training-cost columns: files written before them lack them (their rows have no such keys), and a cell is empty
+#: where the cost is unknown (a task without FLOPs accounting).
+COST_COLUMNS: tuple[str, ...] = ("train_steps_total", "train_flops_total")
 
 #: Integer-valued metric columns (training steps).
 INT_COLUMNS: tuple[str, ...] = ("early_stop_iteration", "final_iteration")
@@ -115,9 +122,9 @@ def read_results(
     """Read ``results.csv`` into typed rows.
 
     Each row has ``variant`` (str), ``trial``/``level``/iteration columns (int) and
-    float accuracy/loss/percent columns (an empty cell becomes NaN). A metric cell
-    holding NaN or an infinity (a diverged run) is read as missing (NaN) with a
-    :class:`ResultsWarning`; summaries skip it. Extra columns are ignored. Returns
+    float accuracy/loss/percent columns and, when the file has them, training-cost columns
+    (an empty cell becomes NaN). A metric cell holding NaN or an infinity (a diverged run)
+    is read as missing (NaN) with a :class:`ResultsWarning`; summaries skip it. Extra columns are ignored. Returns
     ``[]`` for a file without data rows. ``marked_missing``, when given, receives per row
     the columns whose cell was written as NaN or an infinity (see :func:`check_against_jobs`).
 
@@ -153,7 +160,8 @@ def _read_rows(path: Path, handle, marked_missing: list[set[str]]) -> list[dict[
             missing = [col for col in REQUIRED_COLUMNS if col not in header]
             if missing:
                 raise TicketlabError(f"{path}: missing column(s) {', '.join(missing)}")
-            index = {col: header.index(col) for col in REQUIRED_COLUMNS + GENERIC_COLUMNS if col in header}
+            index = {col: header.index(col) for col in REQUIRED_COLUMNS + GENERIC_COLUMNS + COST_COLUMNS
+                     if col in header}
             continue
         where = f"{path}:{reader.line_num}"
         if len(line) < len(header):
@@ -171,7 +179,7 @@ def _read_rows(path: Path, handle, marked_missing: list[set[str]]) -> list[dict[
             cells |= {"metric": "accuracy", "early_stop_test_metric": cells["early_stop_test_accuracy"],
                       "final_test_metric": cells["final_test_accuracy"]}
         row["metric"] = cells["metric"] or "accuracy"
-        for col in FLOAT_COLUMNS:
+        for col in FLOAT_COLUMNS + tuple(col for col in COST_COLUMNS if col in cells):
             row[col] = _parse_float(cells.get(col, ""), col, where, missing_ok=col != "weights_remaining_percent")
         marked_missing.append({col for col in INT_COLUMNS + FLOAT_COLUMNS
                                if cells.get(col, "") != "" and isinstance(row[col], float) and math.isnan(row[col])})

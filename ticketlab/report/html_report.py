@@ -21,7 +21,8 @@ from ticketlab.store import atomic_write_bytes  # atomic, with the umask's mode 
 REPORT_FILE = "report.html"
 MAX_DAMAGE_LINES = 50
 # Figures first in this order (the headline figure, then the rest of the report), then analyses by path.
-_FIGURE_ORDER = ("report/lottery.png", "report/learning_curves.png", "report/at_init.png", "report/early_bird.png")
+_FIGURE_ORDER = ("report/lottery.png", "report/training_cost.png", "report/learning_curves.png", "report/at_init.png",
+                 "report/early_bird.png")
 _SKIPPED_DIRS = ("trial_", "tensorboard", ".")
 
 STYLE = """

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ticketlab.errors import TicketlabError
 from ticketlab.lottery.results_csv import check_against_jobs, read_results
+from ticketlab.report.cost_figure import draw_cost_figure, has_training_cost
 from ticketlab.report.curves import draw_learning_curves
 from ticketlab.report.figures import draw_lottery_figure
 from ticketlab.report.results import summarize_results, summary_metric
@@ -24,12 +25,19 @@ NOTE = (
     "dense network's numbers."
 )
 
+COST_NOTE = (
+    "Training cost counts every training that led to a result (an IMP level: the dense run and every round up to "
+    "it); training FLOPs are 3x the forward FLOPs of the mask in force per example, times batch size and steps "
+    "(Evci et al. 2020, Appendix H); evaluation and mask scoring are not counted."
+)
+
 
 def write_report(run_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """Read ``run_dir/results.csv``; write the figure and ``summary.md`` to ``run_dir/report``.
 
     All files are written atomically. Returns ``{"png": ..., "svg": ...,
-    "markdown": ...}``.
+    "markdown": ...}`` and the other figures drawn (``cost_png``: the metric against training cost, for results
+    that carry it).
 
     Raises:
         TicketlabError: ``results.csv`` is missing, unreadable, malformed or has no rows.
@@ -48,6 +56,10 @@ def write_report(run_dir: str | os.PathLike[str]) -> dict[str, Path]:
         f"_{NOTE.format(early_stop=summary_metric(summary).early_stop)}_\n"
     )
     paths = {"png": png_path, "svg": svg_path}
+    if has_training_cost(summary):
+        paths["cost_png"], _ = draw_cost_figure(summary, out_dir / "training_cost", title=name)
+        markdown += ("\n## Against training cost\n\n![metric against total training cost](training_cost.png)\n\n"
+                     f"_{COST_NOTE}_\n")
     remaining = {int(entry["level"]): float(entry["weights_remaining_percent"]) for entry in summary}
     curves = draw_learning_curves(run, out_dir / "learning_curves", remaining, title=name)
     if curves:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ticketlab.errors import TicketlabError
-from ticketlab.lottery.results_csv import METRIC_COLUMNS
+from ticketlab.lottery.results_csv import COST_COLUMNS, METRIC_COLUMNS
 from ticketlab.lottery.variants import variant_sort_key
 from ticketlab.tasks.metrics import Metric, metric_named
 
@@ -53,8 +53,8 @@ def summarize_results(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
 
     Each entry has ``variant``, ``level``, ``n`` (number of rows = trials),
     ``trials`` (sorted trial ids), ``weights_remaining_percent`` (mean over trials)
-    and, for every metric in :data:`METRIC_COLUMNS`, the keys ``<metric>_mean``,
-    ``_min``, ``_max`` and ``_std`` (population std, ddof=0; NaN cells are skipped).
+    and, for every metric in :data:`METRIC_COLUMNS` and training-cost column in :data:`COST_COLUMNS`, the keys
+    ``<metric>_mean``, ``_min``, ``_max`` and ``_std`` (population std, ddof=0; NaN cells are skipped).
     Entries are sorted by canonical variant order, then level.
     """
     groups: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
@@ -80,6 +80,9 @@ def summarize_results(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
         for metric in METRIC_COLUMNS:
             for name, value in _stats([float(m[metric]) for m in members]).items():
                 entry[f"{metric}_{name}"] = value
+        for column in COST_COLUMNS:  # NaN for rows of files written before the training-cost columns
+            for name, value in _stats([float(m.get(column, math.nan)) for m in members]).items():
+                entry[f"{column}_{name}"] = value
         summary.append(entry)
     return summary
 

@@ -24,6 +24,9 @@ class AtInit(Variant):
 
     method: str = ""
 
+    def cost_inputs(self, key):
+        return ()  # scored once at the starting weights (a few batches, not counted): the job's own training
+
     def check_task(self, task):
         at_init.check_task_supports(task, (self.name,))  # SNIP and GraSP need the loss, SynFlow a data-free input
 

@@ -70,6 +70,19 @@ class Variant:
         """The jobs whose outputs this job reads; the graph adds those not asked for (a hidden ticket chain)."""
         return (JobKey(key.trial, 0, DENSE),)
 
+    def cost_inputs(self, key: JobKey) -> tuple[JobKey, ...]:
+        """The jobs whose whole training this job's result builds on: its training cost (results.csv's
+        train_steps_total, train_flops_total) adds theirs, and theirs recursively (`ticketlab.lottery.training_cost`;
+        a `rewound` job without the dense run among them pays the dense run's steps to the rewind point instead).
+        Default: its `inputs`, so an IMP level pays the dense run and every round before it."""
+        return self.inputs(key)
+
+    def kept_during_training(self, ctx, key: JobKey, sizes: dict[str, int]):
+        """For a job whose mask changes while it trains: ((step, keep counts), ...) the survivors in force from
+        each step on (per tensor of `sizes`, or one total), which its training FLOPs integrate over. None: the
+        final mask's counts throughout (exact for schedules that hold the density, as dynamic sparse training)."""
+        return None
+
     def mask_sources(self, key: JobKey) -> tuple[JobKey, ...]:
         """Jobs of the same level whose stored mask this job's mask reads (not graph inputs: nothing waits for
         them); a damaged one makes `ticketlab.lottery.integrity` recompute this job too."""

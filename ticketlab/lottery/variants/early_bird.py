@@ -27,6 +27,9 @@ class Search(Variant):
     def start(self, ctx, key):
         return starts.init_start(ctx, key.trial)
 
+    def cost_inputs(self, key):
+        return ()  # trains from θ0 itself
+
     def steps(self, ctx, key):
         return ctx.total_steps  # at most: the search stops at detection
 
@@ -48,6 +51,9 @@ class EarlyBird(Variant):
 
     def inputs(self, key):
         return (JobKey(key.trial, 0, DENSE), search_key(key))
+
+    def cost_inputs(self, key):
+        return (search_key(key),)  # the search (to its stop), not the dense run: what early-bird tickets save
 
     def mask(self, ctx, key):
         return search.early_bird_mask(ctx, search_key(key), key.level)

@@ -100,6 +100,11 @@ class GradualMagnitude(Dense):
         return GradualMagnitudeSchedule(cubic_schedule(ctx), ctx.keep_plan()[key.level], ctx.task.prunable,
                                         ctx.config.prune.n_m_pattern())
 
+    def kept_during_training(self, ctx, key, sizes):
+        """Dense until t0, then the scheduled counts from each update on (the training-cost accounting)."""
+        schedule = self.mask_schedule(ctx, key)
+        return ((0, dict(sizes)), *((step, schedule.keep_at(step, sizes)) for step in schedule.schedule.update_steps()))
+
 
 register(
     GradualMagnitude("gmp", "gradual magnitude pruning", "gmp", rank=8, trains_alone=True, family="during_training",

@@ -84,6 +84,9 @@ class RandomPruning(Variant):
     def mask_sources(self, key):
         return (JobKey(key.trial, key.level, TICKET_CHAIN),)  # the per-layer counts of the level's ticket
 
+    def cost_inputs(self, key):
+        return ()  # as a method, random pruning trains once (layer-wise, its counts are the keep plan's)
+
     def mask(self, ctx, key):
         return masks.random_like(ctx, key, JobKey(key.trial, key.level, TICKET_CHAIN))
 
