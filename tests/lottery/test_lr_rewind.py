@@ -164,3 +164,19 @@ def test_a_stacked_population_draws_the_same_tickets(clean, tmp_path, tiny_data_
     accuracy = {(row["level"], row["variant"]): row["final_test_accuracy"] for row in clean[0].rows}
     assert {(row["level"], row["variant"]): row["final_test_accuracy"] for row in stacked.rows} == pytest.approx(
         accuracy, abs=0.02)
+
+
+def test_fine_tuning_trains_at_the_final_learning_rate(tmp_path, tiny_data_for_module, one_thread_for_module):
+    """Renda et al.'s fine-tuning baseline retrains at the original schedule's final rate (not the schedule replayed
+    from 0), for prune.finetune_steps = T - k: the same budget as the rewinding variants."""
+    config = _config().replace(variants=["finetune"], **{"prune.finetune_steps": f"{TOTAL - K}it"})
+    rates = []
+    handle = register_optimizer_step_pre_hook(
+        lambda optimizer, args, kwargs: rates.append(optimizer.param_groups[0]["lr"]))
+    try:
+        find_tickets(config, root=tmp_path, data=tiny_data_for_module, progress=False, report=False, population=1)
+    finally:
+        handle.remove()
+    final = LR * 0.5 * (1 + math.cos(math.pi * (TOTAL - 1) / TOTAL))
+    assert len(rates) == TOTAL + 2 * (TOTAL - K)
+    assert rates[TOTAL:] == pytest.approx([final] * (2 * (TOTAL - K)))

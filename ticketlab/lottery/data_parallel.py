@@ -18,6 +18,8 @@ import sys
 
 from ticketlab.config import ExperimentConfig
 from ticketlab.errors import ConfigError, TicketlabError
+from ticketlab.lottery.keys import JobKey
+from ticketlab.lottery.variants import variant_named
 from ticketlab.training.distributed import DataParallelGroup, check_batch_size, lost_connection
 
 
@@ -58,11 +60,11 @@ def _data_parallel_tasks() -> list[str]:
     return names
 
 
-def announce_job(group: DataParallelGroup, start) -> None:
-    """Leader: tell the followers the job all ranks train next (a `ticketlab.lottery.jobs.JobStart`)."""
+def announce_job(group: DataParallelGroup, start, key) -> None:
+    """Leader: tell the followers the job all ranks train next (a `ticketlab.lottery.jobs.JobStart` of `key`)."""
     group.followers_waiting = False
     group.broadcast_json({"op": "train", "start_step": start.start_step, "total_steps": start.total_steps,
-                          "data_seed": start.data_seed})
+                          "data_seed": start.data_seed, "job": [key.trial, key.level, key.variant]})
     group.broadcast_tensors(start.mask)
 
 
@@ -113,8 +115,10 @@ def _follow_jobs(ctx, group: DataParallelGroup) -> list[dict]:
             raise LeaderStopped(f"rank {group.rank}: rank 0 stopped: {message['error']}")
         masks = group.broadcast_tensors(None)
         model = ctx.make_model(0).to(ctx.device)  # its weights come from the leader when training starts
+        trial, level, variant = message["job"]
+        train = variant_named(variant).train_config(ctx, JobKey(trial, level, variant))
         ctx.task.train(
-            model, ctx.data, ctx.config.train, masks=masks, data_seed=message["data_seed"],
+            model, ctx.data, train, masks=masks, data_seed=message["data_seed"],
             start_step=message["start_step"], total_steps=message["total_steps"],
             augment=ctx.task.per_step_hook(ctx.config, model), group=group,
         )

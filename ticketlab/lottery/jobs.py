@@ -155,12 +155,12 @@ def run_job(ctx: ExperimentContext, key: JobKey, on_progress: Callable[[int], No
                               "data-parallel yet; run it without torchrun")
         from ticketlab.lottery.data_parallel import announce_job
 
-        announce_job(ctx.group, start)
+        announce_job(ctx.group, start, key)
         extra["group"] = ctx.group
     result = ctx.task.train(
         start.model.to(ctx.device),
         ctx.data,
-        ctx.config.train,
+        variant.train_config(ctx, key),
         masks=start.mask,
         data_seed=start.data_seed,
         start_step=start.start_step,

@@ -25,6 +25,7 @@ from ticketlab.lottery.graph import on_chain, trains_alone, variant_rank
 from ticketlab.lottery.context import ExperimentContext, is_done, read_result
 from ticketlab.lottery.jobs import finish_job, prepare_job, run_job
 from ticketlab.lottery.keys import JobKey
+from ticketlab.lottery.variants import VARIANTS, variant_named
 from ticketlab.store import read_json, write_json
 from ticketlab.training.population import (
     PopulationMember,
@@ -176,7 +177,7 @@ def train_batch(ctx: ExperimentContext, batch: list[JobKey], size: int,
     """Train one entry of the population plan (`population_plan(graph, size)`): its solo jobs one at a time, the
     rest as one population (or the one job, for size 1). Done jobs are skipped, partial ones resume."""
     # jobs with their own runner (the early-bird search) never join a population
-    alone = [key for key in batch if trains_alone(key)]
+    alone = [key for key in batch if trains_alone(key) or _own_train_config(ctx, key)]
     for key in alone:
         run_job(ctx, key, on_progress=on_progress)
     stacked = [key for key in batch if key not in alone]
@@ -184,6 +185,11 @@ def train_batch(ctx: ExperimentContext, batch: list[JobKey], size: int,
         run_job(ctx, stacked[0], on_progress=on_progress)
     elif stacked:
         run_jobs_population(ctx, stacked, on_progress=on_progress)
+
+
+def _own_train_config(ctx: ExperimentContext, key: JobKey) -> bool:
+    """The job trains with another schedule than the experiment's (fine-tuning), so it cannot share a population's."""
+    return key.variant in VARIANTS and variant_named(key.variant).train_config(ctx, key) != ctx.config.train
 
 
 def settle_run_settings(ctx: ExperimentContext, model: nn.Module, population: int | None) -> None:

@@ -100,6 +100,12 @@ class Variant:
         """(model with its starting weights, start step, optimizer state or None, total steps)."""
         return starts.reset_start(ctx, key.trial)
 
+    def train_config(self, ctx, key: JobKey):
+        """The optimizer and learning-rate schedule the job trains with: the experiment's `train` section, unless
+        the method retrains with its own (fine-tuning at the final learning rate). A job whose config differs
+        from the experiment's never joins a population (one population shares one schedule)."""
+        return ctx.config.train
+
     def mask_schedule(self, ctx, key: JobKey):
         """None, or the `ticketlab.training.engine.MaskSchedule` that changes the job's mask while it trains (the
         mask rule then gives the mask it starts from, and the job stores the mask in force at the end)."""

@@ -4,10 +4,14 @@ the random-reinitialization and random-pruning controls. All of them work on wei
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from ticketlab.lottery.keys import DENSE, JobKey, chain_parent
-from ticketlab.lottery.variants.base import Variant, masks, register, starts
+from ticketlab.lottery.variants.base import Deferred, Variant, masks, register, starts
+
+optim = Deferred("ticketlab.training.optim")
+steps = Deferred("ticketlab.config")
 
 TICKET_CHAIN = "iterative_reset"  # the chain of winning tickets the iterative variants and controls prune from
 
@@ -115,6 +119,16 @@ class Finetune(Variant):
 
     def planned_steps(self, total, rewind, finetune):
         return finetune
+
+    def train_config(self, ctx, key):
+        """Fine-tuning trains at the original schedule's final learning rate (Renda et al. 2020, section 2: "train
+        ... at the final learning rate"), not the schedule replayed from step 0; the experiment's own config when
+        its rate is constant already (no schedule, no warmup), so constant-rate runs are unchanged."""
+        train = ctx.config.train
+        if train.schedule == "constant" and steps.step_count(train.warmup)[0] == 0:
+            return train
+        final = optim.learning_rate_at(ctx.total_steps - 1, train, ctx.total_steps, ctx.steps_per_epoch)
+        return dataclasses.replace(train, schedule="constant", lr=final, warmup="0it", milestones=())
 
 
 register(
