@@ -40,6 +40,12 @@ class TaskInfo:
     # reads; it refuses a changed value of the others
     reads: frozenset[str] = frozenset()
     label: str = ""  # what messages call its work, e.g. "a language model" (empty: the task's name)
+    # a Task built in memory (`ticketlab.tasks.simple.simple_task`): `load_task` returns it instead of importing
+    # `module`
+    task: Any = None
+    # the file or module a user named with `--task-module` (`import_task_module`): worker processes import it
+    # again to register the task there too
+    source: str = ""
 
 
 class TaskRegistry(Registry[TaskInfo]):
@@ -129,8 +135,14 @@ def __getattr__(name: str):
 
 
 def load_task(name: str):
-    """Import task `name` and return its TASK object."""
-    return importlib.import_module(task_info(name).module).TASK
+    """Import task `name` and return its TASK object (the one registered with it, for a task built in memory)."""
+    info = task_info(name)
+    return info.task if info.task is not None else importlib.import_module(info.module).TASK
+
+
+def task_sources() -> tuple[str, ...]:
+    """The user task files and modules imported so far (`import_task_module`), for worker processes to import."""
+    return tuple(dict.fromkeys(info.source for info in TASKS.values() if info.source))
 
 
 def check_task_names(config) -> None:
