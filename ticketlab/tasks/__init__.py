@@ -169,7 +169,7 @@ register_task("classification", TaskInfo(
     models=("mlp", "lenet300_100", "conv2", "conv4", "conv6", "vgg11", "vgg13", "vgg16", "vgg19",
             "resnet20", "resnet32", "resnet56", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"),
     reads=frozenset({"data.classes", "data.image_size", "data.channels", "data.augment", "data.validation_size",
-                     "data.train_size"}),
+                     "data.train_size", "model.weights"}),
 ))
 register_task("language", TaskInfo(
     module="ticketlab.tasks.language",
