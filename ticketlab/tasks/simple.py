@@ -21,9 +21,10 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from ticketlab.config import DataConfig, ExperimentConfig, ModelConfig
+from ticketlab.config import ExperimentConfig
 from ticketlab.errors import ConfigError, TicketlabError
 from ticketlab.models import initialize
+from ticketlab.presets import DEFAULT_PRESET, preset
 from ticketlab.pruning import prunable_weights
 from ticketlab.tasks import TASKS, TaskInfo
 from ticketlab.tasks.base import Task
@@ -70,10 +71,11 @@ class SimpleTask:
 
     def config(self, dataset: str | None = None, **changes: Any) -> ExperimentConfig:
         """An ExperimentConfig of this task on `dataset` (default: the first), with dotted `changes` applied
-        (`config(trials=2, **{"train.lr": 0.01})`, as `ExperimentConfig.replace` takes them)."""
-        base = ExperimentConfig(task=self.name, model=ModelConfig(name=self.model_name),
-                                data=DataConfig(name=dataset or self.datasets[0]))
-        return base.replace(**changes)
+        (`config(trials=2, **{"train.lr": 0.01})`, as `ExperimentConfig.replace` takes them). It starts from
+        the default preset, as the command line does, so `ticketlab --task-module FILE find --task NAME` with the
+        same changes names the same run directory."""
+        return preset(DEFAULT_PRESET).replace(**{"task": self.name, "model.name": self.model_name,
+                                                 "data.name": dataset or self.datasets[0], **changes})
 
 
 def simple_task(
