@@ -67,10 +67,12 @@ def load_torchvision_weights(model: nn.Module, path: str | Path, *, strict: bool
                         f"{int(own[f'{head_prefix}weight'].shape[0])}; build the model with num_classes={classes} "
                         "(data.classes), or load with head='skip' to keep the model's own head")
     if strict and (mismatched or missing or unexpected):
-        shapes = [f"{name} {list(state[name].shape)} vs {list(own[name].shape)}" for name in mismatched[:2]]
-        raise DataError(f"{path} does not match {type(model).__name__}: missing {missing[:3]}"
-                        f"{' ...' if len(missing) > 3 else ''}, unexpected {unexpected[:3]}"
-                        f"{' ...' if len(unexpected) > 3 else ''}, other shapes {shapes}")
+        shapes = [f"{name} {list(state[name].shape)} vs {list(own[name].shape)}" for name in mismatched]
+        parts = [f"{len(names)} {what} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+                 for what, names in (("missing", missing), ("unexpected", unexpected), ("of another shape", shapes))
+                 if names]
+        raise DataError(f"{path} does not match {type(model).__name__}: names {'; '.join(parts)}; build the model "
+                        "the checkpoint was saved from (the same constructor and depth)")
     model.load_state_dict({name: value for name, value in state.items() if name not in mismatched},
                           strict=strict and head != "skip")
     return model
