@@ -101,7 +101,8 @@ def unregister_task(name: str) -> None:
 def task_info(name: str) -> TaskInfo:
     """The registry entry of task `name`; ConfigError listing the known tasks otherwise."""
     if name not in TASKS:
-        raise ConfigError(f"unknown task {name!r}; allowed: {', '.join(TASKS)}")
+        raise ConfigError(f"unknown task {name!r}; allowed: {', '.join(TASKS)} (a task of your own file: "
+                          "ticketlab --task-module FILE COMMAND ...)")
     return TASKS.get(name)
 
 
