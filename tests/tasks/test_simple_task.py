@@ -123,6 +123,18 @@ def test_a_task_file_runs_through_the_api_and_the_cli_alike(task_file, tmp_path,
         name, "iterative_reset", 2, 0, 4)
     assert ticket["source"]["config_hash"] == config.hash() and ticket["ticketlab_version"]
 
+    # an --output that is a file or a directory of other files is one line; nothing is written or replaced
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    for output, message in ((out / "ticket.json", "is a file; the ticket format writes a directory"),
+                            (tmp_path / "notes", "holds other files (keep.txt)")):
+        capsys.readouterr()
+        assert main(["--task-module", str(path), "export", str(run_dir), "--level", "2", "--format", "ticket",
+                     "--output", str(output)]) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and message in error, error
+    assert (tmp_path / "notes" / "keep.txt").read_text() == "mine" and json.loads((out / "ticket.json").read_text())
+
 
 @pytest.mark.slow
 def test_stability_and_the_report_run_on_a_task_file(task_file, tmp_path, capsys):
@@ -177,3 +189,25 @@ def test_simple_task_refuses_bad_definitions():
     with pytest.raises(ConfigError, match=r"^metric 'mse' is built in as lower is better; give direction min"):
         simple_task("bad", **common, metric="mse", direction="max")
     assert "bad" not in TASKS
+
+
+@pytest.mark.slow
+def test_worker_processes_import_the_task_file_again(task_file, tmp_path):
+    """`--workers 2` through the installed command: each spawned worker imports the file (WorkerSpec.task_modules)
+    and the results equal the in-process run's."""
+    import os
+    import subprocess
+
+    name, path = task_file
+    results = []
+    for workers in ("2", "1"):
+        root = tmp_path / f"workers{workers}"
+        done = subprocess.run(
+            [sys.executable, "-m", "ticketlab", "--task-module", str(path), "find", "--task", name, "--model.name",
+             name, "--data.name", "line", *SETTINGS, "--variants", "iterative_reset,random_pruning", "--trials", "2",
+             "--quiet", "--no-report", "--workers", workers, "--root", str(root)],
+            capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        assert done.returncode == 0, done.stderr
+        [run_dir] = root.iterdir()
+        results.append(_rows(run_dir / "results.csv"))
+    assert results[0] == results[1] and len(results[0]) == 2 * 2 * 3
