@@ -146,7 +146,10 @@ def test_stability_and_the_report_run_on_a_task_file(task_file, tmp_path, capsys
     [run_dir] = root.iterdir()
     assert main(["--task-module", str(path), "stability", str(run_dir), "--rewind", "0it,4it", "--level", "2",
                  "--quiet"]) == 0, capsys.readouterr().err
+    table = capsys.readouterr().out.splitlines()
     stability = _rows(run_dir / "analysis" / "stability" / "stability.csv")
+    barrier = float(stability[0]["test_barrier"])
+    assert any(line.endswith(f"{barrier:>12.4g}") for line in table), table  # in MSE, not a percent
     assert {(row["rewind_step"], row["level"]) for row in stability} == {(k, level) for k in "04" for level in "02"}
     assert main(["report", str(run_dir)]) == 0, capsys.readouterr().err  # the report needs no task import
     summary = (run_dir / "report" / "summary.md").read_text()
