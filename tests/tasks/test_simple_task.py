@@ -181,6 +181,12 @@ def test_a_bad_task_module_is_one_line(tmp_path, capsys, source, message):
     assert not (tmp_path / "runs").exists()
 
 
+def test_task_module_after_the_command_says_where_it_goes(tmp_path, capsys):
+    assert main(["find", "--task-module", "x.py", "--root", str(tmp_path / "runs")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "--task-module goes before the command: ticketlab --task-module FILE" in error
+
+
 def test_simple_task_refuses_bad_definitions():
     from ticketlab.errors import ConfigError
     from ticketlab.tasks.simple import simple_task

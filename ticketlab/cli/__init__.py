@@ -50,6 +50,8 @@ class CommandLineParser(argparse.ArgumentParser):
         self._negative_number_matcher = _DASH_VALUE
 
     def error(self, message: str):
+        if "--task-module" in message and "unrecognized" in message:
+            message += "; --task-module goes before the command: ticketlab --task-module FILE COMMAND ..."
         self.exit(EXIT_USER_ERROR, f"ticketlab: error: {message} (see {self.prog} --help)\n")
 
 
