@@ -220,3 +220,36 @@ def test_worker_processes_import_the_task_file_again(task_file, tmp_path):
         [run_dir] = root.iterdir()
         results.append(_rows(run_dir / "results.csv"))
     assert results[0] == results[1] and len(results[0]) == 2 * 2 * 3
+
+
+def test_a_killed_job_of_a_user_task_resumes_bit_for_bit(task_file, tmp_path):
+    """The engine's checkpoint holds the user task's early-stop record; data order is a function of (seed, step)."""
+    from ticketlab.training.bookkeeping import TrainingInterrupted
+
+    name, _ = task_file
+    import_task_module(str(task_file[1]))
+    user = sys.modules[name].TASK
+    config = user.config(**{"train.optimizer": "adam", "train.batch_size": 16, "train.steps": "24it",
+                            "train.eval_every": "4it"})
+    data = user.task.load_data(config.data)
+    masks = {"0.weight": (torch.arange(64).reshape(16, 4) % 3 != 0).float()}
+
+    def fresh():
+        return user.task.initialize(user.task.build_model(config, data), config, 7)
+
+    whole = fresh()
+    expected = user.task.train(whole, data, config.train, masks=masks, data_seed=5).to_dict()
+    killed = fresh()
+    with pytest.raises(TrainingInterrupted):
+        user.task.train(killed, data, config.train, masks=masks, data_seed=5, job_dir=tmp_path,
+                        checkpoint_interval_s=0.0, stop_after_step=10)
+    from ticketlab.training.checkpoint import read_checkpoint_parts
+
+    _, metadata = read_checkpoint_parts(tmp_path / "checkpoint.safetensors", "cpu", ("early_stop",))
+    assert metadata["step"] == 8  # the last evaluation before the kill: the resume starts there
+    resumed = fresh()
+    result = user.task.train(resumed, data, config.train, masks=masks, data_seed=5, job_dir=tmp_path,
+                             checkpoint_interval_s=0.0).to_dict()
+    assert result == expected
+    assert all(torch.equal(value, whole.state_dict()[key]) for key, value in resumed.state_dict().items())
+    assert torch.all(resumed[0].weight[masks["0.weight"] == 0] == 0)
