@@ -42,7 +42,8 @@ def test_names_shapes_and_the_head_are_checked_in_one_line(tmp_path):
     assert fine_tune.fc.weight.shape == (3, 64)
     deeper = ImageNetResNet(34, num_classes=10, width=8)
     missing = len(set(deeper.state_dict()) - set(state))
-    with pytest.raises(DataError, match=rf"does not match ImageNetResNet: names {missing} missing \(layer1.2.bn1.bias, "):
+    with pytest.raises(DataError, match=rf"does not match ImageNetResNet: names {missing} missing "
+                                        r"\(layer1.2.bn1.bias, "):
         load_torchvision_weights(deeper, path)
     with pytest.raises(DataError, match=r"no such weights file"):
         load_torchvision_weights(ImageNetResNet(18, num_classes=10, width=8), tmp_path / "none.safetensors")

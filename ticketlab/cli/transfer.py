@@ -117,7 +117,8 @@ def transfer_text_table(rows: list[dict]) -> str:
             cells = [mean(source, "transferred", level), mean(source, "random_ticket", level),
                      mean("target", "target_found", level) if level else dense]
             own_remaining = mean("target", "target_found" if level else "dense", level, "weights_remaining_percent")
-            text = [f"{'-':>8s}" if value is None else f"{scale * value:8.{2 if scale == 100 else 4}f}" for value in cells]
+            decimals = 2 if scale == 100 else 4
+            text = [f"{'-':>8s}" if value is None else f"{scale * value:8.{decimals}f}" for value in cells]
             lines.append(f"{level:5d} {mean(source, 'transferred', level, 'weights_remaining_percent'):11.2f} "
                          f"{text[0]:>11s} {text[1]} {text[2]} "
                          f"{'-' if own_remaining is None else f'{own_remaining:.2f}':>10s} "

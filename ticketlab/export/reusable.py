@@ -105,7 +105,8 @@ def _check_output(output: Path, run_dir: Path) -> None:
     """`output` may be new, an empty directory or an earlier ticket export; never a run's file or other files."""
     refuse_run_artifact(output, run_dir)
     if output.resolve().is_relative_to(run_dir.resolve()):
-        raise ConfigError(f"--output {str(output)!r} is inside run directory {str(run_dir)!r}; choose a path outside it")
+        raise ConfigError(f"--output {str(output)!r} is inside run directory {str(run_dir)!r}; choose a path "
+                          "outside it")
     if output.exists() and not output.is_dir():
         raise ConfigError(f"--output {str(output)!r} is a file; the ticket format writes a directory")
     if output.is_dir():

@@ -14,7 +14,7 @@ one job at a time per process, `workers` processes in parallel) and data-paralle
 
 from __future__ import annotations
 
-import inspect
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -131,8 +131,8 @@ def simple_task(
         transfers=True,
         train_examples=lambda splits: len(splits.train[0]),
     )
-    caller = inspect.getmodule(inspect.stack()[1].frame)
-    info = TaskInfo(module=getattr(caller, "__name__", "__main__"), datasets=tuple(loaders), models=(name,),
+    caller = sys._getframe(1).f_globals.get("__name__", "__main__")  # the defining file, for messages only
+    info = TaskInfo(module=caller, datasets=tuple(loaders), models=(name,),
                     label=f"{name} (a user task)", task=task)
     TASKS.register(name, info, replace=True)
     return SimpleTask(name, task, tuple(loaders), name)
