@@ -30,9 +30,10 @@ def write_run_report(run_dir: Path) -> dict[str, Path]:
 
 def write_transfer_report(transfer_dir: Path, rows: list[dict]) -> list[Path]:
     """The transfer figure (transfer.png/.svg) of a transfer directory's rows; returns its files."""
+    from ticketlab.lottery.transfer_results import transfer_metric
     from ticketlab.report.transfer import write_transfer_figure
 
-    return write_transfer_figure(rows, transfer_dir / "transfer")
+    return write_transfer_figure(rows, transfer_dir / "transfer", metric=transfer_metric(rows))
 
 
 def find_tickets(config: ExperimentConfig, *, report: bool = True, **options) -> ExperimentResult:

@@ -50,6 +50,8 @@ class CommandLineParser(argparse.ArgumentParser):
         self._negative_number_matcher = _DASH_VALUE
 
     def error(self, message: str):
+        if "--task-module" in message and "unrecognized" in message:
+            message += "; --task-module goes before the command: ticketlab --task-module FILE COMMAND ..."
         self.exit(EXIT_USER_ERROR, f"ticketlab: error: {message} (see {self.prog} --help)\n")
 
 
@@ -65,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find winning lottery tickets (iterative magnitude pruning) and study them.",
         epilog=f"User errors exit with status 2 and one line on stderr; {DEBUG_VARIABLE}=1 shows the traceback.",
     )
+    parser.add_argument("--task-module", action="append", default=[], metavar="FILE_OR_MODULE",
+                        help="import a .py file or module that defines your own tasks (ticketlab.tasks.simple."
+                        "simple_task) before the command runs; repeatable. Give it to every command on that task's runs")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     for module in COMMAND_MODULES:
@@ -82,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warnings()
+            if args.task_module:
+                from ticketlab.tasks.user_modules import import_task_module
+
+                for source in args.task_module:
+                    import_task_module(source)
             status = COMMANDS[args.command](args)
         for line in deprecation_warnings(args):  # after the command: a refused one keeps its one error line
             print(f"ticketlab: warning: {line}", file=sys.stderr)

@@ -10,6 +10,7 @@ from ticketlab.lottery.variants import winning_ticket
 
 NAME = "export"
 FORMAT_NAMES = ("prune", "dense", "compact", "sparse", "onnx-dense", "onnx-compact")  # = api.FORMATS (torch-free)
+TICKET_FORMAT = "ticket"  # a directory to reuse without ticketlab (ticketlab.export.reusable), any task
 
 
 def add_command(subparsers) -> argparse.ArgumentParser:
@@ -19,7 +20,9 @@ def add_command(subparsers) -> argparse.ArgumentParser:
         "read back, reproduces the masked model's outputs on test examples. prune: torch.nn.utils.prune's "
         "weight_orig + weight_mask; dense: masked weights as a plain state dict; compact: a physically smaller "
         "network (structured tickets, prune.unit channel); sparse: torch.sparse CSR/BSR weights; onnx-dense / "
-        "onnx-compact: ONNX graphs, checked with onnxruntime (pip install 'ticketlab[export]').",
+        "onnx-compact: ONNX graphs, checked with onnxruntime (pip install 'ticketlab[export]'); ticket: a directory "
+        "(--output) of mask.safetensors, init.safetensors and final.safetensors keyed by the model's own parameter "
+        "names and ticket.json (model, sparsity, provenance), to reuse without ticketlab (any task).",
     )
     export.add_argument("run_dir", help="a run directory (holding config.json)")
     add_level_selection(export, dest="level", type=int, required=True, old=(), metavar="LEVEL",
@@ -27,8 +30,9 @@ def add_command(subparsers) -> argparse.ArgumentParser:
     add_trial_selection(export, dest="trial", type=int, default=0, old=(), metavar="TRIAL",
                         help="the trial (default: 0)")
     export.add_argument("--variant", default=winning_ticket(), help=f"variant (default: {winning_ticket()})")
-    export.add_argument("--format", required=True, choices=FORMAT_NAMES, help="export format")
-    export.add_argument("--output", required=True, help="the file to write")
+    export.add_argument("--format", required=True, choices=(*FORMAT_NAMES, TICKET_FORMAT),
+                        help="export format")
+    export.add_argument("--output", required=True, help="the file to write (ticket: a new or empty directory)")
     export.add_argument("--sparse-layout", default="csr", choices=("csr", "bsr"),
                         help="sparse format's layout (default: csr; bsr needs --blocksize dividing each matrix)")
     export.add_argument("--blocksize", type=int, default=4, help="bsr block size (default: 4)")
@@ -42,6 +46,15 @@ def run(args: argparse.Namespace) -> int:
     if args.blocksize < 1:
         raise ConfigError(f"--blocksize {args.blocksize} must be at least 1")
     refuse_run_artifact(args.output, args.run_dir)  # before any work
+    if args.format == TICKET_FORMAT:
+        from ticketlab.export.reusable import export_reusable_ticket
+
+        written = export_reusable_ticket(args.run_dir, args.level, args.trial, args.variant, output=args.output)
+        sparsity = written.description["sparsity"]
+        print(f"ticket: {written.directory} (mask, init and final weights as safetensors, ticket.json); "
+              f"{written.description['job']}; {sparsity['remaining']:,} of {sparsity['total']:,} prunable weights "
+              f"kept ({sparsity['remaining_percent']:.1f}%); starts at step {written.description['rewind_step']}")
+        return 0
     from ticketlab.export import export_ticket, load_ticket
 
     ticket = load_ticket(args.run_dir, args.level, args.trial, args.variant)

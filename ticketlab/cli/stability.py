@@ -102,13 +102,23 @@ def run(args: argparse.Namespace) -> int:
         args.run_dir, StabilitySettings(**settings_values), device=args.device, progress=not args.quiet,
         population=args.population, workers=args.workers, checkpoint_interval_s=args.checkpoint_every,
     )
+    from ticketlab.lottery.integrity import read_run_config
+    from ticketlab.tasks import load_task
+
+    config = read_run_config(args.run_dir)
+    # an error of 1 - accuracy reads in percent; another task's barrier is in its metric's own units
+    percent = load_task(config.task).metric(config).name == "accuracy"
+
+    def barrier(value: float, width: int) -> str:
+        return f"{100 * value:>{width - 1}.2f}%" if percent else f"{value:>{width}.4g}"
+
     print(f"{'trial':>5} {'level':>5} {'remain%':>8} {'k':>7} {'order dist':>10} {'prune dist':>10} "
           f"{'train barrier':>13} {'test barrier':>12}")
     for row in result.rows:
         pruning = row.get("pruning_relative")
         print(f"{row['trial']:>5} {row['level']:>5} {row['weights_remaining_percent']:>8.2f} {row['rewind_step']:>7} "
               f"{row['data_order_relative']:>10.4f} {'-' if pruning is None else f'{pruning:.4f}':>10} "
-              f"{100 * row['train_barrier']:>12.2f}% {100 * row['test_barrier']:>11.2f}%")
+              f"{barrier(row['train_barrier'], 13)} {barrier(row['test_barrier'], 12)}")
     print("\ndistances: ||a - b|| / mean(||a||, ||b||) over the masked prunable weights; "
           "barrier: max error on the path - mean of the end points' errors")
     print(f"copies trained now: {result.trained_copies}")

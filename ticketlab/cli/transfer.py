@@ -90,13 +90,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def transfer_text_table(rows: list[dict]) -> str:
-    """Per source and level: weights remaining and the mean early-stop test accuracy (percent, over trials) of the
-    transferred ticket, the random ticket and the target's own ticket at the same level, and the dense network."""
+    """Per source and level: weights remaining and the mean early-stop test accuracy (percent, over trials; a task's
+    own metric as it is) of the transferred ticket, the random ticket and the target's own ticket at the same
+    level, and the dense network."""
+    from ticketlab.lottery.transfer_results import transfer_metric
+
+    metric_column = transfer_metric(rows)
+    scale = 100 if metric_column == "early_stop_test_accuracy" else 1
     means: dict[tuple, list[float]] = {}
     for row in rows:
         owner = row["source"] if row["variant"] in ("transferred", "random_ticket") else "target"
         means.setdefault((owner, row["variant"], row["level"]), []).append(row)
-    def mean(owner, variant, level, column="early_stop_test_accuracy"):
+    def mean(owner, variant, level, column=metric_column):
         entries = means.get((owner, variant, level))
         return None if not entries else sum(float(entry[column]) for entry in entries) / len(entries)
 
@@ -105,14 +110,15 @@ def transfer_text_table(rows: list[dict]) -> str:
     lines = []
     for source, label in sorted(sources.items()):
         lines.append(f"tickets of {label} ({source}) on {rows[0]['target']}; dense: "
-                     f"{'-' if dense is None else f'{100 * dense:.2f}'}")
+                     f"{'-' if dense is None else f'{scale * dense:.{2 if scale == 100 else 4}f}'}")
         lines.append(f"{'level':>5s} {'remaining %':>11s} {'transferred':>11s} {'random':>8s} {'own':>8s} "
                      f"{'own rem. %':>10s} {'trials':>6s}")
         for level in sorted({key[2] for key in means if key[0] == source}):
             cells = [mean(source, "transferred", level), mean(source, "random_ticket", level),
                      mean("target", "target_found", level) if level else dense]
             own_remaining = mean("target", "target_found" if level else "dense", level, "weights_remaining_percent")
-            text = [f"{'-':>8s}" if value is None else f"{100 * value:8.2f}" for value in cells]
+            decimals = 2 if scale == 100 else 4
+            text = [f"{'-':>8s}" if value is None else f"{scale * value:8.{decimals}f}" for value in cells]
             lines.append(f"{level:5d} {mean(source, 'transferred', level, 'weights_remaining_percent'):11.2f} "
                          f"{text[0]:>11s} {text[1]} {text[2]} "
                          f"{'-' if own_remaining is None else f'{own_remaining:.2f}':>10s} "

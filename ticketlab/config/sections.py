@@ -75,6 +75,9 @@ class ModelConfig:
     tie_weights: bool = False  # lstm: the decoder shares the embedding matrix (needs embedding_dim == hidden)
     heads: int | None = None  # transformer: attention heads (None: width // 64, at least 1)
     ffn_dim: int | None = None  # transformer: feed-forward width (None: 4 x width)
+    # a .safetensors state_dict every trial starts from (pre-trained weights: θ0, and `rewind 0it`, are these);
+    # None: θ0 is drawn from the trial's seed
+    weights: str | None = None
 
     def validate(self) -> None:
         if not (isinstance(self.init, str) and _UNIFORM_INIT.match(self.init)):  # 'uniform_<r>': U(-r, r) (lstm)
@@ -90,6 +93,8 @@ class ModelConfig:
         check_bool("model.tie_weights", self.tie_weights)
         check_int("model.heads", self.heads, 1, MAX_WIDTH, unset_ok=True)
         check_int("model.ffn_dim", self.ffn_dim, 1, MAX_WIDTH, unset_ok=True)
+        if self.weights is not None and not (isinstance(self.weights, str) and self.weights.endswith(".safetensors")):
+            raise ConfigError(f"model.weights {self.weights!r} must be a .safetensors file (or unset)")
         if self.name in IMAGENET_RESNET_NAMES and self.depth is not None:
             raise ConfigError(f"model.depth does not apply to {self.name} (its depth is in the name); leave it unset")
         family = next((family for family in CONV_DEPTHS if self.name.startswith(family)), None)

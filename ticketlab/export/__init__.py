@@ -11,7 +11,7 @@ _EXPORTS = {
     "export_ticket": "api", "load_export": "api", "load_ticket": "api",
     "compact_model": "compact", "removable_channels": "compact",
     "model_cost": "cost", "LayerCost": "flops", "ModelCost": "flops", "run_cost": "run_cost",
-    "sparse_model": "sparse",
+    "sparse_model": "sparse", "export_reusable_ticket": "reusable",
 }
 __all__ = sorted(_EXPORTS)
 

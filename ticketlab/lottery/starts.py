@@ -15,8 +15,12 @@ def fresh_start(ctx: ExperimentContext, seed: int, start_step: int = 0):
 
 
 def init_start(ctx: ExperimentContext, trial: int):
-    """The trial's θ0 (the dense run's initialization), trained from step 0."""
-    return fresh_start(ctx, derive_seed(ctx.config.seed, trial, "init"))
+    """The trial's θ0 (the dense run's initialization: seeded, or the task's pre-trained weights), trained from
+    step 0."""
+    model, start_step, optimizer_state, total_steps = fresh_start(ctx, derive_seed(ctx.config.seed, trial, "init"))
+    if ctx.task.pretrained_start is not None:
+        model = ctx.task.pretrained_start(model, ctx.config)
+    return model, start_step, optimizer_state, total_steps
 
 
 def reinit_start(ctx: ExperimentContext, key: JobKey):

@@ -24,6 +24,9 @@ TRANSFER_COLUMNS = (
     "weights_remaining_percent", "variant", "early_stop_iteration", "early_stop_test_accuracy",
     "early_stop_val_loss", "final_test_accuracy", "final_train_accuracy", "final_iteration",
 )
+# the columns of a task whose metric is not accuracy (a user task's MSE, perplexity): transfer.csv adds them after
+# TRANSFER_COLUMNS when some row has such a metric, so accuracy-only files keep their layout
+TASK_METRIC_COLUMNS = ("metric", "early_stop_test_metric", "final_test_metric")
 SOURCE_RECORD = "source.json"
 
 
@@ -59,12 +62,23 @@ def _row(source: str, source_data: str, source_optimizer: str, target_label: str
          result: dict) -> dict:
     values = {"source": source, "source_data": source_data, "source_optimizer": source_optimizer,
               "target": target_label, "optimizer": target.train.optimizer}
-    return values | {column: result.get(column) for column in TRANSFER_COLUMNS if column not in values}
+    row = values | {column: result.get(column) for column in TRANSFER_COLUMNS if column not in values}
+    if result.get("metric", "accuracy") != "accuracy":
+        row |= {column: result.get(column) for column in TASK_METRIC_COLUMNS}
+    return row
+
+
+def transfer_metric(rows: list[dict]) -> str:
+    """The column of `rows` holding their primary metric at early stop: accuracy, or the task's own metric."""
+    return "early_stop_test_metric" if any(row.get("metric") not in (None, "", "accuracy") for row in rows) else (
+        "early_stop_test_accuracy")
 
 
 def write_transfer_csv(path: Path, rows: list[dict]) -> Path:
-    """Write rows with TRANSFER_COLUMNS (plain CSV: readable without ticketlab), atomically."""
-    return write_csv(path, TRANSFER_COLUMNS, rows)
+    """Write rows with TRANSFER_COLUMNS, and TASK_METRIC_COLUMNS where a row has a metric other than accuracy
+    (plain CSV: readable without ticketlab), atomically."""
+    extra = TASK_METRIC_COLUMNS if transfer_metric(rows) == "early_stop_test_metric" else ()
+    return write_csv(path, TRANSFER_COLUMNS + extra, rows)
 
 
 ROW_VARIANTS = (TRANSFERRED, RANDOM_TICKET, TARGET_FOUND, DENSE)
@@ -114,7 +128,7 @@ def _transfer_row(cells: dict[str, str], where: str, expected: int, found: int) 
         if not (text.isascii() and text.isdigit() or column not in ("trial", "level") and text == ""):
             raise ConfigError(f"{where}: column {column!r} is {text!r}, not an integer >= 0")
         row[column] = int(text) if text else None
-    for column in TRANSFER_FLOAT_COLUMNS:
+    for column in TRANSFER_FLOAT_COLUMNS + tuple(name for name in TASK_METRIC_COLUMNS[1:] if name in row):
         text = row[column].strip()
         try:
             row[column] = float(text) if text else math.nan
@@ -153,7 +167,9 @@ def check_transfer_rows(transfer_dir: Path, rows: list[dict]) -> None:
         record = records.get(key)
         if record is None:
             continue
-        for column in TRANSFER_INT_COLUMNS[2:] + TRANSFER_FLOAT_COLUMNS:
+        for column in TRANSFER_INT_COLUMNS[2:] + TRANSFER_FLOAT_COLUMNS + TASK_METRIC_COLUMNS[1:]:
+            if column not in row:  # a file without the task-metric columns (an accuracy task's)
+                continue
             expected, value = record.get(column), row[column]
             missing = [item is None or isinstance(item, float) and math.isnan(item) for item in (expected, value)]
             if any(missing) and not all(missing) or not any(missing) and float(value) != float(expected):

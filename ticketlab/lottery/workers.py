@@ -16,8 +16,9 @@ from torch import nn
 
 from ticketlab.config import ExperimentConfig, config_from_dict
 from ticketlab.lottery.context import ExperimentContext
-from ticketlab.tasks import load_task
+from ticketlab.tasks import load_task, task_sources
 from ticketlab.tasks.base import Task, load_task_data
+from ticketlab.tasks.user_modules import import_task_sources
 
 
 def model_factory(
@@ -42,11 +43,12 @@ class WorkerSpec:
     device: str
     checkpoint_interval_s: float
     threads: int  # torch threads of the worker
+    task_modules: tuple[str, ...] = ()  # user task files and modules to import first (`--task-module`)
 
     @classmethod
     def of(cls, ctx: ExperimentContext, threads: int, device: str | None = None) -> "WorkerSpec":
         return cls(ctx.config.to_dict(), str(ctx.run_dir), device or str(ctx.device), ctx.checkpoint_interval_s,
-                   threads)
+                   threads, task_sources())
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,6 +58,7 @@ def worker_context(spec: WorkerSpec, model: nn.Module | None = None, data: Any =
     """The experiment context of `spec` in this worker: torch set to the spec's threads, the data loaded (and bound
     to the run directory, as the main process binds it) or the caller's custom `data`, moved to the device."""
     torch.set_num_threads(spec.threads)
+    import_task_sources(spec.task_modules)
     config = config_from_dict(spec.config)
     task = load_task(config.task)
     run_dir = Path(spec.run_dir)

@@ -9,8 +9,9 @@ from torch import nn
 
 from ticketlab.errors import ConfigError
 from ticketlab.models.conv import ConvNet, SeededDropout, set_noise_seed
-from ticketlab.models.imagenet_resnet import IMAGENET_RESNETS, ImageNetResNet, load_torchvision_weights
+from ticketlab.models.imagenet_resnet import IMAGENET_RESNETS, ImageNetResNet
 from ticketlab.models.mlp import MLP, mlp_input_size
+from ticketlab.models.pretrained import load_torchvision_weights
 from ticketlab.models.resnet import ResNet
 from ticketlab.models.vgg import VGG
 

@@ -9,12 +9,11 @@ BatchNorm is not. Inputs are [N, 3, H, W]; any H, W >= 32 works (224 for ImageNe
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
-from ticketlab.errors import ConfigError, DataError
+from ticketlab.errors import ConfigError
+from ticketlab.models.pretrained import load_torchvision_weights  # noqa: F401  (its former home)
 
 # depth -> (block kind, blocks per stage), as torchvision's resnet18 ... resnet152
 IMAGENET_RESNETS = {
@@ -104,31 +103,3 @@ class ImageNetResNet(nn.Module):
         hidden = self.maxpool(self.relu(self.bn1(self.conv1(inputs))))
         hidden = self.layer4(self.layer3(self.layer2(self.layer1(hidden))))
         return self.fc(torch.flatten(self.avgpool(hidden), 1))
-
-
-def load_torchvision_weights(model: nn.Module, path: str | Path, *, strict: bool = True) -> nn.Module:
-    """Load a torchvision ResNet state_dict saved as .safetensors into `model` by name; returns `model`.
-
-    ticketlab never unpickles a file it is handed, so a .pth/.pt checkpoint (a pickle) is refused with the one
-    command that converts it, run by the user who trusts it. DataError (one line) for an unreadable file or, with
-    `strict`, names or shapes that do not match."""
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        raise DataError(
-            f"{path}: ticketlab reads state_dicts as .safetensors only (it never unpickles a file it is handed); "
-            "convert a checkpoint you trust with: python -c \"import sys, torch, safetensors.torch as st; "
-            "st.save_file(torch.load(sys.argv[1], weights_only=True), sys.argv[2])\" IN.pth OUT.safetensors")
-    try:
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    except Exception as error:  # any unreadable file: one line, never a traceback
-        raise DataError(f"{path} is not a readable state_dict ({type(error).__name__}: {error})") from None
-    own = model.state_dict()
-    mismatched = [name for name, value in state.items() if name in own and own[name].shape != value.shape]
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    if strict and (mismatched or missing or unexpected):
-        raise DataError(f"{path} does not match {type(model).__name__}: missing {missing[:3]}, unexpected "
-                        f"{unexpected[:3]}, other shapes {mismatched[:3]}")
-    model.load_state_dict({name: value for name, value in state.items() if name not in mismatched}, strict=strict)
-    return model

@@ -40,6 +40,12 @@ class TaskInfo:
     # reads; it refuses a changed value of the others
     reads: frozenset[str] = frozenset()
     label: str = ""  # what messages call its work, e.g. "a language model" (empty: the task's name)
+    # a Task built in memory (`ticketlab.tasks.simple.simple_task`): `load_task` returns it instead of importing
+    # `module`
+    task: Any = None
+    # the file or module a user named with `--task-module` (`import_task_module`): worker processes import it
+    # again to register the task there too
+    source: str = ""
 
 
 class TaskRegistry(Registry[TaskInfo]):
@@ -95,7 +101,8 @@ def unregister_task(name: str) -> None:
 def task_info(name: str) -> TaskInfo:
     """The registry entry of task `name`; ConfigError listing the known tasks otherwise."""
     if name not in TASKS:
-        raise ConfigError(f"unknown task {name!r}; allowed: {', '.join(TASKS)}")
+        raise ConfigError(f"unknown task {name!r}; allowed: {', '.join(TASKS)} (a task of your own file: "
+                          "ticketlab --task-module FILE COMMAND ...)")
     return TASKS.get(name)
 
 
@@ -129,8 +136,14 @@ def __getattr__(name: str):
 
 
 def load_task(name: str):
-    """Import task `name` and return its TASK object."""
-    return importlib.import_module(task_info(name).module).TASK
+    """Import task `name` and return its TASK object (the one registered with it, for a task built in memory)."""
+    info = task_info(name)
+    return info.task if info.task is not None else importlib.import_module(info.module).TASK
+
+
+def task_sources() -> tuple[str, ...]:
+    """The user task files and modules imported so far (`import_task_module`), for worker processes to import."""
+    return tuple(dict.fromkeys(info.source for info in TASKS.values() if info.source))
 
 
 def check_task_names(config) -> None:
@@ -157,7 +170,7 @@ register_task("classification", TaskInfo(
     models=("mlp", "lenet300_100", "conv2", "conv4", "conv6", "vgg11", "vgg13", "vgg16", "vgg19",
             "resnet20", "resnet32", "resnet56", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"),
     reads=frozenset({"data.classes", "data.image_size", "data.channels", "data.augment", "data.validation_size",
-                     "data.train_size"}),
+                     "data.train_size", "model.weights"}),
 ))
 register_task("language", TaskInfo(
     module="ticketlab.tasks.language",

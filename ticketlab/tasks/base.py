@@ -58,6 +58,9 @@ class Task:
     - `per_step_hook(config, model)` -> the loop's `augment(batch, seed)` hook or None.
     - `load_experiment_data(config)` (optional) -> the data when it needs more than `config.data`; the engine calls
       `load_task_data(task, config)`.
+    - `pretrained_start(model, config)` (optional) -> `model` (freshly initialized) with the weights every trial
+      starts from when the config names pre-trained ones (classification's `model.weights`): θ0 of the dense run
+      and of the tickets reset to it; the reinitialization controls still draw seeded weights. None: θ0 is seeded.
     - `bind_run(data, run_dir)` -> the data as this run directory uses it (e.g. a tokenizer the run saved on its
       first start and reuses), called once the run directory is locked; the default returns `data`.
     - `score_losses(model, data, train_config, seed, batches, first_batch=0)` -> an iterable of `batches` scalar
@@ -105,6 +108,7 @@ class Task:
     bind_run: Callable[[Any, Any], Any] = lambda data, run_dir: data
     # tasks whose data depends on more than the data section (an RL environment and its PPO settings) load here
     load_experiment_data: Callable[[ExperimentConfig], Any] | None = None
+    pretrained_start: Callable[[nn.Module, ExperimentConfig], nn.Module] | None = None
     score_losses: Callable[..., Any] | None = None
     ones_input: Callable[[Any], Any] | None = None
     example_inputs: Callable[[Any, str, int], Any] | None = None

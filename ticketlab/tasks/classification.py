@@ -14,7 +14,7 @@ from torch import nn
 
 from ticketlab.config import DataConfig, ExperimentConfig, TrainConfig
 from ticketlab.data import FOLDER_DATASETS, DataSplits, load_dataset
-from ticketlab.models import build_model, initialize, set_noise_seed
+from ticketlab.models import build_model, initialize, load_torchvision_weights, set_noise_seed
 from ticketlab.seeds import derive_seed
 from ticketlab.tasks.base import Task
 from ticketlab.tasks.metrics import METRICS, Metric
@@ -58,6 +58,20 @@ def _labelled_examples(data, split: str, count: int | None) -> tuple[torch.Tenso
     inputs, labels = {"train": (data.x_train, data.y_train), "val": (data.x_val, data.y_val),
                       "test": (data.x_test, data.y_test)}[split]
     return inputs[:count], labels[:count]
+
+
+def _pretrained_start(model: nn.Module, config: ExperimentConfig) -> nn.Module:
+    """`model` with the weights of `model.weights` (a .safetensors state_dict by parameter name), if set."""
+    return load_torchvision_weights(model, config.model.weights) if config.model.weights else model
+
+
+def _load_experiment_data(config: ExperimentConfig):
+    """The data; with `model.weights`, the file is checked against the network first (DataError in one line for
+    a missing file, other names, or a head of another class count), before anything trains."""
+    data = load_dataset(config.data)
+    if config.model.weights:
+        _pretrained_start(_build_model(config, data), config)
+    return data
 
 
 def _initialize(model: nn.Module, config: ExperimentConfig, seed: int) -> nn.Module:
@@ -157,6 +171,8 @@ TASK = Task(
     stackable=_stackable,
     per_step_hook=per_step_randomness,
     bind_run=_bind_run,
+    load_experiment_data=_load_experiment_data,
+    pretrained_start=_pretrained_start,
     score_losses=score_losses,
     ones_input=ones_input,
     example_inputs=first_inputs,

@@ -34,6 +34,7 @@ OPTIONAL_SETTINGS: dict[str, str] = {
     "model.tie_weights": "language and translation",
     "model.heads": "translation",
     "model.ffn_dim": "translation",
+    "model.weights": "classification",
 }
 
 

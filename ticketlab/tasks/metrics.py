@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ticketlab.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -30,7 +32,22 @@ METRICS: dict[str, Metric] = {
     "bleu": Metric("bleu", higher_is_better=True, label="test BLEU"),
     "return": Metric("return", higher_is_better=True, label="mean episodic return",
                      early_stop="highest validation-episode return"),
+    # regression errors a user task (`ticketlab.tasks.simple`) reports: lower is better, also in a report drawn by a
+    # process that never imported the task
+    "mse": Metric("mse", higher_is_better=False, label="test MSE"),
+    "rmse": Metric("rmse", higher_is_better=False, label="test RMSE"),
+    "mae": Metric("mae", higher_is_better=False, label="test MAE"),
 }
+
+
+def register_metric(metric: Metric) -> Metric:
+    """Make `metric` known by its name (a user task's metric and direction) and return the one registered: a
+    built-in name keeps its built-in entry when the direction agrees; ConfigError when it does not."""
+    known = METRICS.get(metric.name)
+    if known is not None and known.higher_is_better != metric.higher_is_better:
+        raise ConfigError(f"metric {metric.name!r} is built in as {'higher' if known.higher_is_better else 'lower'} is better; "
+                          f"give direction {'max' if known.higher_is_better else 'min'} or another name")
+    return METRICS.setdefault(metric.name, metric)
 
 
 def metric_named(name: str) -> Metric:
