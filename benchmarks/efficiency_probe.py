@@ -173,6 +173,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--tree", type=Path, default=HERE.parent, help="the checkout whose code `part` runs")
     parser.add_argument("--old-tree", type=Path, default=None, help="`trees`: the checkout to compare with --tree")
+    parser.add_argument("--variants", default=None, help="`variants`: comma-separated labels (default: all)")
     parser.add_argument("--json", action="store_true", help="print one JSON line (for the parent process)")
     args = parser.parse_args()
     if not args.json:
@@ -188,13 +189,16 @@ def main() -> None:
                       run_part_in_process(args, "this tree", {}, [])]
         else:
             pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
-            result = [run_part_in_process(args, "default", {}, []),
-                      run_part_in_process(args, "MALLOC_ARENA_MAX=1", {"MALLOC_ARENA_MAX": "1"}, []),
-                      run_part_in_process(args, "glibc defaults (no allocator setting)", {"PROBE_GLIBC_DEFAULTS": "1"},
-                                          []),
-                      run_part_in_process(args, "1 interop thread", {}, [], interop=1),
-                      run_part_in_process(args, "pinned: taskset -c 0", {}, pin),
-                      run_part_in_process(args, "2 threads", {}, [], threads=2)]
+            variants = {"default": ({}, [], 1, None), "MALLOC_ARENA_MAX=1": ({"MALLOC_ARENA_MAX": "1"}, [], 1, None),
+                        "glibc defaults (no allocator setting)": ({"PROBE_GLIBC_DEFAULTS": "1"}, [], 1, None),
+                        "1 interop thread": ({}, [], 1, 1), "pinned: taskset -c 0": ({}, pin, 1, None),
+                        "2 threads": ({}, [], 2, None)}
+            chosen = args.variants.split(",") if args.variants else list(variants)
+            result = []
+            for label in chosen:
+                env_extra, prefix, threads, interop = variants[label]
+                result.append(run_part_in_process(args, label, env_extra, prefix, threads, interop))
+                print(json.dumps({"probe": "variant", "result": result[-1]}), flush=True)
         print(json.dumps({"probe": probe, "result": result}), flush=True)
     if not args.json:
         print(f"# load average at end {os.getloadavg()[0]:.2f}")

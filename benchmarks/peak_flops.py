@@ -25,14 +25,15 @@ DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "
 
 
 def _windows(product, flops_per_call: float, seconds: float, synchronize=lambda: None,
-             window_s: float = 1.0) -> list[float]:
-    """FLOP/s of `product()` called back to back, one figure per `window_s` window, for `seconds` in all."""
+             window_s: float = 1.0) -> tuple[list[float], list[float]]:
+    """FLOP/s of `product()` called back to back, one figure per `window_s` window, for `seconds` in all: by the
+    wall clock, and by this process's CPU time (on a loaded machine: the speed of the CPU while it ran this)."""
     product()
     synchronize()
-    rates = []
+    rates, cpu_rates = [], []
     end = time.perf_counter() + seconds
     while time.perf_counter() < end or not rates:
-        start, calls = time.perf_counter(), 0
+        start, cpu_start, calls = time.perf_counter(), time.process_time(), 0
         while time.perf_counter() - start < window_s:
             product()
             calls += 1
@@ -40,11 +41,18 @@ def _windows(product, flops_per_call: float, seconds: float, synchronize=lambda:
                 synchronize()
         synchronize()
         rates.append(calls * flops_per_call / (time.perf_counter() - start))
-    return rates
+        cpu_rates.append(calls * flops_per_call / max(time.process_time() - cpu_start, 1e-9))
+    return rates, cpu_rates
+
+
+def _figures(rates: list[float], cpu_rates: list[float]) -> dict:
+    return {"median": statistics.median(rates), "slowest": min(rates), "fastest": max(rates), "windows": len(rates),
+            "cpu_time_median": statistics.median(cpu_rates)}
 
 
 def sustained_matmul_peak(threads: int | None = None, seconds: float = 20.0, size: int = 2048) -> dict:
-    """CPU fp32 FLOP/s of size x size products for `seconds` at `threads` threads: median and slowest 1-s window."""
+    """CPU fp32 FLOP/s of size x size products for `seconds` at `threads` threads: median, slowest and fastest
+    1-s window by the wall clock, and the median by CPU time (`cpu_time_median`: per thread, divide by threads)."""
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -54,7 +62,7 @@ def sustained_matmul_peak(threads: int | None = None, seconds: float = 20.0, siz
         rates = _windows(lambda: a @ b, 2.0 * size**3, seconds)
     finally:
         torch.set_num_threads(previous)
-    return {"median": statistics.median(rates), "slowest": min(rates), "fastest": max(rates), "windows": len(rates)}
+    return _figures(*rates)
 
 
 def device_matmul_peak(device: str = "cuda", dtype: str = "fp32", seconds: float = 3.0, size: int = 8192) -> dict:
@@ -68,7 +76,7 @@ def device_matmul_peak(device: str = "cuda", dtype: str = "fp32", seconds: float
                          synchronize=lambda: torch.cuda.synchronize(device), window_s=min(1.0, seconds / 3))
     finally:
         torch.backends.cuda.matmul.allow_tf32 = previous
-    return {"median": statistics.median(rates), "slowest": min(rates), "fastest": max(rates), "windows": len(rates)}
+    return _figures(*rates)
 
 
 def main() -> None:
