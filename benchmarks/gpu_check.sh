@@ -11,7 +11,9 @@
 # says so in the summary and stops. The package is always imported from this checkout (PYTHONPATH).
 #
 # Writes into the results folder (--out, default gpu_check_results/): gpu_check_summary.md and
-# gpu_check_summary.json (benchmarks/gpu_check_summary.py), and each step's log and JSON.
+# gpu_check_summary.json (benchmarks/gpu_check_summary.py), and each step's log and JSON. Exit status: 0 when every
+# step passed, 1 when one failed, timed out or was skipped, 2 for bad arguments, 3 when no torch with CUDA could be
+# set up.
 #
 # Usage:  bash benchmarks/gpu_check.sh [--out DIR] [--budget-s SECONDS] [--dry-run]
 #         --dry-run prints the steps and commands it would run (nothing is installed or run).
@@ -138,3 +140,5 @@ step one_process 60 "$PY" benchmarks/ddp_speed.py --worker lenet300_100 --device
 step ray 100 "$PY" benchmarks/ray_executor.py --preset mnist1d --trials 2 --levels 2 --steps 300it --cpus 4 \
   --gpus "$NGPU" --device cuda --pairings populations
 summary
+# exit 0 only when every step ran and passed
+[ "$DRY" = 1 ] || ! cut -f2 "$RESULTS/steps.tsv" | grep -qv '^ok$'
