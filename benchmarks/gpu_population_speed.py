@@ -19,6 +19,7 @@ Smoke test on a CPU: python benchmarks/gpu_population_speed.py --device cpu --si
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -51,19 +52,24 @@ def synthetic_data(shape: tuple[int, ...], sizes: tuple[int, int, int], device: 
     return DataSplits(*split(sizes[0]), *split(sizes[1]), *split(sizes[2]), num_classes=10).to(device)
 
 
-def members_of(spec: dict, count: int) -> list[PopulationMember]:
+def members_of(spec: dict, count: int, made: dict) -> list[PopulationMember]:
+    """`count` members (seeds 0..count-1), each a fresh copy of a model and mask made once per seed into `made`
+    (initializing 256 Conv-2 networks again for every K would cost more than training them)."""
     members = []
     for seed in range(count):
-        model = initialize(build_model(spec["model"], spec["shape"], 10), "glorot_normal", seed)
-        weights = prunable_weights(model)
-        masks = keep_top(random_scores(weights, seed=seed), {name: w.numel() // 2 for name, w in weights.items()})
-        members.append(PopulationMember(model, masks, data_seed=seed))
+        if seed not in made:
+            model = initialize(build_model(spec["model"], spec["shape"], 10), "glorot_normal", seed)
+            weights = prunable_weights(model)
+            masks = keep_top(random_scores(weights, seed=seed), {name: w.numel() // 2 for name, w in weights.items()})
+            made[seed] = (model, masks)
+        model, masks = made[seed]
+        members.append(PopulationMember(copy.deepcopy(model), masks, data_seed=seed))
     return members
 
 
-def timed_steps(spec: dict, data: DataSplits, count: int, steps: int, device: torch.device) -> float:
+def timed_steps(spec: dict, data: DataSplits, count: int, steps: int, device: torch.device, made: dict) -> float:
     """Seconds to set up `count` members and train them `steps` batched steps (synchronized at both ends)."""
-    members = members_of(spec, count)
+    members = members_of(spec, count, made)
     config = TrainConfig(optimizer="adam", lr=spec["lr"], batch_size=BATCH, steps=f"{10 * steps}it",
                          eval_every=f"{10 * steps}it")
     _synchronize(device)
@@ -119,12 +125,12 @@ def main() -> None:
         spec = MODELS[label]
         data = synthetic_data(spec["shape"], spec["sizes"], device)
         training_per_example = 3.0 * forward_flops(build_model(spec["model"], spec["shape"], 10), spec["shape"])
-        spent, this_k = 0.0, 0.0
+        spent, this_k, made = 0.0, 0.0, {}
         for count in sizes:
             try:
                 started = time.perf_counter()
-                short_s = timed_steps(spec, data, count, short, device)
-                long_s = timed_steps(spec, data, count, long, device)
+                short_s = timed_steps(spec, data, count, short, device, made)
+                long_s = timed_steps(spec, data, count, long, device, made)
                 this_k = time.perf_counter() - started
                 spent += this_k
             except (RuntimeError, MemoryError) as error:
