@@ -57,8 +57,9 @@ def _data(workload: str):
     return DataSplits(*tensors, num_classes=10), "generated"
 
 
-def worker(workload: str, out: Path, quick: bool) -> None:
-    """One rank of a launch: train the workload's dense job, rank 0 writes its timings to `out`."""
+def worker(workload: str, out: Path, quick: bool, device_name: str = "cpu") -> None:
+    """One rank of a launch: train the workload's dense job, rank 0 writes its timings to `out` (and on CUDA its
+    final weights beside it, `out` with the suffix .safetensors, so a launch can be compared with one process)."""
     import torch
 
     import ticketlab
@@ -70,12 +71,17 @@ def worker(workload: str, out: Path, quick: bool) -> None:
     spec = WORKLOADS[workload]
     if quick:  # a smoke test of the script
         spec = dict(spec, steps=spec["steps"] // 10, warmup=spec["warmup"] // 10)
-    group = from_environment(torch.device("cpu"))
+    device = torch.device(device_name)
+    group = from_environment(device) if device.type == "cpu" else cuda_group(device)
+    if group is not None:
+        device = group.device
     data, source = _data(workload)
+    data = data.to(device)
     preset = "lenet_fashion_mnist" if workload == "lenet300_100" else "resnet20_cifar10"
     config = ticketlab.preset(preset).train
     config = dataclasses.replace(config, steps=f"{spec['steps']}it", eval_every=f"{spec['steps']}it", milestones=())
-    model = initialize(build_model(spec["model"], data.input_shape, 10, width=spec.get("width")), "kaiming_normal", 0)
+    model = initialize(build_model(spec["model"], data.input_shape, 10, width=spec.get("width")), "kaiming_normal",
+                       0).to(device)
     marks: dict[int, float] = {}
     leader = group is None or group.is_leader
     callbacks = dict(snapshot_steps=(spec["warmup"], spec["steps"]),
@@ -90,7 +96,34 @@ def worker(workload: str, out: Path, quick: bool) -> None:
     if leader:
         timed = spec["steps"] - spec["warmup"]
         out.write_text(json.dumps({"iterations_per_s": timed / (marks[spec["steps"]] - marks[spec["warmup"]]),
-                                   "data": source, "batch": config.batch_size, "steps": spec["steps"]}))
+                                   "data": source, "batch": config.batch_size, "steps": spec["steps"],
+                                   "device": str(device), "world_size": 1 if group is None else group.world_size,
+                                   "backend": None if group is None else torch.distributed.get_backend()}))
+        if device.type == "cuda":
+            from safetensors.torch import save_file
+
+            save_file({name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()},
+                      str(out.with_suffix(".safetensors")))
+
+
+def cuda_group(device):
+    """This rank's NCCL group under torchrun, a group of one when torchrun started a single process (so NCCL and
+    DDP run even on a one-GPU machine), None outside torchrun."""
+    import atexit
+
+    import torch
+    import torch.distributed as dist
+
+    from ticketlab.training.distributed import DataParallelGroup, from_environment
+
+    group = from_environment(device)
+    if group is not None or "LOCAL_RANK" not in os.environ:
+        return group
+    local = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    torch.cuda.set_device(local)
+    dist.init_process_group("nccl")
+    atexit.register(dist.destroy_process_group)
+    return DataParallelGroup(rank=0, world_size=1, device=local)
 
 
 def launch(workload: str, processes: int, threads: int, quick: bool) -> dict:
@@ -110,12 +143,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--quick", action="store_true", help="a tenth of the steps (a smoke test, not a measurement)")
+    parser.add_argument("--device", default="cpu", help="--worker: cpu (gloo under torchrun) or cuda (NCCL)")
     args = parser.parse_args()
     if args.worker:
         import torch
 
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-        worker(args.worker, args.out, args.quick)
+        worker(args.worker, args.out, args.quick, args.device)
         return
     print(f"# python benchmarks/ddp_speed.py --workloads {args.workloads}")
     print(f"# {os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.1f}")

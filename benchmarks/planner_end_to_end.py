@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import shutil
 import sys
 import tempfile
@@ -30,6 +31,8 @@ import ticketlab.data
 import ticketlab.store
 from ticketlab.lottery.experiment import model_factory
 from flops import evaluation_flops, forward_flops, matmul_peak, training_flops
+from peak_flops import sustained_matmul_peak
+from run_accounting import RunAccounting, describe
 
 
 def _rows(path: Path) -> dict[tuple, dict]:
@@ -61,6 +64,8 @@ def main() -> None:
                         help="processes for the population path (default: --workers; 1: in this process)")
     parser.add_argument("--skip-plain", action="store_true", help="time the population path only (no comparison)")
     parser.add_argument("--keep", action="store_true", help="keep the run directories (their path is printed)")
+    parser.add_argument("--peak-seconds", type=float, default=20.0,
+                        help="length of each sustained peak measurement, before and after the runs (0: skip them)")
     args = parser.parse_args()
     population_workers = args.workers if args.population_workers is None else args.population_workers
     config = ticketlab.preset("lenet_fashion_mnist_short").replace(
@@ -72,13 +77,15 @@ def main() -> None:
     peak_before = matmul_peak(threads)
     print(f"fp32 matmul peak ({threads} threads): {peak_before / 1e9:.1f} GFLOP/s", flush=True)
     root = Path(tempfile.mkdtemp(prefix="ticketlab-planner-"))
-    timings, csvs, run_dirs = {}, {}, {}
+    timings, csvs, run_dirs, accounts = {}, {}, {}, {}
+    sustained = sustained_peaks(threads, args.peak_seconds, "before")
     paths = [("population", {"population": None, "workers": population_workers})]
     if not args.skip_plain:
         paths.append(("plain", {"population": 1, "workers": args.workers}))
     for label, options in paths:
         started = time.time()
-        result = ticketlab.find_tickets(config, root=root / label, report=False, **options)
+        with RunAccounting() as accounts[label]:
+            result = ticketlab.find_tickets(config, root=root / label, report=False, **options)
         timings[label] = time.time() - started
         csvs[label] = _rows(result.results_csv)
         run_dirs[label] = result.run_dir
@@ -95,6 +102,8 @@ def main() -> None:
     for label, seconds in timings.items():
         print(f"{label:10s} {seconds / 60:6.1f} min, {flops / seconds / 1e9:6.1f} GFLOP/s = "
               f"{100 * bound / seconds:5.1f}% of the FLOP bound")
+    sustained = both_ends(sustained, sustained_peaks(threads, args.peak_seconds, "after"))
+    print_accounting(accounts, sustained, flops, threads)
     reproduce = "reproduce: python benchmarks/planner_end_to_end.py " + " ".join(sys.argv[1:])
     if args.keep:
         print(f"run directories kept under {root}")
@@ -122,6 +131,36 @@ def main() -> None:
     print(reproduce)
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def sustained_peaks(threads: int, seconds: float, when: str) -> dict:
+    """The sustained fp32 matmul peak (median 1-s window, FLOP/s) at `threads` threads and at one (also by CPU
+    time: one core's speed while it runs), measured `when` the runs (a burst misses what a 20-minute run meets:
+    docs/performance.md)."""
+    if seconds <= 0:
+        return {}
+    peaks = {count: sustained_matmul_peak(count, seconds) for count in sorted({threads, 1})}
+    print(f"sustained fp32 matmul peak {when} the runs (median of 1-s windows over {seconds:g} s): "
+          + ", ".join(f"{peaks[count]['median'] / 1e9:.1f} GFLOP/s at {count} thread(s)" for count in peaks)
+          + f"; one core by CPU time {peaks[1]['cpu_time_median'] / 1e9:.1f} GFLOP/s", flush=True)
+    return peaks
+
+
+def both_ends(before: dict, after: dict) -> dict:
+    """The mean of the peaks measured before and after the runs (what the runs met lies between, or near)."""
+    return {count: {key: (before[count][key] + after[count][key]) / 2 for key in ("median", "cpu_time_median")}
+            for count in before}
+
+
+def print_accounting(accounts: dict, sustained: dict, flops: float, threads: int) -> None:
+    """Each path's share of the bound at the sustained peak, and where its wall time went (run_accounting)."""
+    for label, account in accounts.items():
+        wall = account.report["wall_s"]
+        bound = (f"{100 * flops / sustained[threads]['median'] / wall:5.1f}% of the bound at the sustained peak "
+                 f"(mean of before and after); "
+                 if sustained else "")
+        core_peak = sustained[1]["cpu_time_median"] if sustained else None
+        print(f"{label:10s} {bound}{describe(account.report, os.cpu_count() or 1, flops, core_peak)}")
 
 
 if __name__ == "__main__":

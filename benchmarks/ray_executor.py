@@ -51,11 +51,19 @@ def main() -> None:
     parser.add_argument("--ray-first", action="store_true", help="run each pairing's Ray path before the local one "
                         "(on a shared machine, to see how much the order and the load move the wall times)")
     parser.add_argument("--root", default=None, help="where the run directories go (default: a temporary folder)")
+    parser.add_argument("--preset", default="lenet_fashion_mnist_short",
+                        help="the experiment's preset (mnist1d: generated data, for a machine without datasets)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (Ray tasks on cuda ask for num_gpus=1)")
+    parser.add_argument("--gpus", type=int, default=None, help="GPUs of the local Ray cluster (default: Ray detects)")
+    parser.add_argument("--pairings", default="populations,one at a time",
+                        help="comma-separated: which of the two pairings to run")
     args = parser.parse_args()
+    if not args.pairings or set(args.pairings.split(",")) - {"populations", "one at a time"}:
+        parser.error(f"--pairings {args.pairings!r}: comma-separated of 'populations', 'one at a time'")
     import ray
 
     torch.set_num_threads(1)
-    config = ticketlab.preset("lenet_fashion_mnist_short").replace(
+    config = ticketlab.preset(args.preset).replace(
         trials=args.trials,
         variants=["iterative_reset", "iterative_reinit", "random_pruning"],
         **{"train.steps": args.steps, "prune.levels": args.levels},
@@ -65,9 +73,9 @@ def main() -> None:
     if args.ray_address:
         ray.init(address=args.ray_address)
     else:
-        ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level="warning")
-    print(f"ray start-up {time.time() - started:.1f} s ({ray.cluster_resources().get('CPU', 0):.0f} CPUs)",
-          flush=True)
+        ray.init(num_cpus=args.cpus, num_gpus=args.gpus, include_dashboard=False, logging_level="warning")
+    print(f"ray start-up {time.time() - started:.1f} s ({ray.cluster_resources().get('CPU', 0):.0f} CPUs, "
+          f"{ray.cluster_resources().get('GPU', 0):.0f} GPUs; --device {args.device})", flush=True)
     runs = (
         ("local planner", "populations", {"population": None}),
         ("ray", "populations", {"population": None, "executor": "ray"}),
@@ -76,17 +84,20 @@ def main() -> None:
     )
     if args.ray_first:
         runs = (runs[1], runs[0], runs[3], runs[2])
+    pairings = args.pairings.split(",")
+    runs = tuple(run for run in runs if run[1] in pairings)
     results: dict[tuple, dict] = {}
     print("| path | jobs | wall time (s) |\n|---|---|---:|")
     for index, (label, kind, options) in enumerate(runs):
         started = time.time()
-        result = ticketlab.find_tickets(config, root=root / str(index), report=False, progress=False, **options)
+        result = ticketlab.find_tickets(config, root=root / str(index), report=False, progress=False,
+                                        device=args.device, **options)
         print(f"| {label} | {kind} | {time.time() - started:.1f} |", flush=True)
         results[(label.split()[0], kind)] = _rows(result.results_csv)
-    for kind in ("populations", "one at a time"):
+    for kind in pairings:
         print(f"{kind}: ray vs local: {_compare(results[('local', kind)], results[('ray', kind)])}")
     print(f"config: {args.trials} trials x {args.levels} levels x {args.steps}, 3 variants "
-          f"({len(results[('ray', 'populations')])} rows)")
+          f"({len(results[('ray', pairings[0])])} rows)")
     print("reproduce: python benchmarks/ray_executor.py " + " ".join(sys.argv[1:]))
     ray.shutdown()
     if not args.root:
