@@ -128,14 +128,16 @@ def per_step_randomness(config: ExperimentConfig, model: nn.Module) -> Callable[
     return hook
 
 
-def score_losses(model: nn.Module, data: DataSplits, config: TrainConfig, seed: int, batches: int):
-    """Cross-entropy of `model` on `batches` training batches of `config.batch_size`, drawn in the order the
-    training loop would draw them from data seed `seed` (dropout seeded per batch, no augmentation)."""
+def score_losses(model: nn.Module, data: DataSplits, config: TrainConfig, seed: int, batches: int,
+                 temperature: float = 1.0):
+    """Cross-entropy of `model`'s logits divided by `temperature` on `batches` training batches of
+    `config.batch_size`, drawn in the order the training loop would draw them from data seed `seed` (dropout
+    seeded per batch, no augmentation)."""
     has_dropout = set_noise_seed(model, None)
     for index, (inputs, labels) in enumerate(training_batches(data, 0, batches, config.batch_size, seed)):
         if has_dropout:
             set_noise_seed(model, derive_seed(seed, "score_dropout", index))
-        yield F.cross_entropy(model(inputs), labels)
+        yield F.cross_entropy(model(inputs) / temperature, labels)
 
 
 def ones_input(data) -> torch.Tensor:
