@@ -305,6 +305,41 @@ PRESET_HELP = {
     "ppo_tiny": "PPO on CartPole, 4 iterations of 4 x 16 steps, 2 rounds (tests and smoke runs)",
 }
 
+# where each preset's defaults come from, in short (docs/results.md, "Where the defaults come from", traces
+# every default to its paper, table or reference code and says where and why ours differ)
+PRESET_SOURCES = {
+    "mnist1d": "mnist1d's train.py (Greydanus 2020): MLP, Adam, batch; rates: Frankle & Carbin 2019; length ours",
+    "lenet_mnist": "Frankle & Carbin 2019, Figure 2 and its LeNet appendix",
+    "lenet_fashion_mnist": "Frankle & Carbin 2019, Figure 2 and its LeNet appendix, on Fashion-MNIST",
+    "lenet_fashion_mnist_short": "Frankle & Carbin 2019, Figure 2; 4,000 it ours (CPU)",
+    "conv2_cifar10": "Frankle & Carbin 2019, Figure 2 and its Conv-2/4/6 appendix",
+    "conv4_cifar10": "Frankle & Carbin 2019, Figure 2 and its Conv-2/4/6 appendix",
+    "conv6_cifar10": "Frankle & Carbin 2019, Figure 2 and its Conv-2/4/6 appendix",
+    "conv2_fashion_mnist": "Frankle & Carbin 2019, Figure 2 (Conv-2); 3,000 it ours (CPU)",
+    "conv2_fashion_mnist_small": "Frankle & Carbin 2019 (Conv-2 rates); size, lr and length ours (CPU)",
+    "vgg19_cifar10": "Frankle & Carbin 2019, Figure 2 and its VGG/ResNet appendix; batch, init: open_lth's cifar_vgg",
+    "resnet20_cifar10": "Frankle & Carbin 2019, Figure 2 and its VGG/ResNet appendix; init: open_lth's cifar_resnet_20",
+    "resnet20_tiny": "resnet20_cifar10 shrunk for tests (ours)",
+    "resnet50_imagenet": "Frankle et al. 2020, Table 1; open_lth's imagenet_resnet_50; rewind: Frankle et al. 2019",
+    "resnet18_imagenet": "resnet50_imagenet's protocol (Frankle et al. 2020, Table 1) on ResNet-18",
+    "resnet18_image_folder_tiny": "resnet18_imagenet shrunk for tests (ours)",
+    "lstm_ptb_small": "Zaremba et al. 2014, section 4.1; pruning: Yu et al. 2020",
+    "lstm_ptb_medium": "Zaremba et al. 2014, section 4.1; pruning: Yu et al. 2020",
+    "lstm_wikitext2_small": "Zaremba et al. 2014, section 4.1; pruning: Yu et al. 2020",
+    "lstm_wikitext2_medium": "Zaremba et al. 2014, section 4.1; pruning: Yu et al. 2020",
+    "lstm_tiny_shakespeare": "char-rnn's defaults (Karpathy 2015); pruning: Yu et al. 2020; size ours (CPU)",
+    "lstm_tiny": "lstm_tiny_shakespeare shrunk for tests (ours)",
+    "transformer_multi30k_small": "transformer_multi30k_base scaled to 2 CPU cores (ours); pruning: Yu et al. 2020",
+    "transformer_multi30k_base": "Vaswani et al. 2017 (base model, sections 5.3-5.4); pruning: Yu et al. 2020",
+    "transformer_tiny": "transformer_multi30k_small shrunk for tests (ours)",
+    "ppo_cartpole": "CleanRL's ppo.py defaults (Huang et al. 2022); pruning: Yu et al. 2020; length ours",
+    "ppo_acrobot": "CleanRL's ppo.py defaults (Huang et al. 2022); pruning: Yu et al. 2020; length and rate ours",
+    "ppo_lunarlander": "CleanRL's ppo.py defaults (Huang et al. 2022); pruning: Yu et al. 2020; length ours",
+    "ppo_pong": "CleanRL's ppo_atari.py defaults (Huang et al. 2022); pruning: Yu et al. 2020",
+    "ppo_pong_short": "ppo_pong shrunk for a CPU (ours)",
+    "ppo_tiny": "ppo_cartpole shrunk for tests (ours)",
+}
+
 
 DEFAULT_PRESET = "mnist1d"  # what a bare `ticketlab find` runs (the command line's default, read by the report too)
 

@@ -226,6 +226,9 @@ class PruneConfig:
     at_init_scope: str = "global"
     score_batches: int = 10  # training batches (train.batch_size each) whose loss SNIP and GraSP score
     synflow_rounds: int = 100  # SynFlow's pruning rounds (exponential keep schedule)
+    # GraSP divides the logits by this in both of its passes (g and Hg), as Wang et al.'s code does (T = 200,
+    # github.com/alecwangcq/GraSP pruner/GraSP.py); 1: the plain loss
+    grasp_temperature: float = 200.0
     # early-bird tickets: a mask every `early_bird_every` steps of dense training; detected when the last
     # `early_bird_window` masks are all within `early_bird_threshold` (normalized Hamming distance) of the newest
     early_bird_every: str = "1ep"
@@ -287,6 +290,7 @@ class PruneConfig:
         check_choice("prune.at_init_scope", self.at_init_scope, SCOPE_NAMES)
         check_int("prune.score_batches", self.score_batches, 1)
         check_int("prune.synflow_rounds", self.synflow_rounds, 1)
+        check_number("prune.grasp_temperature", self.grasp_temperature, 0, None, low_open=True, what="")
         check_step("prune.early_bird_every", self.early_bird_every)
         if step_count(self.early_bird_every)[0] < 1:
             raise ConfigError(f"prune.early_bird_every {self.early_bird_every!r} must be at least 1 iteration")

@@ -64,7 +64,7 @@ def at_init_mask(ctx, method: str, model: nn.Module, keep: dict[str, int] | int,
     dropout seeded by `derive_seed(seed, "score_dropout", k)`; language, segment k of the training stream
     (`streams.training_segment(stream, k, ...)`) from a zero hidden state. Each loss is the batch's mean
     cross-entropy of the model in training mode; g sums their gradients over k = 0, 1, ...; GraSP plays the same
-    batches again for Hg. An iterative score (SynFlow) runs the rounds its `rounds_setting` names
+    batches again for Hg, both passes on the cross-entropy of the logits divided by `prune.grasp_temperature`. An iterative score (SynFlow) runs the rounds its `rounds_setting` names
     (`prune.synflow_rounds`). `masks_from_scores` then keeps the highest scores."""
     task, prune = ctx.task, ctx.config.prune
     score = method_score(method)
@@ -76,8 +76,11 @@ def at_init_mask(ctx, method: str, model: nn.Module, keep: dict[str, int] | int,
         raise _refusal(task, method, need)
     model = model.to(ctx.device)
 
+    # a score whose reference code tempers the logits (GraSP: prune.grasp_temperature) gets the tempered losses
+    tempered = {"temperature": getattr(prune, score.temperature_setting)} if score.temperature_setting else {}
+
     def losses(scored: nn.Module):
-        return task.score_losses(scored, ctx.data, ctx.config.train, seed, prune.score_batches)
+        return task.score_losses(scored, ctx.data, ctx.config.train, seed, prune.score_batches, **tempered)
 
     inputs = ScoreInputs(prunable=task.prunable, seed=seed,
                          losses=losses if "losses" in score.needs else None,

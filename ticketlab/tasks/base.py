@@ -63,11 +63,12 @@ class Task:
       and of the tickets reset to it; the reinitialization controls still draw seeded weights. None: θ0 is seeded.
     - `bind_run(data, run_dir)` -> the data as this run directory uses it (e.g. a tokenizer the run saved on its
       first start and reuses), called once the run directory is locked; the default returns `data`.
-    - `score_losses(model, data, train_config, seed, batches, first_batch=0)` -> an iterable of `batches` scalar
-      training losses of `model` on seeded training batches, for the scores that need the loss (SNIP, GraSP) and
-      RigL's regrowth; None: the task has none. Batch k (k = first_batch, first_batch + 1, ...) is the batch the
-      task's training loop draws at step k from data seed `seed` (documented per task, so a user can recompute a
-      mask; see `ticketlab.lottery.at_init.at_init_mask` for the seed the jobs pass).
+    - `score_losses(model, data, train_config, seed, batches, first_batch=0, temperature=1.0)` -> an iterable of
+      `batches` scalar training losses of `model` on seeded training batches, its logits divided by `temperature`
+      (GraSP's, passed only for GraSP), for the scores that need the loss (SNIP, GraSP) and RigL's regrowth; None:
+      the task has none. Batch k (k = first_batch, first_batch + 1, ...) is the batch the task's training loop
+      draws at step k from data seed `seed` (documented per task, so a user can recompute a mask; see
+      `ticketlab.lottery.at_init.at_init_mask` for the seed the jobs pass).
     - `ones_input(data)` -> an all-ones input batch of one example (SynFlow's data-free input); None: none.
     - `example_inputs(data, split, count)` -> the first `count` inputs of `split` as one tensor the model's forward
       takes: `export` checks an export's outputs on them and `cost` counts FLOPs per inference with them. None:

@@ -143,16 +143,17 @@ def per_step_randomness(config: ExperimentConfig, model: nn.Module) -> Callable[
 
 
 def score_losses(model: nn.Module, data: DataSplits, config: TrainConfig, seed: int, batches: int,
-                 first_batch: int = 0):
-    """Cross-entropy of `model` on `batches` training batches of `config.batch_size`, drawn in the order the
-    training loop would draw them from data seed `seed` at steps `first_batch`, `first_batch + 1`, ... (dropout
+                 first_batch: int = 0, temperature: float = 1.0):
+    """Cross-entropy of `model`'s logits divided by `temperature` on `batches` training batches of
+    `config.batch_size`, drawn in the order the training loop would draw them from data seed `seed` at steps
+    `first_batch`, `first_batch + 1`, ... (dropout
     seeded per batch, no augmentation)."""
     has_dropout = set_noise_seed(model, None)
     batches_drawn = training_batches(data, first_batch, first_batch + batches, config.batch_size, seed)
     for index, (inputs, labels) in enumerate(batches_drawn, start=first_batch):
         if has_dropout:
             set_noise_seed(model, derive_seed(seed, "score_dropout", index))
-        yield F.cross_entropy(model(inputs), labels)
+        yield F.cross_entropy(model(inputs) / temperature, labels)
 
 
 def ones_input(data) -> torch.Tensor:

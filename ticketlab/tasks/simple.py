@@ -186,11 +186,24 @@ class _Functions:
         return train_masked(model, config, procedure, steps_per_epoch=procedure.per_epoch, device=splits.device,
                             masks=masks, **run)
 
-    def score_losses(self, model: nn.Module, splits: Splits, config, seed: int, batches: int):
-        """The training loss of `model` on the batches the loop draws at steps 0 .. batches-1 from data seed `seed`
-        (SNIP, GraSP)."""
-        for step in range(batches):
-            yield self.loss(model, _batch(splits, step, config.batch_size, seed))
+    def score_losses(self, model: nn.Module, splits: Splits, config, seed: int, batches: int, first_batch: int = 0,
+                     temperature: float = 1.0):
+        """The training loss of `model` on the batches the loop draws at steps first_batch .. first_batch +
+        batches - 1 from data seed `seed` (SNIP, GraSP, RigL), the model's outputs divided by `temperature`."""
+        scored = model if temperature == 1.0 else _Tempered(model, temperature)
+        for step in range(first_batch, first_batch + batches):
+            yield self.loss(scored, _batch(splits, step, config.batch_size, seed))
+
+
+class _Tempered(nn.Module):
+    """The user's model with its outputs divided by a temperature (GraSP's tempered logits)."""
+
+    def __init__(self, model: nn.Module, temperature: float):
+        super().__init__()
+        self.model, self.temperature = model, temperature
+
+    def forward(self, *inputs):
+        return self.model(*inputs) / self.temperature
 
 
 def _batch(splits: Splits, step: int, batch_size: int, data_seed: int) -> tuple[torch.Tensor, ...]:

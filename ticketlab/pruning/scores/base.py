@@ -49,12 +49,15 @@ class Score:
     """A registered score. `units`: what it scores, 'weight' (one score per prunable weight entry) and/or 'channel'
     (one per channel of each channel group, keyed by the group's name). `needs`: the ScoreInputs fields it reads
     (keys of NEEDS). `rounds_setting`: for an iterative score (SynFlow), the prune setting holding its number of
-    prune-and-rescore rounds; None: scored once."""
+    prune-and-rescore rounds; None: scored once. `temperature_setting`: for a loss score whose reference code divides
+    the logits by a temperature (GraSP), the prune setting holding it; the task's losses are then computed with the
+    logits divided by it (`Task.score_losses(..., temperature=)`). None: the plain loss."""
 
     compute: ScoreFunction
     units: tuple[str, ...] = ("weight",)
     needs: tuple[str, ...] = ()
     rounds_setting: str | None = None
+    temperature_setting: str | None = None
 
     def __post_init__(self):
         unknown = [unit for unit in self.units if unit not in UNITS]

@@ -3,7 +3,10 @@
 - SNIP (Lee et al. 2019): |g ⊙ θ|, g the loss gradient summed over the scoring batches.
 - GraSP (Wang et al. 2020): θ ⊙ Hg. The paper removes the weights with the largest -θ ⊙ Hg (pruning them reduces
   gradient flow least); keeping the highest θ ⊙ Hg is the same rule. Hg is a Hessian-gradient product by double
-  backward, g the gradient over the scoring batches.
+  backward, g the gradient over the scoring batches. Wang et al.'s code (github.com/alecwangcq/GraSP,
+  pruner/GraSP.py) computes both g and Hg on the cross-entropy of the logits divided by a temperature T = 200,
+  which the paper does not mention; the losses carry it (`prune.grasp_temperature`, passed to the task's
+  `score_losses` by `ticketlab.lottery.at_init`), so these functions stay free of it.
 
 Losses come from a callable `losses(model)` yielding scalar losses on seeded batches: the task supplies it (see
 `ticketlab.tasks.base.Task.score_losses`; which batches, with which seeds and in which order, the lottery jobs
@@ -79,7 +82,7 @@ def grasp(model: nn.Module, inputs: ScoreInputs) -> dict[str, torch.Tensor]:
 
 
 SCORES.register("snip", Score(snip, needs=("losses",)))
-SCORES.register("grasp", Score(grasp, needs=("losses",)))
+SCORES.register("grasp", Score(grasp, needs=("losses",), temperature_setting="grasp_temperature"))
 
 
 def snip_scores(model: nn.Module, losses: Losses, prunable: Prunable = prunable_weights) -> dict[str, torch.Tensor]:
@@ -88,5 +91,6 @@ def snip_scores(model: nn.Module, losses: Losses, prunable: Prunable = prunable_
 
 
 def grasp_scores(model: nn.Module, losses: Losses, prunable: Prunable = prunable_weights) -> dict[str, torch.Tensor]:
-    """GraSP's scores of `model`'s prunable weights on the losses `losses(model)` yields."""
+    """GraSP's scores of `model`'s prunable weights on the losses `losses(model)` yields (for Wang et al.'s GraSP,
+    losses of the logits divided by their temperature, 200)."""
     return grasp(model, ScoreInputs(prunable=prunable, losses=losses))

@@ -22,9 +22,10 @@ def language_metric(config: ExperimentConfig) -> Metric:
     return METRICS["perplexity"]  # Metric("perplexity", higher_is_better=False, log_scale=True, ...)
 
 
-def score_losses(model, data, config, seed: int, batches: int, first_batch: int = 0):
-    """Mean per-token cross-entropy of `model` on `batches` training segments of data seed `seed` from segment
-    `first_batch` on (each from a zero hidden state; dropout seeded per segment), for SNIP, GraSP and RigL."""
+def score_losses(model, data, config, seed: int, batches: int, first_batch: int = 0, temperature: float = 1.0):
+    """Mean per-token cross-entropy of `model`'s logits divided by `temperature` on `batches` training segments of
+    data seed `seed` from segment `first_batch` on (each from a zero hidden state; dropout seeded per segment), for
+    SNIP, GraSP and RigL."""
     import torch.nn.functional as F
 
     from ticketlab.models import set_noise_seed
@@ -38,7 +39,7 @@ def score_losses(model, data, config, seed: int, batches: int, first_batch: int 
             set_noise_seed(model, derive_seed(seed, "score_dropout", index))
         inputs, targets, _ = training_segment(stream, index, per_epoch, data.sequence_length, seed)
         logits, _ = model(inputs, None)
-        yield F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        yield F.cross_entropy(logits.flatten(0, 1) / temperature, targets.flatten())
 
 
 def bind_corpus_to_run(data, run_dir):
