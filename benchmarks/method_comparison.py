@@ -93,7 +93,7 @@ def networks(quick: bool, trials: int | None) -> list[Network]:
     if quick:
         mlp = ticketlab.preset("mnist1d").replace(**{
             "model.hidden": [32, 32], "train.steps": "20it", "train.eval_every": "10it", "prune.levels": 2,
-            "prune.gmp_every": "5it", **_step_schedule(20)})
+            "prune.gmp_every": "5it", "prune.dst_every": "5it", **_step_schedule(20)})
         chosen = [Network("mlp_mnist1d", "MLP 32-32 on MNIST-1D (quick)", mlp)]
     else:
         offline = {"data.data_dir": common.fashion_mnist_dir(), "data.download": False}
