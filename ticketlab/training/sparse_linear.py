@@ -61,10 +61,12 @@ def _csr(rows: torch.Tensor, columns: torch.Tensor, values: torch.Tensor, shape:
 
 
 def _csr_indices(rows: torch.Tensor, columns: torch.Tensor, row_count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    # 32-bit indices: the CPU kernels (MKL) take them without a conversion per call
+    index_type = torch.int32 if max(row_count, len(columns)) < 2**31 - 1 else torch.int64
     counts = torch.bincount(rows, minlength=row_count)
-    compressed = torch.zeros(row_count + 1, dtype=torch.int64, device=rows.device)
+    compressed = torch.zeros(row_count + 1, dtype=index_type, device=rows.device)
     compressed[1:] = counts.cumsum(0)
-    return compressed, columns.contiguous()
+    return compressed, columns.to(index_type).contiguous()
 
 
 class SparseMaskedLinear(torch.autograd.Function):
@@ -73,11 +75,11 @@ class SparseMaskedLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, inputs, weight, bias, layout: MaskLayout):
         flat = inputs.reshape(-1, layout.shape[1])
-        csr = layout.weight_csr(weight.detach())
+        csr, flat_t = layout.weight_csr(weight.detach()), flat.t().contiguous()  # row-major operands: no copy inside
         if bias is None:
-            outputs = torch.mm(csr, flat.t()).t().contiguous()
+            outputs = torch.mm(csr, flat_t).t().contiguous()
         else:
-            outputs = torch.addmm(bias.detach().unsqueeze(1), csr, flat.t()).t().contiguous()
+            outputs = torch.addmm(bias.detach().unsqueeze(1), csr, flat_t).t().contiguous()
         ctx.layout, ctx.input_shape, ctx.has_bias = layout, inputs.shape, bias is not None
         ctx.save_for_backward(flat, weight)
         return outputs.reshape(*inputs.shape[:-1], layout.shape[0])
@@ -88,11 +90,11 @@ class SparseMaskedLinear(torch.autograd.Function):
         layout = ctx.layout
         grad_flat = grad_outputs.reshape(-1, layout.shape[0])
         grad_inputs = grad_weight = grad_bias = None
+        grad_flat_t = grad_flat.t().contiguous()
         if ctx.needs_input_grad[0]:
-            grad_inputs = torch.mm(layout.weight_t_csr(weight.detach()), grad_flat.t()).t().reshape(ctx.input_shape)
+            grad_inputs = torch.mm(layout.weight_t_csr(weight.detach()), grad_flat_t).t().reshape(ctx.input_shape)
         if ctx.needs_input_grad[1]:
-            kept_values = torch.sparse.sampled_addmm(layout.pattern, grad_flat.t().contiguous(), flat,
-                                                     beta=0.0).values()
+            kept_values = torch.sparse.sampled_addmm(layout.pattern, grad_flat_t, flat, beta=0.0).values()
             grad_weight = torch.zeros(weight.numel(), dtype=weight.dtype, device=weight.device)
             grad_weight = grad_weight.index_copy_(0, layout.kept, kept_values).view(layout.shape)
         if ctx.has_bias and ctx.needs_input_grad[2]:
