@@ -2,7 +2,7 @@
 
 'dense': none. 'sparse': every nn.Linear whose weight the mask prunes. 'auto': those where sparse kernels measured
 faster on this machine for the layer's shape, density and batch size: a quick timing (dense and sparse forward +
-backward, interleaved, best of a few rounds; tens of milliseconds per layer) whose verdict is cached under the
+backward, interleaved, best of five rounds; about 0.1 s per layer) whose verdict is cached under the
 ticketlab cache root (`$TICKETLAB_CACHE` or ~/.cache/ticketlab, kernels/), keyed by machine, torch version and
 thread count. Sparse and dense kernels round differently, so a job records its choice in its directory
 (kernels.json) and a resumed job reuses it: the calibration never changes a run halfway.
@@ -27,7 +27,7 @@ from ticketlab.store import read_json, write_json
 from ticketlab.training.sparse_linear import MaskLayout, masked_linear_names, sparse_linear
 
 CHOICE_FILE = "kernels.json"
-CALIBRATION_ROUNDS = 3
+CALIBRATION_ROUNDS = 5
 CALIBRATION_SECONDS = 0.01  # per round and kernel: enough calls to time a layer above timer noise
 
 
@@ -111,6 +111,9 @@ def calibrate(shape: tuple[int, int], mask: torch.Tensor, batch_size: int) -> tu
     layout = MaskLayout(mask)
     calls = {"dense": lambda: F.linear(inputs, weight, bias).backward(grad_outputs),
              "sparse": lambda: sparse_linear(inputs, weight, bias, layout).backward(grad_outputs)}
+    # one thread: this process's CPU time, which the other work on a shared machine disturbs far less than the
+    # wall clock; several threads: the wall clock (CPU time would count a parallel kernel's threads as a cost)
+    clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         start = time.perf_counter()
@@ -120,8 +123,8 @@ def calibrate(shape: tuple[int, int], mask: torch.Tensor, batch_size: int) -> tu
         best = {name: math.inf for name in calls}
         for _ in range(CALIBRATION_ROUNDS):
             for name, call in calls.items():
-                start = time.perf_counter()
+                start = clock()
                 for _ in range(repeats):
                     call()
-                best[name] = min(best[name], (time.perf_counter() - start) / repeats)
+                best[name] = min(best[name], (clock() - start) / repeats)
     return best["dense"], best["sparse"]
