@@ -109,3 +109,8 @@ def test_bad_kernels_value_is_one_line(capsys, tmp_path):
         lines = capsys.readouterr().err.strip().splitlines()
         assert lines == ["ticketlab: error: unknown train.kernels 'fast'; allowed: dense, sparse, auto"]
     assert not any(tmp_path.iterdir())
+
+
+def test_kernels_flag_sets_the_recorded_config(capsys):
+    assert main(["config", "--kernels", "auto"]) == 0
+    assert json.loads(capsys.readouterr().out)["train"]["kernels"] == "auto"
