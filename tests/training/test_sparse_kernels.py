@@ -114,3 +114,19 @@ def test_bad_kernels_value_is_one_line(capsys, tmp_path):
 def test_kernels_flag_sets_the_recorded_config(capsys):
     assert main(["config", "--kernels", "auto"]) == 0
     assert json.loads(capsys.readouterr().out)["train"]["kernels"] == "auto"
+
+
+def test_a_deep_copy_made_under_sparse_kernels_computes_with_its_own_weights():
+    import copy
+
+    from ticketlab.training.sparse_linear import masked_linear_names, sparse_linear_layers
+
+    model = _model()
+    masks = _masks(model)
+    inputs = torch.randn(4, 24, generator=torch.Generator().manual_seed(0))
+    with sparse_linear_layers(model, masks, masked_linear_names(model, masks)):
+        twin = copy.deepcopy(model)
+        with torch.no_grad():
+            for parameter in twin.parameters():
+                parameter.mul_(2)
+        assert not torch.allclose(twin(inputs), model(inputs))

@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ticketlab.data.mnist import resolve_cache_root
+from ticketlab.errors import ConfigError
 from ticketlab.store import read_json, write_json
 from ticketlab.training.sparse_linear import MaskLayout, masked_linear_names, sparse_linear
 
@@ -38,6 +39,10 @@ def sparse_layer_names(model: nn.Module, masks: dict[str, torch.Tensor], kernels
     kernels.json."""
     if kernels == "dense":
         return []
+    device = next(iter(masks.values())).device if masks else torch.device("cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"train.kernels {kernels!r} needs a CPU or CUDA device (torch has no sparse CSR kernels on "
+                          f"{device.type}); use train.kernels dense there")
     recorded = _recorded_choice(job_dir, kernels)
     if recorded is not None:
         return recorded

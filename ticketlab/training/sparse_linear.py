@@ -15,6 +15,7 @@ a `with` block; models stay unaware of it.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from contextlib import contextmanager
 from typing import Iterator
@@ -108,6 +109,9 @@ class _LayoutOf:
     def __init__(self, mask: torch.Tensor):
         self.mask, self.version, self.layout = mask, mask._version, MaskLayout(mask)
 
+    def __deepcopy__(self, memo) -> "_LayoutOf":  # CSR tensors cannot be deep-copied: rebuild from the copied mask
+        return _LayoutOf(copy.deepcopy(self.mask, memo))
+
     def current(self) -> MaskLayout:
         if self.mask._version != self.version:
             self.version, self.layout = self.mask._version, MaskLayout(self.mask)
@@ -121,9 +125,10 @@ def sparse_linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
 
 
 def masked_linear_names(model: nn.Module, masks: dict[str, torch.Tensor]) -> list[str]:
-    """The nn.Linear modules of `model` whose weight `masks` prunes, by module name."""
+    """The nn.Linear modules of `model` whose weight `masks` prunes, by module name. Exactly nn.Linear: a subclass
+    may compute something else in its forward, or never call it (attention's out_proj)."""
     return [name for name, module in model.named_modules()
-            if name and isinstance(module, nn.Linear) and f"{name}.weight" in masks]
+            if name and type(module) is nn.Linear and f"{name}.weight" in masks]
 
 
 class SparseLayers:
@@ -155,7 +160,7 @@ def sparse_linear_layers(model: nn.Module, masks: dict[str, torch.Tensor], names
     """Within the block, the named nn.Linear modules of `model` run on sparse kernels under their mask in `masks`
     (the tensors the engine updates in place); their own forward is back afterwards."""
     modules = dict(model.named_modules())
-    layers = SparseLayers([(modules[name], _sparse_forward(modules[name], _LayoutOf(masks[f"{name}.weight"])))
+    layers = SparseLayers([(modules[name], _SparseForward(modules[name], _LayoutOf(masks[f"{name}.weight"])))
                            for name in names])
     layers.install()
     try:
@@ -164,8 +169,12 @@ def sparse_linear_layers(model: nn.Module, masks: dict[str, torch.Tensor], names
         layers.remove()
 
 
-def _sparse_forward(module: nn.Linear, layout_of: _LayoutOf):
-    def forward(inputs: torch.Tensor) -> torch.Tensor:
-        return SparseMaskedLinear.apply(inputs, module.weight, module.bias, layout_of.current())
+class _SparseForward:
+    """A Linear module's forward on sparse kernels. An object, not a closure: a deep copy of the model (a score's
+    probe) then gets a forward on its own copy of the module, where a copied closure would still call the original."""
 
-    return forward
+    def __init__(self, module: nn.Linear, layout_of: _LayoutOf):
+        self.module, self.layout_of = module, layout_of
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        return SparseMaskedLinear.apply(inputs, self.module.weight, self.module.bias, self.layout_of.current())
