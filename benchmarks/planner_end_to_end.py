@@ -71,7 +71,7 @@ def compare_rows(label: str, rows: dict, reference_label: str, csvs: dict) -> No
           f"final test accuracy {100 * max(finals):.2f} points")
 
 
-def level_times(run_dirs: dict[str, Path], figure: str) -> None:
+def level_times(run_dirs: dict[str, Path], figure: str, names: dict[str, str]) -> None:
     """Job-seconds per level of each path against the weights remaining, printed and drawn."""
     series = {}
     for label, run_dir in run_dirs.items():
@@ -99,7 +99,8 @@ def level_times(run_dirs: dict[str, Path], figure: str) -> None:
     fig, axis = plt.subplots(figsize=(6, 4))
     for label in labels:
         points = list(series[label].values())
-        axis.plot([remaining for _, remaining in points], [seconds for seconds, _ in points], "o-", label=label)
+        axis.plot([remaining for _, remaining in points], [seconds for seconds, _ in points], "o-",
+                  label=names.get(label, label))
     axis.set_xscale("log")
     axis.invert_xaxis()
     axis.set_xlabel("weights remaining (%)")
@@ -168,7 +169,9 @@ def main() -> None:
         compare_rows("sparse", csvs["sparse"], "plain" if "plain" in csvs else "population", csvs)
         print(f"speed-up of the sparse path: {timings['population'] / timings['sparse']:.2f}x over the population "
               "path" + (f", {timings['plain'] / timings['sparse']:.2f}x over the plain path" if "plain" in csvs else ""))
-        level_times(run_dirs, args.figure)
+        level_times(run_dirs, args.figure, {"population": "dense kernels, populations",
+                                            "plain": "dense kernels, one job at a time",
+                                            "sparse": f"{args.kernels} kernels, one job at a time"})
     if args.skip_plain:
         print(reproduce)
         if not args.keep:
