@@ -10,7 +10,14 @@ masks, no evaluation) and `train_model`. Achieved FLOP/s counts training (6 x we
 per output position, as `ticketlab cost` counts) and the protocol's evaluation (the validation set at every
 evaluation point, the test set twice, the training set at the end), over the whole wall time of `train_model`.
 
+Then, with `--kernels` (default dense,sparse,auto), the sparse path beside the dense one: `train_model` at each
+`--remaining` percent of weights (uniform random masks, every layer at that density), `--kernel-steps` iterations
+with the same evaluation, each kernel choice timed in the same run, one after another at each density (a warm-up
+run first calibrates 'auto' and loads the kernels), timed in CPU seconds of this process (iterations per CPU
+second: on a shared machine the wall clock mostly measures the neighbours). `--kernels none` skips it.
+
 Reproduce:  python benchmarks/one_job_speed.py --threads 2,1
+            python benchmarks/one_job_speed.py --threads 1 --settings none --kernel-settings lenet-adam-b60
 """
 
 from __future__ import annotations
@@ -76,18 +83,58 @@ def plain_loop_seconds(model, data: DataSplits, setting: dict, steps: int) -> fl
     return time.perf_counter() - start
 
 
+def density_masks(model, remaining: float) -> dict[str, torch.Tensor]:
+    weights = prunable_weights(model)
+    return keep_top(random_scores(weights, seed=0),
+                    {name: max(1, round(w.numel() * remaining)) for name, w in weights.items()})
+
+
+def kernel_table(threads: int, labels: list[str], remaining: list[float], kernels: list[str], steps: int) -> None:
+    """Iterations/s of `train_model` per kernel choice at each remaining fraction, and the speed-up over dense."""
+    torch.set_num_threads(threads)
+    print(f"\nsparse kernels beside dense ({threads} thread(s), {steps} iterations, evaluation every {EVAL_EVERY}; "
+          "it/s per CPU second of this process, which other work on a shared machine disturbs less than the wall "
+          "clock):")
+    print(f"{'setting':>16} {'remaining':>9} " + " ".join(f"{kernel + ' it/s':>12}" for kernel in kernels)
+          + " " + " ".join(f"{kernel + '/dense':>13}" for kernel in kernels if kernel != "dense"))
+    for label in labels:
+        setting = SETTINGS[label]
+        sizes, train = setting["sizes"], setting["train"]
+        data = synthetic_data(setting["shape"], sizes)
+        for fraction in remaining:
+            rates = {}
+            for kernel in kernels:
+                config = TrainConfig(steps=f"{steps}it", eval_every=f"{EVAL_EVERY}it", kernels=kernel, **train)
+                model = make_model(setting["model"], setting["shape"])
+                train_model(model, data, TrainConfig(steps="3it", eval_every="3it", kernels=kernel, **train),
+                            masks=density_masks(model, fraction), data_seed=0)  # warm-up (and auto's calibration)
+                model = make_model(setting["model"], setting["shape"])
+                masks = density_masks(model, fraction)
+                start = time.process_time()
+                train_model(model, data, config, masks=masks, data_seed=0)
+                rates[kernel] = steps / (time.process_time() - start)
+            print(f"{label:>16} {100 * fraction:>8.1f}% " + " ".join(f"{rates[k]:>12.0f}" for k in kernels) + " "
+                  + " ".join(f"{rates[k] / rates['dense']:>12.2f}x" for k in kernels if k != "dense"), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", default="2,1", help="comma-separated thread counts")
     parser.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated, of: " + ", ".join(SETTINGS))
+    parser.add_argument("--kernels", default="dense,sparse,auto", help="train.kernels values to compare, or none")
+    parser.add_argument("--kernel-settings", default="lenet-adam-b60,conv2-adam-b60", help="settings of that table")
+    parser.add_argument("--remaining", default="100,41,21,8.6,3.6", help="percent of weights remaining")
+    parser.add_argument("--kernel-steps", type=int, default=300)
     args = parser.parse_args()
-    print(f"command: python benchmarks/one_job_speed.py --threads {args.threads} --settings '{args.settings}'")
+    print(f"command: python benchmarks/one_job_speed.py --threads {args.threads} --settings '{args.settings}' "
+          f"--kernels {args.kernels} --kernel-settings '{args.kernel_settings}' --remaining {args.remaining} "
+          f"--kernel-steps {args.kernel_steps}")
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs visible, load average at start {os.getloadavg()[0]:.1f}")
     print(f"{'threads':>7} {'setting':>16} {'peak GF/s':>10} {'plain it/s':>11} {'train_model it/s':>17} "
           f"{'GFLOP/s':>8} {'% peak':>7} {'eval share':>11}")
     for threads in (int(text) for text in args.threads.split(",")):
         torch.set_num_threads(threads)
-        for label in args.settings.split(","):
+        for label in [] if args.settings == "none" else args.settings.split(","):
             setting = SETTINGS[label]
             sizes, train = setting["sizes"], setting["train"]
             data = synthetic_data(setting["shape"], sizes)
@@ -111,6 +158,11 @@ def main() -> None:
             print(f"{threads:>7} {label:>16} {peak / 1e9:>10.1f} {plain_steps / plain:>11.0f} {steps / wall:>17.0f} "
                   f"{flops / wall / 1e9:>8.1f} {100 * flops / wall / peak:>6.0f}% {100 * eval_flops / flops:>10.1f}%")
     print("(eval share: of the FLOPs counted; train_model it/s is over its whole wall time, evaluation included)")
+    if args.kernels != "none":
+        kernels = ["dense"] + [kernel for kernel in args.kernels.split(",") if kernel != "dense"]
+        for threads in (int(text) for text in args.threads.split(",")):
+            kernel_table(threads, args.kernel_settings.split(","), [float(p) / 100 for p in args.remaining.split(",")],
+                         kernels, args.kernel_steps)
     print(f"load average at end {os.getloadavg()[0]:.1f}")
 
 

@@ -11,6 +11,12 @@ each path's achieved FLOP/s against the fp32 matmul peak measured in the same ru
 protocol's: 6 x weights x batch per training step, and 2 x weights per example evaluated (the validation set at
 every evaluation point, the test set once at the reported minimum and once more for the final weights when they
 differ, the training set at the end). The FLOP bound is those FLOPs at the peak: no run can be faster.
+
+The sparse path (`--kernels auto`, the default; `sparse`; `none` skips it) trains the same jobs one at a time with
+`train.kernels` set (the population engine is dense), in the same run, and is compared with the dense paths: wall
+time, rows that keep their early-stop iteration, accuracy differences, and the time per level against the weights
+remaining (job-seconds per level: each job's wall time, a population's shared among its members), printed and
+drawn to `--figure`.
 """
 
 from __future__ import annotations
@@ -54,6 +60,61 @@ def protocol_flops(run_dir: Path, config, split_sizes: tuple[int, int, int], for
     return total
 
 
+def compare_rows(label: str, rows: dict, reference_label: str, csvs: dict) -> None:
+    """How far `rows` (results.csv of one path) are from the reference path's: same early-stop iterations,
+    largest accuracy differences."""
+    reference = csvs[reference_label]
+    same = sum(rows[key]["early_stop_iteration"] == row["early_stop_iteration"] for key, row in reference.items())
+    gaps = [abs(float(rows[key][column]) - float(row[column])) for key, row in reference.items()
+            for column in ("early_stop_test_accuracy",)]
+    finals = [abs(float(rows[key]["final_test_accuracy"]) - float(row["final_test_accuracy"]))
+              for key, row in reference.items()]
+    print(f"{label} vs {reference_label}: {same} of {len(reference)} rows keep their early-stop iteration; largest "
+          f"|early-stop test accuracy difference| {100 * max(gaps):.2f} points (mean {100 * sum(gaps) / len(gaps):.2f}); "
+          f"final test accuracy {100 * max(finals):.2f} points")
+
+
+def level_times(run_dirs: dict[str, Path], figure: str, names: dict[str, str]) -> None:
+    """Job-seconds per level of each path against the weights remaining, printed and drawn."""
+    series = {}
+    for label, run_dir in run_dirs.items():
+        per_level: dict[int, list] = {}
+        for result_path in run_dir.glob("trial_*/level_*/*/result.json"):
+            result = ticketlab.store.read_json(result_path)
+            level = int(result_path.parent.parent.name.split("_")[1])
+            entry = per_level.setdefault(level, [0.0, 100.0])
+            entry[0] += result["wall_time_s"] / result.get("population_size", 1)
+            if result["variant"] != "random_pruning" or level == 0:
+                entry[1] = min(entry[1], result["weights_remaining_percent"])
+        series[label] = dict(sorted(per_level.items()))
+    labels = list(series)
+    print("job-seconds per level (each job's wall time; a population's shared among its members):")
+    print(f"{'level':>5} {'remaining %':>11} " + " ".join(f"{label:>10}" for label in labels))
+    for level, (_, remaining) in series[labels[0]].items():
+        print(f"{level:>5} {remaining:>11.1f} " + " ".join(f"{series[label][level][0]:>10.1f}" for label in labels))
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(matplotlib not installed: no figure)")
+        return
+    fig, axis = plt.subplots(figsize=(6, 4))
+    for label in labels:
+        points = list(series[label].values())
+        axis.plot([remaining for _, remaining in points], [seconds for seconds, _ in points], "o-",
+                  label=names.get(label, label))
+    axis.set_xscale("log")
+    axis.invert_xaxis()
+    axis.set_xlabel("weights remaining (%)")
+    axis.set_ylabel("job-seconds per level")
+    axis.set_title("planner_end_to_end: time per level, dense vs sparse kernels")
+    axis.legend()
+    fig.tight_layout()
+    fig.savefig(figure, dpi=120)
+    print(f"figure: {figure}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=5)
@@ -66,6 +127,9 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the run directories (their path is printed)")
     parser.add_argument("--peak-seconds", type=float, default=20.0,
                         help="length of each sustained peak measurement, before and after the runs (0: skip them)")
+    parser.add_argument("--kernels", default="auto", choices=("auto", "sparse", "none"),
+                        help="train.kernels of the sparse path (none: no sparse path)")
+    parser.add_argument("--figure", default="planner_end_to_end_levels.png", help="where the per-level figure goes")
     args = parser.parse_args()
     population_workers = args.workers if args.population_workers is None else args.population_workers
     config = ticketlab.preset("lenet_fashion_mnist_short").replace(
@@ -82,10 +146,13 @@ def main() -> None:
     paths = [("population", {"population": None, "workers": population_workers})]
     if not args.skip_plain:
         paths.append(("plain", {"population": 1, "workers": args.workers}))
+    if args.kernels != "none":
+        paths.append(("sparse", {"population": 1, "workers": args.workers}))
     for label, options in paths:
         started = time.time()
+        path_config = config.replace(**{"train.kernels": args.kernels}) if label == "sparse" else config
         with RunAccounting() as accounts[label]:
-            result = ticketlab.find_tickets(config, root=root / label, report=False, **options)
+            result = ticketlab.find_tickets(path_config, root=root / label, report=False, **options)
         timings[label] = time.time() - started
         csvs[label] = _rows(result.results_csv)
         run_dirs[label] = result.run_dir
@@ -107,6 +174,13 @@ def main() -> None:
     reproduce = "reproduce: python benchmarks/planner_end_to_end.py " + " ".join(sys.argv[1:])
     if args.keep:
         print(f"run directories kept under {root}")
+    if "sparse" in csvs:
+        compare_rows("sparse", csvs["sparse"], "plain" if "plain" in csvs else "population", csvs)
+        print(f"speed-up of the sparse path: {timings['population'] / timings['sparse']:.2f}x over the population "
+              "path" + (f", {timings['plain'] / timings['sparse']:.2f}x over the plain path" if "plain" in csvs else ""))
+        level_times(run_dirs, args.figure, {"population": "dense kernels, populations",
+                                            "plain": "dense kernels, one job at a time",
+                                            "sparse": f"{args.kernels} kernels, one job at a time"})
     if args.skip_plain:
         print(reproduce)
         if not args.keep:

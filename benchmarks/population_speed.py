@@ -13,6 +13,10 @@ Everything is measured in one run, with the same thread count:
 - evaluation's share of wall time in `train_model` (the reference, one job at a time) and in the population,
 - peak memory of a K=32 population (in a fresh process), and a short fwd+bwd comparison of the hand-stacked
   backward with autograd through bmm and with torch.func.vmap(grad(functional_call)).
+- the sparse path beside the dense one (`--sparse-remaining`, LeNet-300-100): at each percent of weights
+  remaining, a K=16 population (dense: the population engine has no sparse kernels) against the same jobs trained
+  one at a time by `train_model` on dense, sparse and auto kernels (`train.kernels`), per member, periodic
+  evaluation counted in both (`--sparse-only` runs just this part).
 Data are random tensors of each dataset's shape: speed does not depend on the values.
 
 Reproduce:  python benchmarks/population_speed.py --threads 2
@@ -147,17 +151,19 @@ def train_config(spec: dict, steps: int, eval_every: int) -> TrainConfig:
                        eval_every=f"{eval_every}it")
 
 
-def half_masks(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
+def half_masks(model: nn.Module, seed: int, remaining: float = 0.5) -> dict[str, torch.Tensor]:
     weights = prunable_weights(model)
-    return keep_top(random_scores(weights, seed=seed), {name: w.numel() // 2 for name, w in weights.items()})
+    return keep_top(random_scores(weights, seed=seed),
+                    {name: max(1, round(w.numel() * remaining)) for name, w in weights.items()})
 
 
-def population_run(spec: dict, data: DataSplits, count: int, iterations: int, eval_every: int) -> dict:
+def population_run(spec: dict, data: DataSplits, count: int, iterations: int, eval_every: int,
+                   remaining: float = 0.5) -> dict:
     """Train `count` members for `iterations` batched steps (no end-of-job evaluation); times and rates."""
     members = []
     for member in range(count):
         model = make_model(spec, member)
-        members.append(PopulationMember(model, half_masks(model, member), data_seed=member))
+        members.append(PopulationMember(model, half_masks(model, member, remaining), data_seed=member))
     config = train_config(spec, 10 * iterations, eval_every)
     timer = EvalTimer(data)
     original = ClassifierPopulation.evaluate
@@ -279,6 +285,45 @@ def backward_comparison(spec: dict, data: DataSplits, count: int, repeats: int =
     return timings
 
 
+def single_job_rate(spec: dict, data: DataSplits, iterations: int, eval_every: int, remaining: float,
+                    kernels: str, jobs: int = 2) -> float:
+    """Model-iterations/s (periodic evaluation included, none at the end) of `jobs` jobs trained one at a time by
+    `train_model` on `kernels`."""
+    config = TrainConfig(optimizer="adam", lr=1e-3, batch_size=spec["batch"], steps=f"{10 * iterations}it",
+                         eval_every=f"{eval_every}it", kernels=kernels)
+    warm = make_model(spec, 0)
+    try:  # warm-up (and auto's calibration)
+        train_model(warm, data, config, masks=half_masks(warm, 0, remaining), data_seed=0, stop_after_step=3)
+    except TrainingInterrupted:
+        pass
+    start = clock()
+    for job in range(jobs):
+        model = make_model(spec, job)
+        try:
+            train_model(model, data, config, masks=half_masks(model, job, remaining), data_seed=job,
+                        stop_after_step=iterations)
+        except TrainingInterrupted:
+            pass
+    return jobs * iterations / (clock() - start)
+
+
+def sparse_beside_dense(remaining: list[float], scale: float) -> None:
+    spec = WORKLOADS["lenet300_100"]
+    data = synthetic_data(spec)
+    iterations, eval_every, count = max(1, round(200 * scale)), 100, 16
+    print(f"\n== sparse kernels beside dense, lenet300_100, batch {spec['batch']}: {iterations} iterations per job, "
+          f"evaluation every {eval_every} counted; model-iterations/s per member")
+    print(f"{'remaining':>9} {'population K=16 (dense)':>24} {'one job dense':>14} {'one job sparse':>15} "
+          f"{'one job auto':>13} {'sparse/pop':>11} {'auto/pop':>9}")
+    for fraction in remaining:
+        population = population_run(spec, data, count, iterations, eval_every, fraction)["rate_with_eval"]
+        rates = {kernels: single_job_rate(spec, data, iterations, eval_every, fraction, kernels)
+                 for kernels in ("dense", "sparse", "auto")}
+        print(f"{100 * fraction:>8.1f}% {population:>24.0f} {rates['dense']:>14.0f} {rates['sparse']:>15.0f} "
+              f"{rates['auto']:>13.0f} {rates['sparse'] / population:>10.2f}x {rates['auto'] / population:>8.2f}x",
+              flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -286,6 +331,9 @@ def main() -> None:
                         help="cpu: this process's CPU time (use with --threads 1 on a loaded machine)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every measured length")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--sparse-remaining", default="100,41,21,8.6,3.6",
+                        help="percents of weights remaining for the sparse-beside-dense table (none: skip it)")
+    parser.add_argument("--sparse-only", action="store_true", help="run only the sparse-beside-dense table")
     parser.add_argument("--memory-probe", nargs=2, metavar=("WORKLOAD", "K"), help=argparse.SUPPRESS)
     parser.add_argument("--half-run", nargs=4, metavar=("WORKLOAD", "K", "ITERATIONS", "START_AT"),
                         help=argparse.SUPPRESS)
@@ -307,7 +355,8 @@ def main() -> None:
         return
 
     print(f"command: python benchmarks/population_speed.py --threads {args.threads} --clock {args.clock} "
-          f"--scale {args.scale} --workloads {args.workloads}")
+          f"--scale {args.scale} --workloads {args.workloads} --sparse-remaining {args.sparse_remaining}"
+          + (" --sparse-only" if args.sparse_only else ""))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
           f"load average at start {os.getloadavg()[0]:.1f}")
@@ -316,7 +365,7 @@ def main() -> None:
     print("GFLOP/s and % peak: training alone (6 x weights x examples over training time); '+eval': the periodic "
           "validation passes counted too (2 x weights per example), over the whole wall time")
 
-    for name in args.workloads.split(","):
+    for name in [] if args.sparse_only else args.workloads.split(","):
         spec = WORKLOADS[name]
         data = synthetic_data(spec)
         iterations, eval_every = max(1, round(spec["iterations"] * args.scale)), spec["eval_every"]
@@ -375,6 +424,8 @@ def main() -> None:
             timings = backward_comparison(spec, data, 16)
             print("fwd+bwd of 16 stacked members: "
                   + ", ".join(f"{label} {1e3 * seconds:.1f} ms" for label, seconds in timings.items()))
+    if args.sparse_remaining != "none":
+        sparse_beside_dense([float(text) / 100 for text in args.sparse_remaining.split(",")], args.scale)
     print(f"\nload average at end {os.getloadavg()[0]:.1f} (on a shared machine other jobs' load makes these noisy)")
 
 

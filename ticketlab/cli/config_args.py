@@ -22,7 +22,7 @@ from ticketlab.tasks import TASKS
 SHORTCUTS = {
     "task": "task", "trials": "trials", "seed": "seed", "variants": "variants", "levels": "prune.levels",
     "target_remaining": "prune.target_remaining_percent", "rewind": "prune.rewind", "steps": "train.steps",
-    "data_dir": "data.data_dir",
+    "data_dir": "data.data_dir", "kernels": "train.kernels",
 }
 VALUE_FORMS = {  # how a value is written on the command line, where the type alone does not say
     "model.hidden": "comma-separated widths, e.g. 256,256",
@@ -62,6 +62,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, rewind: bool = True
     parser.add_argument("--steps", help=f"training length per level, e.g. 50000it or 40ep (train.steps; "
                         f"{DEFAULT_PRESET} preset: {shown['train.steps']})")
     parser.add_argument("--data-dir", help="local directory holding the dataset files (data.data_dir)")
+    parser.add_argument("--kernels", help="masked Linear layers on dense, sparse or auto (per-layer calibrated) "
+                        f"kernels (train.kernels; {DEFAULT_PRESET} preset: {shown['train.kernels']})")
     for dotted, _, type_text in field_paths():
         if "." in dotted and (rewind or dotted != "prune.rewind"):
             parser.add_argument(f"--{dotted}", dest=f"set:{dotted}", metavar="VALUE",

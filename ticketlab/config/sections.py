@@ -24,6 +24,7 @@ UNIT_NAMES = ("weight", "channel")  # prune.unit: single weights, or whole chann
 CHANNEL_SCORE_NAMES = ("l1", "bn_scale")  # prune.channel_score under prune.unit channel
 EARLY_BIRD_CRITERIA = ("weights", "channels")
 DENSITY_NAMES = ("uniform", "er", "erk")  # prune.densities: layer density distributions (ticketlab.pruning.densities)
+KERNEL_NAMES = ("dense", "sparse", "auto")  # train.kernels: how masked Linear layers multiply
 
 MAX_WIDTH = 1_000_000  # hidden units, channels or embedding size: far beyond any network that fits in memory
 MAX_DEPTH = 10_000
@@ -171,9 +172,13 @@ class TrainConfig:
     eps: float = 1e-8  # adam/adamw: the denominator's epsilon (PPO's reference implementation: 1e-5)
     label_smoothing: float = 0.0  # translation: label-smoothed cross-entropy (the Transformer's 0.1)
     beam_size: int = 1  # translation: beam width of the test decoding behind BLEU (1: greedy)
+    # masked Linear layers: 'dense' matmuls on the masked weights; 'sparse' CSR kernels over the kept weights
+    # (same results up to rounding); 'auto' sparse for the layers where a cached per-machine calibration says it wins
+    kernels: str = "dense"
 
     def validate(self) -> None:
         check_choice("train.optimizer", self.optimizer, OPTIMIZER_NAMES)
+        check_choice("train.kernels", self.kernels, KERNEL_NAMES)
         check_choice("train.schedule", self.schedule, SCHEDULE_NAMES)
         check_number("train.lr", self.lr, 0, MAX_LR, low_open=True)
         check_number("train.momentum", self.momentum, 0, 1, high_open=True)

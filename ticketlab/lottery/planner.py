@@ -106,7 +106,9 @@ def stacks_jobs(ctx: ExperimentContext, model: nn.Module, population: int | None
     # one job at a time (a task's own population trainer clips per member); nor do streamed datasets (image
     # folders), whose batches are decoded per job
     clips = ctx.config.train.clip_grad_norm is None or ctx.task.train_population is not None
-    return clips and not getattr(ctx.data, "streamed", False) and ctx.task.stackable(model, ctx.device, population)
+    dense = ctx.config.train.kernels == "dense"  # sparse kernels run in the one-job engine only
+    return (clips and dense and not getattr(ctx.data, "streamed", False)
+            and ctx.task.stackable(model, ctx.device, population))
 
 
 def notify_unstacked(ctx: ExperimentContext, model: nn.Module, population: int | None) -> None:
@@ -114,7 +116,10 @@ def notify_unstacked(ctx: ExperimentContext, model: nn.Module, population: int |
     if population == 1:
         return
     name = type(model).__name__
-    if (ctx.config.train.clip_grad_norm is not None and ctx.task.train_population is None
+    if ctx.config.train.kernels != "dense" and ctx.task.stackable(model, ctx.device, population):
+        print(f"ticketlab: train.kernels {ctx.config.train.kernels!r} runs on single jobs: training its jobs one at a "
+              "time", file=sys.stderr)
+    elif (ctx.config.train.clip_grad_norm is not None and ctx.task.train_population is None
             and ctx.task.stackable(model, ctx.device, population)):
         print("ticketlab: train.clip_grad_norm clips each job's gradients: training its jobs one at a time",
               file=sys.stderr)

@@ -24,8 +24,10 @@ from ticketlab.training.bookkeeping import StepBookkeeping
 from ticketlab.training.checkpoint import read_checkpoint_parts, save_checkpoint_parts
 from ticketlab.training.distributed import DataParallelGroup
 from ticketlab.training.early_stop import EarlyStop, TrainResult
+from ticketlab.training.kernel_choice import sparse_layer_names
 from ticketlab.training.masked_step import masked_optimizer_step, prepare_masked_training
 from ticketlab.training.optim import learning_rate_at, load_optimizer_tensors, optimizer_tensors
+from ticketlab.training.sparse_linear import sparse_linear_layers
 
 Update = Callable[[torch.Tensor], None]
 
@@ -135,9 +137,11 @@ def train_masked(
     `steps_per_epoch`) under `masks`, with `procedure`'s batches, loss and evaluation.
 
     With `job_dir`, metrics go to metrics.jsonl and a checkpoint is written at evaluation points at most every
-    `checkpoint_interval_s` seconds; a later call with the same arguments resumes from it. `snapshot_steps`
-    call `on_snapshot(step, model, optimizer)` when the model has taken exactly that many steps (rewind points).
-    `on_progress(n)` reports n more steps done. `mask_schedule` changes the mask during training (`MaskSchedule`).
+    `checkpoint_interval_s` seconds; a later call with the same arguments resumes from it. `config.kernels` other
+    than 'dense' runs the masked Linear layers on sparse kernels (`kernel_choice`, `sparse_linear`).
+    `snapshot_steps` call `on_snapshot(step, model, optimizer)` when the model has taken exactly that many steps
+    (rewind points). `on_progress(n)` reports n more steps done. `mask_schedule` changes the mask during training
+    (`MaskSchedule`).
 
     With a data-parallel `group` (torchrun), every rank calls this with the same arguments except that only the
     leader (rank 0) passes `job_dir` and the callbacks: the leader evaluates, logs and checkpoints, and followers
@@ -187,16 +191,20 @@ def train_masked(
                                   {"model": model.state_dict(), "optim": optimizer_tensors(optimizer), **parts},
                                   {"step": str(step), **metadata})
 
-        while step < total:
-            if mask_schedule is not None:
-                changed = mask_schedule(step, model, dict(masks))
-                if changed is not None:
-                    install_mask(changed)
-            for param_group in optimizer.param_groups:
-                param_group["lr"] = learning_rate_at(step, config, total, steps_per_epoch)
-            loss = procedure.train_step(step, update)
-            step += 1
-            books.after_step(step, loss, model, optimizer, observe=observe, save=save)
+        masks_in_force = {name: mask for name, (_, mask) in zip(masks, masked_pairs)}  # updated in place
+        sparse_layers = sparse_layer_names(model, masks_in_force, config.kernels, config.batch_size, job_dir)
+        with sparse_linear_layers(model, masks_in_force, sparse_layers) as sparse:
+            while step < total:
+                if mask_schedule is not None:
+                    with sparse.dense():  # a schedule may score with dense gradients (RigL's regrowth)
+                        changed = mask_schedule(step, model, dict(masks))
+                    if changed is not None:
+                        install_mask(changed)
+                for param_group in optimizer.param_groups:
+                    param_group["lr"] = learning_rate_at(step, config, total, steps_per_epoch)
+                loss = procedure.train_step(step, update)
+                step += 1
+                books.after_step(step, loss, model, optimizer, observe=observe, save=save)
     finally:
         procedure.close()
     if group is not None and not group.is_leader:
