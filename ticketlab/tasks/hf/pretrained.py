@@ -88,15 +88,25 @@ def initialize_new_head(model: nn.Module, new_names: frozenset[str], seed: int) 
     with seeded(seed):
         for name, module in model.named_modules():
             if name in owners:
-                model._init_weights(module)
+                _draw(model, module)
     model.tie_weights()
     return model
+
+
+def _draw(model: nn.Module, module: nn.Module) -> None:
+    """`model._init_weights(module)`, after clearing the flags by which transformers (5.x) skips the tensors it
+    loaded or already initialized."""
+    for tensor in (module, *module.parameters(recurse=False), *module.buffers(recurse=False)):
+        if getattr(tensor, "_is_hf_initialized", False):
+            tensor._is_hf_initialized = False
+    model._init_weights(module)
 
 
 def reinitialize(model: nn.Module, seed: int) -> nn.Module:
     """Fresh random weights for the random-reinitialization control: the model's own `_init_weights` on every
     module, from `seed` (not the pre-trained weights: Chen et al.'s random reinitialization)."""
     with seeded(seed):
-        model.apply(model._init_weights)
+        for module in model.modules():
+            _draw(model, module)
     model.tie_weights()
     return model
