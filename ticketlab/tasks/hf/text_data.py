@@ -1,8 +1,8 @@
 """Masked-language-modelling data: a local text corpus as fixed-length token blocks, and BERT's masking (Devlin
 et al. 2019: of the tokens chosen with `mask_probability`, 80% become [MASK], 10% a random token, 10% stay).
 
-data.data_dir is a text file (its lines split 90% / 5% / 5% into train / validation / test, in order) or a
-directory holding train.txt, validation.txt (or valid.txt) and test.txt. Each split's lines are tokenized, joined
+data.data_dir is a directory holding train.txt, validation.txt (or valid.txt) and test.txt, or one .txt file whose
+lines are split 90% / 5% / 5% into train / validation / test, in order (Tiny Shakespeare's directory). Each split's lines are tokenized, joined
 and cut into blocks of `max_length` tokens (the tokenizer's [CLS] and [SEP] around each block where it has them);
 the last partial block is dropped. Which tokens a training batch masks is a pure function of (data seed, step);
 evaluation masks come from a fixed seed per split, so every evaluation of a split scores the same tokens.
@@ -39,24 +39,30 @@ class MLMData:
                        self.vocab_size, self.special_ids, self.mask_probability, self.origin)
 
 
+def _lines(path: Path) -> list[str]:
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def _split_texts(data_dir: str | None) -> tuple[dict[str, list[str]], dict]:
     if data_dir is None:
-        raise ConfigError("data.data_dir is unset: name a text file, or a directory holding train.txt, "
-                          "validation.txt and test.txt")
+        raise ConfigError("data.data_dir is unset: name a directory holding train.txt, validation.txt and test.txt, "
+                          "or one .txt file")
     path = Path(data_dir).expanduser()
-    if path.is_file():
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        first, second = int(len(lines) * 0.9), int(len(lines) * 0.95)
-        return {"train": lines[:first], "val": lines[first:second], "test": lines[second:]}, {"file": str(path)}
-    files = {"train": path / "train.txt", "val": next((candidate for candidate in (
-        path / "validation.txt", path / "valid.txt") if candidate.is_file()), path / "validation.txt"),
-        "test": path / "test.txt"}
-    missing = [str(file) for file in files.values() if not file.is_file()]
-    if missing:
-        raise ConfigError(f"data.data_dir {str(path)!r} is neither a text file nor a directory holding train.txt, "
-                          f"validation.txt and test.txt (missing: {', '.join(missing)})")
-    return ({split: [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
-             for split, file in files.items()}, {split: str(file) for split, file in files.items()})
+    if (path / "train.txt").is_file():
+        files = {"train": path / "train.txt", "val": next((candidate for candidate in (
+            path / "validation.txt", path / "valid.txt") if candidate.is_file()), path / "validation.txt"),
+            "test": path / "test.txt"}
+        missing = [str(file) for file in files.values() if not file.is_file()]
+        if missing:
+            raise ConfigError(f"data.data_dir {str(path)!r} holds train.txt but not {', '.join(missing)}")
+        return {split: _lines(file) for split, file in files.items()}, {split: str(file) for split, file in files.items()}
+    texts = sorted(path.glob("*.txt")) if path.is_dir() else []
+    if len(texts) != 1:
+        raise ConfigError(f"data.data_dir {str(path)!r} holds neither train.txt, validation.txt and test.txt nor "
+                          f"exactly one .txt file (found {len(texts)})")
+    lines = _lines(texts[0])
+    first, second = int(len(lines) * 0.9), int(len(lines) * 0.95)
+    return {"train": lines[:first], "val": lines[first:second], "test": lines[second:]}, {"file": str(texts[0])}
 
 
 def _blocks(tokenizer, lines: list[str], max_length: int, split: str) -> torch.Tensor:
