@@ -128,3 +128,18 @@ def test_missing_transformers_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)  # `import transformers` raises ImportError
     with pytest.raises(ConfigError, match=r"pip install 'ticketlab\[hf\]'"):
         transformers_module()
+
+
+@pytest.mark.parametrize("format", ["dense", "prune"])
+def test_export_writes_a_ticket_that_reproduces_the_masked_model(glue_run, tmp_path, capsys, format):
+    from safetensors.torch import load_file
+
+    output = tmp_path / f"ticket-{format}.safetensors"
+    assert cli.main(["export", str(glue_run), "--level", "2", "--format", format, "--output", str(output)]) == 0
+    tensors = load_file(str(output))
+    mask = load_tensors(glue_run / "trial_0" / "level_02" / "iterative_reset" / "mask.safetensors")
+    name = "bert.encoder.layer.0.attention.self.query.weight"
+    if format == "dense":  # the model's own parameter names, pruned entries 0
+        assert torch.all(tensors[name][~mask[name].bool()] == 0) and "classifier.weight" in tensors
+    else:
+        assert torch.equal(tensors[f"{name[:-len('.weight')]}.weight_mask"].bool(), mask[name].bool())

@@ -92,6 +92,15 @@ class GlueData:
     def num_labels(self) -> int:
         return self.layout.num_labels
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One example's token ids (the test split's padded length): what `export` checks an export on."""
+        return tuple(self.test.features["input_ids"].shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return self.layout.num_labels
+
     def to(self, device) -> "GlueData":
         return GlueData(self.task, self.layout, self.train.to(device), self.val.to(device), self.test.to(device),
                         self.origin)

@@ -55,6 +55,12 @@ def score_losses(model, data, config, seed: int, batches: int):
         yield loss
 
 
+def first_token_ids(data, split: str, count: int):
+    """The token ids of the first `count` examples of `split`."""
+    part = {"train": data.train, "val": data.val, "test": data.test}[split]
+    return part[:count]
+
+
 def _no_config_data(data_config):
     raise ConfigError("the mlm task loads its data with the whole config (mlm.model_dir's tokenizer): use "
                       "load_task_data(task, config)")
@@ -75,5 +81,7 @@ TASK = Task(
     prunable=pretrained_prunable,
     score_losses=score_losses,
     train_examples=lambda data: len(data.train),
+    # token ids alone (attention everywhere): what `export` and `cost` run an export's network on
+    example_inputs=first_token_ids,
     stack_refusal="a pre-trained transformer (populations stack Flatten/Linear/ReLU and built-in conv networks)",
 )

@@ -34,6 +34,15 @@ class MLMData:
     mask_probability: float
     origin: dict = field(default_factory=dict)
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One block's token ids: what `export` checks an export on."""
+        return tuple(self.test.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return self.vocab_size
+
     def to(self, device) -> "MLMData":
         return MLMData(self.train.to(device), self.val.to(device), self.test.to(device), self.mask_token_id,
                        self.vocab_size, self.special_ids, self.mask_probability, self.origin)
