@@ -118,3 +118,24 @@ def test_mlm_task_finds_tickets_from_a_text_file(bert_dir, tmp_path):
     rows = list(csv.DictReader(next((tmp_path / "runs").glob("text_pretrained_*/results.csv")).open()))
     assert {row["metric"] for row in rows} == {"perplexity"}
     assert all(1.0 < float(row["final_test_metric"]) < 1000.0 for row in rows)
+
+
+def test_tensor_groups_are_read_from_module_types_across_encoders():
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification, RobertaConfig, RobertaForMaskedLM
+
+    from ticketlab.tasks.hf.tensors import weight_groups
+
+    distil = weight_groups(DistilBertForSequenceClassification(DistilBertConfig(
+        vocab_size=50, dim=16, n_layers=1, n_heads=2, hidden_dim=32)))
+    layer = "distilbert.transformer.layer.0"
+    assert {name: group for name, group in distil.items() if name.startswith(layer)} == {
+        f"{layer}.attention.{part}.weight": "attention" for part in ("q_lin", "k_lin", "v_lin", "out_lin")} | {
+        f"{layer}.ffn.{part}.weight": "ffn" for part in ("lin1", "lin2")}
+    assert distil["pre_classifier.weight"] == distil["classifier.weight"] == "head"
+    roberta = weight_groups(RobertaForMaskedLM(RobertaConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)))
+    assert roberta["roberta.encoder.layer.0.output.dense.weight"] == "ffn"
+    assert roberta["roberta.encoder.layer.0.attention.output.dense.weight"] == "attention"
+    # the decoder tied to the word embeddings is listed once, as an embedding
+    assert roberta["roberta.embeddings.word_embeddings.weight"] == "embeddings"
+    assert "lm_head.decoder.weight" not in roberta and roberta["lm_head.dense.weight"] == "head"
