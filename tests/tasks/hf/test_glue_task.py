@@ -90,6 +90,25 @@ def test_results_carry_the_glue_metric_and_the_api_reuses_the_run(glue_run, bert
     assert stamps == {path: path.stat().st_mtime_ns for path in glue_run.rglob("weights_final.safetensors")}
 
 
+def test_the_python_api_rewinds_to_step_k_of_fine_tuning(glue_run, tmp_path):
+    import ticketlab
+
+    config = read_run_config(glue_run).replace(**{"prune.rewind": "2it", "prune.levels": 1,
+                                                  "variants": ("iterative_reset",)})
+    result = ticketlab.find_tickets(config, root=str(tmp_path), report=False, workers=1, progress=False)
+    dense = result.run_dir / "trial_0" / "level_00" / "dense"
+    ticket = result.run_dir / "trial_0" / "level_01" / "iterative_reset"
+    rewound, start = load_tensors(dense / "weights_rewind.safetensors"), load_tensors(ticket / "weights_init.safetensors")
+    mask = load_tensors(ticket / "mask.safetensors")
+    pretrained = load_tensors(dense / "weights_init.safetensors")
+    for name, value in rewound.items():  # θ_2, the weights after 2 fine-tuning steps, masked
+        keep = mask[name].float() if name in mask else 1.0
+        assert torch.equal(start[name], value * keep), name
+    name = "bert.encoder.layer.1.output.dense.weight"
+    assert not torch.equal(rewound[name], pretrained[name])  # two AdamW steps moved it off θ_pre
+    assert [row["final_iteration"] for row in result.rows] == [6, 6]
+
+
 def load_tensors_plain(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
