@@ -138,6 +138,13 @@ def test_bad_inputs_are_one_line_before_training(bert_dir, sst2_dir, tmp_path, c
     assert not any(root.rglob("result.json"))  # nothing trained
 
 
+def test_a_resumed_run_refuses_other_data_or_another_model(glue_run, bert_dir, tmp_path, capsys):
+    other_data = write_glue(tmp_path / "other", "sst2", seed=1)
+    error = _one_line_error(capsys, find_args(bert_dir, other_data, glue_run.parent))
+    assert "is not the one this run was trained on" in error
+    assert (glue_run / "corpus.json").is_file()
+
+
 def test_missing_transformers_names_the_extra(monkeypatch):
     import sys
 
@@ -149,7 +156,7 @@ def test_missing_transformers_names_the_extra(monkeypatch):
         transformers_module()
 
 
-@pytest.mark.parametrize("format", ["dense", "prune"])
+@pytest.mark.parametrize("format", ["dense", pytest.param("prune", marks=pytest.mark.slow)])
 def test_export_writes_a_ticket_that_reproduces_the_masked_model(glue_run, tmp_path, capsys, format):
     from safetensors.torch import load_file
 

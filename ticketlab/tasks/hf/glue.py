@@ -22,6 +22,7 @@ from ticketlab.tasks.hf.pretrained import (
     reinitialize,
     seeded,
 )
+from ticketlab.tasks.hf.record import bind_inputs
 from ticketlab.tasks.hf.tensors import GROUPS_ATTRIBUTE, pretrained_prunable
 from ticketlab.tasks.hf.train import glue_batch, make_trainer, training_steps_per_epoch
 from ticketlab.tasks.metrics import METRICS, Metric
@@ -47,7 +48,19 @@ def load_glue_data(config: ExperimentConfig):
     settings = config.glue
     path = model_directory(settings, "glue")
     check_head(path, config.data.name)
-    return load_glue(config.data.name, config.data, load_tokenizer(path, "glue"), settings.max_length)
+    data = load_glue(config.data.name, config.data, load_tokenizer(path, "glue"), settings.max_length)
+    data.origin.update(model_dir=str(path), data_dir=config.data.data_dir)
+    return data
+
+
+def bind_glue_run(data, run_dir):
+    """The data, once RUN_DIR/corpus.json records (first start) or matches the fingerprint of its tokens, labels
+    and model directory."""
+    tensors = {f"{split}.{name}": value for split in ("train", "val", "test")
+               for name, value in getattr(data, split).features.items()}
+    tensors.update({f"{split}.labels": getattr(data, split).labels for split in ("train", "val", "test")})
+    summary = f"{data.task}: {len(data.train)} train / {len(data.val)} validation / {len(data.test)} dev examples"
+    return bind_inputs(data, run_dir, tensors, summary)
 
 
 def build_glue_model(config: ExperimentConfig, data) -> nn.Module:
@@ -95,6 +108,7 @@ TASK = Task(
     name="glue",
     load_data=_no_config_data,
     load_experiment_data=load_glue_data,
+    bind_run=bind_glue_run,
     build_model=build_glue_model,
     initialize=initialize_glue_model,
     reinitialize=lambda model, config, seed: reinitialize(model, seed),

@@ -20,6 +20,7 @@ from ticketlab.tasks.hf.pretrained import (
     reinitialize,
     seeded,
 )
+from ticketlab.tasks.hf.record import bind_inputs
 from ticketlab.tasks.hf.tensors import GROUPS_ATTRIBUTE, pretrained_prunable
 from ticketlab.tasks.hf.text_data import load_text
 from ticketlab.tasks.hf.train import make_trainer, mlm_batch, training_steps_per_epoch
@@ -31,7 +32,16 @@ NEW_PARAMETERS = "ticketlab_new_parameters"
 def load_mlm_data(config: ExperimentConfig):
     settings = config.mlm
     path = model_directory(settings, "mlm")
-    return load_text(config.data, load_tokenizer(path, "mlm"), settings.max_length, settings.mask_probability)
+    data = load_text(config.data, load_tokenizer(path, "mlm"), settings.max_length, settings.mask_probability)
+    data.origin.update(model_dir=str(path), data_dir=config.data.data_dir)
+    return data
+
+
+def bind_mlm_run(data, run_dir):
+    """The data, once RUN_DIR/corpus.json records (first start) or matches the fingerprint of its token blocks
+    and model directory."""
+    summary = f"{len(data.train)} train / {len(data.val)} validation / {len(data.test)} test blocks"
+    return bind_inputs(data, run_dir, {"train": data.train, "val": data.val, "test": data.test}, summary)
 
 
 def build_mlm_model(config: ExperimentConfig, data) -> nn.Module:
@@ -70,6 +80,7 @@ TASK = Task(
     name="mlm",
     load_data=_no_config_data,
     load_experiment_data=load_mlm_data,
+    bind_run=bind_mlm_run,
     build_model=build_mlm_model,
     initialize=lambda model, config, seed: initialize_new_head(model, getattr(model, NEW_PARAMETERS, frozenset()),
                                                                seed),
