@@ -6,8 +6,12 @@ fine-tuning loop (AdamW on the same model and the same batches, no masks). Goal:
 
 The model is a BERT of 4 layers, width 256, 4 heads, FFN 1024, 2,000-word vocabulary (random weights saved with
 save_pretrained, then loaded from that directory, as a pre-trained model is); the data is a generated SST-2-layout
-file of 2,048 sentences of 8-48 words (batch 32). Each side runs in its own subprocess, `--repeats` times,
-alternating, and the faster run counts (the machine may be shared). Examples/s counts training examples between
+file of 2,048 sentences of 8-48 words (batch 32). The plain loop runs twice: as a transformers user runs it, and
+with the allocator setting every ticketlab trainer makes (`ticketlab.training.allocator.keep_freed_memory`: freed
+memory stays in the process instead of being page-faulted back every step, which alone makes CPU fine-tuning up to
+~2x faster on a busy machine); the overhead goal is measured against the latter, so it counts the masks and the
+bookkeeping alone. Each side runs in its own subprocess, `--repeats` times, alternating, and the faster run counts
+(the machine may be shared). Examples/s counts training examples between
 step `--warmup` and the last step, so loading and the final evaluation are excluded. Nothing is downloaded.
 """
 
@@ -21,6 +25,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+
+SIDES = ("plain", "plain_kept", "ticketlab")  # plain_kept: the plain loop with ticketlab's allocator setting
 
 
 def write_inputs(root: Path, vocab: int = 2000, examples: int = 2048, seed: int = 0) -> tuple[Path, Path]:
@@ -102,8 +109,12 @@ def run_ticketlab(args) -> dict:
             "remaining_percent": remaining_percent(masks)}
 
 
-def run_plain(args) -> dict:
+def run_plain(args, keep_memory: bool = False) -> dict:
     """transformers as its users train: model(**batch, labels=...).loss, backward, AdamW step, zero_grad."""
+    if keep_memory:
+        from ticketlab.training.allocator import keep_freed_memory
+
+        keep_freed_memory()
     torch, task, config, data, model = _setup(args)
     from ticketlab.tasks.hf.train import glue_batch
 
@@ -132,20 +143,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--only", choices=("ticketlab", "plain"), help=argparse.SUPPRESS)
+    parser.add_argument("--only", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only:
-        print(json.dumps((run_ticketlab if args.only == "ticketlab" else run_plain)(args)))
+        run = {"ticketlab": run_ticketlab, "plain": run_plain, "plain_kept": lambda a: run_plain(a, True)}[args.only]
+        print(json.dumps(run(args)))
         return
     with tempfile.TemporaryDirectory() as root:
         model_dir, data_dir = write_inputs(Path(root))
         base = [sys.executable, __file__, "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads",
                 str(args.threads), "--device", args.device, "--model", str(model_dir), "--data", str(data_dir)]
-        runs = {"plain": [], "ticketlab": []}
+        runs = {side: [] for side in SIDES}
         for _ in range(args.repeats):
-            for side in ("plain", "ticketlab"):
+            for side in SIDES:
                 output = subprocess.run([*base, "--only", side], check=True, capture_output=True, text=True).stdout
                 runs[side].append(json.loads(output.strip().splitlines()[-1]))
     best = {side: max(results, key=lambda r: r["examples_per_s"]) for side, results in runs.items()}
@@ -153,10 +165,12 @@ def main() -> None:
           f"{args.steps} steps, device {args.device}, {args.threads} thread(s)")
     for side, results in runs.items():
         rates = ", ".join(f"{r['examples_per_s']:,.1f}" for r in results)
-        print(f"  {side:9s} examples/s (runs: {rates}); best {best[side]['examples_per_s']:,.1f}")
+        print(f"  {side:10s} examples/s (runs: {rates}); best {best[side]['examples_per_s']:,.1f}")
     print(f"  ticketlab masks: {best['ticketlab']['remaining_percent']:.1f}% of the pruned tensors remaining")
-    overhead = best["plain"]["examples_per_s"] / best["ticketlab"]["examples_per_s"] - 1
-    print(f"  overhead of masks + bookkeeping: {100 * overhead:+.1f}% (goal: <= 10%)")
+    overhead = best["plain_kept"]["examples_per_s"] / best["ticketlab"]["examples_per_s"] - 1
+    print(f"  overhead of masks + bookkeeping (against plain_kept): {100 * overhead:+.1f}% (goal: <= 10%)")
+    against_default = best["plain"]["examples_per_s"] / best["ticketlab"]["examples_per_s"] - 1
+    print(f"  against the plain loop with glibc's default allocator: {100 * against_default:+.1f}%")
     print("reproduce: python benchmarks/hf_finetune_speed.py " + " ".join(sys.argv[1:]))
 
 
