@@ -8,8 +8,8 @@ The model is a BERT of 4 layers, width 256, 4 heads, FFN 1024, 2,000-word vocabu
 save_pretrained, then loaded from that directory, as a pre-trained model is); the data is a generated SST-2-layout
 file of 2,048 sentences of 8-48 words (batch 32). The plain loop runs twice: as a transformers user runs it, and
 with the allocator setting every ticketlab trainer makes (`ticketlab.training.allocator.keep_freed_memory`: freed
-memory stays in the process instead of being page-faulted back every step, which alone makes CPU fine-tuning up to
-~2x faster on a busy machine); the overhead goal is measured against the latter, so it counts the masks and the
+memory stays in the process instead of being page-faulted back every step; on a crowded 2-core machine the plain
+loop without it once ran at half ticketlab's speed, on a quieter one within noise of it); the overhead goal is measured against the latter, so it counts the masks and the
 bookkeeping alone. Each side runs in its own subprocess, `--repeats` times, alternating, and the faster run counts
 (the machine may be shared). Examples/s counts training examples between
 step `--warmup` and the last step, so loading and the final evaluation are excluded. Nothing is downloaded.
