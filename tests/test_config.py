@@ -299,7 +299,9 @@ def test_run_names_and_config_json_unchanged_by_task_sections():
     assert {name: preset(name).run_name() for name in expected} == expected
     assert ExperimentConfig().hash() == "44136fa355b3678a"
     values = ExperimentConfig().to_dict()
-    assert list(values) == ["task", "model", "data", "train", "prune", "rl", "variants", "trials", "seed"]
+    # each task section follows rl, in registration order (glue and mlm: the Hugging Face tasks)
+    assert list(values) == ["task", "model", "data", "train", "prune", "rl", "glue", "mlm", "variants", "trials",
+                            "seed"]
     assert values["task"] == "classification" and values["rl"]["num_envs"] == 4
     agent = preset("ppo_tiny")
     assert config_from_dict(json.loads(agent.to_json())) == agent and agent.rl.rollout_steps == 16

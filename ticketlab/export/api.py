@@ -127,7 +127,9 @@ def run_model_factory(run_dir: Path, config, model: nn.Module | None, data, comm
     if data is None:
         if config.data.name.startswith("custom:"):
             raise ConfigError(f"run {run_dir} used custom data; pass the same data splits")
-        data = task.load_data(config.data)
+        from ticketlab.tasks.base import load_task_data
+
+        data = load_task_data(task, config)
     return config, data, model_factory(config, data, model, task), task.example_inputs
 
 
@@ -150,7 +152,7 @@ def export_ticket(ticket: Ticket, format: str, output: str | Path, *, sparse_lay
     _check_n_m(ticket, ticket.model.state_dict(), n_m, "the ticket")
     original_cost = model_cost(ticket.model, ticket.examples[:1]).totals()
     with torch.no_grad():
-        reference = ticket.model(ticket.examples)
+        reference = model_outputs(ticket.model(ticket.examples))
     temporary = output.with_name(f".{output.name}.partial")
     try:
         if format.startswith("onnx"):
@@ -165,7 +167,7 @@ def export_ticket(ticket: Ticket, format: str, output: str | Path, *, sparse_lay
             if format in ("prune", "dense"):
                 _check_n_m(ticket, reloaded.state_dict(), n_m, f"the {format} export")
             with torch.no_grad():
-                outputs = reloaded(ticket.examples)
+                outputs = model_outputs(reloaded(ticket.examples))
             cost = model_cost(network if format != "sparse" else ticket.model, ticket.examples[:1]).totals()
         difference = float((outputs - reference).abs().max())
         if not torch.allclose(outputs, reference, **TOLERANCE):
@@ -176,6 +178,14 @@ def export_ticket(ticket: Ticket, format: str, output: str | Path, *, sparse_lay
     finally:
         temporary.unlink(missing_ok=True)
     return ExportResult(output, format, output.stat().st_size, difference, cost, original_cost)
+
+
+def model_outputs(outputs) -> torch.Tensor:
+    """A network's outputs as one tensor: a Hugging Face model returns a ModelOutput, whose `logits` they are."""
+    if torch.is_tensor(outputs):
+        return outputs
+    logits = getattr(outputs, "logits", None)
+    return logits if torch.is_tensor(logits) else outputs[0]
 
 
 def n_m_violations(state: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], n_m: tuple[int, int]) -> list[str]:

@@ -26,7 +26,11 @@ def init_start(ctx: ExperimentContext, trial: int):
 def reinit_start(ctx: ExperimentContext, key: JobKey):
     """Freshly drawn weights for the job (seeded by trial, variant and level), from the rewind step: the random
     reinitialization control."""
-    return fresh_start(ctx, derive_seed(ctx.config.seed, key.trial, "reinit", key.variant, key.level), ctx.rewind_step)
+    seed = derive_seed(ctx.config.seed, key.trial, "reinit", key.variant, key.level)
+    model, start_step, optimizer_state, total = fresh_start(ctx, seed, ctx.rewind_step)
+    if ctx.task.reinitialize is not None:  # θ0 is trained (pre-trained) weights: the control draws random ones
+        model = ctx.task.reinitialize(model, ctx.config, seed)
+    return model, start_step, optimizer_state, total
 
 
 def reset_start(ctx: ExperimentContext, trial: int):

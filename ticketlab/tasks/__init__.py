@@ -21,6 +21,7 @@ from ticketlab.config.checks import check_choice
 from ticketlab.config.extensions import EXPERIMENT_DEFAULTS, TASK_SECTIONS, register_check, register_section
 from ticketlab.errors import ConfigError
 from ticketlab.registry import Registry
+from ticketlab.tasks.hf.settings import GlueConfig, MLMConfig
 from ticketlab.tasks.rl.settings import RLConfig
 
 _REQUIRED = object()
@@ -193,4 +194,20 @@ register_task("rl", TaskInfo(
     models=("mlp", "nature_cnn"),
     sections=(("rl", RLConfig),),
     label="reinforcement learning",
+))
+register_task("glue", TaskInfo(
+    module="ticketlab.tasks.hf.glue",
+    datasets=("sst2", "mrpc", "cola", "rte", "stsb", "qnli", "qqp"),
+    models=("pretrained",),
+    sections=(("glue", GlueConfig),),
+    reads=frozenset({"data.validation_size", "data.train_size"}),
+    label="a pre-trained transformer on GLUE",
+))
+register_task("mlm", TaskInfo(
+    module="ticketlab.tasks.hf.mlm",
+    datasets=("text",),
+    models=("pretrained",),
+    sections=(("mlm", MLMConfig),),
+    reads=frozenset({"data.train_size"}),
+    label="a pre-trained masked language model",
 ))

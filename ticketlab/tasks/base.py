@@ -55,6 +55,9 @@ class Task:
       classification engine (`ticketlab.training.population.train_population`), which does not clip.
     - `population_size(model, data, config)` (optional) -> the automatic population size; None: from the memory
       budget of the classification engine.
+    - `reinitialize(model, config, seed)` (optional) -> fresh random weights drawn from `seed`, for the random
+      reinitialization controls of a task whose `initialize` starts from trained weights (a pre-trained model's
+      θ0 is θ_pre); None: the controls draw with `initialize`.
     - `per_step_hook(config, model)` -> the loop's `augment(batch, seed)` hook or None.
     - `load_experiment_data(config)` (optional) -> the data when it needs more than `config.data`; the engine calls
       `load_task_data(task, config)`.
@@ -111,6 +114,7 @@ class Task:
     load_experiment_data: Callable[[ExperimentConfig], Any] | None = None
     pretrained_start: Callable[[nn.Module, ExperimentConfig], nn.Module] | None = None
     score_losses: Callable[..., Any] | None = None
+    reinitialize: Callable[[nn.Module, ExperimentConfig, int], nn.Module] | None = None
     ones_input: Callable[[Any], Any] | None = None
     example_inputs: Callable[[Any, str, int], Any] | None = None
     train_population: Callable[..., Any] | None = None

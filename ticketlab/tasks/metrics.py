@@ -30,6 +30,9 @@ METRICS: dict[str, Metric] = {
     "perplexity": Metric("perplexity", higher_is_better=False, label="test perplexity", log_scale=True),
     "bits_per_char": Metric("bits_per_char", higher_is_better=False, label="test bits per character"),
     "bleu": Metric("bleu", higher_is_better=True, label="test BLEU"),
+    "f1": Metric("f1", higher_is_better=True, label="test F1", percent=True),
+    "matthews": Metric("matthews", higher_is_better=True, label="test Matthews correlation"),
+    "pearson": Metric("pearson", higher_is_better=True, label="test Pearson correlation"),
     "return": Metric("return", higher_is_better=True, label="mean episodic return",
                      early_stop="highest validation-episode return"),
     # regression errors a user task (`ticketlab.tasks.simple`) reports: lower is better, also in a report drawn by a
