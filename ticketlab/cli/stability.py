@@ -102,12 +102,8 @@ def run(args: argparse.Namespace) -> int:
         args.run_dir, StabilitySettings(**settings_values), device=args.device, progress=not args.quiet,
         population=args.population, workers=args.workers, checkpoint_interval_s=args.checkpoint_every,
     )
-    from ticketlab.lottery.integrity import read_run_config
-    from ticketlab.tasks import load_task
-
-    config = read_run_config(args.run_dir)
     # an error of 1 - accuracy reads in percent; another task's barrier is in its metric's own units
-    percent = load_task(config.task).metric(config).name == "accuracy"
+    percent = _metric_is_accuracy(args.run_dir) if result.rows else True
 
     def barrier(value: float, width: int) -> str:
         return f"{100 * value:>{width - 1}.2f}%" if percent else f"{value:>{width}.4g}"
@@ -125,3 +121,12 @@ def run(args: argparse.Namespace) -> int:
     for kind, path in result.files.items():
         print(f"{kind}: {path}")
     return 0
+
+
+def _metric_is_accuracy(run_dir) -> bool:
+    """The run's task measures accuracy (its barriers print in percent)."""
+    from ticketlab.lottery.integrity import read_run_config
+    from ticketlab.tasks import load_task
+
+    config = read_run_config(run_dir)
+    return load_task(config.task).metric(config).name == "accuracy"
