@@ -30,7 +30,7 @@ from ticketlab.tasks import TASKS, TaskInfo
 from ticketlab.tasks.base import Task
 from ticketlab.tasks.metrics import Metric, register_metric
 from ticketlab.training.batches import batch_indices, iterations_per_epoch
-from ticketlab.training.early_stop import EarlyStop, TrainResult
+from ticketlab.training.early_stop import EarlyStop, TrainResult, record_result
 from ticketlab.training.engine import json_metadata, train_masked
 
 SPLITS = ("train", "val", "test")
@@ -259,10 +259,4 @@ class _Procedure:
         last = record.last_row
         final_test = ({"loss": last["test_loss"], metric: last[f"test_{metric}"]} if "test_loss" in last
                       else self.functions.evaluate(self.model, self.splits, "test"))
-        best_test = record.best["test"]
-        return TrainResult(
-            early_stop_iteration=record.best_step, early_stop_val_loss=record.best_val_loss,
-            early_stop_test_metric=best_test[metric], final_iteration=step, final_val_loss=last["val_loss"],
-            final_test_metric=final_test[metric],
-            details={"early_stop_test_loss": best_test["loss"], "final_test_loss": final_test["loss"]},
-        )
+        return record_result(record, step, metric, final_test)

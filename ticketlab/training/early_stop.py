@@ -80,3 +80,18 @@ class TrainResult:
         if details is not None and name in details:
             return details[name]
         raise AttributeError(f"{type(self).__name__} has no {name!r}")
+
+
+def record_result(record: EarlyStop, step: int, metric: str, final_test: dict, **details) -> TrainResult:
+    """The `TrainResult` of a task whose evaluations are {"loss", metric, ...} dicts and whose record keeps the test
+    evaluation at the best step as `best["test"]`: the early-stop and final test metric and losses, and `details`."""
+    best_test = record.best["test"]
+    return TrainResult(
+        early_stop_iteration=record.best_step,
+        early_stop_val_loss=record.best_val_loss,
+        early_stop_test_metric=best_test[metric],
+        final_iteration=step,
+        final_val_loss=record.last_row["val_loss"],
+        final_test_metric=final_test[metric],
+        details={"early_stop_test_loss": best_test["loss"], "final_test_loss": final_test["loss"], **details},
+    )

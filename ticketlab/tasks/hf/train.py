@@ -21,7 +21,7 @@ from ticketlab.seeds import derive_seed
 from ticketlab.tasks.hf.pretrained import seeded
 from ticketlab.tasks.hf.text_data import mask_tokens
 from ticketlab.training.batches import batch_indices, iterations_per_epoch
-from ticketlab.training.early_stop import EarlyStop, TrainResult
+from ticketlab.training.early_stop import EarlyStop, TrainResult, record_result
 from ticketlab.training.engine import RunOptions, json_metadata, train_masked
 
 Batch = tuple[dict[str, torch.Tensor], torch.Tensor]
@@ -117,15 +117,6 @@ class FineTuning:
             final_test = {name[5:]: value for name, value in last.items() if name.startswith("test_")}
         else:
             final_test = self.evaluate(self.model, self.data, "test")
-        best_test = record.best["test"]
-        return TrainResult(
-            early_stop_iteration=record.best_step,
-            early_stop_val_loss=record.best_val_loss,
-            early_stop_test_metric=best_test[metric],
-            final_iteration=step,
-            final_val_loss=last["val_loss"],
-            final_test_metric=final_test[metric],
-            details={"early_stop_test_loss": best_test["loss"], "final_test_loss": final_test["loss"],
-                     **{f"final_test_{name}": value for name, value in final_test.items()
-                        if name not in ("loss", metric)}},
-        )
+        return record_result(record, step, metric, final_test,
+                                **{f"final_test_{name}": value for name, value in final_test.items()
+                                   if name not in ("loss", metric)})

@@ -23,7 +23,7 @@ from ticketlab.seeds import derive_seed
 from ticketlab.tasks.language.evaluate import EVAL_STREAMS, check_vocabulary, evaluate, metric_name
 from ticketlab.tasks.language.streams import batchify, steps_per_epoch, training_segment
 from ticketlab.training.bookkeeping import TrainingInterrupted
-from ticketlab.training.early_stop import EarlyStop, TrainResult
+from ticketlab.training.early_stop import EarlyStop, TrainResult, record_result
 from ticketlab.training.engine import RunOptions, json_metadata, train_masked
 
 __all__ = ["LanguageTrainResult", "TrainingInterrupted", "train_language_model"]
@@ -120,14 +120,4 @@ class _LanguageModelling:
             final_test = evaluate(model, data, "test")
         train_streams = max(self.config.batch_size, EVAL_STREAMS[data.level])  # a long split: wide and short is faster
         train_loss = evaluate(model, data, "train", streams=train_streams)["loss"]
-        best_test = record.best["test"]
-        return TrainResult(
-            early_stop_iteration=record.best_step,
-            early_stop_val_loss=record.best_val_loss,
-            early_stop_test_metric=best_test[metric],
-            final_iteration=step,
-            final_val_loss=last["val_loss"],
-            final_test_metric=final_test[metric],
-            details={"early_stop_test_loss": best_test["loss"], "final_test_loss": final_test["loss"],
-                     "final_train_loss": train_loss},
-        )
+        return record_result(record, step, metric, final_test, final_train_loss=train_loss)
