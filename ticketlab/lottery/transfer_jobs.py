@@ -98,11 +98,10 @@ def random_ticket_mask(scores: dict[str, torch.Tensor], counts: dict[str, int],
     if n_m is None:
         return keep_top(scores, counts)
     patterned = {name for name, score in scores.items() if counts[name] * n_m[1] <= score.numel() * n_m[0]}
-    mask = keep_top({name: scores[name] for name in scores if name not in patterned},
-                    {name: counts[name] for name in scores if name not in patterned}) if len(patterned) < len(scores) else {}
-    if patterned:
-        mask.update(keep_top({name: scores[name] for name in patterned}, {name: counts[name] for name in patterned},
-                             n_m=n_m))
+    mask = {}
+    for names, pattern in ((patterned, n_m), (set(scores) - patterned, None)):
+        mask.update(keep_top({name: scores[name] for name in names}, {name: counts[name] for name in names},
+                             n_m=pattern))
     return {name: mask[name] for name in scores}
 
 
