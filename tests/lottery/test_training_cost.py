@@ -5,6 +5,7 @@ its own training and the dense steps to θk; gmp: one run, integrated over the c
 Old results.csv files without the columns are still read and reported, and a rerun adds the columns."""
 
 import csv
+import json
 import shutil
 from types import SimpleNamespace
 
@@ -25,7 +26,8 @@ TOTAL, REWIND, FINETUNE, BATCH = 20, 2, 10, 50
 T0, T_END, EVERY, S_I = 2, 12, 3, 0.1
 SIZES = (24 * 16, 16 * 10)  # the MLP 24-16-10 of the tiny data
 KEPT = {0: SIZES, 1: (192, 80), 2: (96, 40)}  # rate 0.5 a round in every layer
-VARIANTS = ("iterative_reset", "oneshot_reset", "lr_rewind", "finetune", "gmp", "snip")
+DST_EVERY = 4  # RigL's dense gradient at steps 4, 8, 12 (before prune.dst_end, 3/4 of the 20 steps)
+VARIANTS = ("iterative_reset", "oneshot_reset", "lr_rewind", "finetune", "gmp", "snip", "rigl", "set")
 
 
 def _config():
@@ -35,7 +37,7 @@ def _config():
                           eval_every="10it"),
         prune=PruneConfig(rate=0.5, output_rate=0.5, levels=2, rewind=f"{REWIND}it", finetune_steps=f"{FINETUNE}it",
                           gmp_start=f"{T0}it", gmp_end=f"{T_END}it", gmp_every=f"{EVERY}it",
-                          gmp_initial_sparsity=S_I),
+                          gmp_initial_sparsity=S_I, dst_every=f"{DST_EVERY}it"),
         variants=VARIANTS, trials=1)
 
 
@@ -85,12 +87,32 @@ def test_every_row_costs_every_training_that_led_to_it(run):
     rows = read_results(run.results_csv)
     assert {(row["variant"], row["level"]) for row in rows} == {(v, l) for v in VARIANTS for l in range(3)}
     for row in rows:
+        if row["variant"] in ("rigl", "set"):
+            continue  # ERK layer counts: test_dynamic_sparse_training_pays_its_one_run_and_rigl_its_dense_gradients
         assert row["weights_remaining_percent"] == pytest.approx(100 * sum(KEPT[row["level"]]) / sum(SIZES))
         steps, flops = _expected(row["variant"], row["level"])
         assert (row["train_steps_total"], row["train_flops_total"]) == (steps, flops), row
     # the text is integral (no float formatting of counts)
     with open(run.results_csv, newline="") as handle:
         assert all(cell.isdigit() for line in csv.DictReader(handle) for cell in (line[c] for c in COST_COLUMNS))
+
+
+def test_dynamic_sparse_training_pays_its_one_run_and_rigl_its_dense_gradients(run):
+    """One run at the mask's fixed layer counts; RigL's three updates each take the weight gradient densely:
+    2 f_S + f_D instead of 3 f_S per example (Evci et al. 2020, App. H)."""
+    rows = {(row["variant"], row["level"]): row for row in read_results(run.results_csv)}
+    updates = len(range(DST_EVERY, TOTAL * 3 // 4, DST_EVERY))
+    assert updates == 3
+    for level in range(3):
+        job = "dense" if level == 0 else "rigl"  # level 0 of every method is the dense run
+        layers = json.loads((run.run_dir / "trial_0" / f"level_{level:02d}" / job / "result.json").read_text())
+        kept = [remaining for remaining, _ in layers["layer_remaining"].values()]
+        assert sum(kept) == pytest.approx(sum(KEPT[level]), abs=2)  # the IMP level's density, spread by ERK
+        sparse = TOTAL * _step_flops(kept)
+        assert (rows["set", level]["train_steps_total"], rows["set", level]["train_flops_total"]) == (TOTAL, sparse)
+        dense_gradients = updates * BATCH * 2 * (sum(SIZES) - sum(kept))
+        assert rows["rigl", level]["train_flops_total"] == sparse + dense_gradients
+        assert (dense_gradients > 0) == (level > 0)
 
 
 def test_a_results_csv_without_the_cost_columns_is_read_reported_and_rewritten(run, tmp_path, tiny_data_for_module):

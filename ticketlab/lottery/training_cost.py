@@ -17,8 +17,11 @@ example, train.batch_size examples a step, with the forward FLOPs per example of
 input; biases, norms, activations, embedding lookups and recurrent cells are not counted) under the mask in
 force. A mask that changes while the job trains is integrated over the counts its variant declares
 (`Variant.kept_during_training`: exact per tensor for gmp's layer-wise schedule; a global total is spread over
-the layers as the final mask's pruned weights are); without a declaration (RigL, SET) the final mask's counts hold
-throughout, and RigL's dense gradient every ΔT steps is not counted. Evaluation passes are not counted. A task
+the layers as the final mask's pruned weights are); without a declaration (RigL, SET: each layer's count is fixed)
+the final mask's counts hold throughout. A step that also takes the dense gradient (RigL's update every ΔT steps,
+`Variant.dense_gradient_steps`) computes the weight gradient densely: 2 f_S + f_D instead of 3 f_S per example, as
+Evci et al. price it (ticketlab's RigL takes that gradient in a separate pass on a copy of the model, which costs
+more wall time than the paper's fused step). Evaluation passes are not counted. A task
 without `example_inputs` leaves the FLOPs cells empty, as does a job whose ancestry is not all finished.
 """
 
@@ -111,16 +114,18 @@ def job_training(ctx: ExperimentContext, key: JobKey, result: Mapping, pricing: 
     layers = result["layer_remaining"]
     final = {name: int(remaining) for name, (remaining, _) in layers.items()}
     sizes = {name: int(total) for name, (_, total) in layers.items()}
+    dense_gradients = variant.dense_gradient_steps(ctx, key) * ctx.config.train.batch_size * (
+        pricing.flops(sizes) - pricing.flops(final))
     path = variant.kept_during_training(ctx, key, sizes)
     if path is None:
-        return steps, _step_flops(ctx, pricing.flops(final)) * steps
+        return steps, _step_flops(ctx, pricing.flops(final)) * steps + dense_gradients
     end, flops = start + steps, 0.0
     for index, (from_step, kept) in enumerate(path):
         until = path[index + 1][0] if index + 1 < len(path) else end
         span = min(until, end) - max(from_step, start)
         if span > 0:
             flops += _step_flops(ctx, _forward_flops(pricing, kept, final, sizes)) * span
-    return steps, flops
+    return steps, flops + dense_gradients
 
 
 def _forward_flops(pricing: ForwardCost, kept, final: dict[str, int], sizes: dict[str, int]) -> float:

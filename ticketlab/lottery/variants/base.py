@@ -83,6 +83,11 @@ class Variant:
         final mask's counts throughout (exact for schedules that hold the density, as dynamic sparse training)."""
         return None
 
+    def dense_gradient_steps(self, ctx, key: JobKey) -> int:
+        """Steps at which the job also computes the dense gradient of every pruned tensor (RigL's regrowth): each
+        is priced f_dense - f_sparse forward FLOPs per example above a sparse step (Evci et al. 2020, App. H)."""
+        return 0
+
     def mask_sources(self, key: JobKey) -> tuple[JobKey, ...]:
         """Jobs of the same level whose stored mask this job's mask reads (not graph inputs: nothing waits for
         them); a damaged one makes `ticketlab.lottery.integrity` recompute this job too."""

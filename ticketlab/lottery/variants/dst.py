@@ -128,6 +128,9 @@ class DynamicSparse(Dense):
         grow = gradient_grow_scores(ctx, key) if self.by_gradient else random_grow_scores(ctx, key)
         return DynamicSparseSchedule(drop_grow_schedule(ctx), ctx.task.prunable, grow, ctx.config.prune.n_m_pattern())
 
+    def dense_gradient_steps(self, ctx, key):
+        return len(drop_grow_schedule(ctx).update_steps()) if self.by_gradient else 0
+
     def check_task(self, task):
         if self.by_gradient and task.score_losses is None:
             raise ConfigError(f"variant {self.name!r} regrows by the gradient of the training loss, which task "
