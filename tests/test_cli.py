@@ -79,8 +79,10 @@ def _find(root: Path, extra=()):
     "population, kill_when",
     [
         ("1", "*/trial_0/level_01/*/checkpoint.safetensors"),  # mid-training of a level-1 job
-        ("auto", "*/trial_0/level_00/dense/checkpoint.safetensors"),  # mid-training of the first population
-        ("auto", "*/trial_0/level_01/*/checkpoint.safetensors"),  # mid-training of a later population
+        # mid-training of the first population, and of a later one (slow: ~30 s each; the worker processes'
+        # case below kills a later population too)
+        pytest.param("auto", "*/trial_0/level_00/dense/checkpoint.safetensors", marks=pytest.mark.slow),
+        pytest.param("auto", "*/trial_0/level_01/*/checkpoint.safetensors", marks=pytest.mark.slow),
         # populations split across 2 worker processes (ticketlab.lottery.executors.processes), killed mid-population
         ("auto-workers", "*/trial_1/level_01/*/checkpoint.safetensors"),
     ],

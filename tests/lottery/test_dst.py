@@ -3,7 +3,8 @@ each update the dropped set is a numpy bottom-k of the weights' magnitudes among
 a numpy top-k of the dense gradient (recomputed here on the training batch of that step) among the inactive ones,
 SET's grown count right and its entries inactive before; α_t is the cosine decay; every layer keeps its count, the
 start is at the ERK densities (the formula, recomputed); masked weights are 0 at every step; a job killed in the
-middle of its schedule resumes to the same bytes; under an N:M pattern the update is the greedy one and keeps the
+middle of its schedule resumes to the same bytes, alone or stacked in a population (which trains them as they
+train alone); under an N:M pattern the update is the greedy one and keeps the
 pattern; bad settings are refused in one line."""
 
 import math
@@ -26,7 +27,8 @@ from ticketlab.lottery.variants import dst, variant_named
 from ticketlab.pruning import masks_from_scores
 from ticketlab.pruning.regrowth import drop_and_grow
 from ticketlab.seeds import derive_seed
-from ticketlab.store import load_tensors, load_tensors_and_metadata
+from ticketlab.lottery import planner
+from ticketlab.store import load_tensors, load_tensors_and_metadata, read_json
 from ticketlab.tasks.classification import score_losses
 from ticketlab.training.batches import batch_indices
 from ticketlab.training import engine
@@ -50,8 +52,8 @@ def _config(variants=("rigl", "set"), **prune):
     )
 
 
-def _find(root, data):
-    return find_tickets(_config(), root=root, data=data, progress=False, report=False, population=None)
+def _find(root, data, population=1):  # one job at a time: the engine asks the schedule at every step
+    return find_tickets(_config(), root=root, data=data, progress=False, report=False, population=population)
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +195,7 @@ def test_counts_stay_at_the_erk_densities_and_masked_weights_are_zero_at_every_s
                 assert not final[name][~mask[name]].any()
     rows = {(row["level"], row["variant"]): row for row in result.rows}
     assert rows[(2, "rigl")]["early_stop_iteration"] > UPDATES[-1]  # the early-stopping point is under the final mask
-    assert trains_alone(JobKey(0, 1, "rigl")) and trains_alone(JobKey(0, 1, "set"))
+    assert not trains_alone(JobKey(0, 1, "rigl")) and not trains_alone(JobKey(0, 1, "set"))  # they stack
 
 
 def test_right_after_an_update_dropped_and_regrown_weights_and_their_optimizer_state_are_zero(clean):
@@ -239,6 +241,49 @@ def test_jobs_killed_in_the_middle_of_their_schedule_resume_to_the_same_bytes(cl
     for key in keys:
         for name in ("weights_final.safetensors", "mask.safetensors"):
             assert (key.directory(run_dir) / name).read_bytes() == (key.directory(result.run_dir) / name).read_bytes()
+
+
+def test_stacked_in_a_population_they_train_as_alone_and_resume_after_a_kill(clean, tmp_path, tiny_data_for_module):
+    """A classifier population asks each member's schedule at its update steps (RigL's gradient on the member's own
+    weights) and installs the answer as the engine does: the masks of the jobs trained alone, the same numbers to
+    float rounding; killed after its checkpoint at step 10, the population resumes to the same bytes."""
+    alone = clean[0]
+    stacked = _find(tmp_path / "stacked", tiny_data_for_module, population=None)
+    assert read_json(stacked.run_dir / "population.json")["population"] > 1
+    assert len(stacked.rows) == len(alone.rows)
+    for row, reference in zip(stacked.rows, alone.rows):
+        for column, value in reference.items():
+            assert row[column] == (pytest.approx(value, abs=1e-4) if isinstance(value, float) else value), column
+    keys = [JobKey(0, level, variant) for level in (1, 2) for variant in ("rigl", "set")]
+    for key in keys:
+        assert load_tensors(key.directory(stacked.run_dir) / "mask.safetensors").keys() == SHAPES.keys()
+        for name, mask in load_tensors(key.directory(stacked.run_dir) / "mask.safetensors").items():
+            assert torch.equal(mask, load_tensors(key.directory(alone.run_dir) / "mask.safetensors")[name]), key
+
+    run_dir = tmp_path / "killed" / stacked.run_dir.name
+    shutil.copytree(stacked.run_dir, run_dir)
+    for key in keys:
+        for name in ("result.json", "weights_final.safetensors", "metrics.jsonl", "mask.safetensors"):
+            (key.directory(run_dir) / name).unlink()
+    config = _config().validate()
+    ctx = ExperimentContext(config=config, run_dir=run_dir, data=tiny_data_for_module,
+                            make_model=model_factory(config, tiny_data_for_module, None))
+    original = planner.train_population
+
+    def killed_at_12(*args, **kwargs):  # checkpoints at every evaluation (5, 10), killed after step 12
+        return original(*args, **{**kwargs, "checkpoint_interval_s": 0, "stop_after_iterations": 12})
+
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(TrainingInterrupted):
+        patch.setattr(planner, "train_population", killed_at_12)
+        planner.run_jobs_population(ctx, keys)
+    for key in keys:
+        tensors, metadata = load_tensors_and_metadata(key.directory(run_dir) / "checkpoint.safetensors")
+        assert metadata["step"] == "10" and {f"mask.{name}" for name in SHAPES} <= tensors.keys()
+    rerun = _find(tmp_path / "killed", tiny_data_for_module, population=None)
+    assert rerun.rows == stacked.rows
+    for key in keys:
+        for name in ("weights_final.safetensors", "mask.safetensors"):
+            assert (key.directory(run_dir) / name).read_bytes() == (key.directory(stacked.run_dir) / name).read_bytes()
 
 
 def test_drop_and_grow_keeps_counts_and_leaves_a_dense_layer_alone():

@@ -74,6 +74,10 @@ MLP = FIND + ("--trials", "1", "--steps", "20it", "--train.eval_every", "10it", 
               "--data.train_size", "600", "--data.validation_size", "100")
 AT_INIT = ("snip", "grasp", "synflow", "magnitude_at_init")
 AT_INIT_VARIANTS = AT_INIT + tuple(f"{method}_{control}" for control in ("shuffled", "reinit") for method in AT_INIT)
+DURING_TRAINING = ("--levels", "2", "--variants", "lr_rewind,finetune,gmp,rigl,set", "--rewind", "2it",
+                   "--train.schedule", "step", "--train.milestones", "10it", "--prune.finetune_steps", "6it",
+                   "--prune.gmp_start", "2it", "--prune.gmp_every", "3it", "--prune.gmp_end", "12it",
+                   "--prune.dst_every", "4it")
 CONV = FIND + ("--preset", "conv2_cifar10", "--data-dir", "{data}/cifar", "--data.validation_size", "10",
                "--model.width", "4", "--steps", "4it", "--train.eval_every", "2it", "--train.batch_size", "10",
                "--trials", "1", "--levels", "2", "--variants", "iterative_reset,iterative_reinit,random_pruning")
@@ -103,6 +107,11 @@ SCENARIOS = (
     Scenario("mlp_early_bird", MLP + ("--levels", "2", "--variants", "early_bird,early_bird_reset",
                                       "--prune.early_bird_every", "2it", "--prune.early_bird_window", "2",
                                       "--prune.early_bird_threshold", "0.5"), RUN_OUTPUTS),
+    # the methods that retrain or prune during training: learning-rate rewinding, fine-tuning at the final rate
+    # under a step schedule, gradual magnitude pruning, RigL and SET (masks that change in training), stacked into
+    # populations and one job at a time
+    Scenario("mlp_during_training", MLP + DURING_TRAINING, RUN_OUTPUTS),
+    Scenario("mlp_during_training_population1", MLP + DURING_TRAINING + ("--population", "1"), RUN_OUTPUTS),
     # Conv-2 (width 4) on generated CIFAR-10 archives, weights and whole channels, stacked and one at a time
     Scenario("conv2", CONV, RUN_OUTPUTS),
     Scenario("conv2_population1", CONV + ("--population", "1"), RUN_OUTPUTS),

@@ -182,7 +182,7 @@ def train_batch(ctx: ExperimentContext, batch: list[JobKey], size: int,
     """Train one entry of the population plan (`population_plan(graph, size)`): its solo jobs one at a time, the
     rest as one population (or the one job, for size 1). Done jobs are skipped, partial ones resume."""
     # jobs with their own runner (the early-bird search) never join a population
-    alone = [key for key in batch if trains_alone(key) or _own_train_config(ctx, key)]
+    alone = [key for key in batch if trains_alone(key) or _own_train_config(ctx, key) or _changes_mask_alone(ctx, key)]
     for key in alone:
         run_job(ctx, key, on_progress=on_progress)
     stacked = [key for key in batch if key not in alone]
@@ -190,6 +190,13 @@ def train_batch(ctx: ExperimentContext, batch: list[JobKey], size: int,
         run_job(ctx, stacked[0], on_progress=on_progress)
     elif stacked:
         run_jobs_population(ctx, stacked, on_progress=on_progress)
+
+
+def _changes_mask_alone(ctx: ExperimentContext, key: JobKey) -> bool:
+    """The job's mask changes while it trains (gmp, rigl, set) and the task stacks its populations with its own
+    trainer (RL's PPO), which has no mask-schedule hook; the classifier populations have one."""
+    return (ctx.task.train_population is not None and key.variant in VARIANTS
+            and variant_named(key.variant).mask_schedule(ctx, key) is not None)
 
 
 def _own_train_config(ctx: ExperimentContext, key: JobKey) -> bool:
@@ -267,6 +274,7 @@ def run_jobs_population(
             job_dir=key.directory(ctx.run_dir),
             snapshot_steps=start.snapshot_steps,
             on_snapshot=start.on_snapshot,
+            mask_schedule=start.mask_schedule,
         )
         for key, start in zip(pending, starts)
     ]

@@ -236,30 +236,33 @@ class EarlyStopRecord(EarlyStop):
 
 def write_checkpoint(
     path: Path, model_state: dict[str, torch.Tensor], optimizer_state: dict[str, torch.Tensor], step: int,
-    record: EarlyStopRecord,
+    record: EarlyStopRecord, mask: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Save a classifier's resumable point in the engine's format: weights (state_dict names), flat optimizer
-    tensors, the step and the early-stop record (the stacked populations write each member's with it)."""
-    save_checkpoint_parts(path, {"model": model_state, "optim": optimizer_state},
-                          {"step": str(step), **json_metadata(early_stop=record.state())})
+    tensors, the step and the early-stop record (the stacked populations write each member's with it), and the
+    mask in force of a job whose mask changes while it trains."""
+    parts = {"model": model_state, "optim": optimizer_state} | ({} if mask is None else {"mask": mask})
+    save_checkpoint_parts(path, parts, {"step": str(step), **json_metadata(early_stop=record.state())})
 
 
 def read_checkpoint(
     path: Path, device
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], int, EarlyStopRecord]:
-    """Inverse of write_checkpoint: (model state, flat optimizer tensors, step, early-stop record).
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], int, EarlyStopRecord, dict[str, torch.Tensor]]:
+    """Inverse of write_checkpoint: (model state, flat optimizer tensors, step, early-stop record, mask in force:
+    {} when none was saved).
 
     IntegrityError if the file does not parse or its tensors differ from the sha256 in its metadata."""
     tensors, metadata = load_tensors_and_metadata(path, device=device)
     model_state = {name[6:]: value for name, value in tensors.items() if name.startswith("model.")}
     optimizer_state = {name[6:]: value for name, value in tensors.items() if name.startswith("optim.")}
+    mask = {name[5:]: value for name, value in tensors.items() if name.startswith("mask.")}
     record = EarlyStopRecord()
     try:
         record.load(json.loads(metadata["early_stop"]))
         step = int(metadata["step"])
     except (KeyError, TypeError, ValueError) as error:
         raise IntegrityError(f"{path}: checkpoint metadata is incomplete ({error!r})") from None
-    return model_state, optimizer_state, step, record
+    return model_state, optimizer_state, step, record, mask
 
 
 def read_checkpoint_or_set_aside(path: Path, device):

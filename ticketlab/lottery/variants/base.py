@@ -56,7 +56,7 @@ class Variant:
     rank: int = LAST  # order among a level's jobs (graph order, planner ties): the jobs others read come first
     chain: bool = False  # other jobs wait for this one: the planner trains it first to shorten the critical path
     own_runner: bool = False  # trained by `run`, not by the task's training loop (and alone, never in a population)
-    trains_alone: bool = False  # never stacked in a population (its mask changes during training: `mask_schedule`)
+    trains_alone: bool = False  # never stacked in a population
     # What the report and the analyses read (so that they never name a variant):
     family: str = ""  # "imp" (pruning trained weights), "at_init", "early_bird": figures and analyses group by it
     winning_ticket: bool = False  # THE ticket (iterative_reset): transfer, sweeps and figures default to / stress it

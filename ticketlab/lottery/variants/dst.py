@@ -14,7 +14,7 @@ floor(α_t · active) of its active weights with the smallest magnitude, α_t = 
 Each layer's count stays fixed; grown weights start at 0 (`ticketlab.pruning.regrowth` says which weights can
 grow). The mask changes through the engine's `MaskSchedule` hook (zeroed weights and optimizer state, exact masks,
 the mask in force checkpointed: exact resume); the early-stopping point is the best evaluation after the last
-update (under the stored, final mask). The jobs train alone (no stacked populations, no torchrun). Single weights
+update (under the stored, final mask). Classifier populations stack them (not RL's PPO, not torchrun). Single weights
 only. With prune.n_m the start mask is in the N:M pattern (each layer's count capped at N/M of it, as for every
 method) and weights grow only where their group has room, so every mask keeps the pattern. Torch-free.
 """
@@ -138,8 +138,8 @@ class DynamicSparse(Dense):
 
 
 register(
-    DynamicSparse("rigl", "RigL (dynamic sparse)", "rigl", rank=9, trains_alone=True, family="during_training",
+    DynamicSparse("rigl", "RigL (dynamic sparse)", "rigl", rank=9, family="during_training",
                   rewound=False, by_gradient=True, style=("teal", "*", "-")),
-    DynamicSparse("set", "SET (dynamic sparse)", "set", rank=10, trains_alone=True, family="during_training",
+    DynamicSparse("set", "SET (dynamic sparse)", "set", rank=10, family="during_training",
                   rewound=False, style=("darkgoldenrod", "H", "-")),
 )

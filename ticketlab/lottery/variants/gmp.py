@@ -13,8 +13,9 @@ Each level is one such run to that level's keep counts (`ctx.keep_plan()`): per 
 `masks_from_scores` (in prune.n_m's pattern when set); a pruned weight is never kept again.
 
 The mask changes through the engine's `MaskSchedule` hook, which zeroes the pruned weights and their optimizer
-state, masks their gradients and checkpoints the mask in force (exact resume). The stacked populations take no
-changing mask, so `gmp` jobs train alone (`trains_alone`). Single weights only (no channel rule). Torch-free.
+state, masks their gradients and checkpoints the mask in force (exact resume), alone or in a classifier
+population (which asks each member's schedule at its update steps); RL's stacked PPO has no such hook, so there
+the jobs train alone, and so under torchrun. Single weights only (no channel rule). Torch-free.
 """
 
 from __future__ import annotations
@@ -107,6 +108,6 @@ class GradualMagnitude(Dense):
 
 
 register(
-    GradualMagnitude("gmp", "gradual magnitude pruning", "gmp", rank=8, trains_alone=True, family="during_training",
+    GradualMagnitude("gmp", "gradual magnitude pruning", "gmp", rank=8, family="during_training",
                      rewound=False, style=("tab:olive", "X", "-")),
 )

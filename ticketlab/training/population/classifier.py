@@ -100,16 +100,20 @@ class ClassifierPopulation:
     # --- checkpoints and the weights at the minimum ---
 
     def restore_checkpoint(self, row: int, checkpoint) -> None:
-        """Load member `row` from `checkpoint`, a `read_checkpoint` result."""
-        model_state, optimizer_state, step, record = checkpoint
-        self.stack.restore(row, model_state, optimizer_state)
+        """Load member `row` from `checkpoint`, a `read_checkpoint` result (with the mask in force, for a member
+        whose mask changes while it trains)."""
+        model_state, optimizer_state, step, record, mask = checkpoint
         progress = self.progress[row]
+        if progress.member.mask_schedule is not None:  # first: `restore` zeroes the state pruned by the mask in force
+            self.stack.install_mask(row, mask)
+        self.stack.restore(row, model_state, optimizer_state)
         progress.step, progress.record, progress.reported_step = step, record, step
 
     def save_checkpoint(self, row: int) -> None:
         progress = self.progress[row]
+        mask = self.stack.member_mask(row) if progress.member.mask_schedule is not None else None
         write_checkpoint(progress.checkpoint_path, self.stack.member_state(row),
-                         self.stack.member_optimizer_tensors(row), progress.step, progress.record)
+                         self.stack.member_optimizer_tensors(row), progress.step, progress.record, mask)
 
     def remember_best(self, rows: list[int]) -> None:
         select = torch.tensor(rows, dtype=torch.long, device=self.device)
@@ -159,6 +163,18 @@ class ClassifierPopulation:
                 for row, progress in enumerate(self.progress)
             ])
         return inputs, labels
+
+    def update_masks(self) -> None:
+        """Ask the mask schedule of each member due (`MemberProgress.mask_update_due`) for its mask before its
+        next step, with its weights written out to its own model (RigL takes gradients of it), and install an
+        answer as the single-job engine does."""
+        for row, progress in enumerate(self.progress):
+            if progress.mask_update_due():
+                with torch.enable_grad():
+                    changed = progress.member.mask_schedule(progress.step, self.stack.write_back(row),
+                                                            dict(progress.member.masks))
+                if changed is not None:
+                    self.stack.install_mask(row, changed)
 
     def train_step(self, data: TensorSplits, augment) -> None:
         """One batched step of every member: its batch, forward and backward, masked gradients and optimizer

@@ -36,6 +36,7 @@ class PopulationMember:
     job_dir: Path | None = None
     snapshot_steps: tuple[int, ...] = ()
     on_snapshot: Callable[[int, nn.Module, torch.optim.Optimizer], None] | None = None
+    mask_schedule: Callable | None = None  # a `ticketlab.training.engine.MaskSchedule`; `masks` ends as its last mask
 
 
 @dataclass(eq=False)
@@ -77,6 +78,18 @@ class MemberProgress:
     def at_start(self) -> bool:
         """Whether the member stands at its start step and wants a snapshot there (a resumed one does not)."""
         return self.step == self.member.start_step and self.snapshot_due()
+
+    def mask_update_due(self) -> bool:
+        """Whether the member's mask schedule may change its mask before its next step (a schedule that declares
+        its `updates` is asked only at those steps: the member's weights are written out for it)."""
+        schedule = self.member.mask_schedule
+        return schedule is not None and self.step in getattr(schedule, "updates", (self.step,))
+
+    @property
+    def settled(self) -> bool:
+        """Whether the member's evaluation at its current step may become its early-stopping point (its mask
+        schedule's `settled_step`, as the single-job engine rules)."""
+        return self.step >= getattr(self.member.mask_schedule, "settled_step", 0)
 
     def checkpoint_due(self, now: float, interval_s: float) -> bool:
         """Whether the member checkpoints now (it has a job directory, is not finished and the timer ran out);

@@ -188,6 +188,30 @@ class RowStack:
                     for key in self.state_keys:
                         self.state[key][index][row].mul_(mask[row])
 
+    @torch.no_grad()
+    def install_mask(self, row: int, new_mask: dict[str, torch.Tensor]) -> None:
+        """Make `new_mask` (a `MaskSchedule`'s answer, the member's mask names) row `row`'s mask in force, as the
+        single-job engine installs one: the pruned weights and their optimizer state become 0, so a weight that
+        a later mask keeps again starts from 0; the member's `masks` then hold it."""
+        masks = self.members[row].member.masks
+        if set(new_mask) != set(masks):
+            raise ValueError(f"a mask schedule returned tensors {sorted(new_mask)}, not the job's {sorted(masks)}")
+        for index, name in enumerate(self.names):
+            if name not in new_mask:
+                continue
+            in_force = self.masks[index][row]
+            in_force.copy_(new_mask[name].to(self.device) != 0)
+            self.params[index].detach()[row].mul_(in_force)
+            for key in self.state_keys:
+                self.state[key][index][row].mul_(in_force)
+            masks[name] = in_force.to(masks[name].device, masks[name].dtype, copy=True)
+        self.masked = [index for index, mask in enumerate(self.masks) if mask is not None and not bool(mask.all())]
+
+    def member_mask(self, row: int) -> dict[str, torch.Tensor]:
+        """Row `row`'s mask in force, under the member's mask names (bool)."""
+        names = self.members[row].member.masks
+        return {name: mask[row] != 0 for name, mask in zip(self.names, self.masks) if name in names}
+
     # --- the masked, per-member optimizer step ---
 
     def learning_rates(self, iterations_per_epoch: int) -> list[float]:

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import torch
 
 from ticketlab.config import TrainConfig, parse_step
-from ticketlab.store import append_jsonl
+from ticketlab.store import append_jsonl, set_aside
 from ticketlab.training.allocator import keep_freed_memory
 from ticketlab.training.bookkeeping import TrainingInterrupted, reset_metrics
 from ticketlab.training.early_stop import TrainResult
@@ -61,6 +61,10 @@ def train_population(
     for row, progress in enumerate(population.progress):
         checkpoint = (read_checkpoint_or_set_aside(progress.checkpoint_path, population.device)
                       if progress.checkpoint_path is not None else None)
+        if checkpoint is not None and progress.member.mask_schedule is not None and not checkpoint[4]:
+            set_aside(progress.checkpoint_path, f"checkpoint {progress.checkpoint_path} lacks its mask; the job "
+                      "restarts from its start")
+            checkpoint = None
         if checkpoint is not None:
             population.restore_checkpoint(row, checkpoint)
             reset_metrics(progress.metrics_path, keep_through_step=progress.step)
@@ -75,6 +79,7 @@ def train_population(
     _finish_members(population, data, results)
     iterations = 0
     while population.progress:
+        population.update_masks()
         population.train_step(data, augment)
         due = advance_members(population.progress, eval_every, stack.model_and_optimizer)
         for progress in population.progress:
@@ -93,6 +98,8 @@ def _evaluate_members(population: ClassifierPopulation, data: TensorSplits, rows
     """The evaluation point of the members in `rows`: validation for all, test only at a new minimum (and
     unless `test_at_every_minimum`, only once that minimum is reported or checkpointed)."""
     val_losses, val_accuracies = population.evaluate(rows, data.x_val, data.y_val)
+    for row in rows:  # a member whose mask schedule is still changing its mask keeps no minimum yet
+        population.progress[row].record.candidate = population.progress[row].settled
     improved = [row for row, loss in zip(rows, val_losses) if population.progress[row].record.improves(loss)]
     test_accuracy = {}
     if improved and test_at_every_minimum:
@@ -131,6 +138,7 @@ def _finish_members(population: ClassifierPopulation, data: TensorSplits, result
         val_losses, val_accuracies = population.evaluate(unobserved, data.x_val, data.y_val)
         for row, val_loss, val_accuracy in zip(unobserved, val_losses, val_accuracies):
             record = population.progress[row].record
+            record.candidate = True
             test = None
             if record.improves(val_loss):
                 test = population.evaluate([row], data.x_test, data.y_test, with_loss=False)[1][0]
