@@ -1,9 +1,17 @@
 import contextlib
+import os
 
 import pytest
 import torch
 
 from ticketlab.data.splits import make_splits
+
+
+def pytest_configure(config):
+    """Under pytest-xdist each worker process runs torch on one thread: two 1-thread processes share 2 cores
+    better than two 2-thread ones, whose OpenMP threads spin against each other."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
 
 
 @contextlib.contextmanager
