@@ -121,3 +121,22 @@ def test_gradient_clipping_bounds_the_update_and_keeps_masks_exact(tiny_data):
                        for name, value in model.state_dict().items()])
     assert abs(moved.norm().item() - 0.01) < 1e-6
     assert all(torch.all(model.state_dict()[name][mask == 0] == 0) for name, mask in masks.items())
+
+
+def test_a_checkpoint_without_the_mask_in_force_is_set_aside_for_a_changing_mask(tmp_path, capsys):
+    """A job whose mask changes while it trains cannot resume without the mask in force: the population reads such
+    a checkpoint as none (set aside, one line), as the engine does; with the mask, it reads it back exactly."""
+    from ticketlab.training.loop import EarlyStopRecord, read_checkpoint_or_set_aside, write_checkpoint
+
+    weights = {"weight": torch.arange(6.0).view(2, 3)}
+    mask = {"weight": torch.tensor([[True, False, True], [False, True, True]])}
+    path = tmp_path / "checkpoint.safetensors"
+    write_checkpoint(path, weights, {}, 7, EarlyStopRecord())
+    assert read_checkpoint_or_set_aside(path, "cpu")[2] == 7  # a fixed mask needs none
+    assert read_checkpoint_or_set_aside(path, "cpu", needs_mask=True) is None
+    assert not path.exists() and len(list(tmp_path.glob("checkpoint.corrupt-*.safetensors"))) == 1
+    assert capsys.readouterr().err.count("lacks its mask") == 1
+    write_checkpoint(path, weights, {}, 7, EarlyStopRecord(), mask)
+    model_state, _, step, _, in_force = read_checkpoint_or_set_aside(path, "cpu", needs_mask=True)
+    assert step == 7 and torch.equal(in_force["weight"], mask["weight"]) and torch.equal(model_state["weight"],
+                                                                                        weights["weight"])

@@ -25,7 +25,7 @@ from ticketlab.training.checkpoint import read_checkpoint_parts, save_checkpoint
 from ticketlab.training.distributed import DataParallelGroup
 from ticketlab.training.early_stop import EarlyStop, TrainResult
 from ticketlab.training.kernel_choice import sparse_layer_names
-from ticketlab.training.masked_step import masked_optimizer_step, prepare_masked_training
+from ticketlab.training.masked_step import check_schedule_answer, masked_optimizer_step, prepare_masked_training
 from ticketlab.training.optim import learning_rate_at, load_optimizer_tensors, optimizer_tensors
 from ticketlab.training.sparse_linear import sparse_linear_layers
 
@@ -223,8 +223,7 @@ def _mask_installer(masks: dict[str, torch.Tensor], masked_pairs: list, optimize
 
     @torch.no_grad()
     def install(new_mask: dict[str, torch.Tensor]) -> None:
-        if set(new_mask) != set(masks):
-            raise ValueError(f"a mask schedule returned tensors {sorted(new_mask)}, not the job's {sorted(masks)}")
+        check_schedule_answer(new_mask, masks)
         for (parameter, in_force), name in zip(masked_pairs, list(masks)):  # prepare_masked_training's order
             in_force.copy_(new_mask[name])
             parameter.mul_(in_force)

@@ -265,13 +265,18 @@ def read_checkpoint(
     return model_state, optimizer_state, step, record, mask
 
 
-def read_checkpoint_or_set_aside(path: Path, device):
-    """`read_checkpoint(path)`, or None when there is no checkpoint or it is damaged; a damaged one is renamed
-    to checkpoint.corrupt-<timestamp>.safetensors with a one-line warning, and the job restarts from its start."""
+def read_checkpoint_or_set_aside(path: Path, device, needs_mask: bool = False):
+    """`read_checkpoint(path)`, or None when there is no checkpoint or it is damaged, or, with `needs_mask` (a job
+    whose mask changes while it trains), lacks the mask in force; such a one is renamed to
+    checkpoint.corrupt-<timestamp>.safetensors with a one-line warning, and the job restarts from its start."""
     if not path.exists():
         return None
     try:
-        return read_checkpoint(path, device)
+        checkpoint = read_checkpoint(path, device)
     except IntegrityError as error:
         set_aside(path, f"{error}; the job restarts from its start")
         return None
+    if needs_mask and not checkpoint[4]:  # the engine's rule (`engine._resume`)
+        set_aside(path, f"checkpoint {path} lacks its mask; the job restarts from its start")
+        return None
+    return checkpoint

@@ -20,6 +20,13 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
             parameters[name].mul_(mask.to(parameters[name].device))
 
 
+def check_schedule_answer(new_mask: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> None:
+    """ValueError unless a `MaskSchedule`'s answer names exactly the job's masked tensors (the engine and the
+    stacked populations install it tensor by tensor)."""
+    if set(new_mask) != set(masks):
+        raise ValueError(f"a mask schedule returned tensors {sorted(new_mask)}, not the job's {sorted(masks)}")
+
+
 @torch.no_grad()
 def masked_optimizer_step(
     optimizer: torch.optim.Optimizer,

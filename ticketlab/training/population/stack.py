@@ -28,6 +28,7 @@ from torch.optim.adam import adam as adam_update
 from torch.optim.sgd import sgd as sgd_update
 
 from ticketlab.config import TrainConfig
+from ticketlab.training.masked_step import check_schedule_answer
 from ticketlab.training.optim import build_optimizer, learning_rate_at, load_optimizer_tensors
 from ticketlab.training.population.member import MemberProgress
 
@@ -194,8 +195,7 @@ class RowStack:
         single-job engine installs one: the pruned weights and their optimizer state become 0, so a weight that
         a later mask keeps again starts from 0; the member's `masks` then hold it."""
         masks = self.members[row].member.masks
-        if set(new_mask) != set(masks):
-            raise ValueError(f"a mask schedule returned tensors {sorted(new_mask)}, not the job's {sorted(masks)}")
+        check_schedule_answer(new_mask, masks)
         for index, name in enumerate(self.names):
             if name not in new_mask:
                 continue

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import torch
 
 from ticketlab.config import TrainConfig, parse_step
-from ticketlab.store import append_jsonl, set_aside
+from ticketlab.store import append_jsonl
 from ticketlab.training.allocator import keep_freed_memory
 from ticketlab.training.bookkeeping import TrainingInterrupted, reset_metrics
 from ticketlab.training.early_stop import TrainResult
@@ -59,12 +59,9 @@ def train_population(
     stack = population.stack
     eval_every = parse_step(config.eval_every, population.per_epoch)
     for row, progress in enumerate(population.progress):
-        checkpoint = (read_checkpoint_or_set_aside(progress.checkpoint_path, population.device)
+        checkpoint = (read_checkpoint_or_set_aside(progress.checkpoint_path, population.device,
+                                                   needs_mask=progress.member.mask_schedule is not None)
                       if progress.checkpoint_path is not None else None)
-        if checkpoint is not None and progress.member.mask_schedule is not None and not checkpoint[4]:
-            set_aside(progress.checkpoint_path, f"checkpoint {progress.checkpoint_path} lacks its mask; the job "
-                      "restarts from its start")
-            checkpoint = None
         if checkpoint is not None:
             population.restore_checkpoint(row, checkpoint)
             reset_metrics(progress.metrics_path, keep_through_step=progress.step)
