@@ -169,3 +169,59 @@ def test_export_writes_a_ticket_that_reproduces_the_masked_model(glue_run, tmp_p
         assert torch.all(tensors[name][~mask[name].bool()] == 0) and "classifier.weight" in tensors
     else:
         assert torch.equal(tensors[f"{name[:-len('.weight')]}.weight_mask"].bool(), mask[name].bool())
+
+
+def _save_as_dataset(glue_dir: Path, target: Path, task: str = "sst2", drop_split: str | None = None,
+                     label_of_first=None) -> Path:
+    """The TSV files of `glue_dir` as a `datasets` DatasetDict saved to disk, in the hub's GLUE columns."""
+    datasets = pytest.importorskip("datasets")
+    splits = {}
+    for split, hub_split in (("train", "train"), ("dev", "validation")):
+        lines = (glue_dir / f"{split}.tsv").read_text().strip().split("\n")[1:]
+        sentences, labels = zip(*(line.split("\t") for line in lines))
+        labels = [int(label) for label in labels]
+        if label_of_first is not None and hub_split == "validation":
+            labels[0] = label_of_first
+        splits[hub_split] = datasets.Dataset.from_dict({"sentence": list(sentences), "label": labels,
+                                                        "idx": list(range(len(labels)))})
+    for name in [drop_split] if drop_split else []:
+        del splits[name]
+    datasets.DatasetDict(splits).save_to_disk(str(target))
+    return target
+
+
+def test_a_saved_datasets_copy_trains_exactly_as_the_tsv_files(glue_run, bert_dir, sst2_dir, tmp_path):
+    saved = _save_as_dataset(sst2_dir, tmp_path / "sst2_hub")
+    root = tmp_path / "runs"
+    assert cli.main(find_args(bert_dir, saved, root)) == 0
+    (run_dir,) = [path for path in root.iterdir() if path.is_dir()]
+    columns = ("level", "variant", "weights_remaining_percent", "early_stop_iteration", "early_stop_test_metric",
+               "final_test_metric")
+
+    def rows(path):
+        return [tuple(row[name] for name in columns) for row in csv.DictReader((path / "results.csv").open())]
+
+    assert rows(run_dir) == rows(glue_run)  # the same examples, labels and tokens: the same numbers
+
+
+def test_a_saved_dataset_without_validation_or_with_hidden_labels_is_one_line(bert_dir, sst2_dir, tmp_path, capsys):
+    root = tmp_path / "runs"
+    no_validation = _save_as_dataset(sst2_dir, tmp_path / "no_val", drop_split="validation")
+    error = _one_line_error(capsys, find_args(bert_dir, no_validation, root))
+    assert "without a 'validation' split" in error and "train" in error
+    hidden = _save_as_dataset(sst2_dir, tmp_path / "hidden", label_of_first=-1)
+    error = _one_line_error(capsys, find_args(bert_dir, hidden, root))
+    assert "label -1" in error and "hidden test labels" in error
+    assert not any(root.rglob("result.json"))
+
+
+def test_a_saved_dataset_without_the_datasets_package_names_the_install(sst2_dir, tmp_path, monkeypatch):
+    import sys
+
+    from ticketlab.errors import ConfigError
+    from ticketlab.tasks.hf.glue_data import read_saved_dataset
+
+    saved = _save_as_dataset(sst2_dir, tmp_path / "sst2_hub")
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    with pytest.raises(ConfigError, match=r"needs the datasets package: pip install datasets"):
+        read_saved_dataset(str(saved), "sst2")

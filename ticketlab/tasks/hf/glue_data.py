@@ -1,6 +1,11 @@
 """GLUE's file layouts (train.tsv and dev.tsv of each task, as the GLUE download script writes them), read into
 token tensors held in memory.
 
+A task may instead be a Hugging Face `datasets` dataset saved to disk (`load_dataset("glue", "sst2")` then
+`save_to_disk(DIR)`: DIR holds dataset_dict.json): its `train` and `validation` splits stand for train.tsv and
+dev.tsv, its columns are the hub's names (`sentence`, `sentence1`/`sentence2`, `question1`/`question2`, ...) and its
+labels the class indices in GLUE's order. Reading it needs the optional `datasets` package.
+
 Splits: GLUE's test labels are hidden, so the test split is dev.tsv (what Chen et al. 2020 and most papers report);
 the validation split that picks the early-stopping point is the last `data.validation_size` rows of train.tsv, and
 `data.train_size` keeps the first N of the remaining rows. Every split is tokenized once, padded to its longest
@@ -27,6 +32,7 @@ class GlueLayout:
     label_column: str | int
     labels: tuple[str, ...] | None
     metric: str  # the primary metric GLUE reports (ticketlab.tasks.hf.metrics)
+    hub_text_columns: tuple[str, ...]  # the text columns of the Hugging Face `datasets` copy (its label: "label")
     columns: int | None = None  # headerless files: the columns of every row
 
     @property
@@ -41,14 +47,17 @@ class GlueLayout:
 
 
 GLUE_LAYOUTS: dict[str, GlueLayout] = {
-    "sst2": GlueLayout("SST-2", ("sentence",), "label", ("0", "1"), "accuracy"),
-    "cola": GlueLayout("CoLA", (3,), 1, ("0", "1"), "matthews", columns=4),
-    "mrpc": GlueLayout("MRPC", ("#1 String", "#2 String"), "Quality", ("0", "1"), "f1"),
-    "qqp": GlueLayout("QQP", ("question1", "question2"), "is_duplicate", ("0", "1"), "f1"),
-    "stsb": GlueLayout("STS-B", ("sentence1", "sentence2"), "score", None, "pearson"),
-    "qnli": GlueLayout("QNLI", ("question", "sentence"), "label", ("entailment", "not_entailment"), "accuracy"),
-    "rte": GlueLayout("RTE", ("sentence1", "sentence2"), "label", ("entailment", "not_entailment"), "accuracy"),
+    "sst2": GlueLayout("SST-2", ("sentence",), "label", ("0", "1"), "accuracy", ("sentence",)),
+    "cola": GlueLayout("CoLA", (3,), 1, ("0", "1"), "matthews", ("sentence",), columns=4),
+    "mrpc": GlueLayout("MRPC", ("#1 String", "#2 String"), "Quality", ("0", "1"), "f1", ("sentence1", "sentence2")),
+    "qqp": GlueLayout("QQP", ("question1", "question2"), "is_duplicate", ("0", "1"), "f1", ("question1", "question2")),
+    "stsb": GlueLayout("STS-B", ("sentence1", "sentence2"), "score", None, "pearson", ("sentence1", "sentence2")),
+    "qnli": GlueLayout("QNLI", ("question", "sentence"), "label", ("entailment", "not_entailment"), "accuracy",
+                       ("question", "sentence")),
+    "rte": GlueLayout("RTE", ("sentence1", "sentence2"), "label", ("entailment", "not_entailment"), "accuracy",
+                      ("sentence1", "sentence2")),
 }
+DATASETS_HINT = "pip install datasets (or 'ticketlab[datasets]')"
 
 
 @dataclass
@@ -104,6 +113,53 @@ class GlueData:
     def to(self, device) -> "GlueData":
         return GlueData(self.task, self.layout, self.train.to(device), self.val.to(device), self.test.to(device),
                         self.origin)
+
+
+def is_saved_dataset(data_dir: str | None) -> bool:
+    """Whether data_dir is a `datasets` DatasetDict written by `save_to_disk` (it holds dataset_dict.json)."""
+    return data_dir is not None and (Path(data_dir).expanduser() / "dataset_dict.json").is_file()
+
+
+def read_saved_dataset(data_dir: str, task: str) -> dict[str, tuple[list[tuple[str, ...]], list[str]]]:
+    """{"train": (texts, labels), "dev": (texts, labels)} of a saved DatasetDict's train and validation splits,
+    labels spelled as in the TSV layout; ConfigError (one line) for a missing package, split, column or a label
+    outside the task's (-1: the hidden labels of GLUE's test split)."""
+    try:
+        import datasets
+    except ImportError:
+        raise ConfigError(f"data.data_dir {data_dir!r} is a Hugging Face `datasets` dataset saved to disk; reading it "
+                          f"needs the datasets package: {DATASETS_HINT}") from None
+    layout, root = GLUE_LAYOUTS[task], Path(data_dir).expanduser()
+    saved = datasets.load_from_disk(str(root))
+    found = {}
+    for split, hub_split in (("train", "train"), ("dev", "validation")):
+        if hub_split not in saved:
+            raise ConfigError(f"data.data_dir {str(root)!r} is a saved dataset without a {hub_split!r} split (it has "
+                              f"{', '.join(saved)}); GLUE task {task} needs train and validation")
+        part = saved[hub_split]
+        missing = [name for name in (*layout.hub_text_columns, "label") if name not in part.column_names]
+        if missing:
+            raise ConfigError(f"data.data_dir {str(root)!r}: the {hub_split} split's columns {part.column_names} lack "
+                              f"{', '.join(map(repr, missing))}; {task} needs {', '.join(layout.hub_text_columns)} "
+                              "and label")
+        texts = list(zip(*(part[name] for name in layout.hub_text_columns)))
+        labels = [_hub_label(root, hub_split, number, value, layout, task) for number, value in
+                  enumerate(part["label"])]
+        if not texts:
+            raise ConfigError(f"data.data_dir {str(root)!r}: the {hub_split} split holds no examples")
+        found[split] = (texts, labels)
+    return found
+
+
+def _hub_label(root: Path, split: str, number: int, value, layout: GlueLayout, task: str) -> str:
+    """A saved dataset's label as the TSV spells it: the class name at its index, or the score as text."""
+    if layout.labels is None:
+        return str(float(value))
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < len(layout.labels):
+        raise ConfigError(f"data.data_dir {str(root)!r}: {split} row {number} has label {value!r}, not a class index "
+                          f"0-{len(layout.labels) - 1} of {task}" + (" (-1 marks GLUE's hidden test labels)"
+                                                                     if value == -1 else ""))
+    return layout.labels[value]
 
 
 def glue_file(data_dir: str | None, task: str, split: str) -> Path:
@@ -180,9 +236,17 @@ def load_glue(task: str, data_config, tokenizer, max_length: int) -> GlueData:
     """The GLUE task `task` from data_config.data_dir, tokenized; validation held out of train.tsv (see the
     module docstring)."""
     layout = GLUE_LAYOUTS[task]
-    train_path, dev_path = glue_file(data_config.data_dir, task, "train"), glue_file(data_config.data_dir, task, "dev")
-    train_texts, train_labels = read_glue_tsv(train_path, task)
-    dev_texts, dev_labels = read_glue_tsv(dev_path, task)
+    if is_saved_dataset(data_config.data_dir):
+        splits = read_saved_dataset(data_config.data_dir, task)
+        (train_texts, train_labels), (dev_texts, dev_labels) = splits["train"], splits["dev"]
+        train_path = Path(data_config.data_dir).expanduser()
+        origin = {"dataset": str(train_path), "train": "train", "dev": "validation"}
+    else:
+        train_path, dev_path = glue_file(data_config.data_dir, task, "train"), glue_file(data_config.data_dir, task,
+                                                                                          "dev")
+        train_texts, train_labels = read_glue_tsv(train_path, task)
+        dev_texts, dev_labels = read_glue_tsv(dev_path, task)
+        origin = {"train": str(train_path), "dev": str(dev_path)}
     held_out = data_config.validation_size
     if held_out >= len(train_texts):
         raise ConfigError(f"data.validation_size {held_out} leaves no training examples: {train_path} holds "
@@ -195,5 +259,5 @@ def load_glue(task: str, data_config, tokenizer, max_length: int) -> GlueData:
         train=encode(tokenizer, train_texts[:keep], train_labels[:keep], layout, max_length),
         val=encode(tokenizer, train_texts[-held_out:], train_labels[-held_out:], layout, max_length),
         test=encode(tokenizer, dev_texts, dev_labels, layout, max_length),
-        origin={"train": str(train_path), "dev": str(dev_path)},
+        origin=origin,
     )
