@@ -78,12 +78,16 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run experiments beyond 100,000 jobs or 10^10 training iterations (refused otherwise)")
 
 
-def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
-    """The preset or config file with the command line's changes applied and validated; ConfigError naming the
-    flag for contradictory flags (--preset with --config, --levels with --target-remaining, a field set twice)."""
+def resolve_config(args: argparse.Namespace, base: ExperimentConfig | None = None) -> ExperimentConfig:
+    """The preset or config file (or, where neither is given, `base`: a command's own starting config) with the
+    command line's changes applied and validated; ConfigError naming the flag for contradictory flags (--preset
+    with --config, --levels with --target-remaining, a field set twice)."""
     if args.preset is not None and args.config is not None:
         raise ConfigError("--preset and --config cannot be combined: a config file replaces the preset; pass one")
-    config = load_config(args.config) if args.config is not None else preset(args.preset or DEFAULT_PRESET)
+    if args.config is not None:
+        config = load_config(args.config)
+    else:
+        config = base if base is not None and args.preset is None else preset(args.preset or DEFAULT_PRESET)
     changes: dict[str, Any] = {}
     flags: dict[str, str] = {}
     for attribute, dotted in SHORTCUTS.items():

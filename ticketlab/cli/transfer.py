@@ -67,9 +67,15 @@ def run(args: argparse.Namespace) -> int:
     first = Path(args.sources[0])
     if not (first / "config.json").is_file():
         raise ConfigError(f"source run {args.sources[0]!r} is not a run directory (no config.json)")
-    if args.preset is None and args.config is None:
-        args.config = str(first / "config.json")  # the target starts as the first source's config
-    target = resolve_config(args)
+    base = None
+    if args.preset is None and args.config is None:  # the target starts as the first source's config ...
+        from ticketlab.config import load_config
+        from ticketlab.tasks.data_settings import without_task_sections
+
+        base = load_config(first / "config.json")
+        if args.task is not None and args.task != base.task:  # ... less its task's sections when --task changes
+            base = without_task_sections(base)
+    target = resolve_config(args, base=base)
     if args.root is None:
         args.root = str(first.resolve().parent)
     check_run_arguments(args, target)

@@ -11,6 +11,11 @@ holds few weights (0.4% of LeNet-300-100's with 10 classes), so keeping it whole
 little while not crippling a classifier that starts from scratch. `output_layer="masked"` instead keeps a random
 subset of it at the source's output-layer sparsity.
 
+Across tasks (Chen et al. 2020's universal subnetwork: an `mlm` ticket fine-tuned on a `glue` task), a target task
+takes the tickets of the tasks it names in `Task.tickets_from`: the tensors both networks hold (same name and shape,
+e.g. BERT's encoder) start from the source ticket with its masks; the target's others (the classifier, a pooler
+the MLM checkpoint lacks) are freshly initialized, as the output layer is, and stay dense.
+
 Controls, on the target:
 - `target_found`: the target's own IMP tickets, a normal `find_tickets` run of the target config under the same
   root (so it is the very run directory `ticketlab find` would make, and is reused when present);
@@ -52,8 +57,11 @@ from ticketlab.lottery.transfer_results import (
 )
 from ticketlab.lottery.variants import winning_ticket
 from ticketlab.lottery.workers import model_factory
+from ticketlab.pruning import output_layer_name
 from ticketlab.store import load_tensors, read_json, write_json
 from ticketlab.tasks import load_task
+from ticketlab.tasks.base import load_task_data
+from ticketlab.tasks.data_settings import without_task_sections
 
 TRANSFER_VARIANTS = (TRANSFERRED, RANDOM_TICKET)
 OUTPUT_LAYER_MODES = ("dense", "masked")
@@ -70,14 +78,22 @@ class TransferResult:
     figure_files: list[Path]
 
 
-def load_source(run_dir: str | Path) -> SourceRun:
-    """A source run directory's config; ConfigError if it is not a run directory of a task whose tickets transfer
-    (`Task.transfers`)."""
+def load_source(run_dir: str | Path, target_task: str | None = None) -> SourceRun:
+    """A source run directory's config; ConfigError if it is not a run directory of a task whose tickets
+    `target_task` (default: the source's own) takes: its own when it `transfers`, or one it names in
+    `tickets_from`."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise ConfigError(f"source run {str(run_dir)!r} is not a run directory (no config.json)")
     config = read_run_config(run_dir)  # checked against its hash; IntegrityError naming it when damaged
-    if not load_task(config.task).transfers:
+    target_task = target_task or config.task
+    if target_task != config.task:
+        taken = load_task(target_task).tickets_from
+        if config.task not in taken:
+            allowed = ", ".join(taken) if taken else f"none (only {target_task} runs' own, where they transfer)"
+            raise ConfigError(f"source run {str(run_dir)!r} is a {config.task!r} run; a {target_task!r} target takes "
+                              f"the tickets of: {allowed}")
+    elif not load_task(config.task).transfers:
         raise ConfigError(f"source run {str(run_dir)!r} is a {config.task!r} run, whose tickets do not transfer to "
                           "other data; transfer needs a task with a class-sized output layer (classification)")
     if config.model.name.startswith("custom:") or config.data.name.startswith("custom:"):
@@ -86,7 +102,12 @@ def load_source(run_dir: str | Path) -> SourceRun:
 
 
 def target_config_for(source: ExperimentConfig, **changes) -> ExperimentConfig:
-    """The source's config with dotted changes (e.g. {'data.classes': '5-9', 'train.optimizer': 'sgd'})."""
+    """The source's config with dotted changes (e.g. {'data.classes': '5-9', 'train.optimizer': 'sgd'}). A change
+    of `task` leaves the source task's own sections behind (an `mlm` run's `mlm.*` configures nothing of a `glue`
+    target)."""
+    new_task = changes.get("task")
+    if new_task is not None and new_task != source.task:
+        source = without_task_sections(source)
     return source.replace(**changes) if changes else source
 
 
@@ -128,7 +149,7 @@ def transfer_tickets(
         raise ConfigError(f"output layer {output_layer!r} unknown; allowed: {', '.join(OUTPUT_LAYER_MODES)}")
     if not sources:
         raise ConfigError("transfer needs at least one source run directory")
-    runs = [load_source(path) for path in sources]
+    runs = [load_source(path, target.task) for path in sources]
     names = [run.name for run in runs]
     repeated = [name for index, name in enumerate(names) if name in names[:index]]
     if repeated:
@@ -141,10 +162,13 @@ def transfer_tickets(
 
     task = load_task(target.task)
     torch_device = resolve_device(device)
-    splits = task.load_data(target.data).to(torch_device)
+    splits = load_task_data(task, target).to(torch_device)
     make_model = model_factory(target, splits, None, task)
+    template = make_model(0)
     for run in runs:  # before anything trains: a mismatch the data settings did not bridge is refused here
-        _check_shapes(run, target, make_model(0), splits.input_shape)
+        _check_shapes(run, target, template, splits.input_shape, task.prunable(template))
+    if output_layer == "masked":
+        _check_masked_output_layer(runs, target, template, task.prunable(template))
 
     # the target's own tickets and dense network: an ordinary experiment, reused when it is already there
     target_run = _target_experiment(target, root, workers, population, device, progress, checkpoint_interval_s,
@@ -170,6 +194,8 @@ def transfer_tickets(
 
 
 def _check_architecture(run: SourceRun, target: ExperimentConfig) -> None:
+    if target.task != run.config.task:
+        return  # across tasks (load_source allowed the pair) the shared tensors' shapes decide (_check_shapes)
     if run.config.model != target.model:
         changed = [name for name in ("name", "hidden", "init", "width", "depth", "dropout")
                    if getattr(run.config.model, name) != getattr(target.model, name)]
@@ -177,8 +203,6 @@ def _check_architecture(run: SourceRun, target: ExperimentConfig) -> None:
         raise ConfigError(f"model.{field} {getattr(target.model, field)!r} differs from the source run's "
                           f"{getattr(run.config.model, field)!r} ({run.run_dir}); a ticket transfers to the same "
                           "architecture only")
-    if target.task != run.config.task:
-        raise ConfigError(f"task {target.task!r} differs from the source run's {run.config.task!r}")
 
 
 def _chosen_levels(run: SourceRun, trials: int, levels: list[int] | None) -> list[int]:
@@ -246,14 +270,20 @@ def _source_context(run, target, transfer_dir, splits, task, device, checkpoint_
                              checkpoint_interval_s=checkpoint_interval_s)
 
 
-def _check_shapes(run: SourceRun, target: ExperimentConfig, model: nn.Module, input_shape: tuple) -> None:
-    """Every tensor of the target's `model` but the output layer's must have the source's shape; ConfigError
-    naming the first that does not (an input-shape difference that data.image_size / data.channels did not
-    bridge)."""
+def _check_shapes(run: SourceRun, target: ExperimentConfig, model: nn.Module, input_shape: tuple,
+                 prunable: dict[str, nn.Parameter]) -> None:
+    """Every tensor of the target's `model` but the output layer's must have the source's shape (across tasks:
+    every tensor the source holds too, and at least one prunable one); ConfigError naming the first that does
+    not (an input-shape difference that data.image_size / data.channels did not bridge)."""
     source_state = load_tensors(run.ticket_dir(0, 0) / "weights_init.safetensors")
     output = output_prefix_of(model)
+    across_tasks = run.config.task != target.task
+    if across_tasks and not any(name in source_state for name in prunable):
+        raise ConfigError(f"the {run.config.task} source network ({run.run_dir}) holds none of the {target.task} "
+                          f"target's pruned tensors (e.g. {next(iter(prunable), '?')!r}); start both from the same "
+                          "pre-trained model directory")
     for name, value in model.state_dict().items():
-        if name.startswith(output):
+        if name.startswith(output) or (across_tasks and name not in source_state):
             continue
         if name not in source_state:
             raise ConfigError(f"the source network ({run.run_dir}) has no tensor {name!r}; the architectures differ")
@@ -261,4 +291,22 @@ def _check_shapes(run: SourceRun, target: ExperimentConfig, model: nn.Module, in
             raise ConfigError(
                 f"cannot transfer {run.config.data.name} tickets to {target.data.name}: tensor {name} is "
                 f"{list(source_state[name].shape)} in the source but {list(value.shape)} on the target (input "
-                f"{list(input_shape)}); set --data.image_size and --data.channels to the source's input shape")
+                f"{list(input_shape)}); set --data.image_size and --data.channels to the source's input shape"
+                if not across_tasks else f"cannot transfer {run.config.task} tickets to {target.task}: tensor {name} "
+                f"is {list(source_state[name].shape)} in the source but {list(value.shape)} on the target; start both "
+                "from the same pre-trained model directory")
+
+
+def _check_masked_output_layer(runs: list[SourceRun], target: ExperimentConfig, model: nn.Module,
+                               prunable: dict[str, nn.Parameter]) -> None:
+    """`output_layer="masked"` keeps the source output layer's sparsity: the target must prune its output layer,
+    and every source must have pruned one of the same name."""
+    output = output_layer_name(model)
+    if output not in prunable:
+        raise ConfigError(f"output layer 'masked' keeps the source's sparsity in {output}, but the {target.task} "
+                          "target does not prune it; use the default --output-layer dense")
+    for run in runs:
+        mask_names = load_tensors(run.ticket_dir(0, 0) / "mask.safetensors")
+        if output not in mask_names:
+            raise ConfigError(f"output layer 'masked': the source run {run.run_dir} has no mask for {output}; use "
+                              "the default --output-layer dense")

@@ -51,9 +51,9 @@ def output_prefix_of(model: nn.Module) -> str:
 def transfer_start(ctx: ExperimentContext, run: SourceRun, key: JobKey, output_layer: str) -> JobStart:
     """The job's mask (computed once, stored in its directory) and its masked starting weights.
 
-    transferred: every tensor except the output layer's is the source ticket's masked start; the output layer
-    is the target model's fresh initialization. random_ticket: a fresh initialization under a random mask with
-    the transferred ticket's per-layer counts.
+    transferred: every tensor the source holds except the output layer's is the source ticket's masked start;
+    the output layer (and, across tasks, any tensor the source lacks) is the target model's fresh initialization.
+    random_ticket: a fresh initialization under a random mask with the transferred ticket's per-layer counts.
     """
     job_dir = key.directory(ctx.run_dir)
     job_dir.mkdir(parents=True, exist_ok=True)
@@ -67,7 +67,7 @@ def transfer_start(ctx: ExperimentContext, run: SourceRun, key: JobKey, output_l
         start = _source_start(run, trial, level)
         state = model.state_dict()
         for name in state:
-            if not name.startswith(output_prefix):
+            if not name.startswith(output_prefix) and name in start:
                 state[name] = start[name].clone()
         model.load_state_dict(state)
     else:
@@ -107,8 +107,9 @@ def random_ticket_mask(scores: dict[str, torch.Tensor], counts: dict[str, int],
 
 def transferred_mask(ctx: ExperimentContext, run: SourceRun, trial: int, level: int,
                      output_layer: str = "dense") -> dict[str, torch.Tensor]:
-    """The source ticket's masks for every prunable tensor but the output layer's; the output layer dense, or
-    (`masked`) a random mask keeping the source output layer's fraction of its weights."""
+    """The source ticket's masks for every prunable tensor but the output layer's (across tasks: for those the
+    source pruned; the target's others stay dense); the output layer dense, or (`masked`) a random mask keeping
+    the source output layer's fraction of its weights."""
     template = ctx.make_model(0)
     weights = ctx.task.prunable(template)
     output_name = output_layer_name(template)
@@ -116,7 +117,7 @@ def transferred_mask(ctx: ExperimentContext, run: SourceRun, trial: int, level: 
     source_mask = {name: value.float() for name, value in load_tensors(source_dir / "mask.safetensors").items()}
     mask = full_masks(weights)
     for name in weights:
-        if name != output_name:
+        if name != output_name and name in source_mask:
             mask[name] = source_mask[name].clone()
     if output_layer == "masked" and level > 0:
         kept = source_mask[output_name].sum().item() / source_mask[output_name].numel()

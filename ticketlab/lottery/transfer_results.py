@@ -63,15 +63,21 @@ def _row(source: str, source_data: str, source_optimizer: str, target_label: str
     values = {"source": source, "source_data": source_data, "source_optimizer": source_optimizer,
               "target": target_label, "optimizer": target.train.optimizer}
     row = values | {column: result.get(column) for column in TRANSFER_COLUMNS if column not in values}
-    if result.get("metric", "accuracy") != "accuracy":
+    if _reports_own_metric(result):
         row |= {column: result.get(column) for column in TASK_METRIC_COLUMNS}
     return row
 
 
+def _reports_own_metric(row: dict) -> bool:
+    """Whether a result (or row) carries its metric in the task-metric columns: a metric other than accuracy, or
+    an accuracy a task reports there (GLUE's SST-2) instead of in early_stop_test_accuracy."""
+    return row.get("metric") not in (None, "", "accuracy") or (
+        row.get("early_stop_test_accuracy") in (None, "") and row.get("early_stop_test_metric") not in (None, ""))
+
+
 def transfer_metric(rows: list[dict]) -> str:
     """The column of `rows` holding their primary metric at early stop: accuracy, or the task's own metric."""
-    return "early_stop_test_metric" if any(row.get("metric") not in (None, "", "accuracy") for row in rows) else (
-        "early_stop_test_accuracy")
+    return "early_stop_test_metric" if any(_reports_own_metric(row) for row in rows) else "early_stop_test_accuracy"
 
 
 def write_transfer_csv(path: Path, rows: list[dict]) -> Path:

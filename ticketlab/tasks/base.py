@@ -83,6 +83,10 @@ class Task:
     - `transfers`: whether `transfer` can start this task's networks from another run's tickets: the same
       architecture on other data, every tensor but the output layer's (`ticketlab.pruning.output_layer_name`)
       taken from the source ticket. False: `transfer` refuses its runs in one line.
+    - `tickets_from`: other tasks whose tickets `transfer` starts this task's networks from (glue takes mlm's:
+      Chen et al. 2020's universal subnetwork). The tensors both networks hold, by name and shape, start from the
+      source ticket with its masks; the rest (a new head, a pooler the source lacks) are freshly initialized,
+      as the output layer is, and dense.
     - `train_examples(data)` -> how many training examples a batch must fit in (`find` and `sweep` refuse a larger
       train.batch_size before writing anything), or None where the data has no such count (streamed images,
       token streams, environments).
@@ -121,6 +125,7 @@ class Task:
     population_size: Callable[[nn.Module, Any, ExperimentConfig], int] | None = None
     # capabilities (see the docstring)
     transfers: bool = False
+    tickets_from: tuple[str, ...] = ()
     train_examples: Callable[[Any], int | None] = lambda data: None
     labelled_examples: Callable[[Any, str, int | None], Any] | None = None
     model_for_shapes: Callable[[ExperimentConfig, tuple[int, ...], int], nn.Module] | None = None

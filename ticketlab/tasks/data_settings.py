@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from ticketlab.config import DataConfig, ExperimentConfig
+from ticketlab.config import DataConfig, ExperimentConfig, config_from_dict
 from ticketlab.errors import ConfigError
-from ticketlab.tasks import TASKS, task_label
+from ticketlab.tasks import TASKS, task_info, task_label
 
 # dotted field of a core section that only some tasks read -> what it applies to, in messages. A field not listed
 # (and not in a task's own section) is read by every task (or checked by the model that reads it).
@@ -82,3 +82,12 @@ def refuse_other_task_settings(config: ExperimentConfig) -> None:
     table = task_settings()
     for section in ("data", "model", "train", *config.task_sections()):
         _refuse(section, getattr(config, section), config.task, what, table)
+
+
+def without_task_sections(config: ExperimentConfig) -> ExperimentConfig:
+    """`config` with its own task's sections back at their defaults: the start of a config for another task made
+    from it (`transfer` from an `mlm` run to a `glue` target leaves `mlm.*` behind, which glue would refuse)."""
+    values = config.to_dict()
+    for key, _ in task_info(config.task).sections:
+        values.pop(key, None)
+    return config_from_dict(values)

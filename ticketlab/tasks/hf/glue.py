@@ -128,4 +128,7 @@ TASK = Task(
     # token ids alone (attention everywhere): what `export` and `cost` run an export's network on
     example_inputs=first_token_ids,
     stack_refusal="a pre-trained transformer (populations stack Flatten/Linear/ReLU and built-in conv networks)",
+    # a ticket of another GLUE task, or (Chen et al. 2020's universal subnetwork) of masked-language modelling
+    transfers=True,
+    tickets_from=("mlm",),
 )
