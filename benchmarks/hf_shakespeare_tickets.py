@@ -8,6 +8,8 @@ weights θ_pre (Chen et al. 2020); random pruning and random reinitialization ar
 
 Everything is built locally (a word-level tokenizer trained on the text, the model, the TSV files); nothing is
 downloaded. Prints the test accuracy (dev split) of each variant at each sparsity and the command that made it.
+With --out, a killed run resumes: the random model, the pre-trained model and the TSV files are made once, the
+pre-training checkpoints into OUT/pretrain_job, and the fine-tuning is an ordinary ticketlab run.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ def speeches(text: str) -> list[tuple[str, str]]:
 
 
 def write_model(root: Path, text: str, vocab: int) -> Path:
-    """A word-level tokenizer trained on `text` and a random-weight BERT (2 x 128) in root/random."""
+    """A word-level tokenizer trained on `text` and a random-weight BERT (2 x 128) in root/random (kept when there)."""
+    if (root / "random" / "config.json").is_file():
+        return root / "random"
     import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
@@ -62,7 +66,8 @@ def write_model(root: Path, text: str, vocab: int) -> Path:
 
 
 def pretrain(random_dir: Path, text_dir: Path, out_dir: Path, steps: int) -> Path:
-    """The mlm task's dense training of the random BERT on the text, saved as a pre-trained model in `out_dir`."""
+    """The mlm task's dense training of the random BERT on the text, saved as a pre-trained model in `out_dir`
+    (kept when there; checkpointed into out_dir's sibling pretrain_job, so a killed pre-training resumes)."""
     from transformers import AutoTokenizer
 
     from ticketlab.config import ExperimentConfig
@@ -76,17 +81,24 @@ def pretrain(random_dir: Path, text_dir: Path, out_dir: Path, steps: int) -> Pat
         "mlm.model_dir": str(random_dir), "mlm.max_length": 64, "train.optimizer": "adamw", "train.lr": 1e-3,
         "train.weight_decay": 0.01, "train.batch_size": 32, "train.steps": f"{steps}it",
         "train.eval_every": f"{steps}it", "train.warmup": "50it"})
+    if (out_dir / "config.json").is_file():
+        return out_dir
     data = load_task_data(task, config)
     model = task.initialize(task.build_model(config, data), config, 0)
-    result = task.train(model, data, config.train, masks=full_masks(task.prunable(model)), data_seed=0)
-    print(f"pre-training (mlm, {steps} steps): test perplexity of masked tokens {result.final_test_metric:.1f}")
+    job_dir = out_dir.parent / "pretrain_job"
+    job_dir.mkdir(parents=True, exist_ok=True)
+    result = task.train(model, data, config.train, masks=full_masks(task.prunable(model)), data_seed=0,
+                        job_dir=job_dir, checkpoint_interval_s=60.0)
+    print(f"pre-training (mlm, {steps} steps): test perplexity of masked tokens {result.final_test_metric:.1f}",
+          flush=True)
+    (job_dir / "pretraining.txt").write_text(f"{steps} steps; test perplexity {result.final_test_metric:.3f}\n")
     model.save_pretrained(out_dir)
     AutoTokenizer.from_pretrained(random_dir).save_pretrained(out_dir)
     return out_dir
 
 
 def write_classification(speech_list, directory: Path) -> Path:
-    directory.mkdir(parents=True)
+    directory.mkdir(parents=True, exist_ok=True)
     labelled = [(speech, int(speaker in COMEDY)) for speaker, speech in speech_list
                 if speaker in COMEDY or speaker in HISTORY_OR_TRAGEDY]
     for split, rows in (("train", [row for index, row in enumerate(labelled) if index % 5]),
@@ -110,7 +122,8 @@ def main() -> None:
     root = Path(args.out or tempfile.mkdtemp(prefix="hf-shakespeare-"))
     text = Path(args.text).read_text(encoding="utf-8")
     (root / "text").mkdir(parents=True, exist_ok=True)
-    (root / "text" / "tinyshakespeare.txt").write_text(text, encoding="utf-8")
+    if not (root / "text" / "tinyshakespeare.txt").is_file():
+        (root / "text" / "tinyshakespeare.txt").write_text(text, encoding="utf-8")
     random_dir = write_model(root, text, vocab=3000)
     bert_dir = pretrain(random_dir, root / "text", root / "bert", args.pretrain_steps)
     glue_dir = write_classification(speeches(text), root / "comedy")
@@ -121,7 +134,7 @@ def main() -> None:
         "train.steps": args.steps, "train.eval_every": "50it", "prune.scope": "global", "prune.rate": 0.4,
         "prune.levels": args.levels, "prune.rewind": "0it", "trials": args.trials,
         "variants": ("iterative_reset", "random_pruning", "iterative_reinit")})
-    result = ticketlab.find_tickets(config, root=str(root / "runs"), report=False, workers=1, progress=False)
+    result = ticketlab.find_tickets(config, root=str(root / "runs"), report=False, workers=1, progress=True)
     table: dict[tuple[str, str], list[float]] = {}
     for row in csv.DictReader(result.results_csv.open()):
         table.setdefault((row["variant"], row["level"]), []).append(float(row["early_stop_test_metric"]))
