@@ -33,6 +33,7 @@ from ticketlab.tasks.classification import score_losses
 from ticketlab.training.batches import batch_indices
 from ticketlab.training import engine
 from ticketlab.training.loop import TrainingInterrupted
+from independent_checks import assert_rows_match
 
 TOTAL, EVERY, END, ALPHA = 20, 3, 15, 0.5
 UPDATES = [3, 6, 9, 12]  # ΔT, 2ΔT, ... before T_end
@@ -250,10 +251,7 @@ def test_stacked_in_a_population_they_train_as_alone_and_resume_after_a_kill(cle
     alone = clean[0]
     stacked = _find(tmp_path / "stacked", tiny_data_for_module, population=None)
     assert read_json(stacked.run_dir / "population.json")["population"] > 1
-    assert len(stacked.rows) == len(alone.rows)
-    for row, reference in zip(stacked.rows, alone.rows):
-        for column, value in reference.items():
-            assert row[column] == (pytest.approx(value, abs=1e-4) if isinstance(value, float) else value), column
+    assert_rows_match(stacked.rows, alone.rows)
     keys = [JobKey(0, level, variant) for level in (1, 2) for variant in ("rigl", "set")]
     for key in keys:
         assert load_tensors(key.directory(stacked.run_dir) / "mask.safetensors").keys() == SHAPES.keys()

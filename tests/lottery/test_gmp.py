@@ -24,6 +24,7 @@ from ticketlab.lottery.variants import gmp
 from ticketlab.pruning import prunable_weights
 from ticketlab.store import load_tensors, load_tensors_and_metadata, read_json
 from ticketlab.training.loop import TrainingInterrupted
+from independent_checks import assert_rows_match, top_magnitudes
 
 TOTAL, T0, T_END, EVERY, S_I = 20, 2, 12, 3, 0.1
 UPDATES = [2, 5, 8, 11, 12]  # t0 + kΔt before t_end, then t_end (Δt does not divide the span here)
@@ -49,15 +50,6 @@ def _find(root, data):  # population None: the IMP jobs stack, the gmp jobs trai
 
 def _cubic(step, final):
     return final + (S_I - final) * (1 - (step - T0) / (T_END - T0)) ** 3
-
-
-def _top_magnitudes(weights, count, eligible=None):
-    magnitudes = np.abs(weights).ravel().astype(np.float64)
-    if eligible is not None:
-        magnitudes = np.where(eligible.ravel() > 0, magnitudes, -np.inf)
-    keep = np.zeros(magnitudes.size, dtype=bool)
-    keep[np.argsort(-magnitudes, kind="stable")[:count]] = True
-    return keep.reshape(weights.shape)
 
 
 @pytest.fixture(scope="module")
@@ -108,10 +100,10 @@ def test_the_mask_at_an_update_is_the_top_k_of_the_weights_at_that_step(clean):
     _, updates = clean
     for _, step, weights, in_force, new in updates:
         for name in NAMES:
-            expected = _top_magnitudes(weights[name], int(new[name].sum()), in_force[name])
+            expected = top_magnitudes(weights[name], int(new[name].sum()), in_force[name])
             assert np.array_equal(new[name] > 0, expected), (step, name)
             # pruned weights are 0, so ranking all magnitudes gives the same mask
-            assert np.array_equal(new[name] > 0, _top_magnitudes(weights[name], int(new[name].sum())))
+            assert np.array_equal(new[name] > 0, top_magnitudes(weights[name], int(new[name].sum())))
             assert not np.any(weights[name][in_force[name] == 0])  # the weights pruned earlier were still 0
 
 
@@ -144,11 +136,7 @@ def test_gmp_jobs_stacked_with_the_imp_jobs_train_as_they_train_alone(clean, tmp
     assert read_json(stacked.run_dir / "population.json")["population"] > 1
     alone = find_tickets(_config(), root=tmp_path, data=tiny_data_for_module, progress=False, report=False,
                          population=1)
-    assert len(alone.rows) == len(stacked.rows)
-    for row, reference in zip(stacked.rows, alone.rows):
-        assert row.keys() == reference.keys()
-        for column, value in reference.items():
-            assert row[column] == (pytest.approx(value, abs=1e-4) if isinstance(value, float) else value), column
+    assert_rows_match(stacked.rows, alone.rows)
     for level in (1, 2):
         job = JobKey(0, level, "gmp")
         assert torch.equal(load_tensors(job.directory(stacked.run_dir) / "mask.safetensors")["layers.1.weight"],
@@ -196,7 +184,7 @@ def test_global_scope_ranks_all_layers_together_on_the_cubic():
         weights = [weight.detach().numpy() for weight in prunable_weights(model).values()]
         flat = np.concatenate([weight.ravel() for weight in weights])
         eligible = np.concatenate([value.numpy().ravel() for value in mask.values()])
-        expected = _top_magnitudes(flat, kept, eligible)
+        expected = top_magnitudes(flat, kept, eligible)
         assert np.array_equal(np.concatenate([value.numpy().ravel() for value in new.values()]) > 0, expected)
         with torch.no_grad():  # as the engine installs it
             for name, weight in prunable_weights(model).items():

@@ -19,6 +19,7 @@ from ticketlab.store import load_tensors, read_json
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from ticketlab.training.loop import TrainingInterrupted
+from independent_checks import top_magnitudes
 
 TOTAL, K, LR = 20, 5, 0.1
 NAMES = ("layers.1.weight", "layers.3.weight")
@@ -58,15 +59,6 @@ def _tensors(run_dir, level, variant, name):
                                                                / name).items()}
 
 
-def _top_magnitudes(weights, count, eligible=None):
-    magnitudes = np.abs(weights).ravel().astype(np.float64)
-    if eligible is not None:
-        magnitudes = np.where(eligible.ravel() > 0, magnitudes, -np.inf)
-    keep = np.zeros(magnitudes.size, dtype=bool)
-    keep[np.argsort(-magnitudes, kind="stable")[:count]] = True
-    return keep.reshape(weights.shape)
-
-
 def test_the_schedule_is_the_original_one_from_step_k(clean):
     _, rates = clean
     cosine = [LR * 0.5 * (1 + math.cos(math.pi * step / TOTAL)) for step in range(TOTAL)]
@@ -91,7 +83,7 @@ def test_masks_are_the_trained_magnitudes_and_the_start_is_the_trained_weights(c
         for name in NAMES:
             size = trained[name].size
             assert mask[name].sum() == round(size * 0.5 ** level)
-            expected = _top_magnitudes(trained[name], int(mask[name].sum()),
+            expected = top_magnitudes(trained[name], int(mask[name].sum()),
                                        None if eligible is None else eligible[name])
             assert np.array_equal(mask[name], expected)
             assert np.array_equal(start[name], trained[name] * mask[name])  # trained weights, not θk
