@@ -80,7 +80,8 @@ def pretrain(random_dir: Path, text_dir: Path, out_dir: Path, steps: int) -> Pat
         "task": "mlm", "model.name": "pretrained", "data.name": "text", "data.data_dir": str(text_dir),
         "mlm.model_dir": str(random_dir), "mlm.max_length": 64, "train.optimizer": "adamw", "train.lr": 1e-3,
         "train.weight_decay": 0.01, "train.batch_size": 32, "train.steps": f"{steps}it",
-        "train.eval_every": f"{max(1, steps // 10)}it", "train.warmup": "50it"})  # an evaluation and a checkpoint every tenth
+        # an evaluation, and so a checkpoint, every tenth of the steps
+        "train.eval_every": f"{max(1, steps // 10)}it", "train.warmup": "50it"})
     if (out_dir / "config.json").is_file():
         return out_dir
     data = load_task_data(task, config)
