@@ -49,7 +49,8 @@ def transfer_dir(mlm_run, bert_dir, sst2_dir) -> Path:
 
 def test_the_mlm_ticket_starts_the_glue_network_where_both_hold_the_tensor(mlm_run, transfer_dir):
     source = mlm_run / "trial_0" / "level_01" / "iterative_reset"
-    source_mask, source_start = load_tensors(source / "mask.safetensors"), load_tensors(source / "weights_init.safetensors")
+    source_mask = load_tensors(source / "mask.safetensors")
+    source_start = load_tensors(source / "weights_init.safetensors")
     job = transfer_dir / mlm_run.name / "trial_0" / "level_01" / "transferred"
     mask, start = load_tensors(job / "mask.safetensors"), load_tensors(job / "weights_init.safetensors")
     for name, keep in source_mask.items():  # the encoder: the MLM ticket's mask and masked θ_pre
