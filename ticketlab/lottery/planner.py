@@ -106,9 +106,18 @@ def stacks_jobs(ctx: ExperimentContext, model: nn.Module, population: int | None
     # one job at a time (a task's own population trainer clips per member); nor do streamed datasets (image
     # folders), whose batches are decoded per job
     clips = ctx.config.train.clip_grad_norm is None or ctx.task.train_population is not None
-    dense = ctx.config.train.kernels == "dense"  # sparse kernels run in the one-job engine only
-    return (clips and dense and not getattr(ctx.data, "streamed", False)
+    return (clips and _kernels_stack(ctx, model) and not getattr(ctx.data, "streamed", False)
             and ctx.task.stackable(model, ctx.device, population))
+
+
+def _kernels_stack(ctx: ExperimentContext, model: nn.Module) -> bool:
+    """Whether jobs on `train.kernels` stack: dense kernels always; sparse ones in the classifier populations of
+    Linear/ReLU stacks (one block-diagonal product for all members), not in conv nets or a task's own trainer."""
+    if ctx.config.train.kernels == "dense":
+        return True
+    from ticketlab.training.population.stackable import mlp_linears
+
+    return ctx.task.train_population is None and mlp_linears(model) is not None
 
 
 def notify_unstacked(ctx: ExperimentContext, model: nn.Module, population: int | None) -> None:
@@ -116,9 +125,9 @@ def notify_unstacked(ctx: ExperimentContext, model: nn.Module, population: int |
     if population == 1:
         return
     name = type(model).__name__
-    if ctx.config.train.kernels != "dense" and ctx.task.stackable(model, ctx.device, population):
-        print(f"ticketlab: train.kernels {ctx.config.train.kernels!r} runs on single jobs: training its jobs one at a "
-              "time", file=sys.stderr)
+    if not _kernels_stack(ctx, model) and ctx.task.stackable(model, ctx.device, population):
+        print(f"ticketlab: train.kernels {ctx.config.train.kernels!r} stacks Linear/ReLU networks only: training "
+              f"{name}'s jobs one at a time", file=sys.stderr)
     elif (ctx.config.train.clip_grad_norm is not None and ctx.task.train_population is None
             and ctx.task.stackable(model, ctx.device, population)):
         print("ticketlab: train.clip_grad_norm clips each job's gradients: training its jobs one at a time",

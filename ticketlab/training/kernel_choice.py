@@ -70,15 +70,58 @@ def _recorded_choice(job_dir: Path | None, kernels: str) -> list[str] | None:
     return layers if isinstance(layers, list) and all(isinstance(name, str) for name in layers) else None
 
 
+def population_sparse_layer_names(model: nn.Module, masks: torch.Tensor | dict, stacked_masks: dict[str, torch.Tensor],
+                                  kernels: str, batch_size: int, job_dirs: list[Path | None],
+                                  cache_root: Path | None = None) -> list[str]:
+    """`sparse_layer_names` for a Linear/ReLU population: the masked nn.Linear layers of the members' `model` that
+    run on block-diagonal sparse kernels (`population.sparse_stack`). `masks`: one member's mask names;
+    `stacked_masks`: name -> the stack's [K, out, in] masks (their density and K decide 'auto'). The members'
+    kernels.json hold the choice; a population whose members recorded one choice resumes with it."""
+    if kernels == "dense":
+        return []
+    device = next(iter(stacked_masks.values())).device if stacked_masks else torch.device("cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"train.kernels {kernels!r} needs a CPU or CUDA device (torch has no sparse CSR kernels on "
+                          f"{device.type}); use train.kernels dense there")
+    recorded = [_recorded_choice(job_dir, kernels) for job_dir in job_dirs]
+    known = [choice for choice in recorded if choice is not None]
+    if known and all(choice == known[0] for choice in known):
+        chosen = known[0]
+    else:
+        chosen = masked_linear_names(model, masks)
+        if kernels == "auto":
+            chosen = [name for name in chosen
+                      if population_sparse_wins(stacked_masks[f"{name}.weight"], batch_size, cache_root)]
+    for job_dir, choice in zip(job_dirs, recorded):
+        if job_dir is not None and choice != chosen:
+            write_json(job_dir / CHOICE_FILE, {"kernels": kernels, "sparse_layers": chosen})
+    return chosen
+
+
+def population_sparse_wins(stacked_mask: torch.Tensor, batch_size: int, cache_root: Path | None = None) -> bool:
+    """Whether a population's [K, out, in] layer under `stacked_mask` trains faster on block-diagonal sparse
+    kernels than on the dense `bmm` ones on this machine: the cached verdict, else a calibration (cached)."""
+    count, out_features, in_features = stacked_mask.shape
+    density = float((stacked_mask != 0).float().mean())
+    key = f"population{count}-{out_features}x{in_features}-b{batch_size}-d{density:.4f}"
+    return _cached_verdict(key, cache_root, lambda: calibrate_population(stacked_mask, batch_size))
+
+
 def sparse_wins(shape, mask: torch.Tensor, batch_size: int, cache_root: Path | None = None) -> bool:
     """Whether sparse kernels train an [out, in] layer under `mask` at `batch_size` faster than dense ones on this
     machine: the cached verdict, else a calibration (cached)."""
     density = float((mask != 0).float().mean())
     key = f"{shape[0]}x{shape[1]}-b{batch_size}-d{density:.4f}"
+    return _cached_verdict(key, cache_root, lambda: calibrate(tuple(shape), mask, batch_size))
+
+
+def _cached_verdict(key: str, cache_root: Path | None, measure) -> bool:
+    """Whether sparse beat dense for `key`: the machine's cached timing, else `measure()` -> (dense_s, sparse_s),
+    then cached."""
     path = resolve_cache_root(cache_root) / "kernels" / f"{machine_key()}.json"
     cache = _read_cache(path)
     if key not in cache:
-        dense_s, sparse_s = calibrate(tuple(shape), mask, batch_size)
+        dense_s, sparse_s = measure()
         cache = {**_read_cache(path), key: {"dense_s": dense_s, "sparse_s": sparse_s}}
         try:
             write_json(path, cache)
@@ -116,6 +159,39 @@ def calibrate(shape: tuple[int, int], mask: torch.Tensor, batch_size: int) -> tu
     layout = MaskLayout(mask)
     calls = {"dense": lambda: F.linear(inputs, weight, bias).backward(grad_outputs),
              "sparse": lambda: sparse_linear(inputs, weight, bias, layout).backward(grad_outputs)}
+    return _best_of_rounds(calls)
+
+
+def calibrate_population(stacked_mask: torch.Tensor, batch_size: int) -> tuple[float, float]:
+    """(dense, sparse) best seconds of one forward + both gradients of a population's [K, out, in] layer under
+    `stacked_mask` at `batch_size`: the dense `bmm` kernels against the block-diagonal sparse ones."""
+    from ticketlab.training.population.sparse_stack import BlockDiagonalLayout
+
+    generator = torch.Generator().manual_seed(0)
+    masks = stacked_mask.detach().float().cpu()
+    count, out_features, in_features = masks.shape
+    weights = torch.randn(masks.shape, generator=generator) * masks
+    bias = torch.zeros(count, out_features)
+    inputs = torch.randn(count, batch_size, in_features, generator=generator)
+    upstream = torch.randn(count, batch_size, out_features, generator=generator)
+    grads = torch.empty_like(weights)
+    layout = BlockDiagonalLayout(masks)
+
+    def dense():
+        torch.baddbmm(bias.unsqueeze(1), inputs, weights.transpose(1, 2))
+        torch.bmm(upstream.transpose(1, 2), inputs, out=grads)
+        torch.bmm(upstream, weights)
+
+    def sparse():
+        layout.forward(weights, bias, inputs)
+        layout.weight_gradient(upstream, inputs, grads)
+        layout.input_gradient(weights, upstream)
+
+    return _best_of_rounds({"dense": dense, "sparse": sparse})
+
+
+def _best_of_rounds(calls: dict) -> tuple[float, float]:
+    """(dense, sparse): the best seconds per call over CALIBRATION_ROUNDS interleaved rounds."""
     # one thread: this process's CPU time, which the other work on a shared machine disturbs far less than the
     # wall clock; several threads: the wall clock (CPU time would count a parallel kernel's threads as a cost)
     clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter

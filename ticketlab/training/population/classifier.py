@@ -14,6 +14,7 @@ from torch.nn import functional as F
 from ticketlab.config import TrainConfig, parse_step
 from ticketlab.seeds import derive_seed
 from ticketlab.training.batches import epoch_order, iterations_per_epoch
+from ticketlab.training.kernel_choice import population_sparse_layer_names
 from ticketlab.training.loop import EarlyStopRecord, write_checkpoint
 from ticketlab.training.population.classifier_nets import FunctionalNet, LinearReluNet
 from ticketlab.training.population.member import MemberProgress, PopulationMember
@@ -76,12 +77,24 @@ class ClassifierPopulation:
         self.stack = RowStack(template, progress, states, config, self.device, zero_pruned_state=True)
         self.net = FunctionalNet(template, self.stack) if linears is None else LinearReluNet(template, linears,
                                                                                               self.stack)
+        if linears is not None and config.kernels != "dense":  # conv nets are not stacked with sparse kernels
+            self.net.use_sparse(self._sparse_weight_indices(template, config))
         count = len(progress)
         self.running_loss = torch.zeros(count, device=self.device)
         self.orders = torch.empty((count, self.num_train), dtype=torch.long, device=self.device)
         # weights at each member's validation minimum, whose test accuracy is evaluated only if it is reported
         self.best_params = [torch.empty_like(param) for param in self.stack.params] if keep_best else None
         self.best_buffers = [torch.empty_like(buffer) for buffer in self.stack.buffers] if keep_best else None
+
+    def _sparse_weight_indices(self, template, config: TrainConfig) -> list[int]:
+        """The stack's parameter indices of the layers `config.kernels` runs on block-diagonal sparse kernels,
+        recorded in (or, on resume, read from) each member's kernels.json."""
+        index_of = {name: index for index, name in enumerate(self.stack.names)}
+        stacked = {name: self.stack.masks[index] for name, index in index_of.items()
+                   if self.stack.masks[index] is not None}
+        names = population_sparse_layer_names(template, self.progress[0].member.masks, stacked, config.kernels,
+                                              config.batch_size, [p.member.job_dir for p in self.progress])
+        return [index_of[f"{name}.weight"] for name in names]
 
     @property
     def progress(self) -> list[ClassifierProgress]:
@@ -193,17 +206,20 @@ class ClassifierPopulation:
         with their current weights or the stacked `params` (and BatchNorm `buffers`) given; in eval mode."""
         params = self.stack.params if params is None else params
         buffers = self.stack.buffers if buffers is None else buffers
+        masks = self.stack.masks
         if rows != list(range(len(self.progress))):
             select = torch.tensor(rows, dtype=torch.long, device=self.device)
             params = [param.index_select(0, select) for param in params]
             buffers = [buffer.index_select(0, select) for buffer in buffers]
+            masks = [None if mask is None else mask.index_select(0, select) for mask in masks]
+        layouts = self.net.eval_layouts(masks)
         count = len(rows)
         chunk = self.net.eval_chunk(params, count, inputs)
         total_loss = torch.zeros(count, dtype=torch.float64, device=self.device)
         correct = torch.zeros(count, dtype=torch.int64, device=self.device)
         flat = self.net.flat_inputs(inputs)
         for start in range(0, len(flat), chunk):
-            logits = self.net.logits(params, buffers, flat[start : start + chunk])
+            logits = self.net.logits(params, buffers, flat[start : start + chunk], layouts)
             chunk_labels = labels[start : start + chunk]
             if with_loss:  # per member, as evaluate() sums it, so the reported losses round the same way
                 for row in range(count):

@@ -24,6 +24,7 @@ from torch.func import functional_call, grad_and_value, vmap
 from torch.nn import functional as F
 
 from ticketlab.training.evaluation import EVAL_BATCH, eval_batch_size
+from ticketlab.training.population.sparse_stack import BlockDiagonalLayout, StackLayouts
 from ticketlab.training.population.stack import RowStack
 
 # Evaluation runs in chunks whose widest activation holds at most this many floats for the whole population
@@ -43,6 +44,12 @@ class LinearReluNet:
             for layer in linears
         ]
         self.flattens = any(type(module) is nn.Flatten for module in template.modules())
+        self.sparse = StackLayouts(())  # the layers on block-diagonal sparse kernels (`use_sparse`)
+
+    def use_sparse(self, weight_indices) -> None:
+        """Run the layers whose weight is `weight_indices` (the stack's parameter indices) on block-diagonal sparse
+        kernels (`sparse_stack`); an empty set: every layer on the dense `bmm` kernels."""
+        self.sparse = StackLayouts(weight_indices)
 
     def flat_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
         """The inputs as the first layer takes them: flattened to [N, features]."""
@@ -59,7 +66,11 @@ class LinearReluNet:
         hidden = inputs
         last = len(self.layers) - 1
         for layer, (weight_index, bias_index) in enumerate(self.layers):
-            hidden = _linear(params, weight_index, bias_index, hidden)
+            if weight_index in self.sparse:
+                bias = None if bias_index is None else params[bias_index]
+                hidden = self.sparse.get(stack.masks, weight_index).forward(params[weight_index], bias, hidden)
+            else:
+                hidden = _linear(params, weight_index, bias_index, hidden)
             if layer < last:
                 hidden = hidden.relu_()
             activations.append(hidden)
@@ -71,11 +82,16 @@ class LinearReluNet:
         grad = torch._log_softmax_backward_data(upstream, log_probs, 2, log_probs.dtype)
         for layer in range(last, -1, -1):
             weight_index, bias_index = self.layers[layer]
-            torch.bmm(grad.transpose(1, 2), activations[layer], out=grads[weight_index])
+            layout = self.sparse.get(stack.masks, weight_index) if weight_index in self.sparse else None
+            if layout is None:
+                torch.bmm(grad.transpose(1, 2), activations[layer], out=grads[weight_index])
+            else:
+                layout.weight_gradient(grad, activations[layer], grads[weight_index])
             if bias_index is not None:
                 torch.sum(grad, dim=1, out=grads[bias_index])
             if layer > 0:
-                grad = torch.bmm(grad, params[weight_index])
+                grad = torch.bmm(grad, params[weight_index]) if layout is None else \
+                    layout.input_gradient(params[weight_index], grad)
                 grad = torch.ops.aten.threshold_backward(grad, activations[layer], 0)  # ReLU's own backward
         return losses
 
@@ -84,18 +100,30 @@ class LinearReluNet:
         widest = max(params[weight_index].shape[1] for weight_index, _ in self.layers)
         return max(1, min(EVAL_BATCH, EVAL_CHUNK_FLOATS // (count * widest)))
 
-    def logits(self, params: list[torch.Tensor], buffers: list[torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
-        """Logits [K, n, classes] of every member on the same inputs; the first layer is one wide matmul."""
+    def eval_layouts(self, masks: list[torch.Tensor | None]) -> dict:
+        """The block-diagonal layouts of the sparse layers for the stacked `masks` of the members evaluated."""
+        return {index: BlockDiagonalLayout(masks[index]) for index, _ in self.layers if index in self.sparse}
+
+    def logits(self, params: list[torch.Tensor], buffers: list[torch.Tensor], inputs: torch.Tensor,
+               layouts: dict | None = None) -> torch.Tensor:
+        """Logits [K, n, classes] of every member on the same inputs; the first layer is one wide matmul. The
+        layers in `layouts` (`eval_layouts`) run on the sparse kernels their training runs on."""
+        layouts = layouts or {}
         weight_index, bias_index = self.layers[0]
-        count, width = params[weight_index].shape[:2]
-        weight = params[weight_index].reshape(count * width, -1)
-        if bias_index is None:
-            hidden = inputs @ weight.t()
+        bias = None if bias_index is None else params[bias_index]
+        if weight_index in layouts:
+            hidden = layouts[weight_index].forward_shared(params[weight_index], bias, inputs)
         else:
-            hidden = torch.addmm(params[bias_index].reshape(-1), inputs, weight.t())
-        hidden = hidden.view(len(inputs), count, width).transpose(0, 1)
+            count, width = params[weight_index].shape[:2]
+            weight = params[weight_index].reshape(count * width, -1)
+            hidden = inputs @ weight.t() if bias is None else torch.addmm(bias.reshape(-1), inputs, weight.t())
+            hidden = hidden.view(len(inputs), count, width).transpose(0, 1)
         for weight_index, bias_index in self.layers[1:]:
-            hidden = _linear(params, weight_index, bias_index, hidden.relu_())
+            if weight_index in layouts:
+                bias = None if bias_index is None else params[bias_index]
+                hidden = layouts[weight_index].forward(params[weight_index], bias, hidden.relu_())
+            else:
+                hidden = _linear(params, weight_index, bias_index, hidden.relu_())
         return hidden
 
 
@@ -134,7 +162,11 @@ class FunctionalNet:
     def eval_chunk(self, params: list[torch.Tensor], count: int, inputs: torch.Tensor) -> int:
         return max(1, eval_batch_size(inputs[0].numel()) // count)
 
-    def logits(self, params: list[torch.Tensor], buffers: list[torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+    def eval_layouts(self, masks: list[torch.Tensor | None]) -> dict:
+        return {}  # conv nets train on the dense kernels
+
+    def logits(self, params: list[torch.Tensor], buffers: list[torch.Tensor], inputs: torch.Tensor,
+               layouts: dict | None = None) -> torch.Tensor:
         return self.logits_of(dict(zip(self.names, params)), dict(zip(self.buffer_names, buffers)), inputs)
 
     def _member_logits(self, params: dict, buffers: dict, inputs: torch.Tensor) -> torch.Tensor:
