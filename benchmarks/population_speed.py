@@ -317,6 +317,8 @@ def sparse_beside_dense(remaining: list[float], scale: float) -> None:
           f"evaluation every {eval_every} counted; model-iterations/s per member")
     print(f"{'remaining':>9} {'pop. dense':>10} {'pop. sparse':>11} {'pop. auto':>9} {'one job dense':>14} "
           f"{'one job sparse':>15} {'one job auto':>13} {'pop. sparse/dense':>18} {'pop. auto/dense':>16}")
+    population_run(spec, data, count, max(1, iterations // 4), eval_every, 1.0)  # warm-up: the first run pays
+    # one-time costs (allocations, page faults) that would otherwise count against whichever path runs first
     for fraction in remaining:
         populations = {kernels: population_run(spec, data, count, iterations, eval_every, fraction,
                                                kernels)["rate_with_eval"] for kernels in ("dense", "sparse", "auto")}
