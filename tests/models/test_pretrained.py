@@ -147,3 +147,41 @@ def test_a_timm_vit_loads_by_name_and_names_its_head(tmp_path):
     with pytest.raises(DataError, match="classifier head head has 3 outputs, the model's 5; build the model with "
                                         "num_classes=3"):
         load_torchvision_weights(other, tmp_path / "vit.safetensors")
+
+
+@pytest.mark.parametrize("library", ["torchvision", "timm"])
+def test_imp_on_a_torchvision_resnet_or_a_timm_vit_rewinds_to_its_pretrained_weights(library, tmp_path):
+    """A torchvision ResNet-18 and a timm ViT, built by their own constructors, through `find_tickets(model=...)`:
+    θ0 is the file's weights, the tickets at rewind 0 are θ_pre masked, and pruned weights stay 0."""
+    import ticketlab
+    from ticketlab.data import make_splits
+
+    module = pytest.importorskip(library)
+    if library == "torchvision":
+        def build():
+            return module.models.resnet18(num_classes=3)
+    else:
+        def build():
+            return module.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=3, img_size=32,
+                                       patch_size=8)
+    torch.manual_seed(1)
+    pretrained = build()
+    save_file({name: value.contiguous() for name, value in pretrained.state_dict().items()},
+              str(tmp_path / "pretrained.safetensors"))
+    network = load_torchvision_weights(build(), tmp_path / "pretrained.safetensors")
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.randn(48, 3, 32, 32, generator=generator), torch.randint(0, 3, (48,), generator=generator)
+    data = make_splits(images[:40], labels[:40], images[40:], labels[40:], validation_size=8, num_classes=3)
+    config = ticketlab.preset("mnist1d").replace(trials=1, variants=["iterative_reset"], **{
+        "model.weights": str(tmp_path / "pretrained.safetensors"), "prune.rewind": "0it", "prune.levels": 1,
+        "train.steps": "2it", "train.eval_every": "1it", "train.batch_size": 8, "train.lr": 0.01})
+    result = ticketlab.find_tickets(config, model=network, data=data, root=tmp_path / "runs", progress=False,
+                                    report=False, workers=1)
+    ticket = result.run_dir / "trial_0" / "level_01" / "iterative_reset"
+    start, mask = load_tensors(ticket / "weights_init.safetensors"), load_tensors(ticket / "mask.safetensors")
+    final = load_tensors(ticket / "weights_final.safetensors")
+    reference = pretrained.state_dict()
+    assert mask and all(torch.equal(start[name], reference[name] * mask[name].to(reference[name].dtype))
+                        for name in mask)
+    assert all(torch.equal(start[name], reference[name]) for name in reference if name not in mask)
+    assert all(torch.all(final[name][~keep.bool()] == 0) for name, keep in mask.items())
