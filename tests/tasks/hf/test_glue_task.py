@@ -225,3 +225,42 @@ def test_a_saved_dataset_without_the_datasets_package_names_the_install(sst2_dir
     monkeypatch.setitem(sys.modules, "datasets", None)
     with pytest.raises(ConfigError, match=r"needs the datasets package: pip install datasets"):
         read_saved_dataset(str(saved), "sst2")
+
+
+def test_a_saved_vit_finds_tickets_that_rewind_to_its_pretrained_weights(tmp_path):
+    """A tiny random-weight ViT saved with `save_pretrained`, as a network of the classification task: θ0 is its
+    saved weights, the ticket at rewind 0 is θ_pre masked, and pruned weights stay exactly 0 through AdamW."""
+    from safetensors.torch import save_file
+    from transformers import ViTConfig, ViTForImageClassification
+
+    import ticketlab
+    from ticketlab.data import make_splits
+    from ticketlab.tasks.hf.vision import ImageClassifier
+
+    torch.manual_seed(0)
+    ViTForImageClassification(ViTConfig(image_size=16, patch_size=4, num_channels=3, hidden_size=32,
+                                        num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                        num_labels=3)).save_pretrained(tmp_path / "vit")
+    network = ImageClassifier(tmp_path / "vit")
+    pretrained = {name: value.clone() for name, value in network.state_dict().items()}
+    save_file({name: value.contiguous() for name, value in pretrained.items()}, str(tmp_path / "vit.safetensors"))
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.randn(48, 3, 16, 16, generator=generator), torch.randint(0, 3, (48,), generator=generator)
+    data = make_splits(images[:40], labels[:40], images[40:], labels[40:], validation_size=8, num_classes=3)
+    config = ticketlab.preset("mnist1d").replace(trials=1, variants=["iterative_reset", "iterative_reinit"], **{
+        "model.weights": str(tmp_path / "vit.safetensors"), "prune.rewind": "0it", "prune.levels": 1,
+        "train.optimizer": "adamw", "train.weight_decay": 0.1, "train.steps": "3it", "train.eval_every": "1it",
+        "train.batch_size": 8, "train.lr": 1e-3})
+    result = ticketlab.find_tickets(config, model=network, data=data, root=tmp_path / "runs", progress=False,
+                                    report=False, workers=1)
+    ticket = result.run_dir / "trial_0" / "level_01" / "iterative_reset"
+    start, mask = load_tensors(ticket / "weights_init.safetensors"), load_tensors(ticket / "mask.safetensors")
+    final = load_tensors(ticket / "weights_final.safetensors")
+    assert {"network.vit.layers.0.attention.q_proj.weight", "network.vit.layers.1.mlp.fc2.weight"} <= set(mask)
+    assert all(torch.equal(start[name], pretrained[name] * mask[name].float()) for name in mask)
+    assert all(torch.equal(start[name], pretrained[name]) for name in pretrained if name not in mask)
+    assert all(torch.all(final[name][~keep.bool()] == 0) for name, keep in mask.items())
+    reinit = load_tensors(result.run_dir / "trial_0" / "level_01" / "iterative_reinit" / "weights_init.safetensors")
+    name = "network.vit.layers.0.mlp.fc1.weight"
+    assert not torch.equal(reinit[name], start[name])  # the control draws fresh weights
+    assert len(result.rows) == 4  # the dense network under each variant, and each level-1 ticket
