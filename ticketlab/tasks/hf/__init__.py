@@ -6,6 +6,7 @@ the pre-trained network θ_pre (the task head the checkpoint lacks drawn from th
 Modules: `settings` (the `glue` and `mlm` config sections, torch-free), `pretrained` (loading a model directory,
 the seeded head and the random reinitialization), `tensors` (the prunable weights by module type), `glue_data`
 (GLUE's file layouts), `text_data` (MLM's token blocks and masking), `metrics` (GLUE's metrics), `train` (the
-fine-tuning procedure), `glue` and `mlm` (the TASKs). Needs the `[hf]` extra (transformers). Importing the package
+fine-tuning procedure), `task_fields` (what both TASKs declare alike), `glue` and `mlm` (the TASKs), and `vision`
+(an `AutoModelForImageClassification` as a network of the classification task). Needs the `[hf]` extra (transformers). Importing the package
 loads neither torch nor transformers.
 """

@@ -19,12 +19,12 @@ from ticketlab.tasks.hf.pretrained import (
     load_pretrained,
     load_tokenizer,
     model_directory,
-    reinitialize,
     seeded,
 )
 from ticketlab.tasks.hf.record import bind_inputs
-from ticketlab.tasks.hf.tensors import GROUPS_ATTRIBUTE, pretrained_prunable
-from ticketlab.tasks.hf.train import glue_batch, make_trainer, training_steps_per_epoch
+from ticketlab.tasks.hf.task_fields import shared_task_fields
+from ticketlab.tasks.hf.tensors import GROUPS_ATTRIBUTE
+from ticketlab.tasks.hf.train import glue_batch, make_trainer
 from ticketlab.tasks.metrics import METRICS, Metric
 
 NEW_PARAMETERS = "ticketlab_new_parameters"  # the names the checkpoint lacked, set by build_model
@@ -105,29 +105,19 @@ def first_token_ids(data, split: str, count: int):
     return part.features["input_ids"][:count]
 
 
-def _no_config_data(data_config):
-    raise ConfigError("the glue task loads its data with the whole config (glue.model_dir's tokenizer): use "
-                      "load_task_data(task, config)")
-
-
 TASK = Task(
     name="glue",
-    load_data=_no_config_data,
+    **shared_task_fields("glue"),
     load_experiment_data=load_glue_data,
     bind_run=bind_glue_run,
     build_model=build_glue_model,
     initialize=initialize_glue_model,
-    reinitialize=lambda model, config, seed: reinitialize(model, seed),
     train=make_trainer(glue_batch, evaluate_glue, lambda data: data.layout.metric),
     evaluate=evaluate_glue,
     metric=glue_metric,
-    steps_per_epoch=training_steps_per_epoch,
-    prunable=pretrained_prunable,
     score_losses=score_losses,
-    train_examples=lambda data: len(data.train),
     # token ids alone (attention everywhere): what `export` and `cost` run an export's network on
     example_inputs=first_token_ids,
-    stack_refusal="a pre-trained transformer (populations stack Flatten/Linear/ReLU and built-in conv networks)",
     # a ticket of another GLUE task, or (Chen et al. 2020's universal subnetwork) of masked-language modelling
     transfers=True,
     tickets_from=("mlm",),

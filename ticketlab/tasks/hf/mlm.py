@@ -17,13 +17,13 @@ from ticketlab.tasks.hf.pretrained import (
     load_pretrained,
     load_tokenizer,
     model_directory,
-    reinitialize,
     seeded,
 )
 from ticketlab.tasks.hf.record import bind_inputs
-from ticketlab.tasks.hf.tensors import GROUPS_ATTRIBUTE, pretrained_prunable
+from ticketlab.tasks.hf.task_fields import shared_task_fields
+from ticketlab.tasks.hf.tensors import GROUPS_ATTRIBUTE
 from ticketlab.tasks.hf.text_data import load_text
-from ticketlab.tasks.hf.train import make_trainer, mlm_batch, training_steps_per_epoch
+from ticketlab.tasks.hf.train import make_trainer, mlm_batch
 from ticketlab.tasks.metrics import METRICS
 
 NEW_PARAMETERS = "ticketlab_new_parameters"
@@ -78,28 +78,18 @@ def first_token_ids(data, split: str, count: int):
     return part[:count]
 
 
-def _no_config_data(data_config):
-    raise ConfigError("the mlm task loads its data with the whole config (mlm.model_dir's tokenizer): use "
-                      "load_task_data(task, config)")
-
-
 TASK = Task(
     name="mlm",
-    load_data=_no_config_data,
+    **shared_task_fields("mlm"),
     load_experiment_data=load_mlm_data,
     bind_run=bind_mlm_run,
     build_model=build_mlm_model,
     initialize=lambda model, config, seed: initialize_new_head(model, getattr(model, NEW_PARAMETERS, frozenset()),
                                                                seed),
-    reinitialize=lambda model, config, seed: reinitialize(model, seed),
     train=make_trainer(mlm_batch, evaluate_mlm, lambda data: "perplexity"),
     evaluate=evaluate_mlm,
     metric=lambda config: METRICS["perplexity"],
-    steps_per_epoch=training_steps_per_epoch,
-    prunable=pretrained_prunable,
     score_losses=score_losses,
-    train_examples=lambda data: len(data.train),
     # token ids alone (attention everywhere): what `export` and `cost` run an export's network on
     example_inputs=first_token_ids,
-    stack_refusal="a pre-trained transformer (populations stack Flatten/Linear/ReLU and built-in conv networks)",
 )
