@@ -12,11 +12,12 @@ protocol's: 6 x weights x batch per training step, and 2 x weights per example e
 every evaluation point, the test set once at the reported minimum and once more for the final weights when they
 differ, the training set at the end). The FLOP bound is those FLOPs at the peak: no run can be faster.
 
-The sparse path (`--kernels auto`, the default; `sparse`; `none` skips it) trains the same jobs one at a time with
-`train.kernels` set (the population engine is dense), in the same run, and is compared with the dense paths: wall
-time, rows that keep their early-stop iteration, accuracy differences, and the time per level against the weights
-remaining (job-seconds per level: each job's wall time, a population's shared among its members), printed and
-drawn to `--figure`.
+The sparse path (`--kernels auto`, the default; `sparse`; `none` skips it) trains the same jobs with `train.kernels`
+set, stacked into populations as the dense population path is (LeNet's populations run their sparse layers as one
+block-diagonal product of all members), in the same run, and is compared with the dense paths: wall time, rows
+that keep their early-stop iteration, accuracy differences, and the time per level against the weights remaining
+(job-seconds per level: each job's wall time, a population's shared among its members), printed and drawn to
+`--figure`.
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def main() -> None:
     if not args.skip_plain:
         paths.append(("plain", {"population": 1, "workers": args.workers}))
     if args.kernels != "none":
-        paths.append(("sparse", {"population": 1, "workers": args.workers}))
+        paths.append(("sparse", {"population": None, "workers": population_workers}))
     for label, options in paths:
         started = time.time()
         path_config = config.replace(**{"train.kernels": args.kernels}) if label == "sparse" else config
@@ -180,7 +181,7 @@ def main() -> None:
               "path" + (f", {timings['plain'] / timings['sparse']:.2f}x over the plain path" if "plain" in csvs else ""))
         level_times(run_dirs, args.figure, {"population": "dense kernels, populations",
                                             "plain": "dense kernels, one job at a time",
-                                            "sparse": f"{args.kernels} kernels, one job at a time"})
+                                            "sparse": f"{args.kernels} kernels, populations"})
     if args.skip_plain:
         print(reproduce)
         if not args.keep:
