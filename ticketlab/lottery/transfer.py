@@ -90,9 +90,8 @@ def load_source(run_dir: str | Path, target_task: str | None = None) -> SourceRu
     if target_task != config.task:
         taken = load_task(target_task).tickets_from
         if config.task not in taken:
-            allowed = ", ".join(taken) if taken else f"none (only {target_task} runs' own, where they transfer)"
-            raise ConfigError(f"source run {str(run_dir)!r} is a {config.task!r} run; a {target_task!r} target takes "
-                              f"the tickets of: {allowed}")
+            takes = f"takes the tickets of {', '.join(taken)} runs" if taken else "takes no other task's tickets"
+            raise ConfigError(f"source run {str(run_dir)!r} is a {config.task!r} run; a {target_task!r} target {takes}")
     elif not load_task(config.task).transfers:
         raise ConfigError(f"source run {str(run_dir)!r} is a {config.task!r} run, whose tickets do not transfer to "
                           "other data; transfer needs a task with a class-sized output layer (classification)")

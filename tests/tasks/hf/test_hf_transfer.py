@@ -92,7 +92,7 @@ def test_transfer_across_tasks_refuses_pairs_it_cannot_bridge(mlm_run, transfer_
     glue_run = next(transfer_dir.parent.glob("sst2_pretrained_*"))
     to_mlm = ["transfer", str(glue_run), "--task", "mlm", "--data.name", "text", "--data-dir",
               str(mlm_run.parent.parent / "corpus"), "--mlm.model_dir", str(bert_dir), "--quiet", "--no-report"]
-    assert "a 'mlm' target takes the tickets of: none" in one_line(to_mlm)
+    assert "is a 'glue' run; a 'mlm' target takes no other task's tickets" in one_line(to_mlm)
     assert "whose tickets do not transfer" in one_line(["transfer", str(mlm_run), "--quiet", "--no-report"])
     error = one_line(transfer_args(mlm_run, bert_dir, sst2_dir, "--output-layer", "masked"))
     assert "output layer 'masked'" in error and "classifier.weight" in error
