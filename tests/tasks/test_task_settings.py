@@ -85,7 +85,8 @@ def test_each_task_accepts_the_settings_it_reads():
                "data.validation_size": 10, "data.train_size": 10, "data.sequence_length": 9, "data.source": "en",
                "data.target": "de", "data.vocab_size": 100, "data.eval_size": 5, "train.label_smoothing": 0.1,
                "train.beam_size": 4, "model.embedding_dim": 8, "model.tie_weights": True, "model.heads": 2,
-               "model.ffn_dim": 8, "model.weights": "pretrained.safetensors", "rl.num_envs": 8}
+               "model.ffn_dim": 8, "model.weights": "pretrained.safetensors", "model.pretrained_dir": "vit",
+               "rl.num_envs": 8}
     defaults = ExperimentConfig()
     for dotted, (_, readers) in TASK_SETTINGS.items():
         if dotted not in changed:  # the other rl.* fields: only rl reads them (glue.*, mlm.*: those tasks)

@@ -29,6 +29,7 @@ from ticketlab.config.sections import (
     CHANNEL_SCORE_NAMES,
     CONV_DEPTHS,
     EARLY_BIRD_CRITERIA,
+    HF_IMAGE_MODEL,
     IMAGENET_RESNET_NAMES,
     INIT_NAMES,
     MAX_DEPTH,
@@ -50,7 +51,7 @@ from ticketlab.config.steps import check_step_unit, parse_step, step_count
 
 __all__ = [
     "CHANNEL_SCORE_NAMES", "CONV_DEPTHS", "DEFAULT_VARIANTS",
-    "EARLY_BIRD_CRITERIA", "EXPERIMENT_CHECKS", "IMAGENET_RESNET_NAMES", "INIT_NAMES",
+    "EARLY_BIRD_CRITERIA", "EXPERIMENT_CHECKS", "HF_IMAGE_MODEL", "IMAGENET_RESNET_NAMES", "INIT_NAMES",
     "MAX_DEPTH", "MAX_LR", "MAX_WIDTH", "OPTIMIZER_NAMES", "SCHEDULE_NAMES", "SCOPE_NAMES", "STRATEGY_NAMES",
     "TASK_SECTIONS", "UNIT_NAMES", "VGG_DEPTHS", "DataConfig", "ExperimentConfig", "ModelConfig",
     "PruneConfig", "TrainConfig", "check_bool", "check_choice",

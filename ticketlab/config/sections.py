@@ -29,6 +29,7 @@ KERNEL_NAMES = ("dense", "sparse", "auto")  # train.kernels: how masked Linear l
 MAX_WIDTH = 1_000_000  # hidden units, channels or embedding size: far beyond any network that fits in memory
 MAX_DEPTH = 10_000
 MAX_LR = 100.0  # larger learning rates only diverge (an LSTM with plain SGD uses 20)
+HF_IMAGE_MODEL = "hf_image"  # a Hugging Face image classifier from model.pretrained_dir (classification)
 IMAGENET_RESNET_NAMES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")  # torchvision layout
 CONV_DEPTHS = {"conv": "even (two convs per pooling block)", "vgg": "one of 11, 13, 16, 19",
                "resnet": "6n+2 with n >= 1 (20, 32, 44, 56, 110)"}
@@ -79,6 +80,9 @@ class ModelConfig:
     # a .safetensors state_dict every trial starts from (pre-trained weights: θ0, and `rewind 0it`, are these);
     # None: θ0 is drawn from the trial's seed
     weights: str | None = None
+    # hf_image: a local directory written by `save_pretrained` (any AutoModelForImageClassification); θ0 is its
+    # weights, with a head of another class count drawn from the trial seed
+    pretrained_dir: str | None = None
 
     def validate(self) -> None:
         if not (isinstance(self.init, str) and _UNIFORM_INIT.match(self.init)):  # 'uniform_<r>': U(-r, r) (lstm)
@@ -96,6 +100,12 @@ class ModelConfig:
         check_int("model.ffn_dim", self.ffn_dim, 1, MAX_WIDTH, unset_ok=True)
         if self.weights is not None and not (isinstance(self.weights, str) and self.weights.endswith(".safetensors")):
             raise ConfigError(f"model.weights {self.weights!r} must be a .safetensors file (or unset)")
+        if self.pretrained_dir is not None and not (isinstance(self.pretrained_dir, str) and self.pretrained_dir.strip()):
+            raise ConfigError(f"model.pretrained_dir {self.pretrained_dir!r} must be a local model directory or unset")
+        if (self.name == HF_IMAGE_MODEL) != (self.pretrained_dir is not None):
+            raise ConfigError(f"model.pretrained_dir {self.pretrained_dir!r} goes with model.name {HF_IMAGE_MODEL!r} "
+                              f"and only with it (model.name is {self.name!r}): name a save_pretrained directory of "
+                              "an image classifier with both, or neither")
         if self.name in IMAGENET_RESNET_NAMES and self.depth is not None:
             raise ConfigError(f"model.depth does not apply to {self.name} (its depth is in the name); leave it unset")
         family = next((family for family in CONV_DEPTHS if self.name.startswith(family)), None)

@@ -169,9 +169,10 @@ register_task("classification", TaskInfo(
     module="ticketlab.tasks.classification",
     datasets=("mnist1d", "fashion_mnist", "mnist", "cifar10", "cifar100", "svhn", "imagenet", "image_folder"),
     models=("mlp", "lenet300_100", "conv2", "conv4", "conv6", "vgg11", "vgg13", "vgg16", "vgg19",
-            "resnet20", "resnet32", "resnet56", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"),
+            "resnet20", "resnet32", "resnet56", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+            "hf_image"),
     reads=frozenset({"data.classes", "data.image_size", "data.channels", "data.augment", "data.validation_size",
-                     "data.train_size", "model.weights"}),
+                     "data.train_size", "model.weights", "model.pretrained_dir"}),
 ))
 register_task("language", TaskInfo(
     module="ticketlab.tasks.language",

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ticketlab.config import DataConfig, ExperimentConfig, TrainConfig
+from ticketlab.config import HF_IMAGE_MODEL, DataConfig, ExperimentConfig, TrainConfig
 from ticketlab.data import FOLDER_DATASETS, DataSplits, load_dataset
 from ticketlab.models import build_model, initialize, load_torchvision_weights, set_noise_seed
 from ticketlab.seeds import derive_seed
@@ -39,6 +39,10 @@ def _build_model(config: ExperimentConfig, data: DataSplits) -> nn.Module:
 
 
 def _model_for_shapes(config: ExperimentConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    if config.model.name == HF_IMAGE_MODEL:  # transformers only when asked for
+        from ticketlab.tasks.hf.vision import image_classifier_for
+
+        return image_classifier_for(config.model.pretrained_dir, input_shape, num_classes)
     return build_model(
         config.model.name, input_shape, num_classes, hidden=config.model.hidden,
         width=config.model.width, depth=config.model.depth, dropout=config.model.dropout,
@@ -69,13 +73,27 @@ def _load_experiment_data(config: ExperimentConfig):
     """The data; with `model.weights`, the file is checked against the network first (DataError in one line for
     a missing file, other names, or a head of another class count), before anything trains."""
     data = load_dataset(config.data)
-    if config.model.weights:
-        _pretrained_start(_build_model(config, data), config)
+    if config.model.weights or config.model.name == HF_IMAGE_MODEL:
+        model = _pretrained_start(_build_model(config, data), config)
+        if config.model.name == HF_IMAGE_MODEL:
+            from ticketlab.tasks.hf.vision import check_takes
+
+            check_takes(model, config.model.pretrained_dir, data.input_shape)
     return data
 
 
 def _initialize(model: nn.Module, config: ExperimentConfig, seed: int) -> nn.Module:
-    return initialize(model, config.model.init, seed)
+    """θ0 from `seed`: drawn by model.init, or, for a pre-trained network that draws its own (`draw_initial`: a
+    Hugging Face classifier), its weights with the new head drawn from `seed`."""
+    own = getattr(model, "draw_initial", None)
+    return own(seed) if own is not None else initialize(model, config.model.init, seed)
+
+
+def _reinitialize(model: nn.Module, config: ExperimentConfig, seed: int) -> nn.Module:
+    """The random reinitialization control: a network whose θ0 is pre-trained (`draw_random`) draws every weight
+    from `seed`; the others were drawn by `_initialize` already."""
+    own = getattr(model, "draw_random", None)
+    return own(seed) if own is not None else model
 
 
 def _evaluate(model: nn.Module, data, split: str) -> dict[str, float]:
@@ -174,6 +192,7 @@ TASK = Task(
     bind_run=_bind_run,
     load_experiment_data=_load_experiment_data,
     pretrained_start=_pretrained_start,
+    reinitialize=_reinitialize,
     score_losses=score_losses,
     ones_input=ones_input,
     example_inputs=first_inputs,

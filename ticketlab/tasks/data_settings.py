@@ -35,6 +35,7 @@ OPTIONAL_SETTINGS: dict[str, str] = {
     "model.heads": "translation",
     "model.ffn_dim": "translation",
     "model.weights": "classification",
+    "model.pretrained_dir": "classification",
 }
 
 

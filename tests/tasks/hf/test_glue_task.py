@@ -256,11 +256,11 @@ def test_a_saved_vit_finds_tickets_that_rewind_to_its_pretrained_weights(tmp_pat
     ticket = result.run_dir / "trial_0" / "level_01" / "iterative_reset"
     start, mask = load_tensors(ticket / "weights_init.safetensors"), load_tensors(ticket / "mask.safetensors")
     final = load_tensors(ticket / "weights_final.safetensors")
-    assert {"network.vit.layers.0.attention.q_proj.weight", "network.vit.layers.1.mlp.fc2.weight"} <= set(mask)
+    assert {"vit.layers.0.attention.q_proj.weight", "vit.layers.1.mlp.fc2.weight"} <= set(mask)
     assert all(torch.equal(start[name], pretrained[name] * mask[name].float()) for name in mask)
     assert all(torch.equal(start[name], pretrained[name]) for name in pretrained if name not in mask)
     assert all(torch.all(final[name][~keep.bool()] == 0) for name, keep in mask.items())
     reinit = load_tensors(result.run_dir / "trial_0" / "level_01" / "iterative_reinit" / "weights_init.safetensors")
-    name = "network.vit.layers.0.mlp.fc1.weight"
+    name = "vit.layers.0.mlp.fc1.weight"
     assert not torch.equal(reinit[name], start[name])  # the control draws fresh weights
     assert len(result.rows) == 4  # the dense network under each variant, and each level-1 ticket

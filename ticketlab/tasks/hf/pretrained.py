@@ -55,18 +55,25 @@ def load_tokenizer(path: Path, section: str):
                           f"{str(error).splitlines()[0]}") from None
 
 
-def load_pretrained(path: Path, auto_class: str, section: str, **overrides) -> tuple[nn.Module, frozenset[str]]:
+def load_pretrained(path: Path, auto_class: str, section: str, *, resize_head: bool = False,
+                    **overrides) -> tuple[nn.Module, frozenset[str]]:
     """(model of `auto_class` (e.g. 'AutoModelForSequenceClassification') from `path`, names of the parameters the
-    checkpoint did not hold: the new head, drawn later from the trial seed)."""
+    checkpoint did not hold: the new head, drawn later from the trial seed). `resize_head`: tensors of another
+    shape than the checkpoint's (a head of another class count, `ignore_mismatched_sizes`) are new too."""
     transformers = transformers_module()
+    setting = section if "." in section else f"{section}.model_dir"  # 'glue' or a full name ('model.pretrained_dir')
     try:
         model, info = getattr(transformers, auto_class).from_pretrained(
             str(path), local_files_only=True, output_loading_info=True, **overrides)
     except (OSError, ValueError, RuntimeError) as error:
-        raise ConfigError(f"{section}.model_dir {str(path)!r}: transformers cannot load it as {auto_class}: "
+        raise ConfigError(f"{setting} {str(path)!r}: transformers cannot load it as {auto_class}: "
                           f"{str(error).splitlines()[0]}") from None
-    if info.get("mismatched_keys"):
-        raise ConfigError(f"{section}.model_dir {str(path)!r}: tensors of another shape than the model's: "
+    mismatched = frozenset(key[0] if isinstance(key, (tuple, list)) else str(key)
+                           for key in info.get("mismatched_keys") or ())
+    if resize_head:
+        return model, frozenset(info.get("missing_keys", ())) | mismatched
+    if mismatched:
+        raise ConfigError(f"{setting} {str(path)!r}: tensors of another shape than the model's: "
                           f"{', '.join(sorted(map(str, info['mismatched_keys']))[:3])}")
     return model, frozenset(info.get("missing_keys", ()))
 
