@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import torch
 
-from benchmarks.sparse_kernels import best_times
-from ticketlab.training.population.sparse_stack import BlockDiagonalLayout
-from ticketlab.training.sparse_linear import MaskLayout
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/THIS.py` from anywhere
+from benchmarks.sparse_kernels import best_times  # noqa: E402
+from ticketlab.training.population.sparse_stack import BlockDiagonalLayout  # noqa: E402
+from ticketlab.training.sparse_linear import MaskLayout  # noqa: E402
 
 SHAPES = {"lenet 784->300": (300, 784), "lenet 300->100": (100, 300), "conv2 16384->256": (256, 16384)}
 DENSITIES = (1.0, 0.41, 0.21, 0.086, 0.036)
