@@ -20,7 +20,7 @@ if __package__ in (None, ""):  # run as a script: python tests/regression/record
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.regression.scenarios import (  # noqa: E402
-    EXPECTED_PATH, SCENARIOS, Workspace, differences, dump_expected, load_expected)
+    EXPECTED_PATH, SCENARIOS, Workspace, differences, dump_expected, load_expected, numeric_platform, platform_path)
 
 
 def record(names: list[str]) -> tuple[dict, dict]:
@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="compare with expected.json instead of writing it")
     parser.add_argument("--only", help="comma-separated scenario names (default: all)")
     parser.add_argument("--output", type=Path, help="write here instead of expected.json (e.g. to diff two runs)")
+    parser.add_argument("--platform-file", action="store_true",
+                        help="write this machine's platform file (expected-<vendor>-<isa>-<torch>.json) instead of "
+                             "expected.json: run it at a commit whose numbers are known good")
     args = parser.parse_args(argv)
     names = args.only.split(",") if args.only else [scenario.name for scenario in SCENARIOS]
     import torch
@@ -62,13 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     if failures:
         return 1
     if not args.check:
-        output = args.output or EXPECTED_PATH
+        output = args.output or (platform_path(numeric_platform()) if args.platform_file else EXPECTED_PATH)
         if args.only and args.output is None:
             print("--only records a subset: expected.json is written only for the whole table", file=sys.stderr)
             return 2
         payload = {"about": "fingerprints of tests/regression/scenarios.py; written by python -m "
                             "tests.regression.record", "recorded_with": {"torch": torch.__version__,
-                                                                         "python": platform.python_version()},
+                                                                         "python": platform.python_version(),
+                                                                         "platform": numeric_platform()},
                    "scenarios": fingerprints}
         output.write_text(dump_expected(payload))
         print(f"wrote {output} ({len(fingerprints)} scenarios, {sum(seconds.values()):.0f} s)", file=sys.stderr)

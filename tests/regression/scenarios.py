@@ -37,6 +37,7 @@ import hashlib
 import io
 import json
 import os
+import platform
 import re
 import tarfile
 from dataclasses import dataclass
@@ -441,6 +442,25 @@ def _file_differences(expected, actual) -> list[str]:
 EXPECTED_PATH = Path(__file__).with_name("expected.json")
 
 
+def numeric_platform() -> str:
+    """What decides the last bits of a float result on CPU: the processor's vendor (MKL takes other code paths on
+    AMD than on Intel), the instruction set torch dispatches to, and the torch version."""
+    import torch
+
+    vendor = platform.machine()
+    try:
+        vendor = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("vendor_id"))
+    except (OSError, StopIteration):
+        pass
+    return f"{vendor} {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}"
+
+
+def platform_path(name: str) -> Path:
+    """The expected file of a platform other than the primary one: expected-<vendor>-<isa>-<torch>.json."""
+    return EXPECTED_PATH.with_name(f"expected-{re.sub(r'[^a-z0-9.]+', '-', name.lower()).strip('-')}.json")
+
+
 def dump_expected(payload: dict) -> str:
     """expected.json's text: one line per fingerprinted file, so a diff of the file names what changed."""
     lines = ["{"]
@@ -460,5 +480,16 @@ def dump_expected(payload: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def expected_file() -> Path:
+    """The expected fingerprints for this machine: its platform's file if one was recorded (bit-exact results
+    differ between processor vendors and instruction sets), else the primary expected.json."""
+    own = platform_path(numeric_platform())
+    return own if own.is_file() else EXPECTED_PATH
+
+
 def load_expected() -> dict:
-    return json.loads(EXPECTED_PATH.read_text())["scenarios"]
+    return json.loads(expected_file().read_text())["scenarios"]
+
+
+def recorded_platform(path: Path) -> str:
+    return json.loads(path.read_text()).get("recorded_with", {}).get("platform", "the primary machine")
