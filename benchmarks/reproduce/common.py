@@ -171,11 +171,11 @@ def write_figure(out_dir: Path, rows: Sequence[Mapping[str, Any]], *, title: str
             axis.errorbar(xs, means, yerr=[low, high], marker="o", markersize=3, capsize=2, label=group,
                           color=colours[index % len(colours)], linestyle=_line_style(group))
         if log_x:
-            axis.set_xscale("log")
+            _plain_log_axis(axis, [row["x"] for row in chosen])
         if reverse_x:
             axis.invert_xaxis()
         axis.set_xlabel(chosen[0]["x_label"] if chosen else "")
-        axis.set_ylabel(metric)
+        axis.set_ylabel(metric.replace("_", " "))
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
     figure.suptitle(title, fontsize=10)
@@ -186,6 +186,22 @@ def write_figure(out_dir: Path, rows: Sequence[Mapping[str, Any]], *, title: str
     plt.close(figure)
     os.replace(temporary, path)
     return path
+
+
+def _plain_log_axis(axis, xs: Sequence[float]) -> None:
+    """A log x axis labelled 100, 50, 20, 10, 5, ... (weights remaining reads as percents, not 4x10^1)."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    axis.set_xscale("log")
+    positive = [x for x in xs if x > 0]
+    if not positive:
+        return
+    ticks = [mantissa * 10.0 ** exponent for exponent in range(-3, 4) for mantissa in (1, 2, 5)]
+    shown = [tick for tick in ticks if min(positive) / 1.5 <= tick <= max(positive) * 1.5]
+    axis.xaxis.set_major_locator(FixedLocator(shown))
+    axis.xaxis.set_minor_locator(NullLocator())
+    axis.xaxis.set_minor_formatter(NullFormatter())
+    axis.set_xticklabels([f"{tick:g}" for tick in shown])
 
 
 def _line_style(group: str) -> str:
