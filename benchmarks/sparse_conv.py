@@ -26,7 +26,7 @@ import torch
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/sparse_conv.py` from anywhere
-from benchmarks.sparse_kernels import best_times, crossover  # noqa: E402
+from benchmarks.sparse_kernels import best_times, crossover, print_crossovers  # noqa: E402
 from ticketlab.training.sparse_linear import MaskLayout, sparse_linear  # noqa: E402
 
 # label -> (in channels, out channels, image side, kernel): the 3x3 layers of the networks named
@@ -135,10 +135,7 @@ def main(argv=None) -> list[tuple[str, float, float, float]]:
             print(f"{label:>20} {density:>8.1%} {1e3 * times['dense']:>10.2f} {1e3 * times['sparse']:>10.2f} "
                   f"{1 / ratio:>7.2f}x {1e3 * times['im2col']:>10.2f} {error:>10.1e}", flush=True)
         summary.append((label, crossover(points), 1 / points[-1][1]))
-    print("\ncrossover (sparse faster below this density), and the speedup at the lowest density measured:")
-    for label, where, speedup in summary:
-        print(f"  {label:>20}: {where}; {speedup:.2f}x at {densities[-1]:.1%}")
-    print(f"load average at end {os.getloadavg()[0]:.1f}")
+    print_crossovers(summary, densities[-1], 20)
     return rows
 
 

@@ -118,9 +118,14 @@ def main() -> None:
                   f"{1 / ratio:>7.2f}x {1e6 * times['fwd']:>7.0f} {1e6 * times['grad_x']:>10.0f} "
                   f"{1e6 * times['grad_w']:>10.0f}", flush=True)
         summary.append((label, crossover(points), 1 / points[-1][1]))
+    print_crossovers(summary, DENSITIES[-1], 17)
+
+
+def print_crossovers(summary: list[tuple[str, str, float]], lowest: float, width: int) -> None:
+    """The closing lines: each layer's crossover and its speed-up at the lowest density, and the load."""
     print("\ncrossover (sparse faster below this density), and the speedup at the lowest density measured:")
     for label, where, speedup in summary:
-        print(f"  {label:>17}: {where}; {speedup:.2f}x at {DENSITIES[-1]:.1%}")
+        print(f"  {label:>{width}}: {where}; {speedup:.2f}x at {lowest:.1%}")
     print(f"load average at end {os.getloadavg()[0]:.1f}")
 
 

@@ -27,13 +27,13 @@ from ticketlab.lottery.variants import dst, variant_named
 from ticketlab.pruning import masks_from_scores
 from ticketlab.pruning.regrowth import drop_and_grow
 from ticketlab.seeds import derive_seed
-from ticketlab.lottery import planner
 from ticketlab.store import load_tensors, load_tensors_and_metadata, read_json
 from ticketlab.tasks.classification import score_losses
 from ticketlab.training.batches import batch_indices
 from ticketlab.training import engine
 from ticketlab.training.loop import TrainingInterrupted
 from independent_checks import assert_rows_match
+from tests.lottery.interrupt import kill_population_after
 
 TOTAL, EVERY, END, ALPHA = 20, 3, 15, 0.5
 UPDATES = [3, 6, 9, 12]  # ΔT, 2ΔT, ... before T_end
@@ -260,20 +260,8 @@ def test_stacked_in_a_population_they_train_as_alone_and_resume_after_a_kill(cle
 
     run_dir = tmp_path / "killed" / stacked.run_dir.name
     shutil.copytree(stacked.run_dir, run_dir)
-    for key in keys:
-        for name in ("result.json", "weights_final.safetensors", "metrics.jsonl", "mask.safetensors"):
-            (key.directory(run_dir) / name).unlink()
-    config = _config().validate()
-    ctx = ExperimentContext(config=config, run_dir=run_dir, data=tiny_data_for_module,
-                            make_model=model_factory(config, tiny_data_for_module, None))
-    original = planner.train_population
-
-    def killed_at_12(*args, **kwargs):  # checkpoints at every evaluation (5, 10), killed after step 12
-        return original(*args, **{**kwargs, "checkpoint_interval_s": 0, "stop_after_iterations": 12})
-
-    with pytest.MonkeyPatch.context() as patch, pytest.raises(TrainingInterrupted):
-        patch.setattr(planner, "train_population", killed_at_12)
-        planner.run_jobs_population(ctx, keys)
+    kill_population_after(run_dir, keys, _config(), tiny_data_for_module, 12,  # checkpoints at 5, 10
+                          delete=("result.json", "weights_final.safetensors", "metrics.jsonl", "mask.safetensors"))
     for key in keys:
         tensors, metadata = load_tensors_and_metadata(key.directory(run_dir) / "checkpoint.safetensors")
         assert metadata["step"] == "10" and {f"mask.{name}" for name in SHAPES} <= tensors.keys()

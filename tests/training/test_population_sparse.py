@@ -116,29 +116,13 @@ def test_a_population_keeps_its_members_recorded_choice_and_auto_calibrates_once
 def test_a_sparse_population_killed_after_a_checkpoint_resumes_to_the_same_bytes(runs, tmp_path, tiny_data_for_module):
     import shutil
 
-    from ticketlab.lottery import planner
-    from ticketlab.lottery.context import ExperimentContext
-    from ticketlab.lottery.experiment import model_factory
-    from ticketlab.training.loop import TrainingInterrupted
+    from tests.lottery.interrupt import kill_population_after
 
     stacked, _ = runs
     run_dir = tmp_path / stacked.run_dir.name
     shutil.copytree(stacked.run_dir, run_dir)
     keys = [JobKey(trial, 1, variant) for trial in range(2) for variant in ("iterative_reset", "random_pruning")]
-    for key in keys:
-        for name in ("result.json", "weights_final.safetensors", "metrics.jsonl"):
-            (key.directory(run_dir) / name).unlink()
-    config = _config().validate()
-    ctx = ExperimentContext(config=config, run_dir=run_dir, data=tiny_data_for_module,
-                            make_model=model_factory(config, tiny_data_for_module, None))
-    original = planner.train_population
-
-    def killed_at_25(*args, **kwargs):  # checkpoints at every evaluation (10, 20), killed after step 25
-        return original(*args, **{**kwargs, "checkpoint_interval_s": 0, "stop_after_iterations": 25})
-
-    with pytest.MonkeyPatch.context() as patch, pytest.raises(TrainingInterrupted):
-        patch.setattr(planner, "train_population", killed_at_25)
-        planner.run_jobs_population(ctx, keys)
+    kill_population_after(run_dir, keys, _config(), tiny_data_for_module, 25)  # checkpoints at 10, 20
     rerun = find_tickets(_config(), root=tmp_path, data=tiny_data_for_module, progress=False, report=False,
                          population=None)
     assert rerun.run_dir == run_dir and rerun.rows == stacked.rows
