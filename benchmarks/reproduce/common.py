@@ -25,7 +25,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 TABLE_COLUMNS = ("run", "source", "select", "group", "x", "x_label", "metric", "mean", "std", "min", "max",
                  "trials")
@@ -212,10 +212,13 @@ def _line_style(group: str) -> str:
 
 
 def finish(out_dir: Path, rows: Sequence[Mapping[str, Any]], *, title: str, note: str, started: float,
-           log_x: bool = True, reverse_x: bool = True, panels: Sequence[str] | None = None) -> Outputs:
-    """Write the table and the figure, print where they are, and return the Outputs."""
+           log_x: bool = True, reverse_x: bool = True, panels: Sequence[str] | None = None,
+           draw: Callable[[Path, Sequence[Mapping[str, Any]], str], Path] | None = None) -> Outputs:
+    """Write the table and the figure (`draw(out_dir, rows, title)` where a result is not curves against
+    sparsity), print where they are, and return the Outputs."""
     csv_path, md_path = write_table(out_dir, rows, title=title, note=note)
-    figure = write_figure(out_dir, rows, title=title, log_x=log_x, reverse_x=reverse_x, panels=panels)
+    figure = (draw(out_dir, rows, title) if draw is not None else
+              write_figure(out_dir, rows, title=title, log_x=log_x, reverse_x=reverse_x, panels=panels))
     wall = time.time() - started
     print(f"{title}: {md_path} and {figure} ({wall:.0f} s)")
     return Outputs(out_dir, csv_path, md_path, figure, wall)

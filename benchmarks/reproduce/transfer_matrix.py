@@ -74,7 +74,61 @@ def main(argv: Sequence[str] | None = None) -> common.Outputs:
                          + (" (quick)" * args.quick),
                          note="Morcos et al. 2019: transferred tickets vs the target's own (target_found), random "
                               "tickets and the dense target; rows with target == source_data are the target's own.",
-                         started=started)
+                         started=started, draw=draw_matrix)
+
+
+def _fields(row) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in row["select"].split("&"))
+
+
+def draw_matrix(out_dir, rows, title: str):
+    """figure.png: one matrix per level transferred, a row per target and a column per ticket source (the diagonal:
+    the target's own ticket), then the target's random ticket and dense network; each cell the mean early-stop
+    test accuracy, coloured by its difference from the target's random ticket."""
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    cells = {}
+    for row in rows:
+        fields = _fields(row)
+        cells[(fields["source_data"], fields["target"], fields["variant"], int(fields["level"]))] = 100 * row["mean"]
+    targets = list(dict.fromkeys(target for _, target, _, _ in cells))
+    levels = sorted({level for _, _, _, level in cells if level > 0})
+    columns = [*targets, "random ticket", "dense"]
+    figure, axes = plt.subplots(1, len(levels), figsize=(6.2 * len(levels), 0.6 * len(targets) + 2.4), squeeze=False)
+    for axis, level in zip(axes[0], levels):
+        values, deltas = [], []
+        for target in targets:
+            random = next((value for (_, tgt, variant, lvl), value in cells.items()
+                           if tgt == target and variant == "random_ticket" and lvl == level), float("nan"))
+            line = [cells.get((source, target, "target_found" if source == target else "transferred", level),
+                              float("nan")) for source in targets]
+            line += [random, cells.get((target, target, "dense", 0), float("nan"))]
+            values.append(line)
+            deltas.append([value - random for value in line])
+        image = axis.imshow(deltas, cmap="RdBu", vmin=-1.2, vmax=1.2)
+        for i, line in enumerate(values):
+            for j, value in enumerate(line):
+                axis.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
+                          fontweight="bold" if i == j else "normal")
+        axis.set_xticks(range(len(columns)), [f"from {name}" if name in targets else name for name in columns],
+                        rotation=30, ha="right", fontsize=8)
+        axis.set_yticks(range(len(targets)), [f"target {name}" for name in targets], fontsize=8)
+        remaining = next((row["x"] for row in rows if _fields(row)["level"] == str(level)), None)
+        axis.set_title(f"level {level}" + (f" ({remaining:.1f}% of weights)" if remaining else ""), fontsize=9)
+        figure.colorbar(image, ax=axis, shrink=0.8, label="points above the random ticket")
+    figure.suptitle(f"{title}: early-stop test accuracy (%), the target's own ticket on the diagonal", fontsize=10)
+    figure.tight_layout()
+    path = out_dir / "figure.png"
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    figure.savefig(temporary, dpi=120, format="png")
+    plt.close(figure)
+    os.replace(temporary, path)
+    return path
 
 
 if __name__ == "__main__":
