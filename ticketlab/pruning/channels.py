@@ -8,97 +8,35 @@ channel mask zeroes the whole group, and also masks the producer's bias and the 
 removed channel, so the channel outputs exactly zero and a physically smaller network computes the same
 function (see `ticketlab.export.compact`).
 
-Groups are derived from the module structure, not traced through a graph library: chains of Linear/Conv layers
-(with optional BatchNorm) as in the MLPs, Conv-2/4/6 and VGG, and ResNets' basic blocks, where only the block's
-inner channels (conv1's outputs, bn1, conv2's inputs) are pruned. The channels of the residual stream are shared
-by the stem, every block's conv2 and shortcut of a stage and the next stage's inputs; keeping them whole is the
-choice of Li et al. (2017), "Pruning Filters for Efficient ConvNets", for CIFAR ResNets, and removes nothing that
-a residual addition would need.
+The groups themselves (which layers, which ResNet channels) are `ticketlab.pruning.channel_groups`.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ticketlab.errors import ConfigError
+from ticketlab.pruning.channel_groups import ChannelGroup, channel_groups, param_name
 from ticketlab.pruning.masks import masks_from_scores, next_keep_counts
 from ticketlab.pruning.scores import SCORES, ScoreInputs, get_score
 
-_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-
-
-@dataclass(frozen=True)
-class ChannelGroup:
-    """The channels of one layer's output: `producer` writes them (axis 0), `norm` (optional) normalizes them,
-    `consumer` reads them (axis 1, `repeat` consecutive input features per channel)."""
-
-    producer: str  # module name, e.g. "features.0"
-    size: int  # channels in the dense network
-    norm: str | None
-    consumer: str
-    repeat: int
-
-    @property
-    def name(self) -> str:
-        """The group's key in plans and layer_rates: the producer's weight name."""
-        return f"{self.producer}.weight" if self.producer else "weight"
-
-
-def _param(module_name: str, name: str) -> str:
-    return f"{module_name}.{name}" if module_name else name
-
-
-def channel_groups(model: nn.Module) -> list[ChannelGroup]:
-    """The prunable channel groups of `model`, in module order; ConfigError for structures we cannot prune."""
-    from ticketlab.models.resnet import BasicBlock, ResNet
-
-    if isinstance(model, ResNet):
-        groups = []
-        for name, module in model.named_modules():
-            if isinstance(module, BasicBlock):
-                groups.append(ChannelGroup(_param(name, "conv1"), module.conv1.out_channels, _param(name, "bn1"),
-                                           _param(name, "conv2"), 1))
-        return groups
-    from ticketlab.models.conv import ConvNet
-    from ticketlab.models.mlp import MLP
-    from ticketlab.models.vgg import VGG
-
-    if not isinstance(model, (MLP, ConvNet, VGG, nn.Sequential)):
-        raise ConfigError(f"prune.unit 'channel' supports the built-in MLPs, conv, VGG and ResNet models and "
-                          f"nn.Sequential chains, not {type(model).__name__}")
-    layers = [(name, module) for name, module in model.named_modules() if isinstance(module, _LAYER_TYPES)]
-    norms = [(name, module) for name, module in model.named_modules() if isinstance(module, _NORM_TYPES)]
-    order = {name: index for index, (name, _) in enumerate(model.named_modules())}
-    groups = []
-    for (name, layer), (next_name, next_layer) in zip(layers[:-1], layers[1:]):
-        channels = layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
-        fan_in = next_layer.in_features if isinstance(next_layer, nn.Linear) else next_layer.in_channels
-        if fan_in % channels or (not isinstance(next_layer, nn.Linear) and fan_in != channels):
-            raise ConfigError(f"prune.unit 'channel': {next_name} reads {fan_in} features, not a multiple of the "
-                              f"{channels} channels of {name}")
-        between = [norm_name for norm_name, norm in norms if order[name] < order[norm_name] < order[next_name]]
-        groups.append(ChannelGroup(name, channels, between[0] if between else None, next_name, fan_in // channels))
-    return groups
 
 
 def group_tensors(model: nn.Module, group: ChannelGroup) -> list[str]:
     """Parameter names masked along axis 0 with the group's channels: producer weight and bias, norm scale/shift."""
     modules = dict(model.named_modules())
-    names = [_param(group.producer, "weight")]
+    names = [param_name(group.producer, "weight")]
     if modules[group.producer].bias is not None:
-        names.append(_param(group.producer, "bias"))
+        names.append(param_name(group.producer, "bias"))
     if group.norm is not None and modules[group.norm].affine:
-        names += [_param(group.norm, "weight"), _param(group.norm, "bias")]
+        names += [param_name(group.norm, "weight"), param_name(group.norm, "bias")]
     return names
 
 
 def alive_channels(masks: dict[str, torch.Tensor], group: ChannelGroup) -> torch.Tensor:
     """Bool [size]: channels with any unpruned weight in the producer's rows."""
-    weight_mask = masks[_param(group.producer, "weight")]
+    weight_mask = masks[param_name(group.producer, "weight")]
     return weight_mask.reshape(weight_mask.shape[0], -1).sum(dim=1) > 0
 
 
@@ -140,7 +78,7 @@ def channel_masks(
         for name in group_tensors(model, group):
             mask = masks.setdefault(name, torch.ones_like(parameters[name], dtype=torch.float32))
             mask[removed] = 0.0
-        consumer = _param(group.consumer, "weight")
+        consumer = param_name(group.consumer, "weight")
         columns = removed.repeat_interleave(group.repeat)
         masks[consumer][:, columns] = 0.0
     return masks
