@@ -150,8 +150,10 @@ def write_table(out_dir: Path, rows: Sequence[Mapping[str, Any]], *, title: str,
 
 
 def write_figure(out_dir: Path, rows: Sequence[Mapping[str, Any]], *, title: str, log_x: bool = False,
-                 reverse_x: bool = False, panels: Sequence[str] | None = None) -> Path:
-    """figure.png: for each metric (a panel each, or only `panels`), mean against x per group, bars min..max."""
+                 reverse_x: bool = False, panels: Sequence[str] | None = None,
+                 y_labels: Mapping[str, str] | None = None) -> Path:
+    """figure.png: for each metric (a panel each, or only `panels`), mean against x per group, bars min..max;
+    `y_labels` names what a metric column holds (default: the column's name)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -175,7 +177,7 @@ def write_figure(out_dir: Path, rows: Sequence[Mapping[str, Any]], *, title: str
         if reverse_x:
             axis.invert_xaxis()
         axis.set_xlabel(chosen[0]["x_label"] if chosen else "")
-        axis.set_ylabel(metric.replace("_", " "))
+        axis.set_ylabel((y_labels or {}).get(metric, metric.replace("_", " ")))
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
     figure.suptitle(title, fontsize=10)
@@ -213,12 +215,14 @@ def _line_style(group: str) -> str:
 
 def finish(out_dir: Path, rows: Sequence[Mapping[str, Any]], *, title: str, note: str, started: float,
            log_x: bool = True, reverse_x: bool = True, panels: Sequence[str] | None = None,
-           draw: Callable[[Path, Sequence[Mapping[str, Any]], str], Path] | None = None) -> Outputs:
+           draw: Callable[[Path, Sequence[Mapping[str, Any]], str], Path] | None = None,
+           y_labels: Mapping[str, str] | None = None) -> Outputs:
     """Write the table and the figure (`draw(out_dir, rows, title)` where a result is not curves against
     sparsity), print where they are, and return the Outputs."""
     csv_path, md_path = write_table(out_dir, rows, title=title, note=note)
     figure = (draw(out_dir, rows, title) if draw is not None else
-              write_figure(out_dir, rows, title=title, log_x=log_x, reverse_x=reverse_x, panels=panels))
+              write_figure(out_dir, rows, title=title, log_x=log_x, reverse_x=reverse_x, panels=panels,
+                           y_labels=y_labels))
     wall = time.time() - started
     print(f"{title}: {md_path} and {figure} ({wall:.0f} s)")
     return Outputs(out_dir, csv_path, md_path, figure, wall)

@@ -60,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> common.Outputs:
                          + (" (quick)" * args.quick),
                          note="Yu et al. 2019, Figure 3: test bits per character (lower is better) of tickets "
                               "with late rewinding vs reinitialized tickets and random pruning.",
-                         started=started)
+                         started=started,
+                         y_labels={"early_stop_test_metric": "test bits per character at early stop (lower is better)"})
 
 
 if __name__ == "__main__":
