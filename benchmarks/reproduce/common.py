@@ -181,6 +181,13 @@ def write_figure(out_dir: Path, rows: Sequence[Mapping[str, Any]], *, title: str
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
     figure.suptitle(title, fontsize=10)
+    return save_figure(figure, out_dir)
+
+
+def save_figure(figure, out_dir: Path) -> Path:
+    """OUT/figure.png written whole (a temporary file renamed over it, so a kill never leaves half a PNG)."""
+    from matplotlib import pyplot as plt
+
     figure.tight_layout()
     path = out_dir / "figure.png"
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")

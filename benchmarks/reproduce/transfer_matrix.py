@@ -85,8 +85,6 @@ def draw_matrix(out_dir, rows, title: str):
     """figure.png: one matrix per level transferred, a row per target and a column per ticket source (the diagonal:
     the target's own ticket), then the target's random ticket and dense network; each cell the mean early-stop
     test accuracy, coloured by its difference from the target's random ticket."""
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -122,13 +120,7 @@ def draw_matrix(out_dir, rows, title: str):
         axis.set_title(f"level {level}" + (f" ({remaining:.1f}% of weights)" if remaining else ""), fontsize=9)
         figure.colorbar(image, ax=axis, shrink=0.8, label="points above the random ticket")
     figure.suptitle(f"{title}: early-stop test accuracy (%), the target's own ticket on the diagonal", fontsize=10)
-    figure.tight_layout()
-    path = out_dir / "figure.png"
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    figure.savefig(temporary, dpi=120, format="png")
-    plt.close(figure)
-    os.replace(temporary, path)
-    return path
+    return common.save_figure(figure, out_dir)
 
 
 if __name__ == "__main__":
