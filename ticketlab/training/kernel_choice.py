@@ -39,10 +39,7 @@ def sparse_layer_names(model: nn.Module, masks: dict[str, torch.Tensor], kernels
     kernels.json."""
     if kernels == "dense":
         return []
-    device = next(iter(masks.values())).device if masks else torch.device("cpu")
-    if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"train.kernels {kernels!r} needs a CPU or CUDA device (torch has no sparse CSR kernels on "
-                          f"{device.type}); use train.kernels dense there")
+    _check_device(kernels, masks)
     recorded = _recorded_choice(job_dir, kernels)
     if recorded is not None:
         return recorded
@@ -54,6 +51,14 @@ def sparse_layer_names(model: nn.Module, masks: dict[str, torch.Tensor], kernels
     if job_dir is not None:
         write_json(job_dir / CHOICE_FILE, {"kernels": kernels, "sparse_layers": candidates})
     return candidates
+
+
+def _check_device(kernels: str, masks: dict[str, torch.Tensor]) -> None:
+    """ConfigError unless the masks (the tensors the kernels run on) are on a device with sparse CSR kernels."""
+    device = next(iter(masks.values())).device if masks else torch.device("cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"train.kernels {kernels!r} needs a CPU or CUDA device (torch has no sparse CSR kernels on "
+                          f"{device.type}); use train.kernels dense there")
 
 
 def _recorded_choice(job_dir: Path | None, kernels: str) -> list[str] | None:
@@ -79,10 +84,7 @@ def population_sparse_layer_names(model: nn.Module, masks: torch.Tensor | dict, 
     kernels.json hold the choice; a population whose members recorded one choice resumes with it."""
     if kernels == "dense":
         return []
-    device = next(iter(stacked_masks.values())).device if stacked_masks else torch.device("cpu")
-    if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"train.kernels {kernels!r} needs a CPU or CUDA device (torch has no sparse CSR kernels on "
-                          f"{device.type}); use train.kernels dense there")
+    _check_device(kernels, stacked_masks)
     recorded = [_recorded_choice(job_dir, kernels) for job_dir in job_dirs]
     known = [choice for choice in recorded if choice is not None]
     if known and all(choice == known[0] for choice in known):

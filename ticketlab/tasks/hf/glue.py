@@ -19,6 +19,7 @@ from ticketlab.tasks.hf.pretrained import (
     load_pretrained,
     load_tokenizer,
     model_directory,
+    saved_num_labels,
     seeded,
 )
 from ticketlab.tasks.hf.record import bind_inputs
@@ -36,7 +37,7 @@ def check_head(path, task: str) -> None:
     architectures = saved.get("architectures") or []
     if not any(name.endswith("ForSequenceClassification") for name in architectures):
         return  # a pre-trained encoder (or MLM) checkpoint: the head is new
-    labels = saved.get("num_labels") or len(saved.get("id2label") or {}) or 2
+    labels = saved_num_labels(saved) or 2
     wanted = GLUE_LAYOUTS[task].num_labels
     if labels != wanted:
         raise ConfigError(f"glue.model_dir {str(path)!r} holds a {architectures[0]} with {labels} labels; GLUE task "
@@ -68,7 +69,8 @@ def build_glue_model(config: ExperimentConfig, data) -> nn.Module:
     path = model_directory(config.glue, "glue")
     check_head(path, config.data.name)
     with seeded(0):  # transformers draws the new head from the global generator; `initialize` redraws it anyway
-        model, new = load_pretrained(path, "AutoModelForSequenceClassification", "glue", num_labels=data.num_labels)
+        model, new = load_pretrained(path, "AutoModelForSequenceClassification", "glue.model_dir",
+                                      num_labels=data.num_labels)
     setattr(model, GROUPS_ATTRIBUTE, config.glue.groups())
     setattr(model, NEW_PARAMETERS, new)
     return model

@@ -47,7 +47,7 @@ def bind_mlm_run(data, run_dir):
 def build_mlm_model(config: ExperimentConfig, data) -> nn.Module:
     path = model_directory(config.mlm, "mlm")
     with seeded(0):
-        model, new = load_pretrained(path, "AutoModelForMaskedLM", "mlm")
+        model, new = load_pretrained(path, "AutoModelForMaskedLM", "mlm.model_dir")
     if model.get_input_embeddings().num_embeddings < data.vocab_size:
         raise ConfigError(f"mlm.model_dir {str(path)!r}: the model's {model.get_input_embeddings().num_embeddings} "
                           f"token embeddings are fewer than its tokenizer's {data.vocab_size} tokens")

@@ -31,19 +31,31 @@ def model_directory(settings, section: str) -> Path:
     """The settings' model directory, checked to hold a model (config.json with a model_type); ConfigError else."""
     if settings.model_dir is None:
         raise ConfigError(f"{section}.model_dir is unset: name a local directory written by save_pretrained")
-    path = Path(settings.model_dir).expanduser()
+    return checked_model_directory(settings.model_dir, f"{section}.model_dir")
+
+
+def checked_model_directory(path: str | Path, setting: str) -> Path:
+    """`path` (the value of `setting`, for messages), checked to hold a Hugging Face model: a config.json that names
+    a model_type; ConfigError in one line else."""
+    path = Path(path).expanduser()
     config_file = path / "config.json"
     if not config_file.is_file():
-        raise ConfigError(f"{section}.model_dir {str(path)!r} holds no Hugging Face model (no config.json): name a "
+        raise ConfigError(f"{setting} {str(path)!r} holds no Hugging Face model (no config.json): name a "
                           "directory written by save_pretrained")
     try:
         model_type = json.loads(config_file.read_text()).get("model_type")
     except (OSError, ValueError, AttributeError):
         model_type = None
     if not model_type:
-        raise ConfigError(f"{section}.model_dir {str(path)!r} holds no Hugging Face model (its config.json names no "
+        raise ConfigError(f"{setting} {str(path)!r} holds no Hugging Face model (its config.json names no "
                           "model_type)")
     return path
+
+
+def saved_num_labels(saved: dict) -> int | None:
+    """The number of labels of the head a saved config.json (`saved`, parsed) describes: its num_labels or the size
+    of its id2label; None if it states neither."""
+    return saved.get("num_labels") or len(saved.get("id2label") or {}) or None
 
 
 def load_tokenizer(path: Path, section: str):
@@ -55,13 +67,13 @@ def load_tokenizer(path: Path, section: str):
                           f"{str(error).splitlines()[0]}") from None
 
 
-def load_pretrained(path: Path, auto_class: str, section: str, *, resize_head: bool = False,
+def load_pretrained(path: Path, auto_class: str, setting: str, *, resize_head: bool = False,
                     **overrides) -> tuple[nn.Module, frozenset[str]]:
     """(model of `auto_class` (e.g. 'AutoModelForSequenceClassification') from `path`, names of the parameters the
-    checkpoint did not hold: the new head, drawn later from the trial seed). `resize_head`: tensors of another
-    shape than the checkpoint's (a head of another class count, `ignore_mismatched_sizes`) are new too."""
+    checkpoint did not hold: the new head, drawn later from the trial seed); `setting` names the path in messages.
+    `resize_head`: tensors of another shape than the checkpoint's (a head of another class count,
+    `ignore_mismatched_sizes`) are new too."""
     transformers = transformers_module()
-    setting = section if "." in section else f"{section}.model_dir"  # 'glue' or a full name ('model.pretrained_dir')
     try:
         model, info = getattr(transformers, auto_class).from_pretrained(
             str(path), local_files_only=True, output_loading_info=True, **overrides)

@@ -15,9 +15,16 @@ import torch
 from torch import nn
 
 from ticketlab.errors import ConfigError
-from ticketlab.tasks.hf.pretrained import initialize_new_head, load_pretrained, reinitialize, seeded
+from ticketlab.tasks.hf.pretrained import (
+    checked_model_directory,
+    initialize_new_head,
+    load_pretrained,
+    reinitialize,
+    saved_num_labels,
+    seeded,
+)
 
-SECTION = "model.pretrained_dir"
+SETTING = "model.pretrained_dir"
 
 
 class ImageClassifier(nn.Module):
@@ -33,12 +40,12 @@ class ImageClassifier(nn.Module):
 
     def __init__(self, path: str | Path, num_labels: int | None = None) -> None:
         super().__init__()
-        path = _model_directory(path)
+        path = checked_model_directory(path, SETTING)
         overrides = {}
-        if num_labels is not None and num_labels != _saved_labels(path):
+        if num_labels is not None and num_labels != saved_num_labels(json.loads((path / "config.json").read_text())):
             overrides = {"num_labels": num_labels, "ignore_mismatched_sizes": True}
         with seeded(0):  # transformers draws a new head from the global generator; `draw_initial` redraws it
-            network, self.new_parameters = load_pretrained(path, "AutoModelForImageClassification", SECTION,
+            network, self.new_parameters = load_pretrained(path, "AutoModelForImageClassification", SETTING,
                                                            resize_head=bool(overrides), **overrides)
         object.__setattr__(self, "network", network)  # not a submodule: its children are ours, under their names
         for name, child in network.named_children():
@@ -68,7 +75,7 @@ def image_classifier_for(path: str, input_shape: tuple[int, ...], num_classes: i
     wanted = model.image_shape
     if len(input_shape) != 3 or (wanted is not None and tuple(input_shape) != wanted):
         shown = "x".join(map(str, wanted)) if wanted else "[C, H, W]"
-        raise ConfigError(f"{SECTION} {path!r} takes {shown} images, the data gives inputs of shape "
+        raise ConfigError(f"{SETTING} {path!r} takes {shown} images, the data gives inputs of shape "
                           f"{'x'.join(map(str, input_shape))}: set data.image_size and data.channels to match")
     return model
 
@@ -80,25 +87,9 @@ def check_takes(model: ImageClassifier, path: str, input_shape: tuple[int, ...])
         with torch.no_grad(), seeded(0):
             model.eval()(torch.zeros(1, *input_shape))
     except (RuntimeError, ValueError) as error:
-        raise ConfigError(f"{SECTION} {path!r} cannot take inputs of shape {'x'.join(map(str, input_shape))}: "
+        raise ConfigError(f"{SETTING} {path!r} cannot take inputs of shape {'x'.join(map(str, input_shape))}: "
                           f"{str(error).splitlines()[0]}") from None
     model.train()
-
-
-def _model_directory(path: str | Path) -> Path:
-    path = Path(path).expanduser()
-    if not (path / "config.json").is_file():
-        raise ConfigError(f"{SECTION} {str(path)!r} holds no Hugging Face model (no config.json): name a directory "
-                          "written by save_pretrained")
-    return path
-
-
-def _saved_labels(path: Path) -> int | None:
-    try:
-        saved = json.loads((path / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return saved.get("num_labels") or len(saved.get("id2label") or {}) or None
 
 
 def _image_shape(config) -> tuple[int, int, int] | None:
