@@ -102,10 +102,12 @@ class ModelConfig:
             raise ConfigError(f"model.weights {self.weights!r} must be a .safetensors file (or unset)")
         if self.pretrained_dir is not None and not (isinstance(self.pretrained_dir, str) and self.pretrained_dir.strip()):
             raise ConfigError(f"model.pretrained_dir {self.pretrained_dir!r} must be a local model directory or unset")
-        if (self.name == HF_IMAGE_MODEL) != (self.pretrained_dir is not None):
+        if self.name == HF_IMAGE_MODEL and self.pretrained_dir is None:
+            raise ConfigError(f"model.pretrained_dir is unset; it goes with model.name {HF_IMAGE_MODEL!r}: name the "
+                              "local directory save_pretrained wrote (an AutoModelForImageClassification)")
+        if self.name != HF_IMAGE_MODEL and self.pretrained_dir is not None:
             raise ConfigError(f"model.pretrained_dir {self.pretrained_dir!r} goes with model.name {HF_IMAGE_MODEL!r} "
-                              f"and only with it (model.name is {self.name!r}): name a save_pretrained directory of "
-                              "an image classifier with both, or neither")
+                              f"only, not {self.name!r}: add --model.name {HF_IMAGE_MODEL}, or leave it unset")
         if self.name in IMAGENET_RESNET_NAMES and self.depth is not None:
             raise ConfigError(f"model.depth does not apply to {self.name} (its depth is in the name); leave it unset")
         family = next((family for family in CONV_DEPTHS if self.name.startswith(family)), None)
