@@ -28,3 +28,15 @@ def test_sparse_convolution_agrees_with_conv2d_and_the_quick_table_prints(tmp_pa
     rows = [row for row in map(str.split, done.stdout.splitlines()) if row[:1] == ["resnet20"] and len(row) == 9]
     assert len(rows) == 2
     assert all(float(row[-1]) < 1e-5 for row in rows), done.stdout  # relative difference from F.conv2d
+
+
+def test_the_compact_channel_benchmark_runs_quick_from_another_directory(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "channel_compact_speed.py"), "--quick"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("# python benchmarks/channel_compact_speed.py --quick")
+    levels = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ") and "level" not in line
+              and line.count("|") == 10]
+    assert len(levels) == 3
+    assert all(row[5].strip() == row[6].strip() for row in levels)  # the same early-stop iteration on both kernels

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from ticketlab.errors import ConfigError
-from ticketlab.export.compact import channel_counts, compact_model, removable_channels, shrink_to
+from ticketlab.pruning.compact import channel_counts, compact_model, removable_channels, shrink_to
 from ticketlab.export.cost import model_cost
 from ticketlab.export.sparse import sparse_model
 from ticketlab.models import build_model, initialize

@@ -107,7 +107,7 @@ def test_bad_kernels_value_is_one_line(capsys, tmp_path):
     for flag in ("--train.kernels", "--kernels"):
         assert main(["find", flag, "fast", "--root", str(tmp_path)]) == 2
         lines = capsys.readouterr().err.strip().splitlines()
-        assert lines == ["ticketlab: error: unknown train.kernels 'fast'; allowed: dense, sparse, auto"]
+        assert lines == ["ticketlab: error: unknown train.kernels 'fast'; allowed: dense, sparse, auto, compact"]
     assert not any(tmp_path.iterdir())
 
 

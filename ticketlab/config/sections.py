@@ -24,7 +24,7 @@ UNIT_NAMES = ("weight", "channel")  # prune.unit: single weights, or whole chann
 CHANNEL_SCORE_NAMES = ("l1", "bn_scale")  # prune.channel_score under prune.unit channel
 EARLY_BIRD_CRITERIA = ("weights", "channels")
 DENSITY_NAMES = ("uniform", "er", "erk")  # prune.densities: layer density distributions (ticketlab.pruning.densities)
-KERNEL_NAMES = ("dense", "sparse", "auto")  # train.kernels: how masked Linear layers multiply
+KERNEL_NAMES = ("dense", "sparse", "auto", "compact")  # train.kernels: how masked layers multiply
 
 MAX_WIDTH = 1_000_000  # hidden units, channels or embedding size: far beyond any network that fits in memory
 MAX_DEPTH = 10_000
@@ -185,7 +185,8 @@ class TrainConfig:
     label_smoothing: float = 0.0  # translation: label-smoothed cross-entropy (the Transformer's 0.1)
     beam_size: int = 1  # translation: beam width of the test decoding behind BLEU (1: greedy)
     # masked Linear layers: 'dense' matmuls on the masked weights; 'sparse' CSR kernels over the kept weights
-    # (same results up to rounding); 'auto' sparse for the layers where a cached per-machine calibration says it wins
+    # (same results up to rounding); 'auto' sparse for the layers where a cached per-machine calibration says it wins;
+    # 'compact' jobs whose mask removes whole channels (prune.unit channel) train as the smaller network
     kernels: str = "dense"
 
     def validate(self) -> None:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ticketlab.errors import ConfigError, TicketlabError
-from ticketlab.export.compact import channel_counts, compact_model, shrink_to
+from ticketlab.pruning.compact import channel_counts, compact_model, shrink_to
 from ticketlab.export.cost import model_cost
 from ticketlab.export.prune_convention import load_prune_convention, prune_convention_tensors
 from ticketlab.export.sparse import check_bsr_blocksize, dense_state_from_sparse, sparse_model, sparse_tensors

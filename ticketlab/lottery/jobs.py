@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ticketlab.errors import ConfigError, TrainingDiverged
+from ticketlab.lottery.compact_training import train_as_compact
 from ticketlab.lottery.context import ExperimentContext, is_done, read_result
 from ticketlab.lottery.graph import plan_graph
 from ticketlab.lottery.integrity import seal_result
@@ -157,7 +158,8 @@ def run_job(ctx: ExperimentContext, key: JobKey, on_progress: Callable[[int], No
 
         announce_job(ctx.group, start, key)
         extra["group"] = ctx.group
-    result = ctx.task.train(
+    result = train_as_compact(
+        ctx.task.train,
         start.model.to(ctx.device),
         ctx.data,
         variant.train_config(ctx, key),

@@ -112,9 +112,12 @@ def stacks_jobs(ctx: ExperimentContext, model: nn.Module, population: int | None
 
 def _kernels_stack(ctx: ExperimentContext, model: nn.Module) -> bool:
     """Whether jobs on `train.kernels` stack: dense kernels always; sparse ones in the classifier populations of
-    Linear/ReLU stacks (one block-diagonal product for all members), not in conv nets or a task's own trainer."""
+    Linear/ReLU stacks (one block-diagonal product for all members), not in conv nets or a task's own trainer;
+    compact networks (their widths differ per job) never."""
     if ctx.config.train.kernels == "dense":
         return True
+    if ctx.config.train.kernels == "compact":
+        return False
     from ticketlab.training.population.stackable import mlp_linears
 
     return ctx.task.train_population is None and mlp_linears(model) is not None
@@ -125,7 +128,10 @@ def notify_unstacked(ctx: ExperimentContext, model: nn.Module, population: int |
     if population == 1:
         return
     name = type(model).__name__
-    if not _kernels_stack(ctx, model) and ctx.task.stackable(model, ctx.device, population):
+    if ctx.config.train.kernels == "compact" and ctx.task.stackable(model, ctx.device, population):
+        print(f"ticketlab: train.kernels 'compact' trains each job as its own smaller network: training {name}'s "
+              "jobs one at a time", file=sys.stderr)
+    elif not _kernels_stack(ctx, model) and ctx.task.stackable(model, ctx.device, population):
         print(f"ticketlab: train.kernels {ctx.config.train.kernels!r} stacks Linear/ReLU networks only: training "
               f"{name}'s jobs one at a time", file=sys.stderr)
     elif (ctx.config.train.clip_grad_norm is not None and ctx.task.train_population is None

@@ -6,7 +6,7 @@ consuming layer's input columns (a Linear after a Flatten reads `repeat` consecu
 Masks stay weight-shaped (the training loop, the populations and the run directory need nothing new); a
 channel mask zeroes the whole group, and also masks the producer's bias and the BatchNorm scale and shift of a
 removed channel, so the channel outputs exactly zero and a physically smaller network computes the same
-function (see `ticketlab.export.compact`).
+function (see `ticketlab.pruning.compact`).
 
 The groups themselves (which layers, which ResNet channels) are `ticketlab.pruning.channel_groups`.
 """

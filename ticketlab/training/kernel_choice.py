@@ -35,9 +35,9 @@ CALIBRATION_SECONDS = 0.01  # per round and kernel: enough calls to time a layer
 def sparse_layer_names(model: nn.Module, masks: dict[str, torch.Tensor], kernels: str, batch_size: int,
                        job_dir: Path | None = None, cache_root: Path | None = None) -> list[str]:
     """The module names of `model`'s masked nn.Linear layers that run on sparse kernels under `kernels`
-    ('dense', 'sparse' or 'auto'); with `job_dir`, the choice is read from (resume) or written to its
-    kernels.json."""
-    if kernels == "dense":
+    ('dense', 'sparse' or 'auto'; 'compact' shrinks the network instead: `ticketlab.lottery.compact_training`);
+    with `job_dir`, the choice is read from (resume) or written to its kernels.json."""
+    if kernels in ("dense", "compact"):
         return []
     _check_device(kernels, masks)
     recorded = _recorded_choice(job_dir, kernels)
@@ -82,7 +82,7 @@ def population_sparse_layer_names(model: nn.Module, masks: torch.Tensor | dict, 
     run on block-diagonal sparse kernels (`population.sparse_stack`). `masks`: one member's mask names;
     `stacked_masks`: name -> the stack's [K, out, in] masks (their density and K decide 'auto'). The members'
     kernels.json hold the choice; a population whose members recorded one choice resumes with it."""
-    if kernels == "dense":
+    if kernels in ("dense", "compact"):
         return []
     _check_device(kernels, stacked_masks)
     recorded = [_recorded_choice(job_dir, kernels) for job_dir in job_dirs]

@@ -1,10 +1,11 @@
-"""Compact export: a physically smaller network (fewer channels / neurons) computing the masked network's outputs.
+"""The compact network: a physically smaller network (fewer channels / neurons) computing the masked network's outputs.
 
 A channel of a group (see `ticketlab.pruning.channels`) can be removed without changing any output when it is
 *dead* (it outputs exactly zero: its BatchNorm scale and shift are zero, or, without a BatchNorm, its producer row
 and bias are zero) or *unread* (the consumer's input columns for it are all zero). Structured tickets
 (prune.unit channel) remove whole groups this way; an unstructured ticket loses only the channels that happen to
-be dead or unread. Evaluation-mode outputs are the same up to float summation order.
+be dead or unread. Evaluation-mode outputs are the same up to float summation order. The compact export
+(`ticketlab.export`) writes this network; channel-pruned jobs train as it (`ticketlab.lottery.compact_training`).
 """
 
 from __future__ import annotations
