@@ -39,7 +39,8 @@ FRACTIONS = (1.0, 0.51, 0.26, 0.13, 0.069)
 
 
 def channel_pruned(name: str, shape, fraction: float, seed: int = 0, **kwargs):
-    """`name` with a random `fraction` of its channels kept (the rest masked to 0), and its masks."""
+    """`name` with a random `fraction` of its channels kept (the rest masked to 0), its masks and the kept channels
+    per group."""
     model = initialize(build_model(name, shape, 10, **kwargs), "kaiming_normal", seed)
     groups = channel_groups(model)
     total = sum(group.size for group in groups)
@@ -49,7 +50,7 @@ def channel_pruned(name: str, shape, fraction: float, seed: int = 0, **kwargs):
         for parameter_name, parameter in model.named_parameters():
             if parameter_name in masks:
                 parameter.mul_(masks[parameter_name])
-    return model, masks
+    return model, masks, kept
 
 
 def step_seconds(models: dict, inputs, labels, rounds: int, steps: int) -> dict[str, float]:
@@ -75,7 +76,7 @@ def step_table(networks, fractions, rounds: int, steps: int, batch: int) -> list
         inputs = torch.randn(batch, *shape, generator=generator)
         labels = torch.randint(0, 10, (batch,), generator=generator)
         for fraction in fractions:
-            model, masks = channel_pruned(name, shape, fraction, **kwargs)
+            model, masks, _ = channel_pruned(name, shape, fraction, **kwargs)
             small = compact_copy(model, masks)
             compact = small.model if small is not None else copy.deepcopy(model)
             seconds = step_seconds({"dense": model, "compact": compact}, inputs, labels, rounds, steps)

@@ -4,6 +4,7 @@ Checked against the masked full network trained on the dense kernels (the same a
 positions a numpy recomputation of the kept channels gives, and against an uninterrupted run after a kill."""
 
 import copy
+import dataclasses
 import csv
 import shutil
 from pathlib import Path
@@ -15,7 +16,6 @@ from torch.nn import functional as F
 
 from ticketlab.api import find_tickets
 from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
-from ticketlab.data.splits import make_splits
 from ticketlab.lottery.compact_training import compact_copy, train_as_compact
 from ticketlab.lottery.context import ExperimentContext
 from ticketlab.lottery.experiment import model_factory
@@ -23,29 +23,19 @@ from ticketlab.lottery.jobs import prepare_job
 from ticketlab.lottery.keys import JobKey
 from ticketlab.models import build_model, initialize
 from ticketlab.pruning import prunable_weights
-from ticketlab.pruning.channels import channel_groups, channel_masks, keep_channels, random_channel_scores
+from ticketlab.pruning.channels import channel_groups
 from ticketlab.store import load_tensors, read_json
 from ticketlab.training.loop import CHECKPOINT_FILE, TrainingInterrupted
 from ticketlab.training.optim import build_optimizer, optimizer_tensors
 
+from benchmarks.channel_compact_speed import channel_pruned
+from tests.export.test_export_run import _images
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _channel_pruned(name, shape, fraction, seed=0, **kwargs):
-    model = initialize(build_model(name, shape, 10, **kwargs), "kaiming_normal", seed)
-    groups = channel_groups(model)
-    total = sum(group.size for group in groups)
-    kept = keep_channels(random_channel_scores(groups, seed), max(len(groups), round(fraction * total)))
-    masks = channel_masks(model, groups, kept, prunable_weights(model))
-    with torch.no_grad():
-        for name_, parameter in model.named_parameters():
-            if name_ in masks:
-                parameter.mul_(masks[name_])
-    return model, masks, kept
-
-
 def test_positions_are_the_kept_rows_and_columns():
-    model, masks, kept = _channel_pruned("conv2", (1, 8, 8), 0.5, width=6)
+    model, masks, kept = channel_pruned("conv2", (1, 8, 8), 0.5, width=6)
     small = compact_copy(model, masks)
     first = channel_groups(model)[0]
     rows = np.flatnonzero(kept[first.name].numpy())
@@ -64,7 +54,7 @@ def test_positions_are_the_kept_rows_and_columns():
 
 def test_positions_stay_exact_beyond_float32_integers():
     """A tensor of more than 2**24 entries: its indices do not fit a float32, the two-part encoding does."""
-    model, masks, _ = _channel_pruned("conv2", (1, 2, 2), 0.5, width=1366)  # the second conv: 1366x1366x3x3
+    model, masks, _ = channel_pruned("conv2", (1, 2, 2), 0.5, width=1366)  # the second conv: 1366x1366x3x3
     small = compact_copy(model, masks)
     name = max(masks, key=lambda name: masks[name].numel())
     assert masks[name].numel() > 1 << 24
@@ -87,7 +77,7 @@ def test_nothing_removed_means_no_compact_copy():
 def test_training_the_compact_copy_is_training_the_masked_network(one_thread, name, shape, kwargs):
     """SGD with momentum and weight decay, then Adam from that optimizer state, five steps each: the written-back
     weights, BatchNorm statistics and optimizer state match the masked full network's to rounding."""
-    model, masks, _ = _channel_pruned(name, shape, 0.4, **kwargs)
+    model, masks, _ = channel_pruned(name, shape, 0.4, **kwargs)
     small = compact_copy(model, masks)
     generator = torch.Generator().manual_seed(1)
     inputs, labels = torch.randn(16, *shape, generator=generator), torch.randint(0, 10, (16,), generator=generator)
@@ -130,14 +120,6 @@ def test_training_the_compact_copy_is_training_the_masked_network(one_thread, na
         else:
             torch.testing.assert_close(trained.state_dict()[key].reshape(-1)[kept], value.reshape(-1)[kept],
                                        rtol=1e-4, atol=1e-5)
-
-
-def _images():
-    generator = torch.Generator().manual_seed(0)
-    templates = torch.rand(4, 1, 8, 8, generator=generator)
-    labels = torch.randint(0, 4, (300,), generator=generator)
-    images = templates[labels] + 0.3 * torch.rand(300, 1, 8, 8, generator=generator)
-    return make_splits(images[:200], labels[:200], images[200:], labels[200:], validation_size=40, num_classes=4)
 
 
 def _config(kernels):
@@ -238,3 +220,29 @@ def test_the_documented_command_asks_for_compact_channel_training(monkeypatch):
     main(line.split()[1:] + ["--quiet", "--no-report"])  # the CLI reports the interrupt and returns
     assert calls and calls[0].train.kernels == "compact" and calls[0].prune.unit == "channel"
     assert calls[0].model.name == "conv2"
+
+
+def test_auto_trains_compact_and_a_checkpoint_keeps_the_way_a_job_started(tmp_path):
+    """'auto' compacts a channel job; a job with a checkpoint written on the full network (started before, or under
+    another choice) resumes on the full network, whose shapes the checkpoint has."""
+    splits = _images()
+    config = _config("auto").validate()
+    run_dir = tmp_path / "run"
+    find_tickets(config.replace(**{"prune.levels": 1}), root=run_dir, data=splits, progress=False, report=False)
+    run = next(run_dir.iterdir())
+    ctx = ExperimentContext(config=config, run_dir=run, data=splits, make_model=model_factory(config, splits, None))
+    key = JobKey(0, 1, "iterative_reset")
+    choice = read_json(key.directory(run) / "kernels.json")
+    assert choice["kernels"] == "auto" and choice["compact"] is True
+    job_dir = tmp_path / "job"
+    start = prepare_job(ctx, key)
+    full_config = dataclasses.replace(config.train, kernels="dense")
+    with pytest.raises(TrainingInterrupted):  # a checkpoint of the full network, and no compact record
+        ctx.task.train(copy.deepcopy(start.model), ctx.data, full_config, masks=start.mask, data_seed=start.data_seed,
+                       start_step=start.start_step, total_steps=start.total_steps, job_dir=job_dir,
+                       checkpoint_interval_s=0, stop_after_step=20)
+    seen = []
+    train = lambda model, *args, **kwargs: seen.append(model) or ctx.task.train(model, *args, **kwargs)  # noqa: E731
+    train_as_compact(train, start.model, ctx.data, config.train, masks=start.mask, data_seed=start.data_seed,
+                     start_step=start.start_step, total_steps=start.total_steps, job_dir=job_dir)
+    assert seen == [start.model]

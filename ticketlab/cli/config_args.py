@@ -63,7 +63,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, rewind: bool = True
                         f"{DEFAULT_PRESET} preset: {shown['train.steps']})")
     parser.add_argument("--data-dir", help="local directory holding the dataset files (data.data_dir)")
     parser.add_argument("--kernels", help="masked Linear layers on dense, sparse or auto (per-layer calibrated) "
-                        "kernels, or compact: channel-pruned jobs train as the smaller network "
+                        "kernels, or compact: channel-pruned jobs train as the smaller network (auto does too) "
                         f"(train.kernels; {DEFAULT_PRESET} preset: {shown['train.kernels']})")
     for dotted, _, type_text in field_paths():
         if "." in dotted and (rewind or dotted != "prune.rewind"):

@@ -185,8 +185,9 @@ class TrainConfig:
     label_smoothing: float = 0.0  # translation: label-smoothed cross-entropy (the Transformer's 0.1)
     beam_size: int = 1  # translation: beam width of the test decoding behind BLEU (1: greedy)
     # masked Linear layers: 'dense' matmuls on the masked weights; 'sparse' CSR kernels over the kept weights
-    # (same results up to rounding); 'auto' sparse for the layers where a cached per-machine calibration says it wins;
-    # 'compact' jobs whose mask removes whole channels (prune.unit channel) train as the smaller network
+    # (same results up to rounding); 'compact': jobs whose mask removes whole channels (prune.unit channel) train as
+    # the smaller network; 'auto': compact where it applies to a job trained alone, else sparse for the layers where
+    # a cached per-machine calibration says it wins
     kernels: str = "dense"
 
     def validate(self) -> None:

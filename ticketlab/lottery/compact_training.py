@@ -1,4 +1,4 @@
-"""`train.kernels compact`: a job whose mask removes whole channels trains as its compact network.
+"""`train.kernels compact` (and `auto`): a job whose mask removes whole channels trains as its compact network.
 
 Channel tickets (prune.unit channel) zero every entry of a removed channel, so the network computes what a
 physically smaller one computes (`ticketlab.pruning.compact`). Training that smaller network instead of the masked
@@ -26,7 +26,8 @@ from torch import nn
 from ticketlab.errors import ConfigError
 from ticketlab.pruning.channel_groups import channel_groups
 from ticketlab.pruning.compact import compact_model, removable_channels
-from ticketlab.store import write_json
+from ticketlab.store import read_json, write_json
+from ticketlab.training.bookkeeping import CHECKPOINT_FILE
 from ticketlab.training.kernel_choice import CHOICE_FILE
 
 _INDEX_BASE = 4096  # positions travel through float32 tensors as two parts below 2**24, so every index stays exact
@@ -121,15 +122,16 @@ def train_as_compact(train, model: nn.Module, data, config, *, masks: dict[str, 
                      optimizer_state=None, job_dir: Path | None = None, snapshot_steps=(), mask_schedule=None,
                      group=None, **options):
     """`train(model, data, config, masks=..., ...)` (a task's trainer), on the compact copy of `model` where
-    `config.kernels` is 'compact' and the job can train that way (module docstring); `model` ends trained either
-    way. Records the way in the job's kernels.json."""
+    `config.kernels` is 'compact' or 'auto' and the job can train that way (module docstring); `model` ends trained
+    either way. The way is recorded in the job's kernels.json, and a job resumed from a checkpoint continues the
+    way it started."""
     small = None
-    if (config.kernels == "compact" and not snapshot_steps and mask_schedule is None and group is None
-            and not has_dropout(model)):
+    if _may_compact(config, job_dir) and not snapshot_steps and mask_schedule is None and group is None \
+            and not has_dropout(model):
         small = compact_copy(model, masks)
-    if config.kernels == "compact" and job_dir is not None:
-        full_count = sum(parameter.numel() for parameter in model.parameters())
-        record = {"kernels": "compact", "sparse_layers": [], "compact": small is not None, "parameters": full_count}
+    if job_dir is not None and (config.kernels == "compact" or small is not None):
+        record = {"kernels": config.kernels, "sparse_layers": [], "compact": small is not None,
+                  "parameters": sum(parameter.numel() for parameter in model.parameters())}
         if small is not None:
             record["compact_parameters"] = sum(parameter.numel() for parameter in small.model.parameters())
         job_dir.mkdir(parents=True, exist_ok=True)
@@ -145,3 +147,16 @@ def train_as_compact(train, model: nn.Module, data, config, *, masks: dict[str, 
                    snapshot_steps=snapshot_steps, **options)
     small.write_back(model)
     return result
+
+
+def _may_compact(config, job_dir: Path | None) -> bool:
+    """Whether the job may train compact: `train.kernels` asks for it ('compact', or 'auto': compact wins at every
+    channel level measured), and a checkpoint it resumes from was written that way (its shapes are the network's)."""
+    if config.kernels not in ("compact", "auto"):
+        return False
+    if job_dir is None or not (job_dir / CHECKPOINT_FILE).exists():
+        return True
+    try:
+        return read_json(job_dir / CHOICE_FILE).get("compact") is True
+    except (OSError, ValueError, AttributeError):
+        return False
