@@ -5,8 +5,11 @@ positions a numpy recomputation of the kept channels gives, and against an unint
 
 import copy
 import dataclasses
+import os
 import csv
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -246,3 +249,24 @@ def test_auto_trains_compact_and_a_checkpoint_keeps_the_way_a_job_started(tmp_pa
     train_as_compact(train, start.model, ctx.data, config.train, masks=start.mask, data_seed=start.data_seed,
                      start_step=start.start_step, total_steps=start.total_steps, job_dir=job_dir)
     assert seen == [start.model]
+
+
+def test_the_installed_executable_trains_channel_levels_compact(tmp_path):
+    """`ticketlab find ... --kernels compact` as a user types it, on a generated CIFAR-10 archive: exit 0, and the
+    pruned levels' jobs say they trained compact."""
+    from tests.regression.scenarios import _write_cifar
+
+    _write_cifar(tmp_path / "cifar")
+    executable = Path(sys.executable).with_name("ticketlab")
+    done = subprocess.run(
+        [str(executable), "find", "--preset", "conv2_cifar10", "--data-dir", str(tmp_path / "cifar"),
+         "--data.validation_size", "10", "--model.width", "4", "--steps", "4it", "--train.eval_every", "2it",
+         "--train.batch_size", "10", "--trials", "1", "--levels", "2", "--variants", "iterative_reset",
+         "--prune.unit", "channel", "--prune.rate", "0.5", "--kernels", "compact", "--root", str(tmp_path / "runs"),
+         "--quiet", "--no-report", "--data.cache_dir", str(tmp_path / "cache")],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    for level in (1, 2):
+        choice = read_json(run_dir / f"trial_0/level_0{level}/iterative_reset/kernels.json")
+        assert choice["compact"] is True and choice["compact_parameters"] < choice["parameters"]
