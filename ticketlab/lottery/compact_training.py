@@ -29,6 +29,7 @@ from ticketlab.pruning.compact import compact_model, removable_channels
 from ticketlab.store import read_json, write_json
 from ticketlab.training.bookkeeping import CHECKPOINT_FILE
 from ticketlab.training.kernel_choice import CHOICE_FILE
+from ticketlab.training.masked_step import apply_masks
 
 _INDEX_BASE = 4096  # positions travel through float32 tensors as two parts below 2**24, so every index stays exact
 
@@ -142,6 +143,7 @@ def train_as_compact(train, model: nn.Module, data, config, *, masks: dict[str, 
     if small is None:
         return train(model, data, config, masks=masks, optimizer_state=optimizer_state, job_dir=job_dir,
                      snapshot_steps=snapshot_steps, **extra, **options)
+    apply_masks(model, masks)  # what the trainer does first; the removed entries stay as they are from here on
     result = train(small.model, data, config, masks=small.masks(masks),
                    optimizer_state=small.optimizer_state(optimizer_state), job_dir=job_dir,
                    snapshot_steps=snapshot_steps, **options)
