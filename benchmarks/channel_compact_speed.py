@@ -5,7 +5,9 @@
    against compact, interleaved, best of `--rounds` rounds in CPU seconds of this process.
 2. End to end: channel IMP of Conv-2 on Fashion-MNIST (or random images of its shape without the dataset), one
    trial, `--levels` levels at prune.rate 0.5, both kernels in the same run one after the other; wall time per
-   level and each level's early-stop iteration and test accuracy side by side.
+   level, each level's early-stop iteration and test accuracy side by side, and the mask entries where the two
+   runs' masks differ. Then (`--drift`) the level-1 job from its start on 1 thread, 2 threads and compact: how far
+   training carries a change of summation order (kernels, or just the thread count).
 
 Reproduce:  OMP_NUM_THREADS=1 python benchmarks/channel_compact_speed.py --threads 1
             python benchmarks/channel_compact_speed.py --quick   (seconds; the test suite runs it)
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import os
 import sys
@@ -29,7 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmar
 from ticketlab.api import find_tickets  # noqa: E402
 from ticketlab.config import DataConfig, ExperimentConfig, ModelConfig, PruneConfig, TrainConfig  # noqa: E402
 from ticketlab.data.splits import make_splits  # noqa: E402
-from ticketlab.lottery.compact_training import compact_copy  # noqa: E402
+from ticketlab.config.experiment import load_config  # noqa: E402
+from ticketlab.lottery.compact_training import compact_copy, train_as_compact  # noqa: E402
+from ticketlab.lottery.workers import model_factory  # noqa: E402
+from ticketlab.store import load_tensors  # noqa: E402
+from ticketlab.tasks import load_task  # noqa: E402
+from ticketlab.tasks.base import load_task_data  # noqa: E402
 from ticketlab.models import build_model, initialize  # noqa: E402
 from ticketlab.pruning import prunable_weights  # noqa: E402
 from ticketlab.pruning.channels import channel_groups, channel_masks, keep_channels, random_channel_scores  # noqa: E402
@@ -101,7 +109,7 @@ def end_to_end(levels: int, steps: int, width: int | None, root: Path, quick: bo
         images = templates[labels] + 0.5 * torch.rand(1200, 1, 28, 28, generator=generator)
         data = make_splits(images[:1000], labels[:1000], images[1000:], labels[1000:], validation_size=100,
                            num_classes=10)
-    rows = {}
+    rows, run_dirs = {}, {}
     for kernels in ("dense", "compact"):
         config = ExperimentConfig(
             data=data_config, model=ModelConfig(name="conv2", width=width),
@@ -112,6 +120,7 @@ def end_to_end(levels: int, steps: int, width: int | None, root: Path, quick: bo
         started = time.time()
         run = find_tickets(config, root=root / kernels, data=data, progress=False, report=False)
         print(f"  {kernels}: {time.time() - started:.1f} s", flush=True)
+        run_dirs[kernels] = run.run_dir
         for path in sorted(run.run_dir.glob("trial_0/level_*/*/result.json")):
             result = json.loads(path.read_text())
             rows.setdefault(int(result["level"]), {})[kernels] = result
@@ -124,8 +133,49 @@ def end_to_end(levels: int, steps: int, width: int | None, root: Path, quick: bo
                       "dense_early_stop": int(dense["early_stop_iteration"]),
                       "compact_early_stop": int(compact["early_stop_iteration"]),
                       "dense_accuracy": round(float(dense["early_stop_test_accuracy"]), 4),
-                      "compact_accuracy": round(float(compact["early_stop_test_accuracy"]), 4)})
-    return table
+                      "compact_accuracy": round(float(compact["early_stop_test_accuracy"]), 4),
+                      "mask_entries_differing": _mask_difference(run_dirs, level)})
+    return table, run_dirs, data
+
+
+def _job(run_dir: Path, level: int) -> Path:
+    return run_dir / f"trial_0/level_{level:02d}" / ("dense" if level == 0 else "iterative_reset")
+
+
+def _mask_difference(run_dirs: dict[str, Path], level: int) -> int:
+    """Entries where the dense and compact runs' masks of `level` differ (a changed channel ranking)."""
+    if level == 0:
+        return 0
+    masks = {kernels: load_tensors(_job(run_dir, level) / "mask.safetensors") for kernels, run_dir in run_dirs.items()}
+    return sum(int((masks["dense"][name] != masks["compact"][name]).sum()) for name in masks["dense"])
+
+
+def drift(run_dir: Path, steps: int, data=None) -> dict[str, float]:
+    """The largest weight difference after `steps` iterations of the level-1 job from its start, trained on the
+    masked dense network on 1 and on 2 threads and compact on 1 thread: how far training carries a change of
+    summation order, for a change of kernels and for a change of thread count."""
+    config = load_config(run_dir / "config.json")
+    task = load_task(config.task)
+    data = data if data is not None else load_task_data(task, config)
+    job = _job(run_dir, 1)
+    masks = {name: mask.float() for name, mask in load_tensors(job / "mask.safetensors").items()}
+    start = load_tensors(job / "weights_init.safetensors")
+    train = dataclasses.replace(config.train, steps=f"{steps}it", eval_every=f"{steps}it")
+    trained = {}
+    threads = torch.get_num_threads()
+    for label, count, kernels in (("dense, 1 thread", 1, "dense"), ("dense, 2 threads", 2, "dense"),
+                                  ("compact, 1 thread", 1, "compact")):
+        torch.set_num_threads(count)
+        model = model_factory(config, data, None)(0)
+        model.load_state_dict(start)
+        train_as_compact(task.train, model, data, dataclasses.replace(train, kernels=kernels), masks=masks,
+                         data_seed=1)
+        trained[label] = {name: value.detach().clone() for name, value in model.state_dict().items()
+                          if value.is_floating_point() and "running" not in name}
+    torch.set_num_threads(threads)
+    reference = trained.pop("dense, 1 thread")
+    return {label: max(float((state[name] - reference[name]).abs().max()) for name in state)
+            for label, state in trained.items()}
 
 
 def markdown(rows: list[dict]) -> str:
@@ -142,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", type=int, default=5)
     parser.add_argument("--steps", type=int, default=1000, help="iterations per level of the end-to-end run")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script runs (seconds)")
+    parser.add_argument("--drift", type=int, default=200, metavar="STEPS",
+                        help="then train the level-1 job STEPS iterations on 1 thread, 2 threads and compact and "
+                             "report how far the weights end apart (0: skip)")
     parser.add_argument("--out", type=Path, default=None, help="directory for the runs (default: a temporary one)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -159,8 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     print("\n## Channel IMP of Conv-2 end to end")
     with tempfile.TemporaryDirectory() as scratch:
         root = args.out or Path(scratch)
-        table = end_to_end(levels, train_steps, width, root, args.quick)
-    print(markdown(table))
+        table, run_dirs, data = end_to_end(levels, train_steps, width, root, args.quick)
+        print(markdown(table))
+        drift_steps = 4 if args.quick else args.drift
+        if drift_steps:
+            print(f"\n## Largest weight difference from the masked dense network on 1 thread after {drift_steps} "
+                  "iterations of the level-1 job")
+            for label, difference in drift(run_dirs["dense"], drift_steps, data).items():
+                print(f"  {label}: {difference:.3g}")
     dense = sum(row["dense_s"] for row in table)
     compact = sum(row["compact_s"] for row in table)
     print(f"\ntotal: dense {dense:.1f} s, compact {compact:.1f} s ({dense / compact:.2f}x); "

@@ -37,6 +37,6 @@ def test_the_compact_channel_benchmark_runs_quick_from_another_directory(tmp_pat
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("# python benchmarks/channel_compact_speed.py --quick")
     levels = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ") and "level" not in line
-              and line.count("|") == 10]
+              and line.count("|") == 11]
     assert len(levels) == 3
     assert all(row[5].strip() == row[6].strip() for row in levels)  # the same early-stop iteration on both kernels

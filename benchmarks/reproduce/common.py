@@ -164,8 +164,10 @@ def write_figure(out_dir: Path, rows: Sequence[Mapping[str, Any]], *, title: str
     for axis, metric in zip(axes[0], metrics):
         chosen = [row for row in rows if row["metric"] == metric]
         groups = list(dict.fromkeys(row["group"] for row in chosen))
-        colours = plt.cm.tab20.colors if len(groups) > 10 else plt.cm.tab10.colors
-        for index, group in enumerate(groups):
+        families = list(dict.fromkeys(_family(group) for group in groups))  # a method and its controls: one colour
+        colours = plt.cm.tab20.colors if len(families) > 10 else plt.cm.tab10.colors
+        for group in groups:
+            index = families.index(_family(group))
             points = sorted((row for row in chosen if row["group"] == group), key=lambda row: row["x"])
             xs, means = [row["x"] for row in points], [row["mean"] for row in points]
             low = [row["mean"] - row["min"] for row in points]
@@ -179,7 +181,12 @@ def write_figure(out_dir: Path, rows: Sequence[Mapping[str, Any]], *, title: str
         axis.set_xlabel(chosen[0]["x_label"] if chosen else "")
         axis.set_ylabel((y_labels or {}).get(metric, metric.replace("_", " ")))
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
+        if len(groups) > 6:  # beside the axes, where it hides no curve
+            axis.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        else:
+            axis.legend(fontsize=7)
+    if any(len(dict.fromkeys(row["group"] for row in rows if row["metric"] == metric)) > 6 for metric in metrics):
+        figure.set_size_inches(5.5 * len(metrics) + 1.8, 4)
     figure.suptitle(title, fontsize=10)
     return save_figure(figure, out_dir)
 
@@ -211,6 +218,14 @@ def _plain_log_axis(axis, xs: Sequence[float]) -> None:
     axis.xaxis.set_minor_locator(NullLocator())
     axis.xaxis.set_minor_formatter(NullFormatter())
     axis.set_xticklabels([f"{tick:g}" for tick in shown])
+
+
+def _family(group: str) -> str:
+    """The method a control belongs to ('snip' for 'snip_shuffled' and 'snip_reinit'), which names its colour."""
+    for control in ("_shuffled", "_reinit"):
+        if group.endswith(control) and len(group) > len(control):
+            return group[: -len(control)]
+    return group
 
 
 def _line_style(group: str) -> str:
