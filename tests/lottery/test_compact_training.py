@@ -270,3 +270,12 @@ def test_the_installed_executable_trains_channel_levels_compact(tmp_path):
     for level in (1, 2):
         choice = read_json(run_dir / f"trial_0/level_0{level}/iterative_reset/kernels.json")
         assert choice["compact"] is True and choice["compact_parameters"] < choice["parameters"]
+
+
+def test_networks_that_draw_dropout_noise_train_on_the_full_network():
+    from ticketlab.lottery.compact_training import has_dropout
+
+    assert has_dropout(build_model("conv2", (1, 8, 8), 10, width=4, dropout=0.5))
+    assert not has_dropout(build_model("conv2", (1, 8, 8), 10, width=4))
+    assert has_dropout(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout2d(0.1), torch.nn.Linear(4, 2)))
+    assert not has_dropout(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.0), torch.nn.Linear(4, 2)))

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ticketlab.errors import ConfigError
+from ticketlab.models.conv import SeededDropout
 from ticketlab.pruning.channel_groups import channel_groups
 from ticketlab.pruning.compact import compact_model, removable_channels
 from ticketlab.store import read_json, write_json
@@ -113,22 +114,24 @@ def _positions_part(model: nn.Module, keep: dict[str, torch.Tensor], part) -> di
             if value.is_floating_point()}
 
 
+_DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout,
+                  SeededDropout)
+
+
 def has_dropout(model: nn.Module) -> bool:
     """Whether training draws dropout noise (its shape, hence its values, would change with the network's width)."""
-    return any(float(getattr(module, "p", 0.0) or 0.0) > 0.0 and "Dropout" in type(module).__name__
-               for module in model.modules())
+    return any(isinstance(module, _DROPOUT_TYPES) and module.p > 0 for module in model.modules())
 
 
 def train_as_compact(train, model: nn.Module, data, config, *, masks: dict[str, torch.Tensor],
-                     optimizer_state=None, job_dir: Path | None = None, snapshot_steps=(), mask_schedule=None,
-                     group=None, **options):
+                     optimizer_state=None, job_dir: Path | None = None, **options):
     """`train(model, data, config, masks=..., ...)` (a task's trainer), on the compact copy of `model` where
     `config.kernels` is 'compact' or 'auto' and the job can train that way (module docstring); `model` ends trained
     either way. The way is recorded in the job's kernels.json, and a job resumed from a checkpoint continues the
     way it started."""
     small = None
-    if _may_compact(config, job_dir) and not snapshot_steps and mask_schedule is None and group is None \
-            and not has_dropout(model):
+    if (_may_compact(config, job_dir) and not options.get("snapshot_steps") and options.get("mask_schedule") is None
+            and options.get("group") is None and not has_dropout(model)):
         small = compact_copy(model, masks)
     if job_dir is not None and (config.kernels == "compact" or small is not None):
         record = {"kernels": config.kernels, "sparse_layers": [], "compact": small is not None,
@@ -137,16 +140,11 @@ def train_as_compact(train, model: nn.Module, data, config, *, masks: dict[str, 
             record["compact_parameters"] = sum(parameter.numel() for parameter in small.model.parameters())
         job_dir.mkdir(parents=True, exist_ok=True)
         write_json(job_dir / CHOICE_FILE, record)
-    extra = {} if mask_schedule is None else {"mask_schedule": mask_schedule}
-    if group is not None:
-        extra["group"] = group
     if small is None:
-        return train(model, data, config, masks=masks, optimizer_state=optimizer_state, job_dir=job_dir,
-                     snapshot_steps=snapshot_steps, **extra, **options)
+        return train(model, data, config, masks=masks, optimizer_state=optimizer_state, job_dir=job_dir, **options)
     apply_masks(model, masks)  # what the trainer does first; the removed entries stay as they are from here on
     result = train(small.model, data, config, masks=small.masks(masks),
-                   optimizer_state=small.optimizer_state(optimizer_state), job_dir=job_dir,
-                   snapshot_steps=snapshot_steps, **options)
+                   optimizer_state=small.optimizer_state(optimizer_state), job_dir=job_dir, **options)
     small.write_back(model)
     return result
 
