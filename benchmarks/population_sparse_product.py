@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/THIS.py` from anywhere
 from benchmarks.sparse_kernels import best_times  # noqa: E402
-from ticketlab.training.population.sparse_stack import BlockDiagonalLayout  # noqa: E402
+from ticketlab.training.population.sparse_stack import BlockDiagonalLayout, batch_major, feature_major  # noqa: E402
 from ticketlab.training.sparse_linear import MaskLayout  # noqa: E402
 
 SHAPES = {"lenet 784->300": (300, 784), "lenet 300->100": (100, 300), "conv2 16384->256": (256, 16384)}
@@ -61,14 +61,15 @@ def step_functions(shape: tuple[int, int], density: float, count: int, batch: in
             x_t, g_t = inputs[member].t().contiguous(), upstream[member].t().contiguous()
             outputs.append(torch.addmm(bias[member].unsqueeze(1), single.weight_csr(weights[member]), x_t).t())
             grad_inputs.append(torch.mm(single.weight_t_csr(weights[member]), g_t).t())
-            values = torch.sparse.sampled_addmm(single.pattern, g_t, inputs[member], beta=0.0).values()
+            values = torch.sparse.sampled_addmm(single.pattern, g_t, x_t.t(), beta=0.0).values()
             grads[member].index_copy_(0, single.kept, values)
         return torch.stack(outputs), torch.stack(grad_inputs), grads.view_as(weights)
 
-    def block_diagonal():
-        grads = torch.empty_like(weights)
-        block.weight_gradient(upstream, inputs, grads)
-        return block.forward(weights, bias, inputs), block.input_gradient(weights, upstream), grads
+    def block_diagonal():  # from and back to the dense kernels' layout, as a layer between dense ones
+        grads, stacked_inputs, stacked_upstream = torch.empty_like(weights), feature_major(inputs), feature_major(upstream)
+        block.weight_gradient(stacked_upstream, stacked_inputs, grads)
+        return (batch_major(block.forward(weights, bias, stacked_inputs), count),
+                batch_major(block.input_gradient(weights, stacked_upstream), count), grads)
 
     return {"dense": dense, "per member": per_member, "block-diagonal": block_diagonal}
 

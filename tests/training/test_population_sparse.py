@@ -15,7 +15,7 @@ from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainCo
 from ticketlab.lottery.keys import JobKey
 from ticketlab.store import load_tensors, read_json
 from ticketlab.training.kernel_choice import CHOICE_FILE, population_sparse_layer_names
-from ticketlab.training.population.sparse_stack import BlockDiagonalLayout
+from ticketlab.training.population.sparse_stack import BlockDiagonalLayout, batch_major, batch_sum, feature_major
 from ticketlab.training.sparse_linear import SPARSE_TOLERANCE, MaskLayout, sparse_linear
 
 DENSITIES = (0.4, 0.05, 1.0, 0.0, 0.2)  # one member per density: each member's own mask
@@ -35,16 +35,20 @@ def _stack(seed=0, count=len(DENSITIES), out_features=30, in_features=70, batch=
 def test_each_member_is_bitwise_its_single_job_sparse_kernels_and_close_to_dense():
     masks, weights, bias, inputs, upstream = _stack()
     layout = BlockDiagonalLayout(masks)
-    outputs = layout.forward(weights, bias, inputs)
-    grad_inputs = layout.input_gradient(weights, upstream)
+    count = len(masks)
+    outputs = batch_major(layout.forward(weights, bias, feature_major(inputs)), count)
+    grad_inputs = batch_major(layout.input_gradient(weights, feature_major(upstream)), count)
     grad_weights = torch.full_like(weights, float("nan"))
-    layout.weight_gradient(upstream, inputs, grad_weights)
+    layout.weight_gradient(feature_major(upstream), feature_major(inputs), grad_weights)
+    grad_bias = batch_sum(feature_major(upstream), count, torch.empty_like(bias))
     for member in range(len(masks)):
         weight, x = weights[member].clone().requires_grad_(), inputs[member].clone().requires_grad_()
-        y = sparse_linear(x, weight, bias[member], MaskLayout(masks[member]))
-        grad_x, grad_w = torch.autograd.grad(y, (x, weight), upstream[member])
+        member_bias = bias[member].clone().requires_grad_()
+        y = sparse_linear(x, weight, member_bias, MaskLayout(masks[member]))
+        grad_x, grad_w, grad_b = torch.autograd.grad(y, (x, weight, member_bias), upstream[member])
         assert torch.equal(outputs[member], y) and torch.equal(grad_inputs[member], grad_x)
         assert torch.equal(grad_weights[member], grad_w), member
+        assert torch.equal(grad_bias[member], grad_b), member
     dense = (torch.baddbmm(bias.unsqueeze(1), inputs, weights.transpose(1, 2)), torch.bmm(upstream, weights),
              torch.bmm(upstream.transpose(1, 2), inputs) * masks)
     scales = (inputs.abs() @ weights.abs().transpose(1, 2), upstream.abs() @ weights.abs(),
@@ -53,7 +57,7 @@ def test_each_member_is_bitwise_its_single_job_sparse_kernels_and_close_to_dense
         assert torch.all((got - expected).abs() <= SPARSE_TOLERANCE * (scale + bias.abs().max()) + 1e-30)
     assert torch.all(grad_weights[masks == 0] == 0)  # exactly 0 where pruned, not just small
     shared = layout.forward_shared(weights, bias, inputs[0])  # evaluation: every member on the same inputs
-    assert torch.equal(shared[0], outputs[0])
+    assert torch.equal(batch_major(shared, count)[0], outputs[0])
 
 
 def _config(kernels="sparse"):

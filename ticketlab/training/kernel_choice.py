@@ -167,7 +167,7 @@ def calibrate(shape: tuple[int, int], mask: torch.Tensor, batch_size: int) -> tu
 def calibrate_population(stacked_mask: torch.Tensor, batch_size: int) -> tuple[float, float]:
     """(dense, sparse) best seconds of one forward + both gradients of a population's [K, out, in] layer under
     `stacked_mask` at `batch_size`: the dense `bmm` kernels against the block-diagonal sparse ones."""
-    from ticketlab.training.population.sparse_stack import BlockDiagonalLayout
+    from ticketlab.training.population.sparse_stack import BlockDiagonalLayout, feature_major
 
     generator = torch.Generator().manual_seed(0)
     masks = stacked_mask.detach().float().cpu()
@@ -178,16 +178,18 @@ def calibrate_population(stacked_mask: torch.Tensor, batch_size: int) -> tuple[f
     upstream = torch.randn(count, batch_size, out_features, generator=generator)
     grads = torch.empty_like(weights)
     layout = BlockDiagonalLayout(masks)
+    stacked_upstream = feature_major(upstream)
 
     def dense():
         torch.baddbmm(bias.unsqueeze(1), inputs, weights.transpose(1, 2))
         torch.bmm(upstream.transpose(1, 2), inputs, out=grads)
         torch.bmm(upstream, weights)
 
-    def sparse():
-        layout.forward(weights, bias, inputs)
-        layout.weight_gradient(upstream, inputs, grads)
-        layout.input_gradient(weights, upstream)
+    def sparse():  # with the one copy into the sparse kernels' layout a layer after a dense one makes
+        stacked_inputs = feature_major(inputs)
+        layout.forward(weights, bias, stacked_inputs)
+        layout.weight_gradient(stacked_upstream, stacked_inputs, grads)
+        layout.input_gradient(weights, stacked_upstream)
 
     return _best_of_rounds({"dense": dense, "sparse": sparse})
 

@@ -75,31 +75,32 @@ class SparseMaskedLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, inputs, weight, bias, layout: MaskLayout):
-        flat = inputs.reshape(-1, layout.shape[1])
-        csr, flat_t = layout.weight_csr(weight.detach()), flat.t().contiguous()  # row-major operands: no copy inside
+        # the products run feature-major: CSR [out, in] x X^T [in, B]; X^T is also what the weight gradient's
+        # sampled product reads (as the transpose of a contiguous tensor: no copy inside), so it is kept for it
+        inputs_t = inputs.reshape(-1, layout.shape[1]).t().contiguous()
+        csr = layout.weight_csr(weight.detach())
         if bias is None:
-            outputs = torch.mm(csr, flat_t).t().contiguous()
+            outputs = torch.mm(csr, inputs_t).t().contiguous()
         else:
-            outputs = torch.addmm(bias.detach().unsqueeze(1), csr, flat_t).t().contiguous()
+            outputs = torch.addmm(bias.detach().unsqueeze(1), csr, inputs_t).t().contiguous()
         ctx.layout, ctx.input_shape, ctx.has_bias = layout, inputs.shape, bias is not None
-        ctx.save_for_backward(flat, weight)
+        ctx.save_for_backward(inputs_t, weight)
         return outputs.reshape(*inputs.shape[:-1], layout.shape[0])
 
     @staticmethod
     def backward(ctx, grad_outputs):
-        flat, weight = ctx.saved_tensors
+        inputs_t, weight = ctx.saved_tensors
         layout = ctx.layout
-        grad_flat = grad_outputs.reshape(-1, layout.shape[0])
         grad_inputs = grad_weight = grad_bias = None
-        grad_flat_t = grad_flat.t().contiguous()
+        grad_t = grad_outputs.reshape(-1, layout.shape[0]).t().contiguous()
         if ctx.needs_input_grad[0]:
-            grad_inputs = torch.mm(layout.weight_t_csr(weight.detach()), grad_flat_t).t().reshape(ctx.input_shape)
+            grad_inputs = torch.mm(layout.weight_t_csr(weight.detach()), grad_t).t().reshape(ctx.input_shape)
         if ctx.needs_input_grad[1]:
-            kept_values = torch.sparse.sampled_addmm(layout.pattern, grad_flat_t, flat, beta=0.0).values()
+            kept_values = torch.sparse.sampled_addmm(layout.pattern, grad_t, inputs_t.t(), beta=0.0).values()
             grad_weight = torch.zeros(weight.numel(), dtype=weight.dtype, device=weight.device)
             grad_weight = grad_weight.index_copy_(0, layout.kept, kept_values).view(layout.shape)
         if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = grad_flat.sum(0)
+            grad_bias = grad_t.sum(1)  # along contiguous rows: the order a population's members sum in
         return grad_inputs, grad_weight, grad_bias, None
 
 

@@ -24,7 +24,8 @@ from torch.func import functional_call, grad_and_value, vmap
 from torch.nn import functional as F
 
 from ticketlab.training.evaluation import EVAL_BATCH, eval_batch_size
-from ticketlab.training.population.sparse_stack import BlockDiagonalLayout, StackLayouts
+from ticketlab.training.population.sparse_stack import (BlockDiagonalLayout, StackLayouts, batch_major, batch_sum,
+                                                        feature_major)
 from ticketlab.training.population.stack import RowStack
 
 # Evaluation runs in chunks whose widest activation holds at most this many floats for the whole population
@@ -60,39 +61,57 @@ class LinearReluNet:
         return inputs
 
     def loss_and_gradients(self, stack: RowStack, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy of each member on its batch ([K]); fills stack.grads with d(loss_k)/d(params_k)."""
+        """Mean cross-entropy of each member on its batch ([K]); fills stack.grads with d(loss_k)/d(params_k).
+        Activations and gradients stay in the layout their layer's kernels take: [K, B, features] for the dense
+        `bmm` kernels, feature-major [K*features, B] between consecutive sparse layers (`sparse_stack`)."""
         params, grads = stack.params, stack.grads
-        activations = [inputs]
-        hidden = inputs
+        count = len(inputs)
+        layouts = [self.sparse.get(stack.masks, weight_index) if weight_index in self.sparse else None
+                   for weight_index, _ in self.layers]
+        layer_inputs = []  # each layer's input, in the layout of its kernels
+        hidden, hidden_is_feature_major = inputs, False
         last = len(self.layers) - 1
-        for layer, (weight_index, bias_index) in enumerate(self.layers):
-            if weight_index in self.sparse:
-                bias = None if bias_index is None else params[bias_index]
-                hidden = self.sparse.get(stack.masks, weight_index).forward(params[weight_index], bias, hidden)
+        for layer, ((weight_index, bias_index), layout) in enumerate(zip(self.layers, layouts)):
+            bias = None if bias_index is None else params[bias_index]
+            if layout is not None:
+                hidden = hidden if hidden_is_feature_major else feature_major(hidden)
+                layer_inputs.append(hidden)
+                hidden, hidden_is_feature_major = layout.forward(params[weight_index], bias, hidden), True
             else:
-                hidden = _linear(params, weight_index, bias_index, hidden)
+                hidden = batch_major(hidden, count) if hidden_is_feature_major else hidden
+                layer_inputs.append(hidden)
+                hidden, hidden_is_feature_major = _linear(params, weight_index, bias_index, hidden), False
             if layer < last:
                 hidden = hidden.relu_()
-            activations.append(hidden)
-        log_probs = torch.log_softmax(hidden, dim=2)
+        logits = batch_major(hidden, count) if hidden_is_feature_major else hidden
+        log_probs = torch.log_softmax(logits, dim=2)
         targets = labels.unsqueeze(2)
         losses = log_probs.gather(2, targets).squeeze(2).mean(dim=1).neg()
         # d mean-NLL / d log-probs is -1/B at the target; the log-softmax backward is the one autograd uses.
         upstream = torch.zeros_like(log_probs).scatter_(2, targets, -1.0 / labels.shape[1])
         grad = torch._log_softmax_backward_data(upstream, log_probs, 2, log_probs.dtype)
+        grad_is_feature_major = False
         for layer in range(last, -1, -1):
             weight_index, bias_index = self.layers[layer]
-            layout = self.sparse.get(stack.masks, weight_index) if weight_index in self.sparse else None
+            layout = layouts[layer]
             if layout is None:
-                torch.bmm(grad.transpose(1, 2), activations[layer], out=grads[weight_index])
+                grad = batch_major(grad, count) if grad_is_feature_major else grad
+                torch.bmm(grad.transpose(1, 2), layer_inputs[layer], out=grads[weight_index])
+                if bias_index is not None:
+                    torch.sum(grad, dim=1, out=grads[bias_index])
+                if layer > 0:
+                    grad = torch.bmm(grad, params[weight_index])
+                grad_is_feature_major = False
             else:
-                layout.weight_gradient(grad, activations[layer], grads[weight_index])
-            if bias_index is not None:
-                torch.sum(grad, dim=1, out=grads[bias_index])
-            if layer > 0:
-                grad = torch.bmm(grad, params[weight_index]) if layout is None else \
-                    layout.input_gradient(params[weight_index], grad)
-                grad = torch.ops.aten.threshold_backward(grad, activations[layer], 0)  # ReLU's own backward
+                grad = grad if grad_is_feature_major else feature_major(grad)
+                layout.weight_gradient(grad, layer_inputs[layer], grads[weight_index])
+                if bias_index is not None:
+                    batch_sum(grad, count, grads[bias_index])
+                if layer > 0:
+                    grad = layout.input_gradient(params[weight_index], grad)
+                grad_is_feature_major = True
+            if layer > 0:  # the input of this layer is in the layout the gradient now has
+                grad = torch.ops.aten.threshold_backward(grad, layer_inputs[layer], 0)  # ReLU's own backward
         return losses
 
     def eval_chunk(self, params: list[torch.Tensor], count: int, inputs: torch.Tensor) -> int:
@@ -107,24 +126,29 @@ class LinearReluNet:
     def logits(self, params: list[torch.Tensor], buffers: list[torch.Tensor], inputs: torch.Tensor,
                layouts: dict | None = None) -> torch.Tensor:
         """Logits [K, n, classes] of every member on the same inputs; the first layer is one wide matmul. The
-        layers in `layouts` (`eval_layouts`) run on the sparse kernels their training runs on."""
+        layers in `layouts` (`eval_layouts`) run on the sparse kernels their training runs on, passing their
+        activations on feature-major as training does."""
         layouts = layouts or {}
         weight_index, bias_index = self.layers[0]
         bias = None if bias_index is None else params[bias_index]
+        count = len(params[weight_index])
         if weight_index in layouts:
-            hidden = layouts[weight_index].forward_shared(params[weight_index], bias, inputs)
+            hidden, hidden_is_feature_major = layouts[weight_index].forward_shared(params[weight_index], bias, inputs), True
         else:
-            count, width = params[weight_index].shape[:2]
+            width = params[weight_index].shape[1]
             weight = params[weight_index].reshape(count * width, -1)
             hidden = inputs @ weight.t() if bias is None else torch.addmm(bias.reshape(-1), inputs, weight.t())
-            hidden = hidden.view(len(inputs), count, width).transpose(0, 1)
+            hidden, hidden_is_feature_major = hidden.view(len(inputs), count, width).transpose(0, 1), False
         for weight_index, bias_index in self.layers[1:]:
+            hidden = hidden.relu_()
             if weight_index in layouts:
                 bias = None if bias_index is None else params[bias_index]
-                hidden = layouts[weight_index].forward(params[weight_index], bias, hidden.relu_())
+                hidden = hidden if hidden_is_feature_major else feature_major(hidden)
+                hidden, hidden_is_feature_major = layouts[weight_index].forward(params[weight_index], bias, hidden), True
             else:
-                hidden = _linear(params, weight_index, bias_index, hidden.relu_())
-        return hidden
+                hidden = batch_major(hidden, count) if hidden_is_feature_major else hidden
+                hidden, hidden_is_feature_major = _linear(params, weight_index, bias_index, hidden), False
+        return batch_major(hidden, count) if hidden_is_feature_major else hidden
 
 
 def _linear(params, weight_index: int, bias_index: int | None, hidden: torch.Tensor) -> torch.Tensor:
