@@ -13,7 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("script", ["sparse_kernels.py", "population_sparse_product.py", "sparse_conv.py"])
+@pytest.mark.parametrize("script", ["sparse_kernels.py", "population_sparse_product.py", "sparse_conv.py",
+                                    "late_level_profile.py"])
 def test_a_sparse_benchmark_runs_as_a_script_from_another_directory(script, tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--help"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
@@ -40,3 +41,16 @@ def test_the_compact_channel_benchmark_runs_quick_from_another_directory(tmp_pat
               and line.count("|") == 11]
     assert len(levels) == 3
     assert all(row[5].strip() == row[6].strip() for row in levels)  # the same early-stop iteration on both kernels
+
+
+def test_the_late_level_profile_splits_both_paths_into_categories_that_sum_to_the_whole(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "late_level_profile.py"), "--members", "2",
+                           "--steps", "20", "--eval-every", "10"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "reproduce: python benchmarks/late_level_profile.py --members 2" in done.stdout
+    shares = [line.split("|")[2:4] for line in done.stdout.splitlines() if line.endswith("% |")]
+    assert len(shares) == 8
+    for column in range(2):
+        assert abs(sum(float(row[column].strip(" %")) for row in shares) - 100) <= 4  # rounded shares
+    assert "sparse vs dense:" in done.stdout
