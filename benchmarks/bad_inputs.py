@@ -913,7 +913,6 @@ def run_one(case: Case, executable: list[str], fixtures: Fixtures, env: dict[str
 
 def judge(case: Case, status: int, stdout: str, stderr: str) -> tuple[str, str]:
     err = stderr.strip().splitlines()
-    warnings_only = all(line.startswith("ticketlab: warning: ") for line in err)
     if case.launcher == "torchrun":  # torchrun adds its own lines (and its own traceback) around a rank's error
         if any("/ticketlab/" in line and line.strip().startswith("File ") for line in err):
             return "traceback", stderr[-600:]

@@ -7,7 +7,6 @@ import sys
 import pytest
 import safetensors.torch
 import torch
-from torch import nn
 from torch.nn.utils import prune
 
 from ticketlab.cli import main

@@ -76,7 +76,7 @@ def test_magnitude_and_snip_masks_match_a_recomputation_from_theta0(finished, ti
         magnitudes = {name: np.abs(theta0[name].numpy()) for name in NAMES}
         kept = np.concatenate([_mask(run_dir, level, "magnitude_at_init")[name].ravel() for name in NAMES])
         joined = np.concatenate([magnitudes[name].ravel() for name in NAMES])
-        assert joined[kept].min() >= joined[~kept].max()
+        assert kept.sum() == total and joined[kept].min() >= joined[~kept].max()
     # SNIP: |g ⊙ θ0| with g summed over the 2 scoring batches the run drew, recomputed with plain autograd
     from ticketlab.models import build_model
 
@@ -136,8 +136,11 @@ def test_early_bird_search_records_detection_and_the_ticket_starts_there(finishe
         assert ticket["start_step"] == level["detection_step"]
         # the ticket's mask is the level's magnitude mask of the detection-point weights
         weights = load_tensors(_job(run_dir, 0, "early_bird_search") / f"weights_level_{int(row['level']):02d}.safetensors")
-        kept = np.concatenate([_mask(run_dir, int(row["level"]), "early_bird")[name].ravel() for name in NAMES])
-        magnitudes = np.concatenate([np.abs(weights[name].numpy()).ravel() for name in NAMES])
+        ticket_layers = _mask(run_dir, int(row["level"]), "early_bird")
+        for name in NAMES:  # within each layer, the largest magnitudes (the pruned ones are 0 in those weights)
+            magnitudes = np.abs(weights[name].numpy())
+            assert magnitudes[ticket_layers[name]].min() >= magnitudes[~ticket_layers[name]].max(), name
+        kept = np.concatenate([ticket_layers[name].ravel() for name in NAMES])
         ticket_mask = _mask(run_dir, int(row["level"]), "iterative_reset")
         assert kept.sum() == sum(int(mask.sum()) for mask in ticket_mask.values())
     reset = read_json(_job(run_dir, 1, "early_bird_reset") / "result.json")

@@ -8,7 +8,6 @@ import torch
 from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainConfig
 from ticketlab.data.splits import make_splits
 from ticketlab.api import find_tickets
-from ticketlab.lottery import experiment
 from ticketlab.lottery.results_csv import RESULT_COLUMNS
 from ticketlab.store import load_tensors, read_json
 

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from ticketlab.cli import main
 from ticketlab.config import ExperimentConfig, ModelConfig, PruneConfig, TrainConfig

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from ticketlab.export.api import run_model_factory, task_with_example_inputs

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ticketlab.errors import ConfigError
-from ticketlab.pruning.channel_groups import ChannelGroup, channel_groups, param_name
+from ticketlab.pruning.channel_groups import ChannelGroup, channel_groups, param_name  # noqa: F401 (channel_groups: re-exported)
 from ticketlab.pruning.masks import masks_from_scores, next_keep_counts
 from ticketlab.pruning.scores import SCORES, ScoreInputs, get_score
 

@@ -11,7 +11,7 @@ from torch.nn import functional as F
 from ticketlab.config import ExperimentConfig, TrainConfig
 from ticketlab.errors import ConfigError
 from ticketlab.presets import preset
-from ticketlab.pruning import full_masks, keep_top, magnitude_scores, prunable_weights
+from ticketlab.pruning import full_masks, keep_top, prunable_weights
 from ticketlab.store import read_jsonl
 from ticketlab.tasks import load_task
 from ticketlab.tasks.language import TASK, LSTMLanguageModel, evaluate, initialize_language_model, train_language_model

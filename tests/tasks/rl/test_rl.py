@@ -19,7 +19,7 @@ from ticketlab.store import load_tensors
 from ticketlab.tasks import load_task
 from ticketlab.tasks.base import load_task_data
 from ticketlab.tasks.rl.envs import check_action_space
-from ticketlab.tasks.rl.ppo import TrainingInterrupted, train_agent
+from ticketlab.tasks.rl.ppo import TrainingInterrupted
 from ticketlab.tasks.rl.rollout import EnvRunner
 
 TASK = load_task("rl")
