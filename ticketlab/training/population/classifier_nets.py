@@ -68,48 +68,42 @@ class LinearReluNet:
         count = len(inputs)
         layouts = [self.sparse.get(stack.masks, weight_index) if weight_index in self.sparse else None
                    for weight_index, _ in self.layers]
-        layer_inputs = []  # each layer's input, in the layout of its kernels
-        hidden, hidden_is_feature_major = inputs, False
+        layer_inputs = []  # each layer's input, in the layout of its kernels (2-d: feature-major)
+        hidden = inputs
         last = len(self.layers) - 1
         for layer, ((weight_index, bias_index), layout) in enumerate(zip(self.layers, layouts)):
-            bias = None if bias_index is None else params[bias_index]
             if layout is not None:
-                hidden = hidden if hidden_is_feature_major else feature_major(hidden)
-                layer_inputs.append(hidden)
-                hidden, hidden_is_feature_major = layout.forward(params[weight_index], bias, hidden), True
+                layer_inputs.append(feature_major(hidden))
+                bias = None if bias_index is None else params[bias_index]
+                hidden = layout.forward(params[weight_index], bias, layer_inputs[-1])
             else:
-                hidden = batch_major(hidden, count) if hidden_is_feature_major else hidden
-                layer_inputs.append(hidden)
-                hidden, hidden_is_feature_major = _linear(params, weight_index, bias_index, hidden), False
+                layer_inputs.append(batch_major(hidden, count))
+                hidden = _linear(params, weight_index, bias_index, layer_inputs[-1])
             if layer < last:
                 hidden = hidden.relu_()
-        logits = batch_major(hidden, count) if hidden_is_feature_major else hidden
-        log_probs = torch.log_softmax(logits, dim=2)
+        log_probs = torch.log_softmax(batch_major(hidden, count), dim=2)
         targets = labels.unsqueeze(2)
         losses = log_probs.gather(2, targets).squeeze(2).mean(dim=1).neg()
         # d mean-NLL / d log-probs is -1/B at the target; the log-softmax backward is the one autograd uses.
         upstream = torch.zeros_like(log_probs).scatter_(2, targets, -1.0 / labels.shape[1])
         grad = torch._log_softmax_backward_data(upstream, log_probs, 2, log_probs.dtype)
-        grad_is_feature_major = False
         for layer in range(last, -1, -1):
             weight_index, bias_index = self.layers[layer]
             layout = layouts[layer]
             if layout is None:
-                grad = batch_major(grad, count) if grad_is_feature_major else grad
+                grad = batch_major(grad, count)
                 torch.bmm(grad.transpose(1, 2), layer_inputs[layer], out=grads[weight_index])
                 if bias_index is not None:
                     torch.sum(grad, dim=1, out=grads[bias_index])
                 if layer > 0:
                     grad = torch.bmm(grad, params[weight_index])
-                grad_is_feature_major = False
             else:
-                grad = grad if grad_is_feature_major else feature_major(grad)
+                grad = feature_major(grad)
                 layout.weight_gradient(grad, layer_inputs[layer], grads[weight_index])
                 if bias_index is not None:
                     batch_sum(grad, count, grads[bias_index])
                 if layer > 0:
                     grad = layout.input_gradient(params[weight_index], grad)
-                grad_is_feature_major = True
             if layer > 0:  # the input of this layer is in the layout the gradient now has
                 grad = torch.ops.aten.threshold_backward(grad, layer_inputs[layer], 0)  # ReLU's own backward
         return losses
@@ -133,22 +127,20 @@ class LinearReluNet:
         bias = None if bias_index is None else params[bias_index]
         count = len(params[weight_index])
         if weight_index in layouts:
-            hidden, hidden_is_feature_major = layouts[weight_index].forward_shared(params[weight_index], bias, inputs), True
+            hidden = layouts[weight_index].forward_shared(params[weight_index], bias, inputs)
         else:
             width = params[weight_index].shape[1]
             weight = params[weight_index].reshape(count * width, -1)
             hidden = inputs @ weight.t() if bias is None else torch.addmm(bias.reshape(-1), inputs, weight.t())
-            hidden, hidden_is_feature_major = hidden.view(len(inputs), count, width).transpose(0, 1), False
+            hidden = hidden.view(len(inputs), count, width).transpose(0, 1)
         for weight_index, bias_index in self.layers[1:]:
             hidden = hidden.relu_()
             if weight_index in layouts:
                 bias = None if bias_index is None else params[bias_index]
-                hidden = hidden if hidden_is_feature_major else feature_major(hidden)
-                hidden, hidden_is_feature_major = layouts[weight_index].forward(params[weight_index], bias, hidden), True
+                hidden = layouts[weight_index].forward(params[weight_index], bias, feature_major(hidden))
             else:
-                hidden = batch_major(hidden, count) if hidden_is_feature_major else hidden
-                hidden, hidden_is_feature_major = _linear(params, weight_index, bias_index, hidden), False
-        return batch_major(hidden, count) if hidden_is_feature_major else hidden
+                hidden = _linear(params, weight_index, bias_index, batch_major(hidden, count))
+        return batch_major(hidden, count)
 
 
 def _linear(params, weight_index: int, bias_index: int | None, hidden: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,8 @@ against the dense `bmm` kernels):
 The methods take and return activations and gradients **feature-major**, [K*features, B]: that is the layout the
 CSR products read and write, and what `sampled_addmm` takes (its second operand as the transpose of a contiguous
 [K*in, B]). Consecutive sparse layers then pass their activations on with no copy; `feature_major` and
-`batch_major` convert at the boundaries with the dense layers ([K, B, features]). The transposing copies the
+`batch_major` convert at the boundaries with the dense layers ([K, B, features]); the number of dimensions tells
+the two layouts apart. The transposing copies the
 batch-major interface made on every call were half of a late level's training time (profiled at 3.6% of
 LeNet-300-100's weights, 8 members: 53% of CPU time in `copy_`).
 
@@ -82,14 +83,18 @@ class BlockDiagonalLayout:
 
 
 def feature_major(hidden: torch.Tensor) -> torch.Tensor:
-    """[K, B, features] -> [K*features, B], contiguous (a copy)."""
+    """[K, B, features] -> [K*features, B], contiguous (a copy); a feature-major (2-d) tensor as it is."""
+    if hidden.dim() == 2:
+        return hidden
     count, batch, features = hidden.shape
     return hidden.transpose(1, 2).reshape(count * features, batch)
 
 
 def batch_major(stacked: torch.Tensor, count: int) -> torch.Tensor:
     """[K*features, B] -> [K, B, features], contiguous (a copy), as a single job's layer returns it: what reads it
-    next (a dense layer, the log-softmax) rounds alike."""
+    next (a dense layer, the log-softmax) rounds alike; a batch-major (3-d) tensor as it is."""
+    if stacked.dim() == 3:
+        return stacked
     return stacked.view(count, -1, stacked.shape[1]).transpose(1, 2).contiguous()
 
 
