@@ -16,8 +16,8 @@ Fashion-MNIST images resized to 16x16 (one channel; at 28x28 an iteration costs 
 and the protocol ~5 CPU-hours), 1,200 iterations a network (lr x0.1 at 900 and 1,100), 5 rounds to 32.8%
 remaining (the paper's 16.8% needs 8 rounds, 60% more training), rewinds 0, 25, 100, 300 it (0-25% of training,
 as the paper's 0-~10% of a far longer run), 3 trials (the issue's minimum; 2 would fit the hour), 11 points a path
-on 2,000 train and test images: 69,000 iterations of the sweep (2 processes) and 53,000 of the 48 stability copies
-(one process), about 1.5 hours of the 2 cores. The scaled k grid
+on 2,000 train and test images: 69,000 iterations of the sweep and 53,000 of the 48 stability copies, both in
+`--workers` processes: about 1.2 hours of the 2 cores. The scaled k grid
 keeps the ratio to training length, not the count of iterations. `--quick`: ResNet-8 of width 4 on generated
 8x8 images, 20 iterations, 1 round.
 
@@ -79,7 +79,9 @@ def main(argv: Sequence[str] | None = None) -> common.Outputs:
                                  x_label="rewind step k (iterations)", metric="early_stop_test_accuracy",
                                  label=lambda row: f"IMP level {level}")
     host = sweep.experiments[rewinds[0]].run_dir
-    analysis = stability_analysis(host, settings, data=data, progress=False, figures=not args.quick)
+    # The copies train in the same worker processes as the sweep (built-in data only: a worker rebuilds the run).
+    analysis = stability_analysis(host, settings, data=data, progress=False, figures=not args.quick,
+                                  workers=args.workers if data is None else 1)
     stability = common.read_csv(analysis.files["stability_csv"])
     rows += common.aggregate(stability, run=host.name, source=str(STABILITY_DIR / "stability.csv"),
                              group_by=("level", "rewind_step"), x="rewind_step", metric="test_barrier",
