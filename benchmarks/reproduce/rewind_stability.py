@@ -17,7 +17,7 @@ and the protocol ~5 CPU-hours), 1,200 iterations a network (lr x0.1 at 900 and 1
 remaining (the paper's 16.8% needs 8 rounds, 60% more training), rewinds 0, 25, 100, 300 it (0-25% of training,
 as the paper's 0-~10% of a far longer run), 3 trials (the issue's minimum; 2 would fit the hour), 11 points a path
 on 2,000 train and test images: 69,000 iterations of the sweep and 53,000 of the 48 stability copies, both in
-`--workers` processes: about 1.2 hours of the 2 cores. The scaled k grid
+`--workers` processes: 79 minutes of the 2 cores measured. The scaled k grid
 keeps the ratio to training length, not the count of iterations. `--quick`: ResNet-8 of width 4 on generated
 8x8 images, 20 iterations, 1 round.
 
