@@ -50,7 +50,8 @@ def parse_args(description: str, argv: Sequence[str] | None, default_out: str) -
     parser.add_argument("--out", default=None, help=f"output directory (default {default_out}, or "
                                                     f"{default_out}_quick with --quick)")
     parser.add_argument("--trials", type=int, default=None, help="trials (default: the protocol's)")
-    parser.add_argument("--workers", type=int, default=1, help="processes that train the jobs, transfers and stability copies (full protocol: 2)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes that train the jobs, transfers and stability copies (full protocol: 2)")
     args = parser.parse_args(argv)
     if args.out is None:
         args.out = default_out + ("_quick" if args.quick else "")

@@ -12,9 +12,8 @@ The methods take and return activations and gradients **feature-major**, [K*feat
 CSR products read and write, and what `sampled_addmm` takes (its second operand as the transpose of a contiguous
 [K*in, B]). Consecutive sparse layers then pass their activations on with no copy; `feature_major` and
 `batch_major` convert at the boundaries with the dense layers ([K, B, features]); the number of dimensions tells
-the two layouts apart. The transposing copies the
-batch-major interface made on every call were half of a late level's training time (profiled at 3.6% of
-LeNet-300-100's weights, 8 members: 53% of CPU time in `copy_`).
+the two layouts apart. The transposing copies the batch-major interface made on every call were half of a late
+level's training time (profiled at 3.6% of LeNet-300-100's weights, 8 members: 53% of CPU time in `copy_`).
 
 Each output element is the sum a single job's CSR kernels (`ticketlab.training.sparse_linear`) form, in the same
 order; copies and layouts move values, never round them. The weight gradient is a dense stack with exact zeros
